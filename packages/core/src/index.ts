@@ -1,0 +1,38 @@
+export {
+  DEFAULT_CARDINALITY_LIMIT,
+  DROP_REASONS,
+  FIRST_CONNECTION_BUCKET_BOUNDARIES,
+  FIRST_CONNECTION_METRIC_DESCRIPTION,
+  FIRST_CONNECTION_METRIC_NAME,
+  FIRST_CONNECTION_METRIC_UNIT,
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
+  LABEL_KEYS,
+  POLL_DURATION_BUCKET_BOUNDARIES,
+  SELF_METRICS,
+  type AgentLabels,
+  type DropReason,
+  type LabelKey,
+} from './metric.js';
+export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOptions, type ResolvedMetricOptions } from './options.js';
+export { firstConnectionView } from './view.js';
+export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
+export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
+export type { AgentBatch, AgentFirstConnection, AgentQuery, FirstConnectionSource } from './source.js';
+export {
+  createFirstConnectionHistogram,
+  DEFAULT_MAX_TRACKED_AGENTS,
+  FirstConnectionRecorder,
+  type FirstConnectionRecorderOptions,
+  type RecordOutcome,
+} from './recorder.js';
+export {
+  FirstConnectionPoller,
+  type BackfillPolicy,
+  type DiscoveryMode,
+  type FirstConnectionPollerOptions,
+  type Leadership,
+  type TickOutcome,
+  type TickResult,
+} from './poller.js';
+export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';

@@ -1,0 +1,359 @@
+import { metrics, type Counter, type Histogram, type Meter, type MeterProvider, type ObservableGauge } from '@opentelemetry/api';
+import { diagLogger, errorMessage, type Logger } from './logger.js';
+import {
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
+  POLL_DURATION_BUCKET_BOUNDARIES,
+  SELF_METRICS,
+} from './metric.js';
+import type { FirstConnectionRecorder } from './recorder.js';
+import type { AgentBatch, FirstConnectionSource } from './source.js';
+import { toEpochMicros } from './timestamp.js';
+
+/**
+ * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
+ * window; the observe-once state holds only that window. `full-scan`: the seed's rule, every current
+ * agent each tick, state pruned to the current ids (kept as the benchmark's baseline).
+ */
+export type DiscoveryMode = 'incremental' | 'full-scan';
+
+/** Which connections that happened before the poller started are counted. */
+export type BackfillPolicy = 'all' | { readonly sinceMs: number };
+
+/** Decides whether this process observes (e.g. a PostgreSQL advisory lock). */
+export interface Leadership {
+  /** Resolves true while this process holds leadership; must not throw (false on error). */
+  isLeader(signal: AbortSignal): Promise<boolean>;
+}
+
+export interface FirstConnectionPollerOptions {
+  readonly source: FirstConnectionSource;
+  readonly recorder: FirstConnectionRecorder;
+  /** Where the poller's self-metrics go. Default: the global provider. */
+  readonly meterProvider?: MeterProvider;
+  readonly meter?: Meter;
+  readonly logger?: Logger;
+  /** Time between tick starts. Default 60 000 ms, the seed's. */
+  readonly intervalMs?: number;
+  /** A tick's query is aborted after this long. Default: the interval, at most 30 000 ms. */
+  readonly timeoutMs?: number;
+  /** Default `incremental`. */
+  readonly mode?: DiscoveryMode;
+  /**
+   * Incremental mode: how far behind the last tick each query reaches, for rows committed late and
+   * for clocks of coderd replicas that differ. Default 300 000 ms (5 minutes).
+   */
+  readonly overlapMs?: number;
+  /**
+   * Default `{ sinceMs: 0 }`: agents that first connected before the poller started are not counted,
+   * so a restart never re-counts them. `'all'` counts every current agent once (the seed's behaviour).
+   */
+  readonly backfill?: BackfillPolicy;
+  /** When set, ticks are skipped unless this process is the leader. */
+  readonly leadership?: Leadership;
+  /** The clock, for tests. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+export type TickOutcome = 'success' | 'error' | 'skipped_not_leader';
+
+export interface TickResult {
+  readonly outcome: TickOutcome;
+  readonly rowsRead: number;
+  readonly observed: number;
+  readonly dropped: number;
+  readonly durationMs: number;
+  readonly error?: Error;
+}
+
+const DEFAULT_INTERVAL_MS = 60_000;
+const DEFAULT_OVERLAP_MS = 300_000;
+const MAX_DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Drives a source every interval and feeds the recorder. Ticks never overlap; timers never keep the process alive. */
+export class FirstConnectionPoller {
+  readonly #source: FirstConnectionSource;
+  readonly #recorder: FirstConnectionRecorder;
+  readonly #logger: Logger;
+  readonly #intervalMs: number;
+  readonly #timeoutMs: number;
+  readonly #mode: DiscoveryMode;
+  readonly #overlapMs: number;
+  readonly #backfill: BackfillPolicy;
+  readonly #leadership: Leadership | undefined;
+  readonly #now: () => number;
+
+  readonly #polls: Counter;
+  readonly #pollDuration: Histogram;
+  readonly #rowsRead: Counter;
+  readonly #lastSuccessGauge: ObservableGauge;
+  readonly #trackedGauge: ObservableGauge;
+  readonly #leaderGauge: ObservableGauge | undefined;
+
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #inFlight: Promise<TickResult> | undefined;
+  #abort: AbortController | undefined;
+  /** Epoch ms; connections before it are not counted (undefined: count all). Fixed at start. */
+  #countFromMs: number | undefined;
+  /** Epoch ms of the source's clock at the last successful incremental query. */
+  #watermarkMs: number | undefined;
+  #lastSuccessMs: number | undefined;
+  #failingSinceMs: number | undefined;
+  #failedTicks = 0;
+  #isLeader = false;
+  #started = false;
+
+  constructor(options: FirstConnectionPollerOptions) {
+    this.#source = options.source;
+    this.#recorder = options.recorder;
+    this.#logger = options.logger ?? diagLogger;
+    this.#intervalMs = positive('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS);
+    this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? Math.min(this.#intervalMs, MAX_DEFAULT_TIMEOUT_MS));
+    this.#mode = options.mode ?? 'incremental';
+    if (this.#mode !== 'incremental' && this.#mode !== 'full-scan') {
+      throw new RangeError(`mode must be "incremental" or "full-scan", got "${String(this.#mode)}"`);
+    }
+    this.#overlapMs = nonNegative('overlapMs', options.overlapMs ?? DEFAULT_OVERLAP_MS);
+    this.#backfill = options.backfill ?? { sinceMs: 0 };
+    if (this.#backfill !== 'all') nonNegative('backfill.sinceMs', this.#backfill.sinceMs);
+    this.#leadership = options.leadership;
+    this.#now = options.now ?? Date.now;
+
+    const meter =
+      options.meter ??
+      (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
+    this.#polls = meter.createCounter(SELF_METRICS.polls.name, {
+      description: SELF_METRICS.polls.description,
+      unit: SELF_METRICS.polls.unit,
+    });
+    this.#pollDuration = meter.createHistogram(SELF_METRICS.pollDuration.name, {
+      description: SELF_METRICS.pollDuration.description,
+      unit: SELF_METRICS.pollDuration.unit,
+      advice: { explicitBucketBoundaries: [...POLL_DURATION_BUCKET_BOUNDARIES] },
+    });
+    this.#rowsRead = meter.createCounter(SELF_METRICS.rowsRead.name, {
+      description: SELF_METRICS.rowsRead.description,
+      unit: SELF_METRICS.rowsRead.unit,
+    });
+    this.#lastSuccessGauge = meter.createObservableGauge(SELF_METRICS.lastSuccess.name, {
+      description: SELF_METRICS.lastSuccess.description,
+      unit: SELF_METRICS.lastSuccess.unit,
+    });
+    this.#lastSuccessGauge.addCallback((result) => {
+      if (this.#lastSuccessMs !== undefined) result.observe(this.#lastSuccessMs / 1000);
+    });
+    this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, {
+      description: SELF_METRICS.trackedAgents.description,
+      unit: SELF_METRICS.trackedAgents.unit,
+    });
+    this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
+    if (this.#leadership !== undefined) {
+      this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, {
+        description: SELF_METRICS.leader.description,
+        unit: SELF_METRICS.leader.unit,
+      });
+      this.#leaderGauge.addCallback((result) => result.observe(this.#isLeader ? 1 : 0));
+    }
+  }
+
+  get intervalMs(): number {
+    return this.#intervalMs;
+  }
+
+  get mode(): DiscoveryMode {
+    return this.#mode;
+  }
+
+  /** Unix ms of the last successful tick, if any. */
+  get lastSuccessMs(): number | undefined {
+    return this.#lastSuccessMs;
+  }
+
+  get isLeader(): boolean {
+    return this.#leadership === undefined || this.#isLeader;
+  }
+
+  /** Starts ticking: one tick now, then one every interval. Idempotent. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#markStarted();
+    this.#schedule(0);
+  }
+
+  /** Stops ticking, aborts a tick in flight and waits for it to settle. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#abort?.abort(new Error('poller stopped'));
+    if (this.#inFlight !== undefined) await this.#inFlight;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Runs one tick now; if one is in flight, returns that one instead of starting another. */
+  tick(): Promise<TickResult> {
+    this.#markStarted();
+    if (this.#inFlight !== undefined) return this.#inFlight;
+    const run = this.#runTick().finally(() => {
+      this.#inFlight = undefined;
+    });
+    this.#inFlight = run;
+    return run;
+  }
+
+  #markStarted(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#countFromMs = this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs;
+  }
+
+  #schedule(delayMs: number): void {
+    if (!this.#running) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const startedMs = this.#now();
+      void this.tick().then(() => {
+        const elapsed = this.#now() - startedMs;
+        this.#schedule(Math.max(0, this.#intervalMs - elapsed));
+      });
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #runTick(): Promise<TickResult> {
+    const startedMs = this.#now();
+    const startedHr = performance.now();
+    const abort = new AbortController();
+    this.#abort = abort;
+    const timeout = setTimeout(
+      () => abort.abort(new Error(`poll timed out after ${this.#timeoutMs} ms`)),
+      this.#timeoutMs,
+    );
+    timeout.unref();
+    try {
+      if (this.#leadership !== undefined) {
+        const leader = await this.#leadership.isLeader(abort.signal);
+        this.#onLeadership(leader, startedMs);
+        if (!leader) {
+          this.#polls.add(1, { outcome: 'skipped_not_leader' });
+          return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
+        }
+      }
+      const since = this.#querySince();
+      const batch: AgentBatch = await this.#source.listAgents(
+        since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
+      );
+      if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Error('poll aborted');
+      const counts = this.#recordBatch(batch);
+      this.#advance(batch, startedMs);
+      const durationMs = performance.now() - startedHr;
+      this.#rowsRead.add(batch.agents.length);
+      this.#polls.add(1, { outcome: 'success' });
+      this.#pollDuration.record(durationMs / 1000);
+      this.#lastSuccessMs = this.#now();
+      this.#onSuccess();
+      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs };
+    } catch (caught) {
+      const error = caught instanceof Error ? caught : new Error(String(caught));
+      const durationMs = performance.now() - startedHr;
+      this.#polls.add(1, { outcome: 'error' });
+      this.#pollDuration.record(durationMs / 1000);
+      this.#onFailure(error);
+      return { outcome: 'error', rowsRead: 0, observed: 0, dropped: 0, durationMs, error };
+    } finally {
+      clearTimeout(timeout);
+      if (this.#abort === abort) this.#abort = undefined;
+    }
+  }
+
+  #querySince(): number | undefined {
+    if (this.#mode === 'full-scan') return undefined;
+    const fromWatermark = this.#watermarkMs === undefined ? undefined : this.#watermarkMs - this.#overlapMs;
+    if (fromWatermark === undefined) return this.#countFromMs;
+    if (this.#countFromMs === undefined) return fromWatermark;
+    return Math.max(fromWatermark, this.#countFromMs);
+  }
+
+  #recordBatch(batch: AgentBatch): { observed: number; dropped: number } {
+    let observed = 0;
+    let dropped = 0;
+    const countFromMicros = this.#countFromMs === undefined ? undefined : this.#countFromMs * 1000;
+    for (const agent of batch.agents) {
+      if (countFromMicros !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
+        const connected = toEpochMicros(agent.firstConnectedAt);
+        if (connected !== undefined && connected < countFromMicros) {
+          // Connected before this process started and outside the backfill: counted by an earlier run.
+          this.#recorder.markHandled(agent.agentId, agent.firstConnectedAt);
+          continue;
+        }
+      }
+      const outcome = this.#recorder.record(agent);
+      if (outcome === 'observed') observed++;
+      else if (outcome === 'negative_duration' || outcome === 'invalid') dropped++;
+    }
+    return { observed, dropped };
+  }
+
+  #advance(batch: AgentBatch, tickStartedMs: number): void {
+    if (this.#mode === 'full-scan') {
+      this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
+      return;
+    }
+    const sourceMs = batch.sourceTime?.getTime();
+    this.#watermarkMs = sourceMs !== undefined && Number.isFinite(sourceMs) ? sourceMs : tickStartedMs;
+    const nextSince = this.#querySince();
+    if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
+  }
+
+  #onLeadership(leader: boolean, nowMs: number): void {
+    if (leader === this.#isLeader) return;
+    this.#isLeader = leader;
+    this.#logger.info(leader ? 'became leader; observing first connections' : 'lost leadership; not observing', {
+      leader,
+    });
+    if (leader && this.#mode === 'incremental') {
+      // A follower has not observed: resume from now minus the overlap, not from when this process started.
+      this.#watermarkMs = nowMs;
+    }
+  }
+
+  #onSuccess(): void {
+    if (this.#failingSinceMs !== undefined) {
+      this.#logger.info('agent source recovered', {
+        failed_ticks: this.#failedTicks,
+        outage_s: (this.#now() - this.#failingSinceMs) / 1000,
+      });
+    }
+    this.#failingSinceMs = undefined;
+    this.#failedTicks = 0;
+  }
+
+  #onFailure(error: Error): void {
+    this.#failedTicks++;
+    if (this.#failingSinceMs === undefined) {
+      this.#failingSinceMs = this.#now();
+      // One line per outage, not per tick; the count goes on in agentconn_polls_total{outcome="error"}.
+      this.#logger.error('polling the agent source failed; retrying every interval', {
+        error: errorMessage(error),
+        interval_s: this.#intervalMs / 1000,
+      });
+    } else {
+      this.#logger.debug('polling the agent source failed again', { error: errorMessage(error), failed_ticks: this.#failedTicks });
+    }
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number of milliseconds, got ${String(value)}`);
+  return value;
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number of milliseconds, got ${String(value)}`);
+  return value;
+}

@@ -1,0 +1,259 @@
+import {
+  metrics,
+  type Attributes,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+} from '@opentelemetry/api';
+import { diagLogger, type Logger } from './logger.js';
+import {
+  DEFAULT_CARDINALITY_LIMIT,
+  FIRST_CONNECTION_BUCKET_BOUNDARIES,
+  FIRST_CONNECTION_METRIC_DESCRIPTION,
+  FIRST_CONNECTION_METRIC_NAME,
+  FIRST_CONNECTION_METRIC_UNIT,
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
+  LABEL_KEYS,
+  SELF_METRICS,
+  type DropReason,
+  type LabelKey,
+} from './metric.js';
+import type { AgentFirstConnection } from './source.js';
+import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
+
+export type RecordOutcome = 'observed' | 'duplicate' | 'not_connected' | DropReason;
+
+export interface FirstConnectionRecorderOptions extends FirstConnectionMetricOptions {
+  /** The meter to create instruments on. Takes precedence over `meterProvider`. */
+  readonly meter?: Meter;
+  /** Default: the global provider (`metrics.getMeterProvider()`), a no-op until one is registered. */
+  readonly meterProvider?: MeterProvider;
+  /** Default: OpenTelemetry `diag`. */
+  readonly logger?: Logger;
+  /**
+   * Upper bound on the agent ids remembered for observe-once; the oldest are forgotten first.
+   * A poller prunes far below it; this only protects event-driven use that never prunes.
+   */
+  readonly maxTrackedAgents?: number;
+}
+
+export const DEFAULT_MAX_TRACKED_AGENTS = 1_000_000;
+
+/**
+ * Observes `first_connected_at - created_at` exactly once per agent id into
+ * `coderd_agents_first_connection_seconds`. Never throws into the caller: bad input is logged and counted.
+ */
+export class FirstConnectionRecorder {
+  readonly #histogram: Histogram;
+  readonly #observed: Counter;
+  readonly #dropped: Counter;
+  readonly #overflow: Counter;
+  readonly #logger: Logger;
+  readonly #labels: readonly LabelKey[];
+  readonly #labelSetCapacity: number;
+  readonly #maxTracked: number;
+  /** agent id → epoch µs of its first connection (or of when it was handled, for invalid rows). */
+  readonly #handled = new Map<string, number>();
+  /** Label sets seen so far, to tell when the SDK starts folding new ones into the overflow series. */
+  readonly #labelSets = new Set<string>();
+  #overflowLogged = false;
+
+  constructor(options: FirstConnectionRecorderOptions = {}) {
+    const { labels, cardinalityLimit } = validateMetricOptions(options);
+    this.#labels = labels;
+    // The SDK keeps limit - 1 label sets and folds the rest into one overflow set.
+    this.#labelSetCapacity = cardinalityLimit - 1;
+    this.#maxTracked = options.maxTrackedAgents ?? DEFAULT_MAX_TRACKED_AGENTS;
+    if (!Number.isSafeInteger(this.#maxTracked) || this.#maxTracked < 1) {
+      throw new RangeError(`maxTrackedAgents must be a positive integer, got ${String(options.maxTrackedAgents)}`);
+    }
+    this.#logger = options.logger ?? diagLogger;
+    const meter =
+      options.meter ??
+      (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
+    this.#histogram = createFirstConnectionHistogram(meter);
+    this.#observed = meter.createCounter(SELF_METRICS.samplesObserved.name, {
+      description: SELF_METRICS.samplesObserved.description,
+      unit: SELF_METRICS.samplesObserved.unit,
+    });
+    this.#dropped = meter.createCounter(SELF_METRICS.samplesDropped.name, {
+      description: SELF_METRICS.samplesDropped.description,
+      unit: SELF_METRICS.samplesDropped.unit,
+    });
+    this.#overflow = meter.createCounter(SELF_METRICS.labelSetOverflow.name, {
+      description: SELF_METRICS.labelSetOverflow.description,
+      unit: SELF_METRICS.labelSetOverflow.unit,
+    });
+  }
+
+  /** Label keys attached to each sample, in the seed's order. */
+  get labels(): readonly LabelKey[] {
+    return this.#labels;
+  }
+
+  /** How many agent ids the observe-once state holds. */
+  get trackedAgents(): number {
+    return this.#handled.size;
+  }
+
+  /** Whether this agent id was already handled (observed or dropped). */
+  hasHandled(agentId: string): boolean {
+    return this.#handled.has(agentId);
+  }
+
+  /**
+   * Observe one agent's first connection, once per agent id. An agent without `firstConnectedAt` is
+   * not observed and not remembered, so it is observed when it connects later.
+   */
+  record(agent: AgentFirstConnection): RecordOutcome {
+    if (agent === null || typeof agent !== 'object') {
+      return this.#drop('invalid', undefined, 'agent record is not an object', {});
+    }
+    const agentId = agent.agentId;
+    if (typeof agentId !== 'string' || agentId.length === 0) {
+      return this.#drop('invalid', undefined, 'agent record has no agentId', {});
+    }
+    if (this.#handled.has(agentId)) return 'duplicate';
+    if (agent.firstConnectedAt === null || agent.firstConnectedAt === undefined) return 'not_connected';
+
+    const createdMicros = toEpochMicros(agent.createdAt);
+    const connectedMicros = toEpochMicros(agent.firstConnectedAt);
+    if (createdMicros === undefined || connectedMicros === undefined) {
+      const field = createdMicros === undefined ? 'created_at' : 'first_connected_at';
+      return this.#drop('invalid', agentId, `agent ${field} is not a valid timestamp; dropping sample`, {
+        agent_id: agentId,
+        field,
+        value: String(createdMicros === undefined ? agent.createdAt : agent.firstConnectedAt),
+      });
+    }
+    const duration = durationSeconds(createdMicros, connectedMicros);
+    if (!Number.isFinite(duration)) {
+      return this.#drop('invalid', agentId, 'agent first connection duration is not finite; dropping sample', {
+        agent_id: agentId,
+        duration_s: duration,
+      }, connectedMicros);
+    }
+    if (duration < 0) {
+      return this.#drop(
+        'negative_duration',
+        agentId,
+        'negative agent first connection duration (possible clock skew); dropping sample',
+        {
+          agent_id: agentId,
+          created_at: formatEpochMicros(createdMicros),
+          first_connected_at: formatEpochMicros(connectedMicros),
+          duration_s: duration,
+        },
+        connectedMicros,
+      );
+    }
+
+    const attributes = this.#attributes(agent);
+    if (attributes === undefined) {
+      return this.#drop('invalid', agentId, 'agent labels are missing or not strings; dropping sample', {
+        agent_id: agentId,
+      }, connectedMicros);
+    }
+    this.#remember(agentId, connectedMicros);
+    this.#trackLabelSet(attributes);
+    this.#histogram.record(duration, attributes);
+    this.#observed.add(1);
+    return 'observed';
+  }
+
+  /** The seed's pruning rule: forget every agent id that is not in `currentIds`. */
+  retainOnly(currentIds: ReadonlySet<string>): void {
+    for (const id of this.#handled.keys()) {
+      if (!currentIds.has(id)) this.#handled.delete(id);
+    }
+  }
+
+  /**
+   * Incremental pruning: forget agents whose first connection is before `instant`; a source queried
+   * from `instant` on never returns them again.
+   */
+  forgetConnectedBefore(instant: Date): void {
+    const limit = instant.getTime() * 1000;
+    for (const [id, micros] of this.#handled) {
+      if (micros < limit) this.#handled.delete(id);
+    }
+  }
+
+  /** Remember an agent as handled without observing it (e.g. connected before a backfill bound). */
+  markHandled(agentId: string, firstConnectedAt: Date | string): void {
+    this.#remember(agentId, toEpochMicros(firstConnectedAt) ?? Date.now() * 1000);
+  }
+
+  #remember(agentId: string, micros: number): void {
+    this.#handled.set(agentId, micros);
+    if (this.#handled.size > this.#maxTracked) {
+      const oldest = this.#handled.keys().next();
+      if (!oldest.done) this.#handled.delete(oldest.value);
+    }
+  }
+
+  #attributes(agent: AgentFirstConnection): Attributes | undefined {
+    const labels = agent.labels;
+    if (labels === null || typeof labels !== 'object') return undefined;
+    const attributes: Attributes = {};
+    for (const key of this.#labels) {
+      const value = labels[key];
+      if (typeof value !== 'string') return undefined;
+      attributes[key] = value;
+    }
+    return attributes;
+  }
+
+  #trackLabelSet(attributes: Attributes): void {
+    if (this.#labelSets.size < this.#labelSetCapacity) {
+      this.#labelSets.add(labelSetKey(attributes, this.#labels));
+      return;
+    }
+    const key = labelSetKey(attributes, this.#labels);
+    if (this.#labelSets.has(key)) return;
+    this.#overflow.add(1);
+    if (!this.#overflowLogged) {
+      this.#overflowLogged = true;
+      this.#logger.warn(
+        'cardinality limit of label sets reached; new label sets go to the otel_metric_overflow series',
+        { metric: FIRST_CONNECTION_METRIC_NAME, cardinality_limit: this.#labelSetCapacity + 1, labels: this.#labels.join(',') },
+      );
+    }
+  }
+
+  #drop(
+    reason: DropReason,
+    agentId: string | undefined,
+    message: string,
+    fields: Readonly<Record<string, unknown>>,
+    micros: number = Date.now() * 1000,
+  ): RecordOutcome {
+    // Remember the agent so the warning and the count happen once per agent, not once per tick.
+    if (agentId !== undefined) this.#remember(agentId, micros);
+    this.#dropped.add(1, { reason });
+    this.#logger.warn(message, fields);
+    return reason;
+  }
+}
+
+function labelSetKey(attributes: Attributes, keys: readonly LabelKey[]): string {
+  // JSON keeps values with separators or quotes apart.
+  return JSON.stringify(keys.map((k) => attributes[k]));
+}
+
+/**
+ * Creates the histogram with its bucket bounds as `advice`, so a MeterProvider without our View
+ * still uses the right buckets.
+ */
+export function createFirstConnectionHistogram(meter: Meter): Histogram {
+  return meter.createHistogram(FIRST_CONNECTION_METRIC_NAME, {
+    description: FIRST_CONNECTION_METRIC_DESCRIPTION,
+    unit: FIRST_CONNECTION_METRIC_UNIT,
+    advice: { explicitBucketBoundaries: [...FIRST_CONNECTION_BUCKET_BOUNDARIES] },
+  });
+}
+
+
