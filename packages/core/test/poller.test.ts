@@ -1,0 +1,224 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  FirstConnectionPoller,
+  FirstConnectionRecorder,
+  firstConnectionView,
+  type AgentBatch,
+  type AgentFirstConnection,
+  type AgentQuery,
+  type FirstConnectionSource,
+} from '../src/index.js';
+import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+
+const NAME = 'coderd_agents_first_connection_seconds';
+
+/** A source over an in-memory agent table, honouring connectedSince like a database would. */
+class FakeSource implements FirstConnectionSource {
+  agents: AgentFirstConnection[] = [];
+  queries: AgentQuery[] = [];
+  failWith: Error | undefined;
+  delayMs = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  clockMs: number | undefined;
+
+  async listAgents(query: AgentQuery): Promise<AgentBatch> {
+    this.queries.push(query);
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.delayMs > 0) {
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(resolve, this.delayMs);
+          query.signal.addEventListener('abort', () => {
+            clearTimeout(t);
+            reject(query.signal.reason as Error);
+          });
+        });
+      }
+      if (this.failWith) throw this.failWith;
+      const since = query.connectedSince?.getTime();
+      const agents = this.agents.filter(
+        (a) => a.firstConnectedAt !== null && (since === undefined || new Date(a.firstConnectedAt).getTime() >= since),
+      );
+      return this.clockMs === undefined ? { agents } : { agents, sourceTime: new Date(this.clockMs) };
+    } finally {
+      this.inFlight--;
+    }
+  }
+}
+
+let metrics: TestMetrics | undefined;
+afterEach(async () => {
+  await metrics?.shutdown();
+  metrics = undefined;
+});
+
+function setup(options: Partial<ConstructorParameters<typeof FirstConnectionPoller>[0]> = {}) {
+  metrics = createTestMetrics([firstConnectionView()]);
+  const logger = createMemoryLogger();
+  const source = new FakeSource();
+  const recorder = new FirstConnectionRecorder({ meterProvider: metrics.meterProvider, logger });
+  const poller = new FirstConnectionPoller({
+    source,
+    recorder,
+    logger,
+    meterProvider: metrics.meterProvider,
+    backfill: 'all',
+    ...options,
+  });
+  return { metrics, logger, source, recorder, poller };
+}
+
+async function totalCount(m: TestMetrics): Promise<number> {
+  const s = samples(await m.text(), `${NAME}_count`);
+  return [...s.values()].reduce((a, b) => a + b, 0);
+}
+
+describe.each(['full-scan', 'incremental'] as const)('poller in %s mode', (mode) => {
+  it('observes each agent once across many ticks, including one that connects later', async () => {
+    let now = Date.parse('2026-11-25T10:10:00Z');
+    const { metrics, source, poller } = setup({ mode, now: () => now });
+    const a = agent({ firstConnectedAt: '2026-11-25T10:00:45Z' });
+    const later = agent({ firstConnectedAt: null });
+    source.agents = [a, later];
+    for (let i = 0; i < 5; i++) {
+      const result = await poller.tick();
+      expect(result.outcome).toBe('success');
+      now += 60_000;
+    }
+    expect(await totalCount(metrics)).toBe(1);
+    source.agents = [a, { ...later, firstConnectedAt: new Date(now - 1000) }];
+    for (let i = 0; i < 5; i++) {
+      await poller.tick();
+      now += 60_000;
+    }
+    expect(await totalCount(metrics)).toBe(2);
+  });
+
+  it('a negative duration gives no sample and exactly one warning over 5 ticks', async () => {
+    const { metrics, source, poller, logger } = setup({ mode });
+    source.agents = [agent({ createdAt: new Date(Date.now() + 2000), firstConnectedAt: new Date(Date.now() - 1000) })];
+    for (let i = 0; i < 5; i++) expect((await poller.tick()).outcome).toBe('success');
+    expect(await totalCount(metrics)).toBe(0);
+    expect(logger.records.filter((r) => r.message.startsWith('negative agent first connection duration'))).toHaveLength(1);
+  });
+
+  it('a failing source is logged once per outage, counted, and the next tick retries without loss', async () => {
+    const { metrics, source, poller, logger } = setup({ mode });
+    source.agents = [agent({ firstConnectedAt: new Date(Date.now() - 5000), createdAt: new Date(Date.now() - 65_000) })];
+    source.failWith = new Error('connect ECONNREFUSED 127.0.0.1:1');
+    for (let i = 0; i < 3; i++) {
+      const result = await poller.tick();
+      expect(result.outcome).toBe('error');
+      expect(result.error?.message).toContain('ECONNREFUSED');
+    }
+    const errors = logger.records.filter((r) => r.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.fields).toMatchObject({ error: 'connect ECONNREFUSED 127.0.0.1:1' });
+    source.failWith = undefined;
+    expect((await poller.tick()).outcome).toBe('success');
+    expect(logger.records.filter((r) => r.message === 'agent source recovered')).toHaveLength(1);
+    const text = await metrics.text();
+    expect(samples(text, 'agentconn_polls_total').get('agentconn_polls_total{outcome="error"}')).toBe(3);
+    expect(samples(text, 'agentconn_polls_total').get('agentconn_polls_total{outcome="success"}')).toBe(1);
+    expect(await totalCount(metrics)).toBe(1);
+    // A second outage logs again.
+    source.failWith = new Error('boom');
+    await poller.tick();
+    expect(logger.records.filter((r) => r.level === 'error')).toHaveLength(2);
+  });
+});
+
+describe('poller scheduling', () => {
+  it('never overlaps ticks: a slow source and frequent timers still see one query at a time', async () => {
+    const { source, poller } = setup({ intervalMs: 5, timeoutMs: 1000 });
+    source.delayMs = 30;
+    const manual = [poller.tick(), poller.tick(), poller.tick()];
+    expect(new Set(manual).size).toBe(1);
+    poller.start();
+    await new Promise((r) => setTimeout(r, 200));
+    await poller.stop();
+    expect(source.maxInFlight).toBe(1);
+    expect(source.queries.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('stop() aborts a tick in flight and settles', async () => {
+    const { source, poller } = setup({ intervalMs: 60_000, timeoutMs: 60_000 });
+    source.delayMs = 10_000;
+    poller.start();
+    await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    await poller.stop();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(source.queries[0]?.signal.aborted).toBe(true);
+  });
+
+  it('a slow query is aborted after timeoutMs and counted as an error', async () => {
+    const { source, poller } = setup({ timeoutMs: 20 });
+    source.delayMs = 5_000;
+    const result = await poller.tick();
+    expect(result.outcome).toBe('error');
+    expect(result.error?.message).toMatch(/timed out after 20 ms/);
+  });
+
+  it('rejects bad options with an error naming them', () => {
+    const source = new FakeSource();
+    const recorder = new FirstConnectionRecorder();
+    expect(() => new FirstConnectionPoller({ source, recorder, intervalMs: 0 })).toThrow(/intervalMs/);
+    expect(() => new FirstConnectionPoller({ source, recorder, overlapMs: -1 })).toThrow(/overlapMs/);
+    expect(() => new FirstConnectionPoller({ source, recorder, mode: 'fast' as never })).toThrow(/mode/);
+  });
+});
+
+describe('incremental discovery and pruning', () => {
+  it('queries from the watermark minus the overlap and holds only agents inside that window', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const { source, poller, recorder } = setup({ mode: 'incremental', overlapMs: 120_000, backfill: { sinceMs: 0 }, now: () => now });
+    source.clockMs = now;
+    const first = await poller.tick();
+    expect(first.outcome).toBe('success');
+    expect(source.queries[0]?.connectedSince?.toISOString()).toBe('2026-11-25T12:00:00.000Z');
+
+    source.agents = [agent({ createdAt: '2026-11-25T12:00:10Z', firstConnectedAt: '2026-11-25T12:00:30Z' })];
+    now += 60_000;
+    source.clockMs = now;
+    await poller.tick();
+    // since = max(countFrom 12:00, watermark 12:00 - 2 min)
+    expect(source.queries[1]?.connectedSince?.toISOString()).toBe('2026-11-25T12:00:00.000Z');
+    expect(recorder.trackedAgents).toBe(1);
+
+    for (let i = 0; i < 4; i++) {
+      now += 60_000;
+      source.clockMs = now;
+      await poller.tick();
+    }
+    // The last query ran with the 12:04 watermark; after it the watermark is 12:05 and the window
+    // starts at 12:03, so the 12:00:30 connection is forgotten.
+    expect(source.queries.at(-1)?.connectedSince?.toISOString()).toBe('2026-11-25T12:02:00.000Z');
+    expect(recorder.trackedAgents).toBe(0);
+  });
+
+  it('full-scan prunes to the current ids, the seed rule', async () => {
+    const { source, poller, recorder } = setup({ mode: 'full-scan' });
+    source.agents = [agent(), agent(), agent()];
+    await poller.tick();
+    expect(recorder.trackedAgents).toBe(3);
+    source.agents = source.agents.slice(0, 1);
+    await poller.tick();
+    expect(recorder.trackedAgents).toBe(1);
+    expect(source.queries.every((q) => q.connectedSince === undefined)).toBe(true);
+  });
+
+  it('by default does not count agents that connected before the poller started', async () => {
+    const now = Date.parse('2026-11-25T12:00:00Z');
+    const { metrics, source, poller } = setup({ mode: 'full-scan', backfill: { sinceMs: 0 }, now: () => now });
+    source.agents = [
+      agent({ createdAt: '2026-11-25T11:00:00Z', firstConnectedAt: '2026-11-25T11:59:59Z' }),
+      agent({ createdAt: '2026-11-25T11:59:00Z', firstConnectedAt: '2026-11-25T12:00:00Z' }),
+    ];
+    await poller.tick();
+    await poller.tick();
+    expect(await totalCount(metrics)).toBe(1);
+  });
+});

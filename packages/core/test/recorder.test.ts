@@ -1,0 +1,220 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  FIRST_CONNECTION_BUCKET_BOUNDARIES,
+  FirstConnectionRecorder,
+  firstConnectionView,
+  type AgentFirstConnection,
+} from '../src/index.js';
+import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+
+const NAME = 'coderd_agents_first_connection_seconds';
+let metrics: TestMetrics | undefined;
+afterEach(async () => {
+  await metrics?.shutdown();
+  metrics = undefined;
+});
+
+function setup(options: { views?: boolean; labels?: Parameters<typeof firstConnectionView>[0] } = {}) {
+  metrics = createTestMetrics(options.views === false ? [] : [firstConnectionView(options.labels)]);
+  const logger = createMemoryLogger();
+  const recorder = new FirstConnectionRecorder({
+    meterProvider: metrics.meterProvider,
+    logger,
+    ...(options.labels ?? {}),
+  });
+  return { metrics, logger, recorder };
+}
+
+describe('exposition through the official Prometheus exporter', () => {
+  it('has the exact HELP and TYPE lines, every bucket bound and the four labels in order', async () => {
+    const { metrics, recorder } = setup();
+    expect(recorder.record(agent({ delaySeconds: 5 }))).toBe('observed');
+    const text = await metrics.text();
+    expect(text).toContain(
+      `# HELP ${NAME} Duration from agent creation to first connection to the control plane in seconds.\n`,
+    );
+    expect(text).toContain(`# TYPE ${NAME} histogram\n`);
+    const buckets = [...text.matchAll(new RegExp(`^${NAME}_bucket\\{.*le="([^"]+)"\\} `, 'gm'))].map((m) => m[1]);
+    expect(buckets).toEqual([...FIRST_CONNECTION_BUCKET_BOUNDARIES.map(String), '+Inf']);
+    const line = text.split('\n').find((l) => l.startsWith(`${NAME}_count`));
+    expect(line).toMatch(/template_name="docker",agent_name="main",username="alice",workspace_name="ws-1"/);
+  });
+
+  it('uses the advice buckets when the host registers no View', async () => {
+    const { metrics, recorder } = setup({ views: false });
+    recorder.record(agent({ delaySeconds: 45 }));
+    const text = await metrics.text();
+    const buckets = [...text.matchAll(new RegExp(`^${NAME}_bucket\\{.*le="([^"]+)"\\} `, 'gm'))].map((m) => m[1]);
+    expect(buckets).toEqual([...FIRST_CONNECTION_BUCKET_BOUNDARIES.map(String), '+Inf']);
+  });
+});
+
+describe('the seed test', () => {
+  it('one agent connected 45 s after creation: count 1, sum 45, in the 60 s bucket and above, not in 30 s', async () => {
+    const { metrics, recorder } = setup();
+    recorder.record(agent({ delaySeconds: 45 }));
+    const s = samples(await metrics.text(), NAME);
+    const labels = 'template_name="docker",agent_name="main",username="alice",workspace_name="ws-1"';
+    expect(s.get(`${NAME}_count{${labels}}`)).toBe(1);
+    expect(s.get(`${NAME}_sum{${labels}}`)).toBeCloseTo(45, 3);
+    expect(s.get(`${NAME}_bucket{${labels},le="30"}`)).toBe(0);
+    for (const le of ['60', '120', '300', '600', '1800', '3600', '+Inf']) {
+      expect(s.get(`${NAME}_bucket{${labels},le="${le}"}`), `le=${le}`).toBe(1);
+    }
+  });
+});
+
+describe('microsecond precision', () => {
+  it('60.000001 s lands above the 60 s bound, 60.000000 s on it', async () => {
+    const { metrics, recorder } = setup({ labels: { labels: ['template_name'] } });
+    const just = agent({
+      createdAt: '2026-11-25 10:00:00.000000+00',
+      firstConnectedAt: '2026-11-25 10:01:00.000001+00',
+      labels: { template_name: 'above', agent_name: 'a', username: 'u', workspace_name: 'w' },
+    });
+    const exact = agent({
+      createdAt: '2026-11-25T15:30:00.250000+05:30',
+      firstConnectedAt: '2026-11-25T10:01:00.25Z',
+      labels: { template_name: 'on', agent_name: 'a', username: 'u', workspace_name: 'w' },
+    });
+    expect(recorder.record(just)).toBe('observed');
+    expect(recorder.record(exact)).toBe('observed');
+    const s = samples(await metrics.text(), NAME);
+    expect(s.get(`${NAME}_bucket{template_name="above",le="60"}`)).toBe(0);
+    expect(s.get(`${NAME}_bucket{template_name="above",le="120"}`)).toBe(1);
+    expect(s.get(`${NAME}_sum{template_name="above"}`)).toBe(60.000001);
+    expect(s.get(`${NAME}_bucket{template_name="on",le="60"}`)).toBe(1);
+  });
+});
+
+describe('observe once', () => {
+  it('an agent seen on many calls is observed once', async () => {
+    const { metrics, recorder } = setup();
+    const a = agent({ delaySeconds: 12 });
+    const outcomes = Array.from({ length: 10 }, () => recorder.record(a));
+    expect(outcomes[0]).toBe('observed');
+    expect(outcomes.slice(1).every((o) => o === 'duplicate')).toBe(true);
+    const s = samples(await metrics.text(), `${NAME}_count`);
+    expect([...s.values()]).toEqual([1]);
+  });
+
+  it('an agent first seen without first_connected_at and later with it is observed exactly once', async () => {
+    const { metrics, recorder } = setup();
+    const pending = agent({ firstConnectedAt: null });
+    expect(recorder.record(pending)).toBe('not_connected');
+    expect(recorder.record(pending)).toBe('not_connected');
+    const connected = { ...pending, firstConnectedAt: new Date(new Date(pending.createdAt).getTime() + 90_000) };
+    expect(recorder.record(connected)).toBe('observed');
+    expect(recorder.record(connected)).toBe('duplicate');
+    const s = samples(await metrics.text(), NAME);
+    const counts = [...s].filter(([k]) => k.startsWith(`${NAME}_count`)).map(([, v]) => v);
+    expect(counts).toEqual([1]);
+    const sums = [...s].filter(([k]) => k.startsWith(`${NAME}_sum`)).map(([, v]) => v);
+    expect(sums[0]).toBeCloseTo(90, 6);
+  });
+});
+
+describe('drops', () => {
+  it('a negative duration gives no sample, one warning with the seed fields, and one count', async () => {
+    const { metrics, recorder, logger } = setup();
+    const skewed = agent({
+      createdAt: '2026-11-25T10:00:05.000001Z',
+      firstConnectedAt: '2026-11-25T10:00:00Z',
+    });
+    for (let i = 0; i < 5; i++) recorder.record(skewed);
+    const warnings = logger.records.filter((r) => r.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.message).toBe('negative agent first connection duration (possible clock skew); dropping sample');
+    expect(warnings[0]?.fields).toEqual({
+      agent_id: skewed.agentId,
+      created_at: '2026-11-25T10:00:05.000001Z',
+      first_connected_at: '2026-11-25T10:00:00.000000Z',
+      duration_s: -5.000001,
+    });
+    const text = await metrics.text();
+    expect(text).not.toMatch(new RegExp(`^${NAME}_count`, 'm'));
+    expect(samples(text, 'agentconn_samples_dropped_total').get('agentconn_samples_dropped_total{reason="negative_duration"}')).toBe(1);
+  });
+
+  it('invalid input is not observed, is logged with what was wrong, is counted, and never throws', async () => {
+    const { metrics, recorder, logger } = setup();
+    const bad: unknown[] = [
+      { ...agent(), agentId: '' },
+      { ...agent(), agentId: undefined },
+      agent({ createdAt: new Date(Number.NaN) }),
+      agent({ firstConnectedAt: 'yesterday' }),
+      agent({ firstConnectedAt: '2026-02-31T00:00:00Z' }),
+      agent({ createdAt: '2026-11-25T10:00:00' }), // no offset: ambiguous
+      agent({ labels: { template_name: 'x' } as unknown as AgentFirstConnection['labels'] }),
+      null,
+    ];
+    for (const input of bad) {
+      expect(() => recorder.record(input as AgentFirstConnection)).not.toThrow();
+      expect(recorder.record(input as AgentFirstConnection)).toMatch(/^(invalid|duplicate)$/);
+    }
+    const messages = logger.records.filter((r) => r.level === 'warn').map((r) => r.message);
+    expect(messages).toContain('agent record has no agentId');
+    expect(messages).toContain('agent created_at is not a valid timestamp; dropping sample');
+    expect(messages).toContain('agent first_connected_at is not a valid timestamp; dropping sample');
+    expect(messages).toContain('agent labels are missing or not strings; dropping sample');
+    const text = await metrics.text();
+    expect(text).not.toMatch(new RegExp(`^${NAME}_count`, 'm'));
+    // Records with an id are counted once; the three without an id (or not an object) each time they come.
+    expect(samples(text, 'agentconn_samples_dropped_total').get('agentconn_samples_dropped_total{reason="invalid"}')).toBe(5 + 3 * 2);
+    expect(samples(text, 'agentconn_samples_observed_total').get('agentconn_samples_observed_total{}')).toBeUndefined();
+  });
+});
+
+describe('labels and cardinality', () => {
+  it('keeps only the chosen labels (Coder #24355: template_name, agent_name)', async () => {
+    const { metrics, recorder } = setup({ labels: { labels: ['agent_name', 'template_name'] } });
+    recorder.record(agent({ delaySeconds: 3 }));
+    recorder.record(agent({ delaySeconds: 4, labels: { template_name: 'docker', agent_name: 'main', username: 'bob', workspace_name: 'ws-2' } }));
+    const s = samples(await metrics.text(), `${NAME}_count`);
+    expect([...s]).toEqual([[`${NAME}_count{template_name="docker",agent_name="main"}`, 2]]);
+  });
+
+  it('rejects an unknown label and a bad cardinality limit with an error naming it', () => {
+    expect(() => firstConnectionView({ labels: ['template'] as never })).toThrow(/unknown label "template"/);
+    expect(() => firstConnectionView({ cardinalityLimit: 1 })).toThrow(/cardinalityLimit/);
+    expect(() => new FirstConnectionRecorder({ cardinalityLimit: Number.NaN })).toThrow(/cardinalityLimit/);
+  });
+
+  it('past the cardinality limit new label sets go to the overflow series, logged once and counted', async () => {
+    const { metrics, recorder, logger } = setup({ labels: { cardinalityLimit: 4 } });
+    for (let i = 0; i < 6; i++) {
+      recorder.record(agent({ delaySeconds: 2, labels: { template_name: 't', agent_name: 'main', username: `u${i}`, workspace_name: 'w' } }));
+    }
+    const text = await metrics.text();
+    const counts = samples(text, `${NAME}_count`);
+    expect(counts.size).toBe(4);
+    expect(counts.get(`${NAME}_count{otel_metric_overflow="true"}`)).toBe(3);
+    expect(logger.records.filter((r) => r.message.startsWith('cardinality limit'))).toHaveLength(1);
+    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get('agentconn_label_set_overflow_samples_total{}')).toBe(3);
+  });
+});
+
+describe('pruning', () => {
+  it('retainOnly forgets ids outside the current set; forgetConnectedBefore forgets older connections', () => {
+    const recorder = new FirstConnectionRecorder({ logger: createMemoryLogger() });
+    const early = agent({ firstConnectedAt: '2026-11-25T10:00:10Z' });
+    const late = agent({ firstConnectedAt: '2026-11-25T10:05:00Z' });
+    recorder.record(early);
+    recorder.record(late);
+    expect(recorder.trackedAgents).toBe(2);
+    recorder.forgetConnectedBefore(new Date('2026-11-25T10:01:00Z'));
+    expect(recorder.hasHandled(early.agentId)).toBe(false);
+    expect(recorder.hasHandled(late.agentId)).toBe(true);
+    recorder.retainOnly(new Set());
+    expect(recorder.trackedAgents).toBe(0);
+  });
+
+  it('maxTrackedAgents bounds the state, forgetting the oldest first', () => {
+    const recorder = new FirstConnectionRecorder({ logger: createMemoryLogger(), maxTrackedAgents: 3 });
+    const agents = Array.from({ length: 5 }, () => agent());
+    for (const a of agents) recorder.record(a);
+    expect(recorder.trackedAgents).toBe(3);
+    expect(recorder.hasHandled(agents[0]!.agentId)).toBe(false);
+    expect(recorder.hasHandled(agents[4]!.agentId)).toBe(true);
+  });
+});
