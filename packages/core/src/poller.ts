@@ -51,6 +51,11 @@ export interface FirstConnectionPollerOptions {
   readonly backfill?: BackfillPolicy;
   /** When set, ticks are skipped unless this process is the leader. */
   readonly leadership?: Leadership;
+  /**
+   * After a failed tick the next one comes sooner: this delay, doubled per failure, capped at the
+   * interval. Default 1 000 ms.
+   */
+  readonly retryBaseMs?: number;
   /** The clock, for tests. Default `Date.now`. */
   readonly now?: () => number;
 }
@@ -82,6 +87,7 @@ export class FirstConnectionPoller {
   readonly #backfill: BackfillPolicy;
   readonly #leadership: Leadership | undefined;
   readonly #now: () => number;
+  readonly #retryBaseMs: number;
 
   readonly #polls: Counter;
   readonly #pollDuration: Histogram;
@@ -119,6 +125,7 @@ export class FirstConnectionPoller {
     if (this.#backfill !== 'all') nonNegative('backfill.sinceMs', this.#backfill.sinceMs);
     this.#leadership = options.leadership;
     this.#now = options.now ?? Date.now;
+    this.#retryBaseMs = positive('retryBaseMs', options.retryBaseMs ?? 1000);
 
     const meter =
       options.meter ??
@@ -217,12 +224,18 @@ export class FirstConnectionPoller {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       const startedMs = this.#now();
-      void this.tick().then(() => {
+      void this.tick().then((result) => {
         const elapsed = this.#now() - startedMs;
-        this.#schedule(Math.max(0, this.#intervalMs - elapsed));
+        this.#schedule(Math.max(0, this.#nextDelayMs(result) - elapsed));
       });
     }, delayMs);
     this.#timer.unref();
+  }
+
+  #nextDelayMs(result: TickResult): number {
+    if (result.outcome !== 'error') return this.#intervalMs;
+    const backoff = this.#retryBaseMs * 2 ** Math.min(this.#failedTicks - 1, 30);
+    return Math.min(this.#intervalMs, backoff);
   }
 
   async #runTick(): Promise<TickResult> {

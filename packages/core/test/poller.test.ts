@@ -48,6 +48,14 @@ class FakeSource implements FirstConnectionSource {
   }
 }
 
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 let metrics: TestMetrics | undefined;
 afterEach(async () => {
   await metrics?.shutdown();
@@ -141,6 +149,23 @@ describe('poller scheduling', () => {
     await poller.stop();
     expect(source.maxInFlight).toBe(1);
     expect(source.queries.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('retries a failing source with backoff, then returns to the interval once it recovers', async () => {
+    const { source, poller } = setup({ intervalMs: 60_000, retryBaseMs: 10 });
+    source.failWith = new Error('down');
+    const started = Date.now();
+    poller.start();
+    // Retries at about 0, 10, 30, 70 ms: far sooner than the 60 s interval.
+    await waitFor(() => source.queries.length >= 4, 5_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    source.failWith = undefined;
+    const failedQueries = source.queries.length;
+    await waitFor(() => source.queries.length === failedQueries + 1, 5_000);
+    // Recovered: the next tick is a whole interval away.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(source.queries.length).toBe(failedQueries + 1);
+    await poller.stop();
   });
 
   it('stop() aborts a tick in flight and settles', async () => {
