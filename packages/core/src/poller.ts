@@ -22,7 +22,10 @@ export type BackfillPolicy = 'all' | { readonly sinceMs: number };
 
 /** Decides whether this process observes (e.g. a PostgreSQL advisory lock). */
 export interface Leadership {
-  /** Resolves true while this process holds leadership; must not throw (false on error). */
+  /**
+   * Resolves true while this process holds leadership, false while another one does; rejects when it
+   * cannot tell (e.g. the database is unreachable), which makes the tick an error.
+   */
   isLeader(signal: AbortSignal): Promise<boolean>;
 }
 
@@ -108,6 +111,8 @@ export class FirstConnectionPoller {
   #failingSinceMs: number | undefined;
   #failedTicks = 0;
   #isLeader = false;
+  /** Epoch ms of the last tick at which another process was leader. */
+  #lastFollowerTickMs: number | undefined;
   #started = false;
 
   constructor(options: FirstConnectionPollerOptions) {
@@ -251,6 +256,7 @@ export class FirstConnectionPoller {
     try {
       if (this.#leadership !== undefined) {
         const leader = await this.#leadership.isLeader(abort.signal);
+        if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Error('poll aborted');
         this.#onLeadership(leader, startedMs);
         if (!leader) {
           this.#polls.add(1, { outcome: 'skipped_not_leader' });
@@ -324,14 +330,19 @@ export class FirstConnectionPoller {
   }
 
   #onLeadership(leader: boolean, nowMs: number): void {
+    if (!leader) this.#lastFollowerTickMs = nowMs;
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
-    this.#logger.info(leader ? 'became leader; observing first connections' : 'lost leadership; not observing', {
+    this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
       leader,
     });
-    if (leader && this.#mode === 'incremental') {
-      // A follower has not observed: resume from now minus the overlap, not from when this process started.
-      this.#watermarkMs = nowMs;
+    if (leader && this.#lastFollowerTickMs !== undefined) {
+      // Taking over: the old leader held the lock at our last follower tick, and it ticked at most one
+      // interval before that. Counting from there misses nothing the old leader had not observed; what
+      // it observed in that last interval may be counted again (the documented failover bound).
+      const takeoverFrom = this.#lastFollowerTickMs - this.#intervalMs;
+      this.#countFromMs = this.#countFromMs === undefined ? takeoverFrom : Math.max(this.#countFromMs, takeoverFrom);
+      this.#watermarkMs = undefined;
     }
   }
 
