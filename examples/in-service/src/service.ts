@@ -1,0 +1,125 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { FirstConnectionRecorder, firstConnectionView, type Logger } from '@agentconn/core';
+
+/** The labels Coder #24355 keeps for the event-driven metric. */
+const LABELS = ['template_name', 'agent_name'] as const;
+
+export interface AgentServiceOptions {
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  readonly logger?: Logger;
+}
+
+export interface AgentService {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A stand-in for a control plane: `POST /agents/{id}/connected` is what it calls when an agent
+ * connects; the first call per agent observes `coderd_agents_first_connection_seconds`. It has its
+ * own MeterProvider with its own metrics (requests by route) next to ours, served on `/metrics`.
+ */
+export async function startAgentService(options: AgentServiceOptions = {}): Promise<AgentService> {
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const meterProvider = new MeterProvider({
+    resource: resourceFromAttributes({ 'service.name': 'agent-service-example' }),
+    readers: [prometheus],
+    views: [firstConnectionView({ labels: [...LABELS] })],
+  });
+  const meter = meterProvider.getMeter('agent-service-example');
+  const requests = meter.createCounter('agent_service_http_requests', { description: 'HTTP requests by route and status.' });
+  const recorder = new FirstConnectionRecorder({
+    meterProvider,
+    labels: [...LABELS],
+    ...(options.logger !== undefined && { logger: options.logger }),
+  });
+
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<string> => {
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    if (request.method === 'GET' && path === '/metrics') {
+      prometheus.getMetricsRequestHandler(request, response);
+      return 'metrics';
+    }
+    const connected = /^\/agents\/([^/]+)\/connected$/.exec(path);
+    if (request.method === 'POST' && connected) {
+      const body = await readJson(request);
+      if (typeof body !== 'object' || body === null) {
+        send(response, 400, { error: 'body must be a JSON object' });
+        return 'connected';
+      }
+      const fields = body as Record<string, unknown>;
+      const missing = ['created_at', 'template_name', 'agent_name'].filter((k) => typeof fields[k] !== 'string');
+      if (missing.length > 0) {
+        send(response, 400, { error: `missing string field(s): ${missing.join(', ')}` });
+        return 'connected';
+      }
+      const outcome = recorder.record({
+        agentId: decodeURIComponent(connected[1] ?? ''),
+        createdAt: fields['created_at'] as string,
+        firstConnectedAt: typeof fields['first_connected_at'] === 'string' ? fields['first_connected_at'] : new Date(),
+        labels: {
+          template_name: fields['template_name'] as string,
+          agent_name: fields['agent_name'] as string,
+          username: typeof fields['username'] === 'string' ? fields['username'] : '',
+          workspace_name: typeof fields['workspace_name'] === 'string' ? fields['workspace_name'] : '',
+        },
+      });
+      send(response, outcome === 'invalid' ? 400 : 200, { outcome });
+      return 'connected';
+    }
+    send(response, 404, { error: 'not found' });
+    return 'other';
+  };
+
+  const server: Server = createServer((request, response) => {
+    handle(request, response).then(
+      (route) => requests.add(1, { route, status: String(response.statusCode) }),
+      (error: unknown) => {
+        send(response, 400, { error: error instanceof Error ? error.message : String(error) });
+        requests.add(1, { route: 'error', status: '400' });
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await meterProvider.shutdown();
+    },
+  };
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  if (response.headersSent) return;
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(`${JSON.stringify(body)}\n`);
+}
+
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > 64 * 1024) throw new Error('body too large');
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new Error('body is not valid JSON');
+  }
+}
