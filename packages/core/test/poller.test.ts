@@ -247,3 +247,57 @@ describe('incremental discovery and pruning', () => {
     expect(await totalCount(metrics)).toBe(1);
   });
 });
+
+describe('leadership', () => {
+  class SwitchableLeadership {
+    leader = false;
+    fail: Error | undefined;
+    async isLeader(): Promise<boolean> {
+      if (this.fail) throw this.fail;
+      return this.leader;
+    }
+  }
+
+  it('a follower observes nothing and counts its skipped ticks; the leader observes', async () => {
+    const leadership = new SwitchableLeadership();
+    const { metrics, source, poller } = setup({ leadership, backfill: 'all' });
+    source.agents = [agent({ firstConnectedAt: new Date(Date.now() - 1000), createdAt: new Date(Date.now() - 31_000) })];
+    for (let i = 0; i < 3; i++) expect((await poller.tick()).outcome).toBe('skipped_not_leader');
+    expect(source.queries).toHaveLength(0);
+    expect(await totalCount(metrics)).toBe(0);
+    let text = await metrics.text();
+    expect(samples(text, 'agentconn_leader').get('agentconn_leader{}')).toBe(0);
+    leadership.leader = true;
+    expect((await poller.tick()).outcome).toBe('success');
+    text = await metrics.text();
+    expect(samples(text, 'agentconn_leader').get('agentconn_leader{}')).toBe(1);
+    expect(samples(text, 'agentconn_polls_total').get('agentconn_polls_total{outcome="skipped_not_leader"}')).toBe(3);
+  });
+
+  it('on takeover counts from one interval before its last follower tick: nothing older is re-counted', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const leadership = new SwitchableLeadership();
+    const { metrics, source, poller } = setup({ leadership, backfill: 'all', intervalMs: 60_000, now: () => now });
+    const at = (iso: string) => agent({ createdAt: new Date(Date.parse(iso) - 10_000), firstConnectedAt: iso });
+    source.agents = [
+      at('2026-11-25T11:00:00Z'), // long before: the old leader counted it
+      at('2026-11-25T12:00:30Z'), // within one interval before the last follower tick (12:01)
+      at('2026-11-25T12:01:30Z'), // after the last follower tick
+    ];
+    now = Date.parse('2026-11-25T12:01:00Z');
+    await poller.tick(); // follower
+    leadership.leader = true;
+    now = Date.parse('2026-11-25T12:02:00Z');
+    expect((await poller.tick()).observed).toBe(2);
+    expect(await totalCount(metrics)).toBe(2);
+  });
+
+  it('a leadership check that fails is an error tick, not a follower tick', async () => {
+    const leadership = new SwitchableLeadership();
+    leadership.fail = new Error('leader lock connection failed: ECONNREFUSED');
+    const { poller } = setup({ leadership });
+    const result = await poller.tick();
+    expect(result.outcome).toBe('error');
+    expect(result.error?.message).toContain('leader lock');
+  });
+});
