@@ -36,4 +36,19 @@ export {
   migrateToLatest,
   type MigrateToLatestOptions,
 } from './migrations/index.js';
+export {
+  connectedAgentsQuery,
+  seedAgentsQuery,
+  transactionClockQuery,
+  utcMicrosText,
+  type ConnectedAgentRow,
+} from './agents-query.js';
+export {
+  createCoderAgentSource,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+  type CoderAgentBatch,
+  type CoderAgentFirstConnection,
+  type CoderAgentSource,
+  type CoderAgentSourceOptions,
+} from './source.js';
 export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
