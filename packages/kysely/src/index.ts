@@ -52,3 +52,22 @@ export {
   type CoderAgentSourceOptions,
 } from './source.js';
 export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
+export {
+  addWorkspaces,
+  connectAgents,
+  connectDelays,
+  generateCoderData,
+  type AddWorkspacesSpec,
+  type ConnectAgentsSpec,
+  type ConnectDelay,
+  type ConnectedAgent,
+  type GenerateProgress,
+  type GenerateProgressPhase,
+  type GenerateSpec,
+  type GeneratedAgent,
+  type GeneratedCoderData,
+  type GeneratedCounts,
+  type GeneratedTemplate,
+  type GeneratedUser,
+  type WorkspaceSpec,
+} from './generate.js';
