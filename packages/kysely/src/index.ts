@@ -4,6 +4,7 @@
  * `@agentconn/kysely/postgres` (pg) and `@agentconn/kysely/pglite` (PGlite); this one imports neither.
  */
 export {
+  AGENT_SOURCE_COLUMNS,
   CODER_TABLES,
   PROVISIONER_TYPES,
   WORKSPACE_AGENT_LIFECYCLE_STATES,

@@ -166,3 +166,17 @@ export const CODER_TABLES = [
   'template_versions',
   'users',
 ] as const satisfies readonly (keyof CoderDatabase)[];
+
+/**
+ * The columns `createCoderAgentSource` reads, per table: enough for a column-level
+ * `GRANT SELECT (...) ON ...` so the exporter's role cannot read password hashes, emails or agent tokens.
+ */
+export const AGENT_SOURCE_COLUMNS = {
+  workspace_agents: ['id', 'created_at', 'name', 'first_connected_at', 'resource_id', 'deleted'],
+  workspace_resources: ['id', 'job_id'],
+  workspace_builds: ['workspace_id', 'template_version_id', 'build_number', 'job_id'],
+  workspaces: ['id', 'owner_id', 'template_id', 'deleted', 'name'],
+  templates: ['id', 'name'],
+  template_versions: ['id', 'name'],
+  users: ['id', 'username'],
+} as const satisfies { readonly [T in keyof CoderDatabase]: readonly (keyof CoderDatabase[T] & string)[] };
