@@ -1,0 +1,105 @@
+import { sql, type Expression, type Kysely, type RawBuilder } from 'kysely';
+import type { CoderDatabase } from './schema.js';
+
+/**
+ * A timestamptz as RFC 3339 text in UTC with all six fraction digits, e.g. `2026-01-02T03:04:05.000001Z`,
+ * whatever the session's `TimeZone` and `DateStyle`. A driver's Date would keep only milliseconds.
+ * Values `to_char` cannot render faithfully (`infinity`, `-infinity`, years before 1 or after 9999)
+ * come out as PostgreSQL's own text, which the core rejects as invalid for that one agent (logged and
+ * counted) instead of failing the whole query or shifting the value.
+ */
+export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<string> {
+  return sql<string>`CASE WHEN ${timestamp} >= '0001-01-01 00:00:00+00'::timestamptz AND ${timestamp} < '10000-01-01 00:00:00+00'::timestamptz THEN to_char(${timestamp} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') ELSE ${timestamp}::text END`;
+}
+
+/**
+ * The one query per tick: the agents that count, with their two timestamps as µs text and the label
+ * values. The seed's rule (Coder `GetWorkspaceAgentsForMetrics`): agents of the latest build
+ * (`build_number` = the workspace's maximum) of non-deleted workspaces, agents not deleted; joined to
+ * the owner's username, the template's name and (LEFT JOIN, as the seed) the template version's name.
+ * Added: only agents that have connected, and with `connectedSince` only those that first connected
+ * at or after it (the incremental query).
+ */
+export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date) {
+  let query = db
+    .selectFrom('workspaces as w')
+    .innerJoin('users as u', 'w.owner_id', 'u.id')
+    .innerJoin('templates as t', 'w.template_id', 't.id')
+    .innerJoin('workspace_builds as wb', 'w.id', 'wb.workspace_id')
+    .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
+    .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspace_agents as wa', 'wr.id', 'wa.resource_id')
+    .select((eb) => [
+      'wa.id as agent_id',
+      utcMicrosText(eb.ref('wa.created_at')).as('created_at'),
+      utcMicrosText(eb.ref('wa.first_connected_at')).as('first_connected_at'),
+      'wa.name as agent_name',
+      'u.username as username',
+      'w.name as workspace_name',
+      't.name as template_name',
+      'tv.name as template_version_name',
+    ])
+    .where('w.deleted', '=', false)
+    .where('wb.build_number', '=', (eb) =>
+      eb
+        .selectFrom('workspace_builds as wb2')
+        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
+        .whereRef('wb2.workspace_id', '=', 'w.id'),
+    )
+    .where('wa.deleted', '=', false)
+    .where('wa.first_connected_at', 'is not', null);
+  if (connectedSince !== undefined) query = query.where('wa.first_connected_at', '>=', connectedSince);
+  return query;
+}
+
+/** One row of `connectedAgentsQuery`. */
+export type ConnectedAgentRow = Awaited<ReturnType<ReturnType<typeof connectedAgentsQuery>['executeTakeFirstOrThrow']>>;
+
+/**
+ * The seed's query as Coder runs it every minute (`GetWorkspaceAgentsForMetrics`): every current agent
+ * with all its columns, connected or not. For the benchmark's baseline; the source never runs it.
+ */
+export function seedAgentsQuery(db: Kysely<CoderDatabase>) {
+  return db
+    .selectFrom('workspaces as w')
+    .innerJoin('users as u', 'w.owner_id', 'u.id')
+    .innerJoin('templates as t', 'w.template_id', 't.id')
+    .innerJoin('workspace_builds as wb', 'w.id', 'wb.workspace_id')
+    .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
+    .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspace_agents', 'wr.id', 'workspace_agents.resource_id')
+    .select([
+      'w.id as workspace_id',
+      'w.name as workspace_name',
+      'u.username as owner_username',
+      't.name as template_name',
+      'tv.name as template_version_name',
+    ])
+    .selectAll('workspace_agents')
+    .where('w.deleted', '=', false)
+    .where('wb.build_number', '=', (eb) =>
+      eb
+        .selectFrom('workspace_builds as wb2')
+        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
+        .whereRef('wb2.workspace_id', '=', 'w.id'),
+    )
+    .where('workspace_agents.deleted', '=', false);
+}
+
+/**
+ * The database clock as µs text and this session's backend pid (to cancel the agents query on abort),
+ * and optionally a statement timeout for the rest of the transaction (`set_config(..., true)` is
+ * `SET LOCAL`), in one round trip. `now()` is the transaction's start, earlier than the snapshot of the
+ * agents query that follows, so a watermark taken from it never skips a row that query could not see.
+ */
+export function transactionClockQuery(db: Kysely<CoderDatabase>, statementTimeoutMs?: number) {
+  const columns = [
+    utcMicrosText(sql<Date>`now()`).as('source_time'),
+    sql<number>`pg_backend_pid()`.as('backend_pid'),
+  ];
+  if (statementTimeoutMs === undefined) return db.selectNoFrom(columns);
+  return db.selectNoFrom([
+    ...columns,
+    sql<string>`set_config('statement_timeout', ${String(statementTimeoutMs)}, true)`.as('statement_timeout'),
+  ]);
+}

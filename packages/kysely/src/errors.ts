@@ -1,0 +1,58 @@
+/**
+ * Error text for humans: names the problem, never a password. `pg` connection errors from Node's
+ * happy-eyeballs connect are AggregateErrors with an empty message; their inner errors name the
+ * address.
+ */
+export function describeError(error: unknown): string {
+  return redactCredentials(rawMessage(error));
+}
+
+function rawMessage(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) {
+    const inner = [...new Set(error.errors.map(rawMessage))].join('; ');
+    return error.message.length > 0 ? `${error.message}: ${inner}` : inner;
+  }
+  if (error instanceof Error) {
+    if (error.message.length > 0) return error.message;
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? code : error.name;
+  }
+  return String(error);
+}
+
+/** Removes the password of any `scheme://user:password@host` URL and any `password=...` pair. */
+export function redactCredentials(text: string): string {
+  return text
+    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi, '$1:***@')
+    .replace(/(password\s*=\s*)('[^']*'|"[^"]*"|\S+)/gi, '$1***');
+}
+
+/** The SQLSTATE (`42P01`) or system error code (`ECONNREFUSED`) of an error, if it has one. */
+export function errorCode(error: unknown): string | undefined {
+  if (error instanceof AggregateError) {
+    for (const inner of error.errors) {
+      const code = errorCode(inner);
+      if (code !== undefined) return code;
+    }
+  }
+  if (error !== null && typeof error === 'object') {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.length > 0) return code;
+  }
+  return undefined;
+}
+
+/** An error of this package: a clear message with context, the driver's error code, and the original as `cause`. */
+export class CoderDatabaseError extends Error {
+  override readonly name = 'CoderDatabaseError';
+  /** SQLSTATE (e.g. `42P01` for a missing table) or system error code (e.g. `ECONNREFUSED`). */
+  readonly code: string | undefined;
+
+  constructor(context: string, cause: unknown) {
+    const raw = rawMessage(cause);
+    const safe = redactCredentials(raw);
+    // The original stays attached for its stack and fields, unless its text carried a credential.
+    super(`${context}: ${safe}`, safe === raw ? { cause } : {});
+    this.code = errorCode(cause);
+  }
+}

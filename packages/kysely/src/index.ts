@@ -1,0 +1,74 @@
+/**
+ * `@agentconn/kysely`: the Coder schema subset as Kysely types and migrations, the first-connection
+ * source for `@agentconn/core`, and a data generator. Database drivers live in their own entry points:
+ * `@agentconn/kysely/postgres` (pg) and `@agentconn/kysely/pglite` (PGlite); this one imports neither.
+ */
+export {
+  AGENT_SOURCE_COLUMNS,
+  CODER_TABLES,
+  PROVISIONER_TYPES,
+  WORKSPACE_AGENT_LIFECYCLE_STATES,
+  WORKSPACE_TRANSITIONS,
+  type Bytea,
+  type CoderDatabase,
+  type Nullable,
+  type NullableTimestamptz,
+  type ProvisionerType,
+  type TemplateVersionsTable,
+  type TemplatesTable,
+  type Timestamptz,
+  type UsersTable,
+  type WorkspaceAgentLifecycleState,
+  type WorkspaceAgentsTable,
+  type WorkspaceBuildsTable,
+  type WorkspaceResourcesTable,
+  type WorkspaceTransition,
+  type WorkspacesTable,
+} from './schema.js';
+export {
+  AGENTCONN_MIGRATION_LOCK_TABLE,
+  AGENTCONN_MIGRATION_TABLE,
+  FIRST_CONNECTED_AT_INDEX_NAME,
+  coderSchemaMigrations,
+  coderSchemaSubsetMigration,
+  firstConnectedAtIndexMigration,
+  firstConnectedAtIndexMigrations,
+  migrateFirstConnectedAtIndex,
+  migrateToLatest,
+  type MigrateToLatestOptions,
+} from './migrations/index.js';
+export {
+  connectedAgentsQuery,
+  seedAgentsQuery,
+  transactionClockQuery,
+  utcMicrosText,
+  type ConnectedAgentRow,
+} from './agents-query.js';
+export {
+  createCoderAgentSource,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+  type CoderAgentBatch,
+  type CoderAgentFirstConnection,
+  type CoderAgentSource,
+  type CoderAgentSourceOptions,
+} from './source.js';
+export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
+export {
+  addWorkspaces,
+  connectAgents,
+  connectDelays,
+  generateCoderData,
+  type AddWorkspacesSpec,
+  type ConnectAgentsSpec,
+  type ConnectDelay,
+  type ConnectedAgent,
+  type GenerateProgress,
+  type GenerateProgressPhase,
+  type GenerateSpec,
+  type GeneratedAgent,
+  type GeneratedCoderData,
+  type GeneratedCounts,
+  type GeneratedTemplate,
+  type GeneratedUser,
+  type WorkspaceSpec,
+} from './generate.js';

@@ -1,0 +1,23 @@
+import { sql, type Kysely } from 'kysely';
+import type { Migration } from 'kysely/migration';
+
+/** Name of the opt-in index; prefixed so it never collides with an index Coder adds later. */
+export const FIRST_CONNECTED_AT_INDEX_NAME = 'agentconn_workspace_agents_first_connected_at_idx';
+
+/**
+ * Opt-in, for operators: an index on `workspace_agents(first_connected_at)`, which Coder does not have.
+ * With it the incremental query (`first_connected_at >= $since`) reads only the agents that connected
+ * since the last tick instead of scanning every agent row. Built `CONCURRENTLY`, so Coder keeps writing
+ * agents while it builds; run it without a transaction (`disableTransactions: true` in Kysely's Migrator,
+ * which `migrateFirstConnectedAtIndex` does). Needs a role that owns `workspace_agents`.
+ */
+export const firstConnectedAtIndexMigration: Migration = {
+  async up(db: Kysely<any>): Promise<void> {
+    await sql`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${sql.id(FIRST_CONNECTED_AT_INDEX_NAME)} ON workspace_agents USING btree (first_connected_at)`.execute(
+      db,
+    );
+  },
+  async down(db: Kysely<any>): Promise<void> {
+    await sql`DROP INDEX CONCURRENTLY IF EXISTS ${sql.id(FIRST_CONNECTED_AT_INDEX_NAME)}`.execute(db);
+  },
+};

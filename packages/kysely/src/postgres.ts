@@ -1,0 +1,41 @@
+/**
+ * `@agentconn/kysely/postgres`: a Kysely over a PostgreSQL server through `pg`. The only module of this
+ * package that imports `pg`; users of PGlite alone never load it.
+ */
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { CoderDatabase } from './schema.js';
+
+export interface PostgresDbOptions {
+  /**
+   * Called when an idle pooled connection fails (e.g. the server restarted). `pg` would otherwise crash
+   * the process with an unhandled 'error' event; the next query reports the outage anyway.
+   * Default: ignore.
+   */
+  readonly onIdleClientError?: (error: Error) => void;
+}
+
+/** Defaults this package sets unless the config sets them. */
+export const POSTGRES_POOL_DEFAULTS = {
+  /** `pg` waits forever for a connection by default; a poller needs to hear about an outage. */
+  connectionTimeoutMillis: 10_000,
+  /** A poller runs one query at a time; one more connection leaves room to cancel it. */
+  max: 2,
+  application_name: 'agentconn',
+} as const satisfies pg.PoolConfig;
+
+/**
+ * A `Kysely<CoderDatabase>` with Kysely's `PostgresDialect` over a new `pg.Pool`. `connection` is a
+ * connection string (`postgres://user@host:5432/db`) or a `pg.PoolConfig` (e.g. with
+ * `options: '-c search_path=coder'`). `db.destroy()` ends the pool.
+ */
+export function createPostgresDb(connection: string | pg.PoolConfig, options: PostgresDbOptions = {}): Kysely<CoderDatabase> {
+  const config: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;
+  const pool = new pg.Pool({ ...POSTGRES_POOL_DEFAULTS, ...withoutUndefined(config) });
+  pool.on('error', (error) => options.onIdleClientError?.(error));
+  return new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool }) });
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

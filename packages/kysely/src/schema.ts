@@ -1,0 +1,182 @@
+/**
+ * Kysely table types for the subset of Coder's PostgreSQL schema that the first-connection query reads
+ * (`coderd/database/dump.sql` upstream). Column names, types and nullability are Coder's; a column is
+ * here when the query reads it, when it is NOT NULL without a default (an INSERT needs it), or when an
+ * index of the subset covers it. Every other Coder column is nullable or has a default, so a row written
+ * through these types is also a valid row of a real Coder database.
+ *
+ * The queries are typed from these interfaces: renaming a column here (or misspelling it in a query)
+ * is a compile error.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+/** `timestamp with time zone`. Drivers return a Date (ms precision); inserts take a Date or text (keeps µs). */
+export type Timestamptz = ColumnType<Date, Date | string, Date | string>;
+/** `timestamp with time zone` without NOT NULL: may be omitted on insert. */
+export type NullableTimestamptz = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+/** A nullable column: may be omitted on insert. */
+export type Nullable<T> = ColumnType<T | null, T | null | undefined, T | null>;
+/** `bytea`: pg returns a Buffer, PGlite a Uint8Array; both are Uint8Arrays. */
+export type Bytea = ColumnType<Uint8Array, Uint8Array, Uint8Array>;
+
+/** Coder enum `workspace_agent_lifecycle_state`. */
+export const WORKSPACE_AGENT_LIFECYCLE_STATES = [
+  'created',
+  'starting',
+  'start_timeout',
+  'start_error',
+  'ready',
+  'shutting_down',
+  'shutdown_timeout',
+  'shutdown_error',
+  'off',
+] as const;
+export type WorkspaceAgentLifecycleState = (typeof WORKSPACE_AGENT_LIFECYCLE_STATES)[number];
+
+/** Coder enum `workspace_transition`. */
+export const WORKSPACE_TRANSITIONS = ['start', 'stop', 'delete'] as const;
+export type WorkspaceTransition = (typeof WORKSPACE_TRANSITIONS)[number];
+
+/** Coder enum `provisioner_type` (`templates.provisioner` is NOT NULL without a default). */
+export const PROVISIONER_TYPES = ['echo', 'terraform'] as const;
+export type ProvisionerType = (typeof PROVISIONER_TYPES)[number];
+
+export interface WorkspaceAgentsTable {
+  id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  /** varchar(64) */
+  name: string;
+  first_connected_at: NullableTimestamptz;
+  last_connected_at: NullableTimestamptz;
+  disconnected_at: NullableTimestamptz;
+  resource_id: string;
+  auth_token: string;
+  /** varchar, nullable */
+  auth_instance_id: Nullable<string>;
+  /** varchar(64) */
+  architecture: string;
+  /** varchar(64) */
+  operating_system: string;
+  connection_timeout_seconds: Generated<number>;
+  lifecycle_state: Generated<WorkspaceAgentLifecycleState>;
+  started_at: NullableTimestamptz;
+  ready_at: NullableTimestamptz;
+  /** Sub-agents (dev containers) point at their parent agent. */
+  parent_id: Nullable<string>;
+  deleted: Generated<boolean>;
+}
+
+export interface WorkspaceResourcesTable {
+  id: string;
+  created_at: Timestamptz;
+  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  job_id: string;
+  transition: WorkspaceTransition;
+  /** varchar(192) */
+  type: string;
+  /** varchar(64) */
+  name: string;
+}
+
+export interface WorkspaceBuildsTable {
+  id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  workspace_id: string;
+  template_version_id: string;
+  build_number: number;
+  transition: WorkspaceTransition;
+  /** No foreign key in Coder either. */
+  initiator_id: string;
+  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  job_id: string;
+}
+
+export interface WorkspacesTable {
+  id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  owner_id: string;
+  /** An `organizations.id` in Coder; the subset has no organizations table. */
+  organization_id: string;
+  template_id: string;
+  deleted: Generated<boolean>;
+  /** varchar(64) */
+  name: string;
+}
+
+export interface TemplatesTable {
+  id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  organization_id: string;
+  deleted: Generated<boolean>;
+  /** varchar(64) */
+  name: string;
+  provisioner: ProvisionerType;
+  /** No foreign key in Coder (templates and versions reference each other). */
+  active_version_id: string;
+  created_by: string;
+}
+
+export interface TemplateVersionsTable {
+  id: string;
+  template_id: Nullable<string>;
+  organization_id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  /** varchar(64) */
+  name: string;
+  /** varchar(1048576) */
+  readme: string;
+  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  job_id: string;
+  created_by: string;
+}
+
+export interface UsersTable {
+  id: string;
+  email: string;
+  username: Generated<string>;
+  hashed_password: Bytea;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  deleted: Generated<boolean>;
+}
+
+/** The Coder schema subset, for `Kysely<CoderDatabase>`. */
+export interface CoderDatabase {
+  workspace_agents: WorkspaceAgentsTable;
+  workspace_resources: WorkspaceResourcesTable;
+  workspace_builds: WorkspaceBuildsTable;
+  workspaces: WorkspacesTable;
+  templates: TemplatesTable;
+  template_versions: TemplateVersionsTable;
+  users: UsersTable;
+}
+
+/** The seven tables the adapter reads (e.g. for GRANT SELECT). */
+export const CODER_TABLES = [
+  'workspace_agents',
+  'workspace_resources',
+  'workspace_builds',
+  'workspaces',
+  'templates',
+  'template_versions',
+  'users',
+] as const satisfies readonly (keyof CoderDatabase)[];
+
+/**
+ * The columns `createCoderAgentSource` reads, per table: enough for a column-level
+ * `GRANT SELECT (...) ON ...` so the exporter's role cannot read password hashes, emails or agent tokens.
+ */
+export const AGENT_SOURCE_COLUMNS = {
+  workspace_agents: ['id', 'created_at', 'name', 'first_connected_at', 'resource_id', 'deleted'],
+  workspace_resources: ['id', 'job_id'],
+  workspace_builds: ['workspace_id', 'template_version_id', 'build_number', 'job_id'],
+  workspaces: ['id', 'owner_id', 'template_id', 'deleted', 'name'],
+  templates: ['id', 'name'],
+  template_versions: ['id', 'name'],
+  users: ['id', 'username'],
+} as const satisfies { readonly [T in keyof CoderDatabase]: readonly (keyof CoderDatabase[T] & string)[] };

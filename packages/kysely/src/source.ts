@@ -1,0 +1,151 @@
+import { toEpochMicros, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from '@agentconn/core';
+import { PGliteAdapter, sql, type Kysely } from 'kysely';
+import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
+import { CoderDatabaseError } from './errors.js';
+import type { CoderDatabase } from './schema.js';
+
+export interface CoderAgentSourceOptions {
+  /**
+   * Server-side limit on the agents query, in ms (`SET LOCAL statement_timeout` in the query's
+   * transaction), so a slow query is cancelled by PostgreSQL even if this process is gone.
+   * Default 30 000; `0` applies none (the role's or database's own setting then holds).
+   * PGlite does not enforce statement timeouts.
+   */
+  readonly statementTimeoutMs?: number;
+  /**
+   * On abort, cancel the running query with `pg_cancel_backend` from another pooled connection.
+   * Default true, except on PGlite (one in-process connection: nothing to cancel from).
+   * The returned promise rejects at once on abort either way.
+   */
+  readonly cancelOnAbort?: boolean;
+}
+
+/** An agent as this source reports it: timestamps as µs text, plus the template version's name. */
+export interface CoderAgentFirstConnection extends AgentFirstConnection {
+  /** `workspace_agents.created_at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (or PostgreSQL's text for `infinity`). */
+  readonly createdAt: string;
+  /** `workspace_agents.first_connected_at`, same form. Never null: the query returns connected agents only. */
+  readonly firstConnectedAt: string;
+  /** `template_versions.name` of the latest build; null when the version row is missing (LEFT JOIN). */
+  readonly templateVersionName: string | null;
+}
+
+export interface CoderAgentBatch extends AgentBatch {
+  readonly agents: readonly CoderAgentFirstConnection[];
+  /** The database's `now()` at the start of the query's transaction (truncated to ms). */
+  readonly sourceTime: Date;
+}
+
+export interface CoderAgentSource extends FirstConnectionSource {
+  listAgents(query: AgentQuery): Promise<CoderAgentBatch>;
+}
+
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+
+const FAILURE_CONTEXT = 'listing agents from the Coder database failed';
+
+/**
+ * The core's `FirstConnectionSource` over a Coder database (or the schema subset of this package).
+ * One read-only transaction per call: the database clock (and the statement timeout), then the agents
+ * query. Failures reject with a `CoderDatabaseError` whose message names the cause
+ * (`listing agents from the Coder database failed: relation "workspace_agents" does not exist`).
+ */
+export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: CoderAgentSourceOptions = {}): CoderAgentSource {
+  const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  if (!Number.isSafeInteger(statementTimeoutMs) || statementTimeoutMs < 0) {
+    throw new RangeError(`statementTimeoutMs must be a non-negative integer of milliseconds, got ${String(options.statementTimeoutMs)}`);
+  }
+  const isPglite = db.getExecutor().adapter instanceof PGliteAdapter;
+  const cancelOnAbort = options.cancelOnAbort ?? !isPglite;
+
+  async function listAgents({ connectedSince, signal }: AgentQuery): Promise<CoderAgentBatch> {
+    if (connectedSince !== undefined && !Number.isFinite(connectedSince.getTime())) {
+      throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('connectedSince is an invalid Date'));
+    }
+    if (signal.aborted) throw new CoderDatabaseError(FAILURE_CONTEXT, signal.reason);
+
+    // Set while the transaction holds a connection, so an abort cancels only our own query.
+    let backendPid: number | undefined;
+    let settled = false;
+    const work = db
+      .transaction()
+      .setAccessMode('read only')
+      .execute(async (trx) => {
+        const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
+        backendPid = clock.backend_pid;
+        if (signal.aborted) throw signal.reason;
+        const rows = await connectedAgentsQuery(trx, connectedSince).execute();
+        return { rows, sourceTime: clock.source_time };
+      })
+      .finally(() => {
+        settled = true;
+      });
+
+    const cancel = (): void => {
+      if (!cancelOnAbort) return;
+      void db
+        .connection()
+        .execute(async (conn) => {
+          // The transaction may have ended while this waited for a connection: then its pid is another query's.
+          if (settled || backendPid === undefined) return;
+          await sql`SELECT pg_cancel_backend(${backendPid})`.execute(conn);
+        })
+        .catch(() => {
+          // Best effort: the statement timeout ends the query anyway.
+        });
+    };
+
+    let result: { rows: ConnectedAgentRow[]; sourceTime: string };
+    try {
+      result = await rejectOnAbort(work, signal, cancel);
+    } catch (error) {
+      throw new CoderDatabaseError(FAILURE_CONTEXT, error);
+    }
+    const sourceMicros = toEpochMicros(result.sourceTime);
+    if (sourceMicros === undefined) {
+      throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${result.sourceTime}`));
+    }
+    return {
+      agents: result.rows.map(toAgent),
+      sourceTime: new Date(Math.floor(sourceMicros / 1000)),
+    };
+  }
+
+  return { listAgents };
+}
+
+function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
+  return {
+    agentId: row.agent_id,
+    createdAt: row.created_at,
+    firstConnectedAt: row.first_connected_at,
+    labels: {
+      template_name: row.template_name,
+      agent_name: row.agent_name,
+      username: row.username,
+      workspace_name: row.workspace_name,
+    },
+    templateVersionName: row.template_version_name,
+  };
+}
+
+/** Settles with `work`, or rejects with the abort reason as soon as `signal` aborts (then calls `onAbort`). */
+function rejectOnAbort<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => {
+      reject(signal.reason);
+      onAbort();
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', abort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(error);
+      },
+    );
+  });
+}

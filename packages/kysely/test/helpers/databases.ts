@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
+import { sql, type Kysely } from 'kysely';
+import { migrateToLatest, type CoderDatabase } from '../../src/index.js';
+import { createPgliteDb } from '../../src/pglite.js';
+import { createPostgresDb } from '../../src/postgres.js';
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** Session settings a test database is opened with. */
+export interface SessionSettings {
+  /** e.g. `America/St_Johns` (UTC-03:30). */
+  readonly timeZone?: string;
+  /** e.g. `SQL, DMY`. */
+  readonly dateStyle?: string;
+  /** Default true: create the Coder schema subset. */
+  readonly migrate?: boolean;
+}
+
+export interface TestDatabase {
+  readonly db: Kysely<CoderDatabase>;
+  /** `postgres` (a real server) or `pglite`. */
+  readonly kind: 'postgres' | 'pglite';
+  /** Drops everything this database created. */
+  destroy(): Promise<void>;
+}
+
+export type OpenTestDatabase = (settings?: SessionSettings) => Promise<TestDatabase>;
+
+/**
+ * A fresh schema on the real server, dropped by `destroy()`: concurrent runs never see each other's rows.
+ * The pool puts the schema first on `search_path`, so the code under test uses unqualified names as
+ * it does on a Coder database.
+ */
+export const openPostgresTestDatabase: OpenTestDatabase = async (settings = {}) => {
+  const schema = `agentconn_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const admin = createPostgresDb(DATABASE_URL);
+  try {
+    await sql`CREATE SCHEMA ${sql.id(schema)}`.execute(admin);
+  } catch (error) {
+    await admin.destroy();
+    throw error;
+  }
+  const options = [`-c search_path=${schema}`];
+  if (settings.timeZone !== undefined) options.push(`-c TimeZone=${settings.timeZone}`);
+  if (settings.dateStyle !== undefined) options.push(`-c DateStyle=${settings.dateStyle.replaceAll(' ', '\\ ')}`);
+  const db = createPostgresDb({ connectionString: DATABASE_URL, options: options.join(' '), max: 4 });
+  if (settings.migrate ?? true) await migrateToLatest(db);
+  return {
+    db,
+    kind: 'postgres',
+    async destroy() {
+      await db.destroy();
+      try {
+        await sql`DROP SCHEMA ${sql.id(schema)} CASCADE`.execute(admin);
+      } finally {
+        await admin.destroy();
+      }
+    },
+  };
+};
+
+/** A fresh in-memory PGlite. */
+export const openPgliteTestDatabase: OpenTestDatabase = async (settings = {}) => {
+  const db = createPgliteDb(new PGlite());
+  // PGlite is one session: a SET holds for everything that follows.
+  if (settings.timeZone !== undefined) await sql`SELECT set_config('TimeZone', ${settings.timeZone}, false)`.execute(db);
+  if (settings.dateStyle !== undefined) await sql`SELECT set_config('DateStyle', ${settings.dateStyle}, false)`.execute(db);
+  if (settings.migrate ?? true) await migrateToLatest(db);
+  return {
+    db,
+    kind: 'pglite',
+    destroy: () => db.destroy(),
+  };
+};

@@ -1,0 +1,251 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql, type Kysely } from 'kysely';
+import {
+  AGENTCONN_MIGRATION_TABLE,
+  CODER_TABLES,
+  FIRST_CONNECTED_AT_INDEX_NAME,
+  coderSchemaMigrations,
+  firstConnectedAtIndexMigrations,
+  migrateFirstConnectedAtIndex,
+  migrateToLatest,
+} from '../src/index.js';
+import { openPgliteTestDatabase, openPostgresTestDatabase, type OpenTestDatabase, type TestDatabase } from './helpers/databases.js';
+
+/**
+ * What Coder's `coderd/database/dump.sql` declares for the columns of the subset, written out by hand:
+ * name, type as `format_type` prints it, NOT NULL, default as `pg_get_expr` prints it.
+ */
+const EXPECTED_COLUMNS: Record<string, [string, string, boolean, string | null][]> = {
+  users: [
+    ['id', 'uuid', true, null],
+    ['email', 'text', true, null],
+    ['username', 'text', true, "''::text"],
+    ['hashed_password', 'bytea', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['deleted', 'boolean', true, 'false'],
+  ],
+  templates: [
+    ['id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['organization_id', 'uuid', true, null],
+    ['deleted', 'boolean', true, 'false'],
+    ['name', 'character varying(64)', true, null],
+    ['provisioner', 'provisioner_type', true, null],
+    ['active_version_id', 'uuid', true, null],
+    ['created_by', 'uuid', true, null],
+  ],
+  template_versions: [
+    ['id', 'uuid', true, null],
+    ['template_id', 'uuid', false, null],
+    ['organization_id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['name', 'character varying(64)', true, null],
+    ['readme', 'character varying(1048576)', true, null],
+    ['job_id', 'uuid', true, null],
+    ['created_by', 'uuid', true, null],
+  ],
+  workspaces: [
+    ['id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['owner_id', 'uuid', true, null],
+    ['organization_id', 'uuid', true, null],
+    ['template_id', 'uuid', true, null],
+    ['deleted', 'boolean', true, 'false'],
+    ['name', 'character varying(64)', true, null],
+  ],
+  workspace_builds: [
+    ['id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['workspace_id', 'uuid', true, null],
+    ['template_version_id', 'uuid', true, null],
+    ['build_number', 'integer', true, null],
+    ['transition', 'workspace_transition', true, null],
+    ['initiator_id', 'uuid', true, null],
+    ['job_id', 'uuid', true, null],
+  ],
+  workspace_resources: [
+    ['id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['job_id', 'uuid', true, null],
+    ['transition', 'workspace_transition', true, null],
+    ['type', 'character varying(192)', true, null],
+    ['name', 'character varying(64)', true, null],
+  ],
+  workspace_agents: [
+    ['id', 'uuid', true, null],
+    ['created_at', 'timestamp with time zone', true, null],
+    ['updated_at', 'timestamp with time zone', true, null],
+    ['name', 'character varying(64)', true, null],
+    ['first_connected_at', 'timestamp with time zone', false, null],
+    ['last_connected_at', 'timestamp with time zone', false, null],
+    ['disconnected_at', 'timestamp with time zone', false, null],
+    ['resource_id', 'uuid', true, null],
+    ['auth_token', 'uuid', true, null],
+    ['auth_instance_id', 'character varying', false, null],
+    ['architecture', 'character varying(64)', true, null],
+    ['operating_system', 'character varying(64)', true, null],
+    ['connection_timeout_seconds', 'integer', true, '0'],
+    ['lifecycle_state', 'workspace_agent_lifecycle_state', true, "'created'::workspace_agent_lifecycle_state"],
+    ['started_at', 'timestamp with time zone', false, null],
+    ['ready_at', 'timestamp with time zone', false, null],
+    ['parent_id', 'uuid', false, null],
+    ['deleted', 'boolean', true, 'false'],
+  ],
+};
+
+/** Coder's constraints among the seven tables (foreign keys to tables outside the subset left out). */
+const EXPECTED_CONSTRAINTS = [
+  'template_versions template_versions_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE RESTRICT',
+  'template_versions template_versions_pkey PRIMARY KEY (id)',
+  'template_versions template_versions_template_id_fkey FOREIGN KEY (template_id) REFERENCES templates(id) ON DELETE CASCADE',
+  'template_versions template_versions_template_id_name_key UNIQUE (template_id, name)',
+  'templates templates_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE RESTRICT',
+  'templates templates_pkey PRIMARY KEY (id)',
+  'users users_pkey PRIMARY KEY (id)',
+  'users users_username_min_length CHECK ((length(username) >= 1))',
+  'workspace_agents workspace_agents_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES workspace_agents(id) ON DELETE CASCADE',
+  'workspace_agents workspace_agents_pkey PRIMARY KEY (id)',
+  'workspace_agents workspace_agents_resource_id_fkey FOREIGN KEY (resource_id) REFERENCES workspace_resources(id) ON DELETE CASCADE',
+  'workspace_builds workspace_builds_job_id_key UNIQUE (job_id)',
+  'workspace_builds workspace_builds_pkey PRIMARY KEY (id)',
+  'workspace_builds workspace_builds_template_version_id_fkey FOREIGN KEY (template_version_id) REFERENCES template_versions(id) ON DELETE CASCADE',
+  'workspace_builds workspace_builds_workspace_id_build_number_key UNIQUE (workspace_id, build_number)',
+  'workspace_builds workspace_builds_workspace_id_fkey FOREIGN KEY (workspace_id) REFERENCES workspaces(id) ON DELETE CASCADE',
+  'workspace_resources workspace_resources_pkey PRIMARY KEY (id)',
+  'workspaces workspaces_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users(id) ON DELETE RESTRICT',
+  'workspaces workspaces_pkey PRIMARY KEY (id)',
+  'workspaces workspaces_template_id_fkey FOREIGN KEY (template_id) REFERENCES templates(id) ON DELETE RESTRICT',
+];
+
+/** Coder's indexes on the columns of the subset (key columns and partial predicates), besides constraint indexes. */
+const EXPECTED_INDEXES = [
+  "idx_users_email ON users USING btree (email) WHERE ((deleted = false) AND (email <> ''::text)) UNIQUE",
+  'idx_users_username ON users USING btree (username) WHERE (deleted = false) UNIQUE',
+  'idx_workspace_builds_initiator_id ON workspace_builds USING btree (initiator_id)',
+  'templates_organization_id_name_idx ON templates USING btree (organization_id, lower((name)::text)) WHERE (deleted = false) UNIQUE',
+  "users_email_lower_idx ON users USING btree (lower(email)) WHERE ((deleted = false) AND (email <> ''::text)) UNIQUE",
+  'users_username_lower_idx ON users USING btree (lower(username)) WHERE (deleted = false) UNIQUE',
+  'workspace_agents_auth_instance_id_deleted_idx ON workspace_agents USING btree (auth_instance_id, deleted)',
+  'workspace_agents_auth_token_idx ON workspace_agents USING btree (auth_token)',
+  'workspace_agents_resource_id_idx ON workspace_agents USING btree (resource_id)',
+  'workspace_resources_job_id_idx ON workspace_resources USING btree (job_id)',
+  'workspace_template_id_idx ON workspaces USING btree (template_id) WHERE (deleted = false)',
+  'workspaces_owner_id_lower_idx ON workspaces USING btree (owner_id, lower((name)::text)) WHERE (deleted = false) UNIQUE',
+];
+
+async function columns(db: Kysely<any>, table: string): Promise<[string, string, boolean, string | null][]> {
+  const { rows } = await sql<{ name: string; type: string; not_null: boolean; default: string | null }>`
+    SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+           pg_get_expr(d.adbin, d.adrelid) AS default
+    FROM pg_attribute a
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = ${table}::regclass AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY a.attnum`.execute(db);
+  return rows.map((r) => [r.name, r.type, r.not_null, r.default]);
+}
+
+async function constraints(db: Kysely<any>): Promise<string[]> {
+  const { rows } = await sql<{ line: string }>`
+    SELECT c.conrelid::regclass::text || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid) AS line
+    FROM pg_constraint c
+    -- PostgreSQL 18 (PGlite) also lists NOT NULLs as constraints (contype 'n'); the columns test checks those.
+    WHERE c.connamespace = current_schema()::regnamespace AND c.conrelid <> 0 AND c.contype <> 'n'
+      AND c.conrelid::regclass::text = ANY(${[...CODER_TABLES]}::text[])
+    ORDER BY 1`.execute(db);
+  return rows.map((r) => r.line);
+}
+
+/** Indexes that back no constraint, as `name ON table USING method (keys) [WHERE ...] [UNIQUE]`. */
+async function indexes(db: Kysely<any>): Promise<string[]> {
+  const { rows } = await sql<{ line: string }>`
+    SELECT regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX ([^ ]+) ON (ONLY )?([^ .]+\\.)?', '\\2 ON ')
+           || CASE WHEN i.indisunique THEN ' UNIQUE' ELSE '' END AS line
+    FROM pg_index i
+    JOIN pg_class t ON t.oid = i.indrelid
+    WHERE t.relnamespace = current_schema()::regnamespace
+      AND t.relname = ANY(${[...CODER_TABLES]}::text[])
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+    ORDER BY 1`.execute(db);
+  return rows.map((r) => r.line);
+}
+
+function defineMigrationTests(name: string, open: OpenTestDatabase): void {
+  describe(`Coder schema subset migrations: ${name}`, () => {
+    let database: TestDatabase;
+    beforeAll(async () => {
+      database = await open({ migrate: false });
+    });
+    afterAll(async () => {
+      await database?.destroy();
+    });
+
+    it('creates the seven tables with Coder’s column names, types, NOT NULLs and defaults', async () => {
+      expect(await migrateToLatest(database.db)).toEqual(['0001_coder_schema_subset']);
+      for (const table of CODER_TABLES) {
+        expect({ table, columns: await columns(database.db, table) }).toEqual({ table, columns: EXPECTED_COLUMNS[table] });
+      }
+    });
+
+    it('creates Coder’s enums with their values', async () => {
+      const { rows } = await sql<{ type: string; labels: string }>`
+        SELECT t.typname AS type, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) AS labels
+        FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+        WHERE t.typnamespace = current_schema()::regnamespace
+        GROUP BY t.typname ORDER BY t.typname`.execute(database.db);
+      expect(rows).toEqual([
+        { type: 'provisioner_type', labels: 'echo,terraform' },
+        { type: 'workspace_agent_lifecycle_state', labels: 'created,starting,start_timeout,start_error,ready,shutting_down,shutdown_timeout,shutdown_error,off' },
+        { type: 'workspace_transition', labels: 'start,stop,delete' },
+      ]);
+    });
+
+    it('creates Coder’s keys, foreign keys, unique constraints and checks among the seven tables', async () => {
+      expect(await constraints(database.db)).toEqual(EXPECTED_CONSTRAINTS);
+    });
+
+    it('creates exactly Coder’s indexes: none on created_at or first_connected_at', async () => {
+      const found = await indexes(database.db);
+      expect(found).toEqual(EXPECTED_INDEXES);
+      expect(found.some((line) => /\((created_at|first_connected_at)\)/.test(line))).toBe(false);
+    });
+
+    it('is idempotent and does not include the opt-in index', async () => {
+      expect(await migrateToLatest(database.db)).toEqual([]);
+      expect(Object.keys(await coderSchemaMigrations.getMigrations())).toEqual(['0001_coder_schema_subset']);
+      expect(await indexes(database.db)).not.toContainEqual(expect.stringContaining(FIRST_CONNECTED_AT_INDEX_NAME));
+    });
+
+    it('creates the opt-in first_connected_at index on request, with its own bookkeeping table', async () => {
+      expect(Object.keys(await firstConnectedAtIndexMigrations.getMigrations())).toHaveLength(1);
+      expect(await migrateFirstConnectedAtIndex(database.db)).toEqual(['agentconn_0001_workspace_agents_first_connected_at_index']);
+      expect(await indexes(database.db)).toContain(
+        `${FIRST_CONNECTED_AT_INDEX_NAME} ON workspace_agents USING btree (first_connected_at)`,
+      );
+      expect(await migrateFirstConnectedAtIndex(database.db)).toEqual([]);
+      const { rows } = await sql<{ name: string }>`SELECT name FROM ${sql.table(AGENTCONN_MIGRATION_TABLE)}`.execute(database.db);
+      expect(rows.map((r) => r.name)).toEqual(['agentconn_0001_workspace_agents_first_connected_at_index']);
+      // The default set still considers itself complete: the two sets do not mix.
+      expect(await migrateToLatest(database.db)).toEqual([]);
+    });
+
+    it('names the failed migration and the reason when a migration fails', async () => {
+      const clash = await open({ migrate: false });
+      try {
+        await sql`CREATE TYPE workspace_transition AS ENUM ('start')`.execute(clash.db);
+        await expect(migrateToLatest(clash.db)).rejects.toThrow(
+          'migrating the database failed at migration "0001_coder_schema_subset": type "workspace_transition" already exists',
+        );
+      } finally {
+        await clash.destroy();
+      }
+    });
+  });
+}
+
+defineMigrationTests('PGlite', openPgliteTestDatabase);
+defineMigrationTests('PostgreSQL server', openPostgresTestDatabase);

@@ -1,0 +1,74 @@
+/** The source works with a role that may only SELECT the columns it reads (PostgreSQL server only: roles). */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, createCoderAgentSource } from '../src/index.js';
+import { createPostgresDb } from '../src/postgres.js';
+import { DATABASE_URL, openPostgresTestDatabase, type TestDatabase } from './helpers/databases.js';
+import { CoderFixture } from './helpers/fixtures.js';
+
+const never = new AbortController().signal;
+
+describe('a SELECT-only role', () => {
+  const role = `agentconn_reader_${randomBytes(4).toString('hex')}`;
+  let database: TestDatabase;
+  let schema: string;
+  let agentId: string;
+
+  beforeAll(async () => {
+    database = await openPostgresTestDatabase();
+    const fixture = new CoderFixture(database.db);
+    const { resourceId } = await fixture.workspaceWithBuild();
+    agentId = await fixture.agent({ resourceId, createdAt: '2026-01-01T00:00:00Z', firstConnectedAt: '2026-01-01T00:00:02.5Z' });
+    const { rows } = await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(database.db);
+    schema = rows[0]!.schema;
+    await sql`CREATE ROLE ${sql.id(role)} LOGIN`.execute(database.db);
+    await sql`GRANT USAGE ON SCHEMA ${sql.id(schema)} TO ${sql.id(role)}`.execute(database.db);
+  });
+  afterAll(async () => {
+    await database?.destroy();
+    const admin = createPostgresDb(DATABASE_URL);
+    try {
+      await sql`DROP ROLE IF EXISTS ${sql.id(role)}`.execute(admin);
+    } finally {
+      await admin.destroy();
+    }
+  });
+
+  function connectAsRole() {
+    const url = new URL(DATABASE_URL);
+    url.username = role;
+    url.password = '';
+    return createPostgresDb({ connectionString: url.toString(), options: `-c search_path=${schema}` });
+  }
+
+  it('cannot read anything before the grants (the role is really limited)', async () => {
+    const db = connectAsRole();
+    try {
+      await expect(createCoderAgentSource(db).listAgents({ signal: never })).rejects.toThrow(
+        'listing agents from the Coder database failed: permission denied for table workspaces',
+      );
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('lists agents with column-level SELECT grants on the seven tables only', async () => {
+    for (const table of CODER_TABLES) {
+      const columns = sql.join(AGENT_SOURCE_COLUMNS[table].map((c) => sql.id(c)));
+      await sql`GRANT SELECT (${columns}) ON ${sql.id(schema, table)} TO ${sql.id(role)}`.execute(database.db);
+    }
+    const db = connectAsRole();
+    try {
+      const { agents } = await createCoderAgentSource(db).listAgents({ signal: never });
+      expect(agents.map((a) => [a.agentId, a.createdAt, a.firstConnectedAt])).toEqual([
+        [agentId, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:02.500000Z'],
+      ]);
+      // The secrets stay out of reach.
+      await expect(sql`SELECT hashed_password FROM users`.execute(db)).rejects.toThrow('permission denied for table users');
+      await expect(sql`SELECT auth_token FROM workspace_agents`.execute(db)).rejects.toThrow('permission denied for table workspace_agents');
+    } finally {
+      await db.destroy();
+    }
+  });
+});

@@ -1,0 +1,4 @@
+import { defineSourceContract } from './contract.js';
+import { openPgliteTestDatabase } from './helpers/databases.js';
+
+defineSourceContract('PGlite', openPgliteTestDatabase);
