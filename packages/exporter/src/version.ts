@@ -1,0 +1,1 @@
+export const EXPORTER_VERSION = '0.1.0';

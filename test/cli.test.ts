@@ -1,0 +1,107 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXPORTER_CLI, spawnExporter } from './helpers/exporter-process.js';
+import { freePort } from './helpers/ports.js';
+import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [EXPORTER_CLI, ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'], ...env }, timeout: 20_000 });
+}
+
+describe('exporter CLI', () => {
+  it('--help documents the flags and exits 0', () => {
+    const result = run(['--help']);
+    expect(result.status).toBe(0);
+    for (const flag of ['--database-url', '--listen', '--interval', '--labels', '--otlp-endpoint', '--log-level', '--backfill', '--version']) {
+      expect(result.stdout).toContain(flag);
+    }
+  });
+
+  it('--version prints the version and exits 0', () => {
+    const result = run(['--version']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toMatch(/^agentconn-exporter \d+\.\d+\.\d+\n$/);
+  });
+
+  it.each([
+    [['--database-url', 'postgres://x@127.0.0.1/db', '--interval', 'often'], '--interval'],
+    [['--database-url', 'postgres://x@127.0.0.1/db', '--bogus'], '--bogus'],
+    [['--database-url', 'postgres://x@127.0.0.1/db', '--labels', 'template_name,nope'], '--labels'],
+    [[], '--database-url'],
+  ])('bad flags %j exit 2 with one line naming %s', (args, flag) => {
+    const result = run(args);
+    expect(result.status).toBe(2);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(flag);
+  });
+});
+
+describe('exporter process', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase('agentconn_cli');
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it('with an unreachable database: one clear line without the password, keeps serving /metrics, exits 0 on SIGTERM within 5 s', async () => {
+    const port = await freePort();
+    const deadPort = await freePort();
+    const exporter = spawnExporter([
+      '--database-url', `postgres://reader:Sup3rSecret@127.0.0.1:${deadPort}/coder`,
+      '--listen', `127.0.0.1:${port}`,
+      '--interval', '1s',
+    ]);
+    try {
+      const url = await exporter.started;
+      const failure = await exporter.waitForLog((l) => l.level === 'error');
+      expect(failure.msg).toMatch(/polling the agent source failed/);
+      expect(String(failure['error'])).toMatch(/ECONNREFUSED|connect/);
+      expect(String(failure['error'])).toContain(`127.0.0.1:${deadPort}`);
+      for (let i = 0; i < 3; i++) {
+        const response = await fetch(url);
+        expect(response.status).toBe(200);
+        const text = await response.text();
+        expect(text).toMatch(/agentconn_polls_total\{[^}]*outcome="error"/);
+        await new Promise((r) => setTimeout(r, 1100));
+      }
+      // One line per outage, however many ticks failed.
+      expect(exporter.logs.filter((l) => l.level === 'error')).toHaveLength(1);
+      expect(exporter.stderr()).not.toContain('Sup3rSecret');
+      const stopping = Date.now();
+      expect(await exporter.stop('SIGTERM')).toBe(0);
+      expect(Date.now() - stopping).toBeLessThan(5000);
+    } finally {
+      exporter.child.kill('SIGKILL');
+    }
+  });
+
+  it('a database without the Coder tables gives an error naming the table, and SIGINT exits 0', async () => {
+    const port = await freePort();
+    const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`, '--interval', '1s']);
+    try {
+      await exporter.started;
+      const failure = await exporter.waitForLog((l) => l.level === 'error');
+      expect(String(failure['error'])).toMatch(/workspace_agents|workspaces|relation .* does not exist/);
+      expect(await exporter.stop('SIGINT')).toBe(0);
+    } finally {
+      exporter.child.kill('SIGKILL');
+    }
+  });
+
+  it('a port in use is a fatal error with exit code 1 and a clear line', async () => {
+    const port = await freePort();
+    const { createServer } = await import('node:net');
+    const blocker = createServer().listen(port, '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    try {
+      const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`]);
+      expect(await exporter.exited).toBe(1);
+      expect(exporter.stderr()).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
