@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql, type Kysely } from 'kysely';
 import { generateCoderData, migrateToLatest, type CoderDatabase, type GeneratedAgent } from '@agentconn/kysely';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
+import { waitFor } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from './helpers/ports.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
@@ -132,12 +133,4 @@ describe('a real Prometheus scrapes the exporter running on the real PostgreSQL 
 
 function sameCounts(actual: Map<string, number>, expected: Map<string, number>): boolean {
   return actual.size === expected.size && [...expected].every(([k, v]) => actual.get(k) === v);
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
