@@ -1,0 +1,58 @@
+import type { Writable } from 'node:stream';
+
+/** How a chunked write ended: all written, or the destination went away first (a scraper hung up). */
+export type WriteOutcome = 'complete' | 'closed';
+
+type Wait = 'drain' | 'closed';
+
+function waitForDrain(out: Writable): Promise<Wait> {
+  if (out.destroyed) return Promise.resolve('closed');
+  if (!out.writableNeedDrain) return Promise.resolve('drain');
+  return new Promise<Wait>((resolve, reject) => {
+    const cleanup = (): void => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      out.off('error', onError);
+    };
+    const onDrain = (): void => {
+      cleanup();
+      resolve('drain');
+    };
+    const onClose = (): void => {
+      cleanup();
+      resolve('closed');
+    };
+    const onError = (error: unknown): void => {
+      cleanup();
+      reject(error instanceof Error ? error : new Error(String(error)));
+    };
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+    out.on('error', onError);
+  });
+}
+
+/**
+ * Writes chunks to `out`, pausing whenever `write()` asks for it, so memory holds about one chunk plus the
+ * stream's buffer rather than the whole text. Stops pulling chunks (and closes the iterator) when `out` is
+ * destroyed. Does not end `out`. A throw from the iterator propagates.
+ */
+export async function writeChunks(
+  chunks: Iterator<string, void, undefined>,
+  out: Writable,
+  first?: IteratorResult<string, void>,
+): Promise<WriteOutcome> {
+  let result = first ?? chunks.next();
+  try {
+    while (result.done !== true) {
+      if (out.destroyed || out.writableEnded) return 'closed';
+      if (!out.write(result.value)) {
+        if ((await waitForDrain(out)) === 'closed') return 'closed';
+      }
+      result = chunks.next();
+    }
+    return 'complete';
+  } finally {
+    if (result.done !== true) chunks.return?.();
+  }
+}
