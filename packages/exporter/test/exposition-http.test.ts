@@ -188,7 +188,7 @@ describe('handleMetricsRequest over HTTP', () => {
     let poison = true;
     const reader = new FastPrometheusReader({
       logger,
-      chunkChars: 1024,
+      chunkBytes: 1024,
       metricProducers: [
         producer(async () => ({
           resourceMetrics: {
@@ -229,7 +229,7 @@ describe('handleMetricsRequest over HTTP', () => {
   });
 
   it('survives a scraper that hangs up mid-response', async () => {
-    const { server } = await setup({ chunkChars: 4096 }, 20_000);
+    const { server } = await setup({ chunkBytes: 4096 }, 20_000);
     await new Promise<void>((resolve, reject) => {
       const req = request(server.url, (res) => {
         res.once('data', () => {
@@ -265,33 +265,32 @@ describe('handleMetricsRequest over HTTP', () => {
 
 describe('writeTo with backpressure', () => {
   it('waits for drain: the stream never holds more than a chunk beyond its high-water mark', async () => {
-    const { reader } = await setup({ chunkChars: 8192 }, 5000);
+    const { reader } = await setup({ chunkBytes: 8192 }, 5000);
     const expected = await reader.serializeToString();
-    const received: string[] = [];
+    const received: Buffer[] = [];
     let maxBuffered = 0;
     const slow = new Writable({
       highWaterMark: 1024,
-      decodeStrings: false,
-      write(chunk: string, _encoding, callback): void {
+      write(chunk: Buffer, _encoding, callback): void {
         received.push(chunk);
         setImmediate(callback);
       },
     });
     const originalWrite = slow.write.bind(slow);
-    slow.write = ((chunk: string) => {
+    slow.write = ((chunk: Buffer) => {
       maxBuffered = Math.max(maxBuffered, slow.writableLength);
       return originalWrite(chunk);
     }) as typeof slow.write;
     expect(await reader.writeTo(slow)).toBe('complete');
     await new Promise<void>((resolve) => slow.end(resolve));
-    expect(received.join('')).toBe(expected);
+    expect(Buffer.concat(received).toString('utf8')).toBe(expected);
     expect(received.length).toBeGreaterThan(10);
     // Before each write the buffer was below the high-water mark: the writer waited for drain every time.
     expect(maxBuffered).toBeLessThanOrEqual(1024);
   });
 
   it('stops writing when the destination is destroyed', async () => {
-    const { reader } = await setup({ chunkChars: 1024 }, 2000);
+    const { reader } = await setup({ chunkBytes: 1024 }, 2000);
     let writes = 0;
     const sink = new Writable({
       highWaterMark: 512,

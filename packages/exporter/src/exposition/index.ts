@@ -6,6 +6,6 @@ export {
   type MetricsServer,
   type MetricsServerOptions,
 } from './server.js';
-export { PrometheusTextSerializer, DEFAULT_CHUNK_CHARS, type PrometheusSerializerOptions } from './serializer.js';
+export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
 export { writeChunks, type WriteOutcome } from './stream.js';
 export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';

@@ -10,14 +10,15 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { diagLogger, errorMessage, type Logger } from '@agentconn/core';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
-import { DEFAULT_CHUNK_CHARS, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
+import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
+import { ChunkPool, chunkCapacity } from './sink.js';
 import { writeChunks, type WriteOutcome } from './stream.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */
   readonly endpoint?: string;
-  /** Characters per write to the response. Default 256 Ki. */
-  readonly chunkChars?: number;
+  /** Bytes per write to the response. Default 256 KiB. */
+  readonly chunkBytes?: number;
   /** Time the SDK gives observable callbacks during a scrape. Default: no limit (as upstream). */
   readonly collectTimeoutMillis?: number;
   /** Extra producers merged into every scrape (experimental in the SDK, as upstream). */
@@ -27,6 +28,9 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
+
+/** Chunk buffers kept for reuse between writes and scrapes (8 × 320 KiB by default). */
+const CHUNK_POOL_LIMIT = 8;
 
 /** The component type upstream's exporter reports for SDK self-observability: the same kind of reader. */
 const OTEL_COMPONENT_TYPE = 'prometheus_http_text_metric_exporter';
@@ -46,7 +50,9 @@ function pathOf(url: string | undefined): string | undefined {
 export class FastPrometheusReader extends MetricReader {
   readonly #serializer: PrometheusTextSerializer;
   readonly #endpoint: string;
-  readonly #chunkChars: number;
+  readonly #chunkBytes: number;
+  /** Shared by concurrent scrapes: a chunk comes back once its socket write has completed. */
+  readonly #pool: ChunkPool;
   readonly #collectTimeoutMillis: number | undefined;
   readonly #logger: Logger;
 
@@ -61,9 +67,10 @@ export class FastPrometheusReader extends MetricReader {
     super(readerOptions);
     const endpoint = options.endpoint ?? DEFAULT_METRICS_ENDPOINT;
     this.#endpoint = endpoint.startsWith('/') ? endpoint : '/' + endpoint;
-    const chunkChars = options.chunkChars ?? DEFAULT_CHUNK_CHARS;
-    if (!(chunkChars >= 1)) throw new RangeError(`chunkChars must be at least 1, got ${chunkChars}`);
-    this.#chunkChars = chunkChars;
+    const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!(chunkBytes >= 1)) throw new RangeError(`chunkBytes must be at least 1, got ${chunkBytes}`);
+    this.#chunkBytes = chunkBytes;
+    this.#pool = new ChunkPool(chunkCapacity(chunkBytes), CHUNK_POOL_LIMIT);
     this.#collectTimeoutMillis = options.collectTimeoutMillis;
     this.#logger = options.logger ?? diagLogger;
     this.#serializer = new PrometheusTextSerializer(options);
@@ -109,7 +116,10 @@ export class FastPrometheusReader extends MetricReader {
    */
   async writeTo(out: Writable): Promise<WriteOutcome> {
     const { resourceMetrics } = await this.#collect();
-    return writeChunks(this.#serializer.chunks(resourceMetrics, this.#chunkChars), out);
+    const pool = this.#pool;
+    return writeChunks(this.#serializer.chunks(resourceMetrics, this.#chunkBytes, pool), out, undefined, (chunk) =>
+      pool.release(chunk),
+    );
   }
 
   protected override onShutdown(): Promise<void> {
@@ -149,8 +159,9 @@ export class FastPrometheusReader extends MetricReader {
       response.end();
       return;
     }
-    const chunks = this.#serializer.chunks(collected.resourceMetrics, this.#chunkChars);
-    let first: IteratorResult<string, void>;
+    const pool = this.#pool;
+    const chunks = this.#serializer.chunks(collected.resourceMetrics, this.#chunkBytes, pool);
+    let first: IteratorResult<Uint8Array, void>;
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
       first = chunks.next();
@@ -162,7 +173,7 @@ export class FastPrometheusReader extends MetricReader {
     response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
     let outcome: WriteOutcome;
     try {
-      outcome = await writeChunks(chunks, response, first);
+      outcome = await writeChunks(chunks, response, first, (chunk) => pool.release(chunk));
     } catch (error) {
       // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
       this.#logger.error('metrics serialization failed mid-response', { error: errorMessage(error) });

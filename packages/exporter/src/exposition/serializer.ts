@@ -17,6 +17,7 @@ import {
   NO_REGISTERED_METRICS,
   sanitizeName,
 } from './format.js';
+import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
   /** Prepended to every metric name as `prefix_` (not to `target_info`). Default none. */
@@ -33,8 +34,12 @@ export interface PrometheusSerializerOptions {
   readonly logger?: Logger;
 }
 
-/** Characters per chunk handed to the consumer: large enough that per-write overhead vanishes. */
-export const DEFAULT_CHUNK_CHARS = 256 * 1024;
+/** Bytes per chunk handed to the consumer: large enough that per-write overhead vanishes. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+
+const OPEN_BRACE = 0x7b;
+/** A plain newline, or ` <timestamp>\n` (upstream's millisecond timestamps fit in 30 characters). */
+const LINE_END_BYTES = 32;
 
 type PrometheusType = 'counter' | 'gauge' | 'histogram' | 'untyped';
 
@@ -55,8 +60,11 @@ interface Family {
 /** Label strings that depend on the boundary set of a histogram, built once per metric and boundary array. */
 interface BucketLabels {
   readonly boundaries: readonly number[];
-  /** `le` for each count index as a label tail: `…,le="0.5"} ` (`+Inf` for the last). */
-  readonly tails: readonly string[];
+  /** `le` for each count index as a label tail: `…,le="0.5"} ` (`+Inf` for the last), as UTF-8. */
+  readonly tails: readonly Buffer[];
+  /** The same with the comma that follows a data point's own labels. */
+  readonly tailsAfterOwn: readonly Buffer[];
+  readonly longestTail: number;
   /** A boundary array with `Infinity` in it already has its `+Inf` bucket: upstream stops there. */
   readonly hasInfinity: boolean;
 }
@@ -112,33 +120,35 @@ export class PrometheusTextSerializer {
 
   /** The whole exposition as one string (tests, small registries). */
   serialize(resourceMetrics: ResourceMetrics): string {
-    let text = '';
-    for (const chunk of this.chunks(resourceMetrics, Number.POSITIVE_INFINITY)) text += chunk;
-    return text;
+    return Buffer.concat([...this.chunks(resourceMetrics)]).toString('utf8');
   }
 
   /**
-   * The exposition as chunks of about `chunkChars` characters (never splitting a line). Lazy: nothing is
-   * written before the first `next()`, so a consumer can pause between chunks for backpressure.
+   * The exposition as UTF-8 chunks of about `chunkBytes` bytes (never splitting a line; a data point larger
+   * than that gets a chunk of its own size). Lazy: nothing is written before the first `next()`, so a consumer
+   * can pause between chunks for backpressure. Without a `pool` each chunk is a buffer of its own the consumer
+   * may keep; with one, the consumer hands each chunk back with `pool.release(chunk)` once done with it.
    */
-  *chunks(resourceMetrics: ResourceMetrics, chunkChars: number = DEFAULT_CHUNK_CHARS): Generator<string, void, undefined> {
+  *chunks(
+    resourceMetrics: ResourceMetrics,
+    chunkBytes: number = DEFAULT_CHUNK_BYTES,
+    pool?: ChunkPool,
+  ): Generator<Buffer, void, undefined> {
     const families = this.#collectFamilies(resourceMetrics);
     const resourceLabels = this.#resourceConstantLabels(resourceMetrics.resource.attributes);
-    let out = '';
+    const sink = new ByteSink(chunkBytes, pool);
     let wroteMetric = false;
     for (const [name, family] of families) {
       if (family.dropped) continue;
       let writeMetadata = true;
       if (name === TARGET_INFO && !this.#withoutTargetInfo) {
-        out += this.#metadata(name, family, TARGET_INFO_HELP);
         const labels = formatLabels(resourceMetrics.resource.attributes);
-        out += TARGET_INFO + braceLabels(labels, '') + ' 1\n';
+        yield* writeText(sink, this.#metadata(name, family, TARGET_INFO_HELP) + TARGET_INFO + braceLabels(labels, '') + ' 1\n');
         writeMetadata = false;
       }
       for (const { metric, scope } of family.members) {
-        const additional = this.#additionalLabels(scope, resourceLabels);
         if (writeMetadata) {
-          out += this.#metadata(name, family, 'description missing');
+          yield* writeText(sink, this.#metadata(name, family, 'description missing'));
           writeMetadata = false;
           wroteMetric = true;
         } else if (metric.dataPoints.length === 0 || metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
@@ -146,32 +156,26 @@ export class PrometheusTextSerializer {
           if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) this.#warnUnsupported(name);
           continue;
         }
+        const additional = this.#additionalLabels(scope, resourceLabels);
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE: {
-            const additionalText = formatLabels(additional);
+            const writer = new SampleWriter(name, additional, this.#appendTimestamp);
             for (const point of metric.dataPoints) {
-              out +=
-                name +
-                braceLabels(formatLabels(point.attributes), additionalText) +
-                ' ' +
-                formatValue(point.value) +
-                this.#lineEnd(point);
-              if (out.length >= chunkChars) {
-                yield out;
-                out = '';
-              }
+              const done = sink.room(writer.prepare(point));
+              if (done !== undefined) yield done;
+              writer.write(sink);
+              if (sink.full) yield sink.take();
             }
             break;
           }
           case DataPointType.HISTOGRAM: {
-            const histogram = new HistogramWriter(name, additional);
+            const writer = new HistogramWriter(name, additional, this.#appendTimestamp);
             for (const point of metric.dataPoints) {
-              out += histogram.point(point, this.#lineEnd(point));
-              if (out.length >= chunkChars) {
-                yield out;
-                out = '';
-              }
+              const done = sink.room(writer.prepare(point));
+              if (done !== undefined) yield done;
+              writer.write(sink);
+              if (sink.full) yield sink.take();
             }
             break;
           }
@@ -179,26 +183,16 @@ export class PrometheusTextSerializer {
             this.#warnUnsupported(name);
         }
         wroteMetric = true;
-        if (out.length >= chunkChars) {
-          yield out;
-          out = '';
-        }
       }
     }
-    if (!wroteMetric) out += NO_REGISTERED_METRICS;
-    if (out.length > 0) yield out;
+    if (!wroteMetric) yield* writeText(sink, NO_REGISTERED_METRICS);
+    if (sink.pos > 0) yield sink.take();
   }
 
   #metadata(name: string, family: Family, missingHelp: string): string {
     let text = '# HELP ' + name + ' ' + escapeHelp(family.help || missingHelp) + '\n';
     if (family.unit) text += '# UNIT ' + name + ' ' + escapeHelp(family.unit) + '\n';
     return text + '# TYPE ' + name + ' ' + family.type + '\n';
-  }
-
-  #lineEnd(point: DataPoint<unknown>): string {
-    if (!this.#appendTimestamp) return '\n';
-    const [seconds, nanos] = point.endTime;
-    return ' ' + String(seconds * 1e3 + nanos / 1e6) + '\n';
   }
 
   /** Scope labels then resource constant labels, in upstream's order (a later key overrides in place). */
@@ -323,49 +317,203 @@ export class PrometheusTextSerializer {
   }
 }
 
-/**
- * Writes the lines of one histogram metric's data points. The label tails with `le` depend only on the
- * metric's scope/resource labels and the boundary array (shared by every data point of an instrument), so
- * they are built once; per data point only its own attribute string is built.
- */
-class HistogramWriter {
-  readonly #countName: string;
-  readonly #sumName: string;
-  readonly #bucketOpen: string;
-  readonly #additional: Attributes;
-  readonly #additionalText: string;
-  #buckets: BucketLabels | undefined;
+function* writeText(sink: ByteSink, text: string): Generator<Buffer, void, undefined> {
+  const done = sink.room(maxUtf8Bytes(text));
+  if (done !== undefined) yield done;
+  sink.text(text);
+}
 
-  constructor(name: string, additional: Attributes) {
-    this.#countName = name + '_count';
-    this.#sumName = name + '_sum';
-    this.#bucketOpen = name + '_bucket{';
-    this.#additional = additional;
-    this.#additionalText = formatLabels(additional);
+/** ` <ms>\n` with upstream's millisecond arithmetic, or undefined for a plain newline. */
+function timestampLineEnd(point: DataPoint<unknown>, appendTimestamp: boolean): string | undefined {
+  if (!appendTimestamp) return undefined;
+  const [seconds, nanos] = point.endTime;
+  return ' ' + String(seconds * 1e3 + nanos / 1e6) + '\n';
+}
+
+/**
+ * The label parts that follow a data point's own labels, as bytes: with own labels `,<additional>} ` (or
+ * `} `), without them `{<additional>} ` (or a bare space).
+ */
+class LabelSuffix {
+  readonly afterOwn: Buffer;
+  readonly withoutOwn: Buffer;
+
+  constructor(additionalText: string) {
+    this.afterOwn = utf8(additionalText.length > 0 ? ',' + additionalText + '} ' : '} ');
+    this.withoutOwn = utf8(additionalText.length > 0 ? '{' + additionalText + '} ' : ' ');
+  }
+}
+
+/**
+ * Writes `name{own,additional} value` for one data point, `own` as text the first time and as a byte copy of
+ * that first write afterwards. Returns the new position; `ownAt` carries where the first write put it.
+ */
+function writeSeries(
+  buf: Buffer,
+  pos: number,
+  name: Buffer,
+  own: string,
+  ownAt: { start: number; end: number },
+  suffix: LabelSuffix,
+): number {
+  buf.set(name, pos);
+  pos += name.length;
+  if (own.length === 0) {
+    buf.set(suffix.withoutOwn, pos);
+    return pos + suffix.withoutOwn.length;
+  }
+  buf[pos++] = OPEN_BRACE;
+  if (ownAt.start < 0) {
+    ownAt.start = pos;
+    pos += buf.write(own, pos, 'utf8');
+    ownAt.end = pos;
+  } else {
+    buf.copyWithin(pos, ownAt.start, ownAt.end);
+    pos += ownAt.end - ownAt.start;
+  }
+  buf.set(suffix.afterOwn, pos);
+  return pos + suffix.afterOwn.length;
+}
+
+function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): number {
+  if (lineEnd === undefined) {
+    buf[pos] = NEWLINE;
+    return pos + 1;
+  }
+  return pos + buf.write(lineEnd, pos, 'latin1');
+}
+
+/** Gauges and sums: one line per data point. */
+class SampleWriter {
+  readonly #name: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #appendTimestamp: boolean;
+  #point: DataPoint<number> | undefined;
+  #own = '';
+  #lineEnd: string | undefined;
+
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+    this.#name = utf8(name);
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
   }
 
-  point(point: DataPoint<Histogram>, lineEnd: string): string {
+  /** Builds the point's label text; returns an upper bound of the bytes `write` needs. */
+  prepare(point: DataPoint<number>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
+    const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
+    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
+    const buf = sink.buf;
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    pos = writeNumber(buf, pos, point.value, formatValue);
+    sink.pos = writeLineEnd(buf, pos, this.#lineEnd);
+  }
+}
+
+/**
+ * Histograms: `_count`, `_sum`, then cumulative `_bucket` lines. A data point's own label text is encoded once
+ * and copied as bytes to its other lines; the `le` label tails depend only on the metric's scope/resource
+ * labels and the boundary array (one per instrument), so they are built once per metric.
+ */
+class HistogramWriter {
+  readonly #countName: Buffer;
+  readonly #sumName: Buffer;
+  readonly #bucketOpen: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #additional: Attributes;
+  readonly #appendTimestamp: boolean;
+  #buckets: BucketLabels | undefined;
+  #point: DataPoint<Histogram> | undefined;
+  #own = '';
+  #lineEnd: string | undefined;
+
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+    this.#countName = utf8(name + '_count');
+    this.#sumName = utf8(name + '_sum');
+    this.#bucketOpen = utf8(name + '_bucket{');
+    this.#additional = additional;
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
+  }
+
+  prepare(point: DataPoint<Histogram>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
+    const buckets = this.#bucketLabels(point.value.buckets.boundaries);
+    const lines = 2 + point.value.buckets.counts.length;
+    const perLine =
+      this.#bucketOpen.length +
+      2 +
+      maxUtf8Bytes(this.#own) +
+      Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
+      MAX_NUMBER_BYTES +
+      LINE_END_BYTES;
+    return lines * perLine;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
     const value = point.value;
-    const own = formatLabels(point.attributes);
-    const labels = braceLabels(own, this.#additionalText);
-    let out = '';
+    const own = this.#own;
+    const lineEnd = this.#lineEnd;
+    const buf = sink.buf;
+    let pos = sink.pos;
+    const ownAt = { start: -1, end: -1 };
     // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
     // may record negative values).
-    if (value.count != null) out += this.#countName + labels + ' ' + formatValue(value.count) + lineEnd;
-    if (value.sum != null) out += this.#sumName + labels + ' ' + formatValue(value.sum) + lineEnd;
+    if (value.count != null) {
+      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeLineEnd(buf, writeNumber(buf, pos, value.count, formatValue), lineEnd);
+    }
+    if (value.sum != null) {
+      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
+      pos = writeLineEnd(buf, writeNumber(buf, pos, value.sum, formatValue), lineEnd);
+    }
     const { boundaries, counts } = value.buckets;
     const buckets = this.#bucketLabels(boundaries);
-    const head = own.length > 0 ? this.#bucketOpen + own + ',' : this.#bucketOpen;
     let limit = counts.length;
     if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
-    const tails = buckets.tails;
+    const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
     const lastTail = tails[tails.length - 1];
+    let headStart = -1;
+    let headEnd = -1;
     let cumulative = 0;
     for (let i = 0; i < limit; i++) {
       cumulative += counts[i] ?? 0;
-      out += head + (i < tails.length ? tails[i] : lastTail) + formatValue(cumulative) + lineEnd;
+      if (headStart < 0) {
+        // `name_bucket{own,` once, then copied: the bytes every bucket line of this point starts with.
+        headStart = pos;
+        buf.set(this.#bucketOpen, pos);
+        pos += this.#bucketOpen.length;
+        if (own.length > 0) {
+          if (ownAt.start < 0) pos += buf.write(own, pos, 'utf8');
+          else {
+            buf.copyWithin(pos, ownAt.start, ownAt.end);
+            pos += ownAt.end - ownAt.start;
+          }
+        }
+        headEnd = pos;
+      } else {
+        buf.copyWithin(pos, headStart, headEnd);
+        pos += headEnd - headStart;
+      }
+      const tail = i < tails.length ? tails[i] : lastTail;
+      if (tail !== undefined) {
+        buf.set(tail, pos);
+        pos += tail.length;
+      }
+      pos = writeLineEnd(buf, writeNumber(buf, pos, cumulative, formatValue), lineEnd);
     }
-    return out;
+    sink.pos = pos;
   }
 
   #bucketLabels(boundaries: readonly number[]): BucketLabels {
@@ -388,6 +536,10 @@ function bucketLabelsFor(boundaries: readonly number[], additional: Attributes):
     bounds = built;
     boundStrings.set(boundaries, bounds);
   }
-  const tails = bounds.map((le) => formatLabels(Object.assign({}, additional, { le })) + '} ');
-  return { boundaries, tails, hasInfinity: boundaries.includes(Infinity) };
+  const texts = bounds.map((le) => formatLabels(Object.assign({}, additional, { le })) + '} ');
+  const tails = texts.map(utf8);
+  const tailsAfterOwn = texts.map((text) => utf8(',' + text));
+  let longestTail = 0;
+  for (const tail of tailsAfterOwn) longestTail = Math.max(longestTail, tail.length);
+  return { boundaries, tails, tailsAfterOwn, longestTail, hasInfinity: boundaries.includes(Infinity) };
 }

@@ -35,18 +35,23 @@ function waitForDrain(out: Writable): Promise<Wait> {
 /**
  * Writes chunks to `out`, pausing whenever `write()` asks for it, so memory holds about one chunk plus the
  * stream's buffer rather than the whole text. Stops pulling chunks (and closes the iterator) when `out` is
- * destroyed. Does not end `out`. A throw from the iterator propagates.
+ * destroyed. Does not end `out`. A throw from the iterator propagates. `release` gets each chunk back once
+ * `out` has finished with it.
  */
 export async function writeChunks(
-  chunks: Iterator<string, void, undefined>,
+  chunks: Iterator<Uint8Array, void, undefined>,
   out: Writable,
-  first?: IteratorResult<string, void>,
+  first?: IteratorResult<Uint8Array, void>,
+  release?: (chunk: Uint8Array) => void,
 ): Promise<WriteOutcome> {
   let result = first ?? chunks.next();
   try {
     while (result.done !== true) {
       if (out.destroyed || out.writableEnded) return 'closed';
-      if (!out.write(result.value)) {
+      const chunk = result.value;
+      // The write callback runs once the stream is done with the bytes (flushed, or failed): then they can be reused.
+      const written = release === undefined ? out.write(chunk) : out.write(chunk, () => release(chunk));
+      if (!written) {
         if ((await waitForDrain(out)) === 'closed') return 'closed';
       }
       result = chunks.next();
