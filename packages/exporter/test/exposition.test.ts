@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Attributes } from '@opentelemetry/api';
-import { MeterProvider, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { AggregationType, MeterProvider, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter, PrometheusSerializer, type ExporterConfig } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -179,6 +179,84 @@ describe('FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301'
     const { status } = promtoolCheck('# HELP m x\n# TYPE m gauge\nm{a="un"escaped"} 1\n');
     expect(status).not.toBe(0);
   });
+});
+
+describe('edge cases of upstream naming and grouping, byte for byte', () => {
+  const cases: Array<{ name: string; options?: SharedOptions; resource?: Attributes; scenario: Scenario['record']; views?: Scenario['views'] }> = [
+    {
+      name: 'a gauge named target.info joins the target_info family',
+      scenario: (provider) => provider.getMeter('a').createGauge('target.info').record(2, { k: 'v' }),
+    },
+    {
+      name: 'a histogram named target_info conflicts with it: the whole family, resource line included, is dropped',
+      scenario: (provider) => {
+        provider.getMeter('a').createHistogram('target_info').record(2);
+        provider.getMeter('a').createCounter('kept').add(1);
+      },
+    },
+    {
+      name: 'counter vs gauge on one Prometheus name (jobs + jobs_total) is a TYPE conflict',
+      scenario: (provider) => {
+        provider.getMeter('a').createCounter('jobs').add(1);
+        provider.getMeter('b').createGauge('jobs_total').record(3);
+        provider.getMeter('b').createUpDownCounter('jobs').add(-1);
+      },
+    },
+    {
+      name: 'a counter already ending in _total gets no second suffix',
+      scenario: (provider) => provider.getMeter('a').createCounter('requests_total').add(5),
+    },
+    {
+      name: 'HELP and UNIT conflicts keep the first',
+      scenario: (provider) => {
+        provider.getMeter('a').createCounter('hits', { description: 'first', unit: 's' }).add(1);
+        provider.getMeter('b').createCounter('hits', { description: 'second', unit: 'ms' }).add(2);
+        provider.getMeter('c').createCounter('hits').add(3);
+      },
+    },
+    {
+      name: 'View names: a leading digit gets an underscore, a name that sanitizes to "_" is dropped',
+      views: [
+        { instrumentName: 'one', name: '1st.metric' },
+        { instrumentName: 'two', name: '..' },
+      ],
+      scenario: (provider) => {
+        provider.getMeter('a').createGauge('one').record(1);
+        provider.getMeter('a').createGauge('two').record(2);
+      },
+    },
+    {
+      name: 'boundaries with Infinity, and no boundaries at all',
+      views: [
+        { instrumentName: 'with_inf', aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: [1, Infinity] } } },
+        { instrumentName: 'no_bounds', aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: [] } } },
+      ],
+      scenario: (provider) => {
+        const meter = provider.getMeter('a');
+        for (const v of [0.5, 3, Infinity]) meter.createHistogram('with_inf').record(v);
+        meter.createHistogram('no_bounds').record(7, { k: 'v' });
+      },
+    },
+    {
+      name: 'an empty resource, a prefix and resource constant labels',
+      options: { prefix: '9lives', withResourceConstantLabels: /.*/ },
+      resource: {},
+      scenario: (provider) => provider.getMeter('a').createCounter('c').add(1),
+    },
+    {
+      name: 'attribute keys that collide with scope labels after sanitization (upstream writes both)',
+      scenario: (provider) => provider.getMeter('a', '1').createGauge('g').record(1, { 'otel.scope.name': 'x', otel_scope_version: 'y' }),
+    },
+  ];
+  for (const testCase of cases) {
+    it(testCase.name, async () => {
+      const { official, ours } = await scrapeBoth(
+        { resourceAttributes: testCase.resource ?? { 'service.name': 'edge' }, views: testCase.views ?? [], record: testCase.scenario },
+        testCase.options ?? {},
+      );
+      expect(ours).toBe(official);
+    });
+  }
 });
 
 describe('the metric contract of SPEC §1, byte for byte', () => {
