@@ -79,6 +79,15 @@ describe('handleMetricsRequest over HTTP', () => {
     expect(server.url).toBe(`http://127.0.0.1:${server.port}/metrics`);
   });
 
+  it('sends the same bytes as serializeToString across many recycled chunks', async () => {
+    const { reader, server } = await setup({ chunkBytes: 4096 }, 5000);
+    const [first, second] = await Promise.all([get(server.url), get(server.url)]);
+    const expected = await reader.serializeToString();
+    expect(Buffer.byteLength(expected)).toBeGreaterThan(100 * 4096);
+    expect(first?.body).toBe(expected);
+    expect(second?.body).toBe(expected);
+  });
+
   it('ignores the query string, 404s other paths, 405s other methods, answers HEAD without a body', async () => {
     const { server } = await setup();
     expect((await get(`${server.url}?name[]=x`)).status).toBe(200);
@@ -271,15 +280,16 @@ describe('writeTo with backpressure', () => {
     let maxBuffered = 0;
     const slow = new Writable({
       highWaterMark: 1024,
+      // Keeps every chunk after its callback, as collecting streams do: chunks must not be reused under it.
       write(chunk: Buffer, _encoding, callback): void {
         received.push(chunk);
         setImmediate(callback);
       },
     });
     const originalWrite = slow.write.bind(slow);
-    slow.write = ((chunk: Buffer) => {
+    slow.write = ((...args: Parameters<typeof slow.write>) => {
       maxBuffered = Math.max(maxBuffered, slow.writableLength);
-      return originalWrite(chunk);
+      return originalWrite(...args);
     }) as typeof slow.write;
     expect(await reader.writeTo(slow)).toBe('complete');
     await new Promise<void>((resolve) => slow.end(resolve));

@@ -51,7 +51,10 @@ export class FastPrometheusReader extends MetricReader {
   readonly #serializer: PrometheusTextSerializer;
   readonly #endpoint: string;
   readonly #chunkBytes: number;
-  /** Shared by concurrent scrapes: a chunk comes back once its socket write has completed. */
+  /**
+   * For HTTP responses only, shared by concurrent scrapes: a chunk comes back once its socket write completed,
+   * when the kernel has the bytes.
+   */
   readonly #pool: ChunkPool;
   readonly #collectTimeoutMillis: number | undefined;
   readonly #logger: Logger;
@@ -116,10 +119,8 @@ export class FastPrometheusReader extends MetricReader {
    */
   async writeTo(out: Writable): Promise<WriteOutcome> {
     const { resourceMetrics } = await this.#collect();
-    const pool = this.#pool;
-    return writeChunks(this.#serializer.chunks(resourceMetrics, this.#chunkBytes, pool), out, undefined, (chunk) =>
-      pool.release(chunk),
-    );
+    // Fresh buffers, no recycling: a Writable may keep a chunk after its write callback (collecting streams do).
+    return writeChunks(this.#serializer.chunks(resourceMetrics, this.#chunkBytes), out);
   }
 
   protected override onShutdown(): Promise<void> {
