@@ -29,6 +29,8 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
 
+const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+
 /** Chunk buffers kept for reuse between writes and scrapes (8 × 320 KiB by default). */
 const CHUNK_POOL_LIMIT = 8;
 
@@ -71,7 +73,9 @@ export class FastPrometheusReader extends MetricReader {
     const endpoint = options.endpoint ?? DEFAULT_METRICS_ENDPOINT;
     this.#endpoint = endpoint.startsWith('/') ? endpoint : '/' + endpoint;
     const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    if (!(chunkBytes >= 1)) throw new RangeError(`chunkBytes must be at least 1, got ${chunkBytes}`);
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) {
+      throw new RangeError(`chunkBytes must be an integer from 1 to ${MAX_CHUNK_BYTES}, got ${chunkBytes}`);
+    }
     this.#chunkBytes = chunkBytes;
     this.#pool = new ChunkPool(chunkCapacity(chunkBytes), CHUNK_POOL_LIMIT);
     this.#collectTimeoutMillis = options.collectTimeoutMillis;

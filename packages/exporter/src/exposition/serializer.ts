@@ -94,9 +94,10 @@ function quote(value: string): string {
 
 /**
  * Writes the text exposition format of one `collect()` result, the way `@opentelemetry/exporter-prometheus`
- * 0.301 does (same families, order, names, labels and values), but without building an object per line:
- * each data point's label string is built once and shared by its lines, `le` tails once per boundary set,
- * and the text comes out in chunks so a scrape of 100k series never exists as one string.
+ * 0.301 does (same families, order, names, labels and values), but without an object or a string per line:
+ * each data point's label text is built and UTF-8-encoded once and its other lines copy those bytes, the
+ * `le` label tails are encoded once per metric and boundary set, and the bytes come out in chunks, so a
+ * scrape of 100k series never exists as one string or one buffer.
  */
 export class PrometheusTextSerializer {
   readonly #prefix: string;
@@ -107,7 +108,8 @@ export class PrometheusTextSerializer {
   readonly #logger: Logger;
   /** Conflicts warned about in the previous serialization: warned once while they persist. */
   #previousConflicts = new Set<string>();
-  readonly #unsupportedWarned = new Set<string>();
+  /** Problems that repeat on every scrape (bad names, unsupported data) are logged once per metric. */
+  readonly #warnedOnce = new Set<string>();
 
   constructor(options: PrometheusSerializerOptions = {}) {
     this.#prefix = options.prefix ? options.prefix + '_' : '';
@@ -218,9 +220,12 @@ export class PrometheusTextSerializer {
     const original = metric.descriptor.name;
     let name = this.#prefix + sanitizeName(escapeHelp(original));
     if (name === '' || name === '_') {
-      this.#logger.error('Prometheus metric name is empty or "_" after sanitization; metric dropped', {
-        metric_name: original,
-      });
+      if (!this.#warnedOnce.has(original)) {
+        this.#warnedOnce.add(original);
+        this.#logger.error('Prometheus metric name is empty or "_" after sanitization; metric dropped', {
+          metric_name: original,
+        });
+      }
       return undefined;
     }
     const first = name.charCodeAt(0);
@@ -309,8 +314,8 @@ export class PrometheusTextSerializer {
   }
 
   #warnUnsupported(name: string): void {
-    if (this.#unsupportedWarned.has(name)) return;
-    this.#unsupportedWarned.add(name);
+    if (this.#warnedOnce.has(name)) return;
+    this.#warnedOnce.add(name);
     this.#logger.error('Prometheus exposition has no text form for this data point type; only metadata written', {
       metric_name: name,
     });
