@@ -1,0 +1,550 @@
+import type { Attributes } from '@opentelemetry/api';
+import {
+  DataPointType,
+  type DataPoint,
+  type Histogram,
+  type MetricData,
+  type ResourceMetrics,
+  type ScopeMetrics,
+} from '@opentelemetry/sdk-metrics';
+import { diagLogger, type Logger } from '@agentconn/core';
+import {
+  braceLabels,
+  escapeHelp,
+  formatBucketBound,
+  formatLabels,
+  formatValue,
+  NO_REGISTERED_METRICS,
+  sanitizeName,
+} from './format.js';
+import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+
+export interface PrometheusSerializerOptions {
+  /** Prepended to every metric name as `prefix_` (not to `target_info`). Default none. */
+  readonly prefix?: string;
+  /** Append the data point's end time (Unix ms) to each sample. Default false. */
+  readonly appendTimestamp?: boolean;
+  /** Resource attributes whose key matches become labels on every sample. Default none. */
+  readonly withResourceConstantLabels?: RegExp;
+  /** Leave out the `otel_scope_name`, `otel_scope_version` (and `otel_scope_schema_url`) labels. Default false. */
+  readonly withoutScopeInfo?: boolean;
+  /** Leave out the `target_info` series built from the resource. Default false. */
+  readonly withoutTargetInfo?: boolean;
+  /** Where metadata conflicts and unsupported data are reported. Default: OpenTelemetry `diag`. */
+  readonly logger?: Logger;
+}
+
+/** Bytes per chunk handed to the consumer: large enough that per-write overhead vanishes. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+
+const OPEN_BRACE = 0x7b;
+/** A plain newline, or ` <timestamp>\n` (upstream's millisecond timestamps fit in 30 characters). */
+const LINE_END_BYTES = 32;
+
+type PrometheusType = 'counter' | 'gauge' | 'histogram' | 'untyped';
+
+interface FamilyMember {
+  readonly metric: MetricData;
+  readonly scope: ScopeMetrics['scope'];
+}
+
+interface Family {
+  help: string;
+  unit: string;
+  readonly type: PrometheusType;
+  /** Set when two instruments map to one name with different types: upstream then drops the whole family. */
+  dropped: boolean;
+  readonly members: FamilyMember[];
+}
+
+/** Label strings that depend on the boundary set of a histogram, built once per metric and boundary array. */
+interface BucketLabels {
+  readonly boundaries: readonly number[];
+  /** `le` for each count index as a label tail: `…,le="0.5"} ` (`+Inf` for the last), as UTF-8. */
+  readonly tails: readonly Buffer[];
+  /** The same with the comma that follows a data point's own labels. */
+  readonly tailsAfterOwn: readonly Buffer[];
+  readonly longestTail: number;
+  /** A boundary array with `Infinity` in it already has its `+Inf` bucket: upstream stops there. */
+  readonly hasInfinity: boolean;
+}
+
+const TARGET_INFO = 'target_info';
+const TARGET_INFO_HELP = 'Target metadata';
+const ATTR_SCOPE_NAME = 'otel.scope.name';
+const ATTR_SCOPE_VERSION = 'otel.scope.version';
+const ATTR_SCOPE_SCHEMA_URL = 'otel.scope.schema_url';
+
+function prometheusType(metric: MetricData): PrometheusType {
+  switch (metric.dataPointType) {
+    case DataPointType.SUM:
+      return metric.isMonotonic ? 'counter' : 'gauge';
+    case DataPointType.GAUGE:
+      return 'gauge';
+    case DataPointType.HISTOGRAM:
+      return 'histogram';
+    default:
+      return 'untyped';
+  }
+}
+
+function quote(value: string): string {
+  return JSON.stringify(value);
+}
+
+/**
+ * Writes the text exposition format of one `collect()` result, the way `@opentelemetry/exporter-prometheus`
+ * 0.301 does (same families, order, names, labels and values), but without an object or a string per line:
+ * each data point's label text is built and UTF-8-encoded once and its other lines copy those bytes, the
+ * `le` label tails are encoded once per metric and boundary set, and the bytes come out in chunks, so a
+ * scrape of 100k series never exists as one string or one buffer.
+ */
+export class PrometheusTextSerializer {
+  readonly #prefix: string;
+  readonly #appendTimestamp: boolean;
+  readonly #resourceLabelPattern: RegExp | undefined;
+  readonly #withoutScopeInfo: boolean;
+  readonly #withoutTargetInfo: boolean;
+  readonly #logger: Logger;
+  /** Conflicts warned about in the previous serialization: warned once while they persist. */
+  #previousConflicts = new Set<string>();
+  /** Problems that repeat on every scrape (bad names, unsupported data) are logged once per metric. */
+  readonly #warnedOnce = new Set<string>();
+
+  constructor(options: PrometheusSerializerOptions = {}) {
+    this.#prefix = options.prefix ? options.prefix + '_' : '';
+    this.#appendTimestamp = options.appendTimestamp ?? false;
+    this.#resourceLabelPattern = options.withResourceConstantLabels;
+    this.#withoutScopeInfo = options.withoutScopeInfo ?? false;
+    this.#withoutTargetInfo = options.withoutTargetInfo ?? false;
+    this.#logger = options.logger ?? diagLogger;
+  }
+
+  /** The whole exposition as one string (tests, small registries). */
+  serialize(resourceMetrics: ResourceMetrics): string {
+    return Buffer.concat([...this.chunks(resourceMetrics)]).toString('utf8');
+  }
+
+  /**
+   * The exposition as UTF-8 chunks of about `chunkBytes` bytes (never splitting a line; a data point larger
+   * than that gets a chunk of its own size). Lazy: nothing is written before the first `next()`, so a consumer
+   * can pause between chunks for backpressure. Without a `pool` each chunk is a buffer of its own the consumer
+   * may keep; with one, the consumer hands each chunk back with `pool.release(chunk)` once done with it.
+   */
+  *chunks(
+    resourceMetrics: ResourceMetrics,
+    chunkBytes: number = DEFAULT_CHUNK_BYTES,
+    pool?: ChunkPool,
+  ): Generator<Buffer, void, undefined> {
+    const families = this.#collectFamilies(resourceMetrics);
+    const resourceLabels = this.#resourceConstantLabels(resourceMetrics.resource.attributes);
+    const sink = new ByteSink(chunkBytes, pool);
+    let wroteMetric = false;
+    for (const [name, family] of families) {
+      if (family.dropped) continue;
+      let writeMetadata = true;
+      if (name === TARGET_INFO && !this.#withoutTargetInfo) {
+        const labels = formatLabels(resourceMetrics.resource.attributes);
+        yield* writeText(sink, this.#metadata(name, family, TARGET_INFO_HELP) + TARGET_INFO + braceLabels(labels, '') + ' 1\n');
+        writeMetadata = false;
+      }
+      for (const { metric, scope } of family.members) {
+        if (writeMetadata) {
+          yield* writeText(sink, this.#metadata(name, family, 'description missing'));
+          writeMetadata = false;
+          wroteMetric = true;
+        } else if (metric.dataPoints.length === 0 || metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
+          // Nothing to write; upstream also keeps the metadata pending only when it wrote nothing at all.
+          if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) this.#warnUnsupported(name);
+          continue;
+        }
+        const additional = this.#additionalLabels(scope, resourceLabels);
+        switch (metric.dataPointType) {
+          case DataPointType.SUM:
+          case DataPointType.GAUGE: {
+            const writer = new SampleWriter(name, additional, this.#appendTimestamp);
+            for (const point of metric.dataPoints) {
+              const done = sink.room(writer.prepare(point));
+              if (done !== undefined) yield done;
+              writer.write(sink);
+              if (sink.full) yield sink.take();
+            }
+            break;
+          }
+          case DataPointType.HISTOGRAM: {
+            const writer = new HistogramWriter(name, additional, this.#appendTimestamp);
+            for (const point of metric.dataPoints) {
+              const done = sink.room(writer.prepare(point));
+              if (done !== undefined) yield done;
+              writer.write(sink);
+              if (sink.full) yield sink.take();
+            }
+            break;
+          }
+          default:
+            this.#warnUnsupported(name);
+        }
+        wroteMetric = true;
+      }
+    }
+    if (!wroteMetric) yield* writeText(sink, NO_REGISTERED_METRICS);
+    if (sink.pos > 0) yield sink.take();
+  }
+
+  #metadata(name: string, family: Family, missingHelp: string): string {
+    let text = '# HELP ' + name + ' ' + escapeHelp(family.help || missingHelp) + '\n';
+    if (family.unit) text += '# UNIT ' + name + ' ' + escapeHelp(family.unit) + '\n';
+    return text + '# TYPE ' + name + ' ' + family.type + '\n';
+  }
+
+  /** Scope labels then resource constant labels, in upstream's order (a later key overrides in place). */
+  #additionalLabels(scope: ScopeMetrics['scope'], resourceLabels: Attributes | undefined): Attributes {
+    if (this.#withoutScopeInfo) return resourceLabels ?? {};
+    const labels: Attributes = { [ATTR_SCOPE_NAME]: scope.name };
+    if (scope.schemaUrl) labels[ATTR_SCOPE_SCHEMA_URL] = scope.schemaUrl;
+    if (scope.version) labels[ATTR_SCOPE_VERSION] = scope.version;
+    return resourceLabels === undefined ? labels : Object.assign(labels, resourceLabels);
+  }
+
+  #resourceConstantLabels(attributes: Attributes): Attributes | undefined {
+    const pattern = this.#resourceLabelPattern;
+    if (pattern === undefined) return undefined;
+    const labels: Attributes = {};
+    for (const key of Object.keys(attributes)) {
+      if (key.match(pattern)) labels[key] = attributes[key];
+    }
+    return labels;
+  }
+
+  #metricName(metric: MetricData): string | undefined {
+    const original = metric.descriptor.name;
+    let name = this.#prefix + sanitizeName(escapeHelp(original));
+    if (name === '' || name === '_') {
+      if (!this.#warnedOnce.has(original)) {
+        this.#warnedOnce.add(original);
+        this.#logger.error('Prometheus metric name is empty or "_" after sanitization; metric dropped', {
+          metric_name: original,
+        });
+      }
+      return undefined;
+    }
+    const first = name.charCodeAt(0);
+    if (first >= 48 && first <= 57) name = '_' + name;
+    if (metric.dataPointType === DataPointType.SUM && metric.isMonotonic && !name.endsWith('_total')) {
+      name += '_total';
+    }
+    return name;
+  }
+
+  /** Groups instruments by their Prometheus name, as upstream does, with its conflict rules. */
+  #collectFamilies(resourceMetrics: ResourceMetrics): Map<string, Family> {
+    const families = new Map<string, Family>();
+    const conflicts = new Set<string>();
+    if (!this.#withoutTargetInfo) {
+      families.set(TARGET_INFO, { help: TARGET_INFO_HELP, unit: '', type: 'gauge', dropped: false, members: [] });
+    }
+    for (const scopeMetrics of resourceMetrics.scopeMetrics) {
+      for (const metric of scopeMetrics.metrics) {
+        const name = this.#metricName(metric);
+        if (name === undefined) continue;
+        const type = prometheusType(metric);
+        const family = families.get(name);
+        if (family === undefined) {
+          families.set(name, {
+            help: metric.descriptor.description,
+            unit: metric.descriptor.unit,
+            type,
+            dropped: false,
+            members: [{ metric, scope: scopeMetrics.scope }],
+          });
+        } else if (!family.dropped) {
+          if (family.type === type) {
+            family.members.push({ metric, scope: scopeMetrics.scope });
+          } else {
+            this.#warnConflict(conflicts, 'TYPE', name, family.type, type, undefined);
+            family.dropped = true;
+            family.members.length = 0;
+          }
+        }
+      }
+    }
+    for (const [name, family] of families) {
+      if (family.dropped) continue;
+      for (const { metric } of family.members) {
+        const { description, unit } = metric.descriptor;
+        if (description) {
+          if (!family.help) family.help = description;
+          else if (family.help !== description) {
+            this.#warnConflict(conflicts, 'HELP', name, family.help, description, family.help);
+          }
+        }
+        if (unit) {
+          if (!family.unit) family.unit = unit;
+          else if (family.unit !== unit) this.#warnConflict(conflicts, 'UNIT', name, family.unit, unit, family.unit);
+        }
+      }
+    }
+    this.#previousConflicts = conflicts;
+    return families;
+  }
+
+  #warnConflict(
+    current: Set<string>,
+    kind: 'TYPE' | 'HELP' | 'UNIT',
+    name: string,
+    first: string,
+    second: string,
+    selected: string | undefined,
+  ): void {
+    const key = `${kind}:${name}:${selected ?? ''}`;
+    if (current.has(key)) return;
+    current.add(key);
+    if (this.#previousConflicts.has(key)) return;
+    const values = `${quote(first)}, ${quote(second)}`;
+    if (selected === undefined) {
+      this.#logger.warn(`Conflicting ${kind} comments for metric "${name}": ${values}; dropping the metric.`, {
+        metric_name: name,
+      });
+    } else {
+      this.#logger.warn(
+        `Conflicting ${kind} comments for metric "${name}": ${values}; exporting ${quote(selected)}.`,
+        { metric_name: name },
+      );
+    }
+  }
+
+  #warnUnsupported(name: string): void {
+    if (this.#warnedOnce.has(name)) return;
+    this.#warnedOnce.add(name);
+    this.#logger.error('Prometheus exposition has no text form for this data point type; only metadata written', {
+      metric_name: name,
+    });
+  }
+}
+
+function* writeText(sink: ByteSink, text: string): Generator<Buffer, void, undefined> {
+  const done = sink.room(maxUtf8Bytes(text));
+  if (done !== undefined) yield done;
+  sink.text(text);
+}
+
+/** ` <ms>\n` with upstream's millisecond arithmetic, or undefined for a plain newline. */
+function timestampLineEnd(point: DataPoint<unknown>, appendTimestamp: boolean): string | undefined {
+  if (!appendTimestamp) return undefined;
+  const [seconds, nanos] = point.endTime;
+  return ' ' + String(seconds * 1e3 + nanos / 1e6) + '\n';
+}
+
+/**
+ * The label parts that follow a data point's own labels, as bytes: with own labels `,<additional>} ` (or
+ * `} `), without them `{<additional>} ` (or a bare space).
+ */
+class LabelSuffix {
+  readonly afterOwn: Buffer;
+  readonly withoutOwn: Buffer;
+
+  constructor(additionalText: string) {
+    this.afterOwn = utf8(additionalText.length > 0 ? ',' + additionalText + '} ' : '} ');
+    this.withoutOwn = utf8(additionalText.length > 0 ? '{' + additionalText + '} ' : ' ');
+  }
+}
+
+/**
+ * Writes `name{own,additional} value` for one data point, `own` as text the first time and as a byte copy of
+ * that first write afterwards. Returns the new position; `ownAt` carries where the first write put it.
+ */
+function writeSeries(
+  buf: Buffer,
+  pos: number,
+  name: Buffer,
+  own: string,
+  ownAt: { start: number; end: number },
+  suffix: LabelSuffix,
+): number {
+  buf.set(name, pos);
+  pos += name.length;
+  if (own.length === 0) {
+    buf.set(suffix.withoutOwn, pos);
+    return pos + suffix.withoutOwn.length;
+  }
+  buf[pos++] = OPEN_BRACE;
+  if (ownAt.start < 0) {
+    ownAt.start = pos;
+    pos += buf.write(own, pos, 'utf8');
+    ownAt.end = pos;
+  } else {
+    buf.copyWithin(pos, ownAt.start, ownAt.end);
+    pos += ownAt.end - ownAt.start;
+  }
+  buf.set(suffix.afterOwn, pos);
+  return pos + suffix.afterOwn.length;
+}
+
+function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): number {
+  if (lineEnd === undefined) {
+    buf[pos] = NEWLINE;
+    return pos + 1;
+  }
+  return pos + buf.write(lineEnd, pos, 'latin1');
+}
+
+/** Gauges and sums: one line per data point. */
+class SampleWriter {
+  readonly #name: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #appendTimestamp: boolean;
+  #point: DataPoint<number> | undefined;
+  #own = '';
+  #lineEnd: string | undefined;
+
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+    this.#name = utf8(name);
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
+  }
+
+  /** Builds the point's label text; returns an upper bound of the bytes `write` needs. */
+  prepare(point: DataPoint<number>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
+    const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
+    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
+    const buf = sink.buf;
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    pos = writeNumber(buf, pos, point.value, formatValue);
+    sink.pos = writeLineEnd(buf, pos, this.#lineEnd);
+  }
+}
+
+/**
+ * Histograms: `_count`, `_sum`, then cumulative `_bucket` lines. A data point's own label text is encoded once
+ * and copied as bytes to its other lines; the `le` label tails depend only on the metric's scope/resource
+ * labels and the boundary array (one per instrument), so they are built once per metric.
+ */
+class HistogramWriter {
+  readonly #countName: Buffer;
+  readonly #sumName: Buffer;
+  readonly #bucketOpen: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #additional: Attributes;
+  readonly #appendTimestamp: boolean;
+  #buckets: BucketLabels | undefined;
+  #point: DataPoint<Histogram> | undefined;
+  #own = '';
+  #lineEnd: string | undefined;
+
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+    this.#countName = utf8(name + '_count');
+    this.#sumName = utf8(name + '_sum');
+    this.#bucketOpen = utf8(name + '_bucket{');
+    this.#additional = additional;
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
+  }
+
+  prepare(point: DataPoint<Histogram>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
+    const buckets = this.#bucketLabels(point.value.buckets.boundaries);
+    const lines = 2 + point.value.buckets.counts.length;
+    const perLine =
+      this.#bucketOpen.length +
+      2 +
+      maxUtf8Bytes(this.#own) +
+      Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
+      MAX_NUMBER_BYTES +
+      LINE_END_BYTES;
+    return lines * perLine;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
+    const value = point.value;
+    const own = this.#own;
+    const lineEnd = this.#lineEnd;
+    const buf = sink.buf;
+    let pos = sink.pos;
+    const ownAt = { start: -1, end: -1 };
+    // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
+    // may record negative values).
+    if (value.count != null) {
+      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeLineEnd(buf, writeNumber(buf, pos, value.count, formatValue), lineEnd);
+    }
+    if (value.sum != null) {
+      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
+      pos = writeLineEnd(buf, writeNumber(buf, pos, value.sum, formatValue), lineEnd);
+    }
+    const { boundaries, counts } = value.buckets;
+    const buckets = this.#bucketLabels(boundaries);
+    let limit = counts.length;
+    if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
+    const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
+    const lastTail = tails[tails.length - 1];
+    let headStart = -1;
+    let headEnd = -1;
+    let cumulative = 0;
+    for (let i = 0; i < limit; i++) {
+      cumulative += counts[i] ?? 0;
+      if (headStart < 0) {
+        // `name_bucket{own,` once, then copied: the bytes every bucket line of this point starts with.
+        headStart = pos;
+        buf.set(this.#bucketOpen, pos);
+        pos += this.#bucketOpen.length;
+        if (own.length > 0) {
+          if (ownAt.start < 0) pos += buf.write(own, pos, 'utf8');
+          else {
+            buf.copyWithin(pos, ownAt.start, ownAt.end);
+            pos += ownAt.end - ownAt.start;
+          }
+        }
+        headEnd = pos;
+      } else {
+        buf.copyWithin(pos, headStart, headEnd);
+        pos += headEnd - headStart;
+      }
+      const tail = i < tails.length ? tails[i] : lastTail;
+      if (tail !== undefined) {
+        buf.set(tail, pos);
+        pos += tail.length;
+      }
+      pos = writeLineEnd(buf, writeNumber(buf, pos, cumulative, formatValue), lineEnd);
+    }
+    sink.pos = pos;
+  }
+
+  #bucketLabels(boundaries: readonly number[]): BucketLabels {
+    const cached = this.#buckets;
+    if (cached !== undefined && cached.boundaries === boundaries) return cached;
+    const built = bucketLabelsFor(boundaries, this.#additional);
+    this.#buckets = built;
+    return built;
+  }
+}
+
+/** Per boundary array: the `le` strings, so that each metric only joins them with its own labels. */
+const boundStrings = new WeakMap<readonly number[], readonly string[]>();
+
+function bucketLabelsFor(boundaries: readonly number[], additional: Attributes): BucketLabels {
+  let bounds = boundStrings.get(boundaries);
+  if (bounds === undefined || bounds.length !== boundaries.length + 1) {
+    const built: string[] = [];
+    for (let i = 0; i <= boundaries.length; i++) built.push(formatBucketBound(boundaries[i]));
+    bounds = built;
+    boundStrings.set(boundaries, bounds);
+  }
+  const texts = bounds.map((le) => formatLabels(Object.assign({}, additional, { le })) + '} ');
+  const tails = texts.map(utf8);
+  const tailsAfterOwn = texts.map((text) => utf8(',' + text));
+  let longestTail = 0;
+  for (const tail of tailsAfterOwn) longestTail = Math.max(longestTail, tail.length);
+  return { boundaries, tails, tailsAfterOwn, longestTail, hasInfinity: boundaries.includes(Infinity) };
+}

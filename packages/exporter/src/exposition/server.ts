@@ -1,0 +1,67 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastPrometheusReader } from './reader.js';
+
+export interface MetricsServerOptions {
+  readonly reader: FastPrometheusReader;
+  /** Interface to listen on. Default `127.0.0.1`: loopback unless told otherwise. */
+  readonly host?: string;
+  /** TCP port; 0 picks a free one. Default 9464, Prometheus' registered exporter port. */
+  readonly port?: number;
+  /** How long `close()` waits for scrapes in flight before cutting their connections. Default 5000 ms. */
+  readonly closeGraceMillis?: number;
+}
+
+export interface MetricsServer extends AsyncDisposable {
+  readonly server: Server;
+  readonly host: string;
+  /** The port actually bound (useful with `port: 0`). */
+  readonly port: number;
+  /** `http://host:port/metrics` (IPv6 hosts in brackets). */
+  readonly url: string;
+  /** Stops listening, lets scrapes in flight finish within the grace period, then resolves. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+export const DEFAULT_METRICS_PORT = 9464;
+
+/** An `http.Server` that answers the reader's endpoint; resolves once listening, rejects if it cannot bind. */
+export async function createMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const { reader } = options;
+  const host = options.host ?? DEFAULT_METRICS_HOST;
+  const closeGraceMillis = options.closeGraceMillis ?? 5000;
+  const server = createServer(reader.handleMetricsRequest);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error): void => reject(error);
+    server.once('error', onError);
+    server.listen({ host, port: options.port ?? DEFAULT_METRICS_PORT }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      const force = setTimeout(() => server.closeAllConnections(), closeGraceMillis);
+      force.unref();
+      server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      // Keep-alive connections between scrapes would otherwise hold close() open.
+      server.closeIdleConnections();
+    });
+    return closing;
+  };
+  return {
+    server,
+    host,
+    port,
+    url: `http://${urlHost}:${port}${reader.endpoint}`,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
