@@ -12,7 +12,7 @@ import {
 } from '@agentconn/core';
 import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
 import type { ExporterConfig } from './config.js';
-import { createExposition } from './exposition.js';
+import { createMetricsReader } from './metrics-reader.js';
 import { listenMetrics } from './http-server.js';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
@@ -59,7 +59,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
   const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
 
-  const exposition = createExposition(config.exposition);
+  const exposition = createMetricsReader(config.exposition, logger);
   const readers: MetricReader[] = [exposition.reader];
   if (config.otlpEndpoint !== undefined) {
     readers.push(
