@@ -47,7 +47,7 @@ export interface GenerateProgress {
 
 /** Options shared by `generateCoderData` and `addWorkspaces`. */
 export interface WorkspaceSpec {
-  /** PRNG seed: the same seed and `baseTime` give the same rows. Use a different seed per call on one database. Default 1. */
+  /** PRNG seed: the same seed and `baseTime` give the same rows. Default 1. */
   readonly seed?: number;
   readonly workspaces: number;
   /** Default 1. */
@@ -87,6 +87,8 @@ export interface GenerateSpec extends WorkspaceSpec {
 }
 
 export interface AddWorkspacesSpec extends WorkspaceSpec {
+  /** Required here: ids come from it, so each call on one database needs its own. */
+  readonly seed: number;
   /** Prefix of the new workspace names, unique per call on one database. Default `ws-s<seed>-`. */
   readonly namePrefix?: string;
 }
@@ -150,7 +152,9 @@ interface Context {
 
 /**
  * Creates users, templates with versions, and workspaces with their builds, resources and agents.
- * Inserts nothing when it fails (one transaction).
+ * Inserts nothing when it fails (one transaction). Once per database: user, template and workspace
+ * names are fixed (`user-0`, `template-0`, `ws-0`, ...) and Coder's unique indexes reject repeats;
+ * add more with `addWorkspaces` and `connectAgents`.
  */
 export async function generateCoderData(db: Kysely<CoderDatabase>, spec: GenerateSpec): Promise<GeneratedCoderData> {
   const started = performance.now();
@@ -242,7 +246,7 @@ export async function generateCoderData(db: Kysely<CoderDatabase>, spec: Generat
 export async function addWorkspaces(db: Kysely<CoderDatabase>, spec: AddWorkspacesSpec): Promise<GeneratedCoderData> {
   const started = performance.now();
   const plan = planWorkspaces(spec);
-  const seed = spec.seed ?? 1;
+  const seed = spec.seed;
   const random = createRandom(seed ^ 0x5bd1e995);
   const prefix = spec.namePrefix ?? `ws-s${seed}-`;
   const special = plan.specialLabels;

@@ -26,14 +26,12 @@ export {
   type WorkspacesTable,
 } from './schema.js';
 export {
-  AGENTCONN_MIGRATION_LOCK_TABLE,
-  AGENTCONN_MIGRATION_TABLE,
   FIRST_CONNECTED_AT_INDEX_NAME,
   coderSchemaMigrations,
   coderSchemaSubsetMigration,
+  createFirstConnectedAtIndex,
+  dropFirstConnectedAtIndex,
   firstConnectedAtIndexMigration,
-  firstConnectedAtIndexMigrations,
-  migrateFirstConnectedAtIndex,
   migrateToLatest,
   type MigrateToLatestOptions,
 } from './migrations/index.js';

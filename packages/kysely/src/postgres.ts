@@ -19,7 +19,10 @@ export interface PostgresDbOptions {
 export const POSTGRES_POOL_DEFAULTS = {
   /** `pg` waits forever for a connection by default; a poller needs to hear about an outage. */
   connectionTimeoutMillis: 10_000,
-  /** A poller runs one query at a time; one more connection leaves room to cancel it. */
+  /**
+   * A poller runs one query at a time; one more connection leaves room to cancel it. Raise it when
+   * something else holds a connection of the same pool (e.g. a session-level advisory lock).
+   */
   max: 2,
   application_name: 'agentconn',
 } as const satisfies pg.PoolConfig;

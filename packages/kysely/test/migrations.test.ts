@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql, type Kysely } from 'kysely';
 import {
-  AGENTCONN_MIGRATION_TABLE,
   CODER_TABLES,
   FIRST_CONNECTED_AT_INDEX_NAME,
   coderSchemaMigrations,
-  firstConnectedAtIndexMigrations,
-  migrateFirstConnectedAtIndex,
+  createFirstConnectedAtIndex,
+  dropFirstConnectedAtIndex,
+  firstConnectedAtIndexMigration,
   migrateToLatest,
 } from '../src/index.js';
 import { openPgliteTestDatabase, openPostgresTestDatabase, type OpenTestDatabase, type TestDatabase } from './helpers/databases.js';
@@ -220,18 +220,36 @@ function defineMigrationTests(name: string, open: OpenTestDatabase): void {
       expect(await indexes(database.db)).not.toContainEqual(expect.stringContaining(FIRST_CONNECTED_AT_INDEX_NAME));
     });
 
-    it('creates the opt-in first_connected_at index on request, with its own bookkeeping table', async () => {
-      expect(Object.keys(await firstConnectedAtIndexMigrations.getMigrations())).toHaveLength(1);
-      expect(await migrateFirstConnectedAtIndex(database.db)).toEqual(['agentconn_0001_workspace_agents_first_connected_at_index']);
-      expect(await indexes(database.db)).toContain(
+    it('creates and drops the opt-in first_connected_at index on request, idempotently', async () => {
+      await createFirstConnectedAtIndex(database.db);
+      await createFirstConnectedAtIndex(database.db);
+      const withIndex = await indexes(database.db);
+      expect(withIndex.filter((line) => line.startsWith(FIRST_CONNECTED_AT_INDEX_NAME))).toEqual([
         `${FIRST_CONNECTED_AT_INDEX_NAME} ON workspace_agents USING btree (first_connected_at)`,
-      );
-      expect(await migrateFirstConnectedAtIndex(database.db)).toEqual([]);
-      const { rows } = await sql<{ name: string }>`SELECT name FROM ${sql.table(AGENTCONN_MIGRATION_TABLE)}`.execute(database.db);
-      expect(rows.map((r) => r.name)).toEqual(['agentconn_0001_workspace_agents_first_connected_at_index']);
-      // The default set still considers itself complete: the two sets do not mix.
+      ]);
+      // It leaves no bookkeeping behind, and the default set still considers itself complete.
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'`.execute(database.db);
+      expect(rows[0]!.n).toBe(CODER_TABLES.length + 2); // + kysely_migration, kysely_migration_lock
       expect(await migrateToLatest(database.db)).toEqual([]);
+      await dropFirstConnectedAtIndex(database.db);
+      await dropFirstConnectedAtIndex(database.db);
+      expect(await indexes(database.db)).toEqual(EXPECTED_INDEXES);
     });
+
+    if (name === 'PGlite') {
+      // On PGlite only: on a shared server, Kysely's migration lock (one advisory lock per database) and
+      // CREATE INDEX CONCURRENTLY (which waits for every older transaction) deadlock with concurrent runs.
+      it('runs as a Kysely migration of its own, outside a transaction', async () => {
+        const names = await migrateToLatest(database.db, {
+          provider: { getMigrations: () => Promise.resolve({ agentconn_first_connected_at_index: firstConnectedAtIndexMigration }) },
+          migrationTableName: 'agentconn_migration',
+          migrationLockTableName: 'agentconn_migration_lock',
+          disableTransactions: true,
+        });
+        expect(names).toEqual(['agentconn_first_connected_at_index']);
+        expect(await indexes(database.db)).toContain(`${FIRST_CONNECTED_AT_INDEX_NAME} ON workspace_agents USING btree (first_connected_at)`);
+      });
+    }
 
     it('names the failed migration and the reason when a migration fails', async () => {
       const clash = await open({ migrate: false });

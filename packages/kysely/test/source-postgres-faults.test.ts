@@ -55,7 +55,8 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
   async function waitingAgentQueries(): Promise<number> {
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE pid <> pg_backend_pid() AND state = 'active' AND query LIKE 'select "wa"."id" as "agent_id"%'`.execute(database.db);
+      WHERE pid <> pg_backend_pid() AND application_name = current_setting('application_name')
+        AND state = 'active' AND query LIKE 'select "wa"."id" as "agent_id"%'`.execute(database.db);
     return rows[0]!.n;
   }
 

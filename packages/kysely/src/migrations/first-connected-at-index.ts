@@ -5,11 +5,12 @@ import type { Migration } from 'kysely/migration';
 export const FIRST_CONNECTED_AT_INDEX_NAME = 'agentconn_workspace_agents_first_connected_at_idx';
 
 /**
- * Opt-in, for operators: an index on `workspace_agents(first_connected_at)`, which Coder does not have.
- * With it the incremental query (`first_connected_at >= $since`) reads only the agents that connected
- * since the last tick instead of scanning every agent row. Built `CONCURRENTLY`, so Coder keeps writing
- * agents while it builds; run it without a transaction (`disableTransactions: true` in Kysely's Migrator,
- * which `migrateFirstConnectedAtIndex` does). Needs a role that owns `workspace_agents`.
+ * Opt-in, for operators, and not in `coderSchemaMigrations`: an index on
+ * `workspace_agents(first_connected_at)`, which Coder does not have. With it the incremental query
+ * (`first_connected_at >= $since`) reads only the agents that connected since the last tick instead of
+ * every agent row. Built `CONCURRENTLY`, so Coder keeps writing agents while it builds; that cannot run
+ * inside a transaction, so give Kysely's Migrator `disableTransactions: true`, or call
+ * `createFirstConnectedAtIndex(db)`. Needs a role that owns `workspace_agents`.
  */
 export const firstConnectedAtIndexMigration: Migration = {
   async up(db: Kysely<any>): Promise<void> {

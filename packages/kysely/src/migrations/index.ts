@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { Migrator, type MigrationProvider } from 'kysely/migration';
 import { CoderDatabaseError } from '../errors.js';
 import { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
-import { firstConnectedAtIndexMigration } from './first-connected-at-index.js';
+import { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
 
 export { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
 export { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
@@ -14,19 +14,6 @@ export { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from '.
 export const coderSchemaMigrations: MigrationProvider = {
   getMigrations: () => Promise.resolve({ '0001_coder_schema_subset': coderSchemaSubsetMigration }),
 };
-
-/**
- * The opt-in index on `workspace_agents(first_connected_at)`, on its own: not part of
- * `coderSchemaMigrations`. Run it with `migrateFirstConnectedAtIndex`, which keeps its bookkeeping in
- * its own tables (`agentconn_migration`) and runs without a transaction (the index is built concurrently).
- */
-export const firstConnectedAtIndexMigrations: MigrationProvider = {
-  getMigrations: () =>
-    Promise.resolve({ agentconn_0001_workspace_agents_first_connected_at_index: firstConnectedAtIndexMigration }),
-};
-
-export const AGENTCONN_MIGRATION_TABLE = 'agentconn_migration';
-export const AGENTCONN_MIGRATION_LOCK_TABLE = 'agentconn_migration_lock';
 
 export interface MigrateToLatestOptions {
   /** Default `coderSchemaMigrations`. */
@@ -87,14 +74,24 @@ export async function migrateToLatest(db: Kysely<any>, options: MigrateToLatestO
 }
 
 /**
- * Opt-in, for operators: creates the index on `workspace_agents(first_connected_at)` (concurrently,
- * outside a transaction), recording it in `agentconn_migration`. Idempotent.
+ * Opt-in, for operators: creates the index on `workspace_agents(first_connected_at)` if it is missing,
+ * concurrently (Coder keeps writing agents meanwhile). Runs the statement directly: no bookkeeping
+ * table and no migration lock in Coder's database. `CREATE INDEX CONCURRENTLY` waits for transactions
+ * older than itself to finish.
  */
-export function migrateFirstConnectedAtIndex(db: Kysely<any>): Promise<string[]> {
-  return migrateToLatest(db, {
-    provider: firstConnectedAtIndexMigrations,
-    migrationTableName: AGENTCONN_MIGRATION_TABLE,
-    migrationLockTableName: AGENTCONN_MIGRATION_LOCK_TABLE,
-    disableTransactions: true,
-  });
+export async function createFirstConnectedAtIndex(db: Kysely<any>): Promise<void> {
+  try {
+    await firstConnectedAtIndexMigration.up(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`creating the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
+  }
+}
+
+/** Drops the opt-in index if it exists (concurrently). */
+export async function dropFirstConnectedAtIndex(db: Kysely<any>): Promise<void> {
+  try {
+    await firstConnectedAtIndexMigration.down!(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`dropping the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
+  }
 }

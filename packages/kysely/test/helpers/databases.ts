@@ -44,20 +44,23 @@ export const openPostgresTestDatabase: OpenTestDatabase = async (settings = {}) 
   const options = [`-c search_path=${schema}`];
   if (settings.timeZone !== undefined) options.push(`-c TimeZone=${settings.timeZone}`);
   if (settings.dateStyle !== undefined) options.push(`-c DateStyle=${settings.dateStyle.replaceAll(' ', '\\ ')}`);
-  const db = createPostgresDb({ connectionString: DATABASE_URL, options: options.join(' '), max: 4 });
-  if (settings.migrate ?? true) await migrateToLatest(db);
-  return {
-    db,
-    kind: 'postgres',
-    async destroy() {
-      await db.destroy();
-      try {
-        await sql`DROP SCHEMA ${sql.id(schema)} CASCADE`.execute(admin);
-      } finally {
-        await admin.destroy();
-      }
-    },
+  // The schema's name as application_name tells this database's sessions apart in pg_stat_activity.
+  const db = createPostgresDb({ connectionString: DATABASE_URL, options: options.join(' '), max: 4, application_name: schema });
+  const destroy = async (): Promise<void> => {
+    await db.destroy();
+    try {
+      await sql`DROP SCHEMA ${sql.id(schema)} CASCADE`.execute(admin);
+    } finally {
+      await admin.destroy();
+    }
   };
+  try {
+    if (settings.migrate ?? true) await migrateToLatest(db);
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+  return { db, kind: 'postgres', destroy };
 };
 
 /** A fresh in-memory PGlite. */
