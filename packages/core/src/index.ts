@@ -36,3 +36,4 @@ export {
   type TickResult,
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
+export { abortReason, settleOrAbort } from './abort.js';

@@ -78,6 +78,11 @@ export const SELF_METRICS = {
   },
 } as const;
 
+/** Description and unit of a self-metric, as instrument options. */
+export function instrumentOptions(spec: { readonly description: string; readonly unit: string }): { description: string; unit: string } {
+  return { description: spec.description, unit: spec.unit };
+}
+
 export const DROP_REASONS = ['negative_duration', 'invalid'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -5,10 +5,12 @@ import {
   INSTRUMENTATION_VERSION,
   POLL_DURATION_BUCKET_BOUNDARIES,
   SELF_METRICS,
+  instrumentOptions,
 } from './metric.js';
 import type { FirstConnectionRecorder } from './recorder.js';
 import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
+import { abortReason } from './abort.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
@@ -135,36 +137,20 @@ export class FirstConnectionPoller {
     const meter =
       options.meter ??
       (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
-    this.#polls = meter.createCounter(SELF_METRICS.polls.name, {
-      description: SELF_METRICS.polls.description,
-      unit: SELF_METRICS.polls.unit,
-    });
+    this.#polls = meter.createCounter(SELF_METRICS.polls.name, instrumentOptions(SELF_METRICS.polls));
     this.#pollDuration = meter.createHistogram(SELF_METRICS.pollDuration.name, {
-      description: SELF_METRICS.pollDuration.description,
-      unit: SELF_METRICS.pollDuration.unit,
+      ...instrumentOptions(SELF_METRICS.pollDuration),
       advice: { explicitBucketBoundaries: [...POLL_DURATION_BUCKET_BOUNDARIES] },
     });
-    this.#rowsRead = meter.createCounter(SELF_METRICS.rowsRead.name, {
-      description: SELF_METRICS.rowsRead.description,
-      unit: SELF_METRICS.rowsRead.unit,
-    });
-    this.#lastSuccessGauge = meter.createObservableGauge(SELF_METRICS.lastSuccess.name, {
-      description: SELF_METRICS.lastSuccess.description,
-      unit: SELF_METRICS.lastSuccess.unit,
-    });
+    this.#rowsRead = meter.createCounter(SELF_METRICS.rowsRead.name, instrumentOptions(SELF_METRICS.rowsRead));
+    this.#lastSuccessGauge = meter.createObservableGauge(SELF_METRICS.lastSuccess.name, instrumentOptions(SELF_METRICS.lastSuccess));
     this.#lastSuccessGauge.addCallback((result) => {
       if (this.#lastSuccessMs !== undefined) result.observe(this.#lastSuccessMs / 1000);
     });
-    this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, {
-      description: SELF_METRICS.trackedAgents.description,
-      unit: SELF_METRICS.trackedAgents.unit,
-    });
+    this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, instrumentOptions(SELF_METRICS.trackedAgents));
     this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
     if (this.#leadership !== undefined) {
-      this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, {
-        description: SELF_METRICS.leader.description,
-        unit: SELF_METRICS.leader.unit,
-      });
+      this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
       this.#leaderGauge.addCallback((result) => result.observe(this.#isLeader ? 1 : 0));
     }
   }
@@ -256,7 +242,7 @@ export class FirstConnectionPoller {
     try {
       if (this.#leadership !== undefined) {
         const leader = await this.#leadership.isLeader(abort.signal);
-        if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Error('poll aborted');
+        if (abort.signal.aborted) throw abortReason(abort.signal);
         this.#onLeadership(leader, startedMs);
         if (!leader) {
           this.#polls.add(1, { outcome: 'skipped_not_leader' });
@@ -267,7 +253,7 @@ export class FirstConnectionPoller {
       const batch: AgentBatch = await this.#source.listAgents(
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
-      if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Error('poll aborted');
+      if (abort.signal.aborted) throw abortReason(abort.signal);
       const counts = this.#recordBatch(batch);
       this.#advance(batch, startedMs);
       const durationMs = performance.now() - startedHr;

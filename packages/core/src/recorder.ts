@@ -8,15 +8,14 @@ import {
 } from '@opentelemetry/api';
 import { diagLogger, type Logger } from './logger.js';
 import {
-  DEFAULT_CARDINALITY_LIMIT,
   FIRST_CONNECTION_BUCKET_BOUNDARIES,
   FIRST_CONNECTION_METRIC_DESCRIPTION,
   FIRST_CONNECTION_METRIC_NAME,
   FIRST_CONNECTION_METRIC_UNIT,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
-  LABEL_KEYS,
   SELF_METRICS,
+  instrumentOptions,
   type DropReason,
   type LabelKey,
 } from './metric.js';
@@ -75,18 +74,9 @@ export class FirstConnectionRecorder {
       options.meter ??
       (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
     this.#histogram = createFirstConnectionHistogram(meter);
-    this.#observed = meter.createCounter(SELF_METRICS.samplesObserved.name, {
-      description: SELF_METRICS.samplesObserved.description,
-      unit: SELF_METRICS.samplesObserved.unit,
-    });
-    this.#dropped = meter.createCounter(SELF_METRICS.samplesDropped.name, {
-      description: SELF_METRICS.samplesDropped.description,
-      unit: SELF_METRICS.samplesDropped.unit,
-    });
-    this.#overflow = meter.createCounter(SELF_METRICS.labelSetOverflow.name, {
-      description: SELF_METRICS.labelSetOverflow.description,
-      unit: SELF_METRICS.labelSetOverflow.unit,
-    });
+    this.#observed = meter.createCounter(SELF_METRICS.samplesObserved.name, instrumentOptions(SELF_METRICS.samplesObserved));
+    this.#dropped = meter.createCounter(SELF_METRICS.samplesDropped.name, instrumentOptions(SELF_METRICS.samplesDropped));
+    this.#overflow = meter.createCounter(SELF_METRICS.labelSetOverflow.name, instrumentOptions(SELF_METRICS.labelSetOverflow));
   }
 
   /** Label keys attached to each sample, in the seed's order. */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { errorMessage, type Leadership, type Logger } from '@agentconn/core';
+import { errorMessage, settleOrAbort, type Leadership, type Logger } from '@agentconn/core';
 
 /** Default advisory lock key: the first 8 bytes of sha256("agentconn:first-connection-leader"), as int8. */
 export const DEFAULT_LEADER_LOCK_KEY = '-8203292330991340775';
@@ -35,10 +35,10 @@ export class AdvisoryLockLeadership implements Leadership {
     try {
       if (this.#held) {
         // The lock lives as long as the session: a round trip proves the session is still ours.
-        await withAbort(client.query('SELECT 1'), signal);
+        await settleOrAbort(client.query('SELECT 1'), signal);
         return true;
       }
-      const result = await withAbort(
+      const result = await settleOrAbort(
         client.query<{ acquired: boolean }>('SELECT pg_try_advisory_lock($1::int8) AS acquired', [
           this.#options.lockKey ?? DEFAULT_LEADER_LOCK_KEY,
         ]),
@@ -77,7 +77,7 @@ export class AdvisoryLockLeadership implements Leadership {
       this.#drop(client);
     });
     try {
-      await withAbort(client.connect(), signal);
+      await settleOrAbort(client.connect(), signal);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw new Error(`leader lock connection failed: ${errorMessage(error)}`);
@@ -94,22 +94,4 @@ export class AdvisoryLockLeadership implements Leadership {
     }
     void client.end().catch(() => undefined);
   }
-}
-
-function withAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }

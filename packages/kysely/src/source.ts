@@ -1,4 +1,4 @@
-import { toEpochMicros, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from '@agentconn/core';
+import { settleOrAbort, toEpochMicros, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
 import { CoderDatabaseError } from './errors.js';
@@ -97,7 +97,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
 
     let result: { rows: ConnectedAgentRow[]; sourceTime: string };
     try {
-      result = await rejectOnAbort(work, signal, cancel);
+      result = await settleOrAbort(work, signal, cancel);
     } catch (error) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, error);
     }
@@ -127,25 +127,4 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
     },
     templateVersionName: row.template_version_name,
   };
-}
-
-/** Settles with `work`, or rejects with the abort reason as soon as `signal` aborts (then calls `onAbort`). */
-function rejectOnAbort<T>(work: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => {
-      reject(signal.reason);
-      onAbort();
-    };
-    signal.addEventListener('abort', abort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', abort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(error);
-      },
-    );
-  });
 }
