@@ -1,0 +1,73 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
+import { freePort } from './helpers/ports.js';
+import { promtoolCheckMetrics } from './helpers/prometheus-server.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+async function setup(options: Parameters<typeof createCoderFixture>[0], flags: string[]): Promise<{ f: CoderFixture; exp: ExporterProcess; url: string }> {
+  const f = await createCoderFixture(options);
+  cleanups.push(() => f.close());
+  const port = await freePort();
+  const exp = spawnExporter(['--database-url', f.database.url, '--listen', `127.0.0.1:${port}`, '--interval', '500ms', ...flags]);
+  cleanups.push(async () => {
+    exp.child.kill('SIGKILL');
+    await exp.exited;
+  });
+  return { f, exp, url: await exp.started };
+}
+
+/** Label values of a family's `_count` lines, unescaped as the text format defines. */
+function countLabelSets(text: string): Array<Record<string, string>> {
+  const sets: Array<Record<string, string>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('coderd_agents_first_connection_seconds_count{')) continue;
+    const labels: Record<string, string> = {};
+    const pattern = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+    for (const match of line.slice(line.indexOf('{'), line.lastIndexOf('}') + 1).matchAll(pattern)) {
+      labels[match[1]!] = match[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    sets.push(labels);
+  }
+  return sets;
+}
+
+describe('label values and cardinality through the exporter', () => {
+  it('hostile label values (quotes, backslashes, newlines, Unicode) come out escaped, round-trip, and pass promtool', async () => {
+    const { f, url } = await setup({ specialLabels: true, workspaces: 12 }, []);
+    const agents = f.counting.slice(0, 8);
+    expect(agents.some((a) => /["\\\n]/.test(a.workspaceName) && /[^\x00-\x7f]/.test(a.workspaceName))).toBe(true);
+    await new Promise((r) => setTimeout(r, 700));
+    await connectNow(f.db, agents);
+    await waitFor(async () => (await observedCount(url)) === agents.length, 15_000, 'observed');
+    const text = await scrape(url);
+    const check = promtoolCheckMetrics(text);
+    expect(check.output).toBe('');
+    expect(check.status).toBe(0);
+    const seen = countLabelSets(text).map((l) => `${l['template_name']}|${l['agent_name']}|${l['username']}|${l['workspace_name']}`);
+    const expected = agents.map((a) => `${a.templateName}|${a.name}|${a.username}|${a.workspaceName}`);
+    expect(seen.sort()).toEqual(expected.sort());
+  });
+
+  it('past --cardinality-limit new label sets go to one overflow series, logged once and counted', async () => {
+    const { f, exp, url } = await setup({ workspaces: 30 }, ['--cardinality-limit', '5']);
+    await new Promise((r) => setTimeout(r, 700));
+    const agents = f.counting.slice(0, 12);
+    await connectNow(f.db, agents);
+    await waitFor(async () => (await observedCount(url)) === agents.length, 15_000, 'observed');
+    const text = await scrape(url);
+    const sets = countLabelSets(text);
+    expect(sets).toHaveLength(5);
+    const overflow = sets.filter((l) => l['otel_metric_overflow'] === 'true');
+    expect(overflow).toHaveLength(1);
+    const overflowLine = text.split('\n').find((l) => l.startsWith('coderd_agents_first_connection_seconds_count{') && l.includes('otel_metric_overflow'));
+    expect(Number(overflowLine?.split(' ').pop())).toBe(agents.length - 4);
+    expect(text).toMatch(new RegExp(`agentconn_label_set_overflow_samples_total\\{[^}]*\\} ${agents.length - 4}\\n`));
+    expect(exp.logs.filter((l) => String(l.msg).startsWith('cardinality limit'))).toHaveLength(1);
+    expect(promtoolCheckMetrics(text).status).toBe(0);
+  });
+});
