@@ -105,8 +105,16 @@ export class FirstConnectionPoller {
   #running = false;
   #inFlight: Promise<TickResult> | undefined;
   #abort: AbortController | undefined;
-  /** Epoch ms; connections before it are not counted (undefined: count all). Fixed at start. */
+  /**
+   * Connections before this instant (epoch ms on the source's clock) are not counted; undefined: all
+   * are. It is set in this process's clock (at start, at a takeover) and moved onto the source's clock
+   * with the offset measured at the next query, so a skewed local clock neither drops nor re-counts.
+   */
   #countFromMs: number | undefined;
+  /** Set while `#countFromMs` is still in this process's clock. */
+  #countFromIsLocal = false;
+  /** Source clock minus this process's clock, from the last query that reported `sourceTime`. */
+  #clockOffsetMs = 0;
   /** Epoch ms of the source's clock at the last successful incremental query. */
   #watermarkMs: number | undefined;
   #lastSuccessMs: number | undefined;
@@ -208,6 +216,7 @@ export class FirstConnectionPoller {
     if (this.#started) return;
     this.#started = true;
     this.#countFromMs = this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs;
+    this.#countFromIsLocal = this.#countFromMs !== undefined;
   }
 
   #schedule(delayMs: number): void {
@@ -254,6 +263,7 @@ export class FirstConnectionPoller {
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
+      this.#syncClock(batch, startedMs);
       const counts = this.#recordBatch(batch);
       this.#advance(batch, startedMs);
       const durationMs = performance.now() - startedHr;
@@ -279,9 +289,20 @@ export class FirstConnectionPoller {
   #querySince(): number | undefined {
     if (this.#mode === 'full-scan') return undefined;
     const fromWatermark = this.#watermarkMs === undefined ? undefined : this.#watermarkMs - this.#overlapMs;
+    // Not yet on the source's clock: reach back by the overlap too, then filter once the offset is known.
+    if (this.#countFromIsLocal && this.#countFromMs !== undefined) return this.#countFromMs - this.#overlapMs;
     if (fromWatermark === undefined) return this.#countFromMs;
     if (this.#countFromMs === undefined) return fromWatermark;
     return Math.max(fromWatermark, this.#countFromMs);
+  }
+
+  #syncClock(batch: AgentBatch, tickStartedMs: number): void {
+    const sourceMs = batch.sourceTime?.getTime();
+    if (sourceMs !== undefined && Number.isFinite(sourceMs)) this.#clockOffsetMs = sourceMs - tickStartedMs;
+    if (this.#countFromIsLocal && this.#countFromMs !== undefined) {
+      this.#countFromMs += this.#clockOffsetMs;
+      this.#countFromIsLocal = false;
+    }
   }
 
   #recordBatch(batch: AgentBatch): { observed: number; dropped: number } {
@@ -327,7 +348,9 @@ export class FirstConnectionPoller {
       // interval before that. Counting from there misses nothing the old leader had not observed; what
       // it observed in that last interval may be counted again (the documented failover bound).
       const takeoverFrom = this.#lastFollowerTickMs - this.#intervalMs;
-      this.#countFromMs = this.#countFromMs === undefined ? takeoverFrom : Math.max(this.#countFromMs, takeoverFrom);
+      const current = this.#countFromMs === undefined || this.#countFromIsLocal ? this.#countFromMs : this.#countFromMs - this.#clockOffsetMs;
+      this.#countFromMs = current === undefined ? takeoverFrom : Math.max(current, takeoverFrom);
+      this.#countFromIsLocal = true;
       this.#watermarkMs = undefined;
     }
   }

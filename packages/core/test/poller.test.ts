@@ -203,7 +203,8 @@ describe('incremental discovery and pruning', () => {
     source.clockMs = now;
     const first = await poller.tick();
     expect(first.outcome).toBe('success');
-    expect(source.queries[0]?.connectedSince?.toISOString()).toBe('2026-11-25T12:00:00.000Z');
+    // Before the source's clock is known, the first query reaches back by the overlap too.
+    expect(source.queries[0]?.connectedSince?.toISOString()).toBe('2026-11-25T11:58:00.000Z');
 
     source.agents = [agent({ createdAt: '2026-11-25T12:00:10Z', firstConnectedAt: '2026-11-25T12:00:30Z' })];
     now += 60_000;
@@ -299,5 +300,28 @@ describe('leadership', () => {
     const result = await poller.tick();
     expect(result.outcome).toBe('error');
     expect(result.error?.message).toContain('leader lock');
+  });
+});
+
+describe('clock skew between this process and the source', () => {
+  it.each([
+    ['ahead by 30 s', 30_000],
+    ['behind by 30 s', -30_000],
+  ])('counts exactly the connections after start on the source clock when the source is %s', async (_label, offsetMs) => {
+    const localStart = Date.parse('2026-11-25T12:00:00Z');
+    let now = localStart;
+    const { metrics, source, poller } = setup({ mode: 'incremental', backfill: { sinceMs: 0 }, now: () => now });
+    const sourceStart = localStart + offsetMs;
+    const connectedAt = (deltaMs: number) =>
+      agent({ createdAt: new Date(sourceStart + deltaMs - 20_000), firstConnectedAt: new Date(sourceStart + deltaMs) });
+    const before = connectedAt(-10_000);
+    source.agents = [before];
+    source.clockMs = sourceStart;
+    await poller.tick();
+    source.agents = [before, connectedAt(5_000)];
+    now += 60_000;
+    source.clockMs += 60_000;
+    await poller.tick();
+    expect(await totalCount(metrics)).toBe(1);
   });
 });
