@@ -25,6 +25,10 @@ async function main(): Promise<number> {
   }
 
   const exporter = await startExporter({ config: command.config });
+  // A stray rejection (a driver's late error, say) must not take /metrics down with it.
+  process.on('unhandledRejection', (reason) => {
+    exporter.logger.error('unhandled rejection', { error: reason instanceof Error ? reason.message : String(reason) });
+  });
   return new Promise<number>((resolve) => {
     let signalled = false;
     const onSignal = (signal: NodeJS.Signals) => {
