@@ -11,7 +11,7 @@ import { PROVISIONER_TYPES, WORKSPACE_AGENT_LIFECYCLE_STATES, WORKSPACE_TRANSITI
  * For the demo, the tests and the benchmark only: never run it against a real Coder database.
  */
 export const coderSchemaSubsetMigration: Migration = {
-  async up(db: Kysely<any>): Promise<void> {
+  async up(db: Kysely<unknown>): Promise<void> {
     await db.schema.createType('workspace_agent_lifecycle_state').asEnum(WORKSPACE_AGENT_LIFECYCLE_STATES).execute();
     await db.schema.createType('workspace_transition').asEnum(WORKSPACE_TRANSITIONS).execute();
     await db.schema.createType('provisioner_type').asEnum(PROVISIONER_TYPES).execute();
@@ -205,7 +205,7 @@ export const coderSchemaSubsetMigration: Migration = {
     await db.schema.createIndex('workspace_agents_resource_id_idx').on('workspace_agents').column('resource_id').execute();
   },
 
-  async down(db: Kysely<any>): Promise<void> {
+  async down(db: Kysely<unknown>): Promise<void> {
     for (const table of [
       'workspace_agents',
       'workspace_resources',

@@ -13,12 +13,12 @@ export const FIRST_CONNECTED_AT_INDEX_NAME = 'agentconn_workspace_agents_first_c
  * `createFirstConnectedAtIndex(db)`. Needs a role that owns `workspace_agents`.
  */
 export const firstConnectedAtIndexMigration: Migration = {
-  async up(db: Kysely<any>): Promise<void> {
+  async up(db: Kysely<unknown>): Promise<void> {
     await sql`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${sql.id(FIRST_CONNECTED_AT_INDEX_NAME)} ON workspace_agents USING btree (first_connected_at)`.execute(
       db,
     );
   },
-  async down(db: Kysely<any>): Promise<void> {
+  async down(db: Kysely<unknown>): Promise<void> {
     await sql`DROP INDEX CONCURRENTLY IF EXISTS ${sql.id(FIRST_CONNECTED_AT_INDEX_NAME)}`.execute(db);
   },
 };

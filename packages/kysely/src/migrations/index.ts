@@ -35,7 +35,7 @@ export interface MigrateToLatestOptions {
  * Runs every pending migration (by default the Coder schema subset) and resolves with the names it
  * ran. Throws a `CoderDatabaseError` naming the failed migration and the database's reason.
  */
-export async function migrateToLatest(db: Kysely<any>, options: MigrateToLatestOptions = {}): Promise<string[]> {
+export async function migrateToLatest<DB>(db: Kysely<DB>, options: MigrateToLatestOptions = {}): Promise<string[]> {
   let migrationTableSchema = options.migrationTableSchema;
   try {
     if (migrationTableSchema === undefined) {
@@ -79,7 +79,7 @@ export async function migrateToLatest(db: Kysely<any>, options: MigrateToLatestO
  * table and no migration lock in Coder's database. `CREATE INDEX CONCURRENTLY` waits for transactions
  * older than itself to finish.
  */
-export async function createFirstConnectedAtIndex(db: Kysely<any>): Promise<void> {
+export async function createFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
   try {
     await firstConnectedAtIndexMigration.up(db);
   } catch (error) {
@@ -88,7 +88,7 @@ export async function createFirstConnectedAtIndex(db: Kysely<any>): Promise<void
 }
 
 /** Drops the opt-in index if it exists (concurrently). */
-export async function dropFirstConnectedAtIndex(db: Kysely<any>): Promise<void> {
+export async function dropFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
   try {
     await firstConnectedAtIndexMigration.down!(db);
   } catch (error) {
