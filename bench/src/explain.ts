@@ -49,6 +49,17 @@ interface ExplainJson {
   readonly JIT?: unknown;
 }
 
+/** `Seq Scan`, `Index Scan using x`, or `Bitmap Heap Scan using x` (the index of its Bitmap Index Scan). */
+function describeAccess(node: PlanNode): string {
+  const indexes: string[] = [];
+  const collect = (n: PlanNode): void => {
+    if (n['Index Name'] !== undefined) indexes.push(n['Index Name']);
+    if (n['Node Type'].startsWith('Bitmap')) for (const child of n.Plans ?? []) collect(child);
+  };
+  collect(node);
+  return indexes.length === 0 ? node['Node Type'] : `${node['Node Type']} using ${indexes.join(', ')}`;
+}
+
 export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): CompiledQuery {
   switch (mode) {
     case 'seed':
@@ -99,9 +110,7 @@ export async function explainMode(
     rows: plan.Plan['Actual Rows'] ?? 0,
     sharedHit: plan.Plan['Shared Hit Blocks'] ?? 0,
     sharedRead: plan.Plan['Shared Read Blocks'] ?? 0,
-    agentsAccess: agentScans
-      .map((n) => `${n['Node Type']}${n['Index Name'] === undefined ? '' : ` using ${n['Index Name']}`}`)
-      .join(' + '),
+    agentsAccess: agentScans.map(describeAccess).join(' + '),
     agentsRowsRemoved: agentScans.reduce((sum, n) => sum + (n['Rows Removed by Filter'] ?? 0) * (n['Actual Loops'] ?? 1), 0),
     nodes: [...counts].map(([type, n]) => (n === 1 ? type : `${type}×${n}`)).join(', '),
     workersLaunched: nodes.reduce((sum, n) => sum + (n['Workers Launched'] ?? 0), 0),

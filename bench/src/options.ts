@@ -62,7 +62,7 @@ export const DEFAULTS = {
 export const HELP = `pnpm bench [options]: the poller's steady-state tick cost, ours against the seed's full scan,
 on freshly generated Coder databases on a real PostgreSQL server.
 
-  --agents LIST        population sizes (current agents, one per workspace)    default ${DEFAULTS.agents.join(',')}
+  --agents LIST        population sizes (workspaces, one agent each; 10k, 1M)  default ${DEFAULTS.agents.join(',')}
   --ticks N            measured ticks per mode and run                          default ${DEFAULTS.ticks}
   --warmup N           unmeasured ticks after the start tick                    default overlap/interval + 1 (6)
   --trickle X          first connections per simulated minute: a fraction of
@@ -137,7 +137,7 @@ export function parseBenchArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new UsageError(`--trickle must be a fraction in (0, 1) or a whole count >= 1, got ${String(v.trickle)}`);
   }
   return {
-    agents: v.agents === undefined ? DEFAULTS.agents : list('--agents', v.agents).map((a) => integer('--agents', a, 0, 100)),
+    agents: v.agents === undefined ? DEFAULTS.agents : list('--agents', v.agents).map((a) => integer('--agents', withSuffix(a), 0, 100)),
     ticks: integer('--ticks', v.ticks, DEFAULTS.ticks, 1),
     warmup: integer('--warmup', v.warmup, Math.ceil(overlapMs / intervalMs) + 1, 0),
     trickle,
@@ -152,7 +152,8 @@ export function parseBenchArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     overlapMs,
     scrape,
     scrapeScript: v['scrape-script'],
-    scrapeSizes: v['scrape-sizes'] === undefined ? undefined : list('--scrape-sizes', v['scrape-sizes']).map((s) => integer('--scrape-sizes', s, 0, 1)),
+    scrapeSizes:
+      v['scrape-sizes'] === undefined ? undefined : list('--scrape-sizes', v['scrape-sizes']).map((s) => integer('--scrape-sizes', withSuffix(s), 0, 1)),
     cpuProf: Boolean(v['cpu-prof']),
     noExplain: Boolean(v['no-explain']),
   };
@@ -161,6 +162,13 @@ export function parseBenchArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
 /** New first connections per tick for a population. */
 export function tricklePerTick(trickle: number, agents: number): number {
   return trickle >= 1 ? trickle : Math.max(1, Math.round(trickle * agents));
+}
+
+/** `10k` → `10000`, `1M` → `1000000`; anything else unchanged (and checked by the caller). */
+function withSuffix(text: string): string {
+  const match = /^(\d+(?:\.\d+)?)([kKmM])$/.exec(text.trim());
+  if (!match) return text;
+  return String(Math.round(Number(match[1]) * (match[2]!.toLowerCase() === 'k' ? 1e3 : 1e6)));
 }
 
 function list(flag: string, text: string): string[] {
