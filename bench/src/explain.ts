@@ -1,0 +1,121 @@
+/**
+ * EXPLAIN (ANALYZE, BUFFERS) of each mode's query, as the mode runs it at the end of its ticks (the
+ * incremental query with its last lower bound), saved as PostgreSQL's text and JSON and summarised.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { connectedAgentsQuery, seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import type { BenchMode } from './options.js';
+
+export interface ExplainSummary {
+  readonly mode: BenchMode;
+  readonly since: string | null;
+  readonly executionMs: number;
+  readonly planningMs: number;
+  readonly rows: number;
+  /** Shared buffers found in PostgreSQL's cache / read from the OS, over the whole plan. */
+  readonly sharedHit: number;
+  readonly sharedRead: number;
+  /** How `workspace_agents` is read, e.g. `Seq Scan` or `Index Scan using …`. */
+  readonly agentsAccess: string;
+  /** Rows of `workspace_agents` read and thrown away by a filter. */
+  readonly agentsRowsRemoved: number;
+  /** Node types of the plan, each with its count, e.g. `Hash Join×4`. */
+  readonly nodes: string;
+  readonly workersLaunched: number;
+  readonly jit: boolean;
+  readonly textFile: string;
+  readonly jsonFile: string;
+}
+
+interface PlanNode {
+  readonly 'Node Type': string;
+  readonly 'Relation Name'?: string;
+  readonly 'Index Name'?: string;
+  readonly 'Actual Rows'?: number;
+  readonly 'Actual Loops'?: number;
+  readonly 'Rows Removed by Filter'?: number;
+  readonly 'Shared Hit Blocks'?: number;
+  readonly 'Shared Read Blocks'?: number;
+  readonly 'Workers Launched'?: number;
+  readonly Plans?: readonly PlanNode[];
+}
+
+interface ExplainJson {
+  readonly Plan: PlanNode;
+  readonly 'Planning Time': number;
+  readonly 'Execution Time': number;
+  readonly JIT?: unknown;
+}
+
+/** `Seq Scan`, `Index Scan using x`, or `Bitmap Heap Scan using x` (the index of its Bitmap Index Scan). */
+function describeAccess(node: PlanNode): string {
+  const indexes: string[] = [];
+  const collect = (n: PlanNode): void => {
+    if (n['Index Name'] !== undefined) indexes.push(n['Index Name']);
+    if (n['Node Type'].startsWith('Bitmap')) for (const child of n.Plans ?? []) collect(child);
+  };
+  collect(node);
+  return indexes.length === 0 ? node['Node Type'] : `${node['Node Type']} using ${indexes.join(', ')}`;
+}
+
+export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): CompiledQuery {
+  switch (mode) {
+    case 'seed':
+      return seedAgentsQuery(db).compile();
+    case 'full-scan':
+      return connectedAgentsQuery(db).compile();
+    case 'incremental':
+    case 'incremental-index':
+      return connectedAgentsQuery(db, since).compile();
+  }
+}
+
+export async function explainMode(
+  db: Kysely<CoderDatabase>,
+  mode: BenchMode,
+  since: string | null,
+  dir: string,
+  fileStem: string,
+): Promise<ExplainSummary> {
+  const query = modeQuery(db, mode, since === null ? undefined : new Date(since));
+  const json = await db.executeQuery<{ 'QUERY PLAN': ExplainJson[] }>(
+    CompiledQuery.raw(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${query.sql}`, [...query.parameters]),
+  );
+  const text = await db.executeQuery<{ 'QUERY PLAN': string }>(
+    CompiledQuery.raw(`EXPLAIN (ANALYZE, BUFFERS) ${query.sql}`, [...query.parameters]),
+  );
+  const plan = json.rows[0]!['QUERY PLAN'][0]!;
+  const textFile = join(dir, `${fileStem}.txt`);
+  const jsonFile = join(dir, `${fileStem}.json`);
+  const header = `-- ${mode}${since === null ? '' : `, connectedSince ${since}`}\n-- ${query.sql}\n-- parameters: ${JSON.stringify(query.parameters)}\n\n`;
+  await writeFile(textFile, header + text.rows.map((r) => r['QUERY PLAN']).join('\n') + '\n');
+  await writeFile(jsonFile, JSON.stringify({ mode, since, sql: query.sql, parameters: query.parameters, plan: json.rows[0]!['QUERY PLAN'] }, null, 2) + '\n');
+
+  const nodes: PlanNode[] = [];
+  const walk = (node: PlanNode): void => {
+    nodes.push(node);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  walk(plan.Plan);
+  const agentScans = nodes.filter((n) => n['Relation Name'] === 'workspace_agents');
+  const counts = new Map<string, number>();
+  for (const n of nodes) counts.set(n['Node Type'], (counts.get(n['Node Type']) ?? 0) + 1);
+  return {
+    mode,
+    since,
+    executionMs: plan['Execution Time'],
+    planningMs: plan['Planning Time'],
+    rows: plan.Plan['Actual Rows'] ?? 0,
+    sharedHit: plan.Plan['Shared Hit Blocks'] ?? 0,
+    sharedRead: plan.Plan['Shared Read Blocks'] ?? 0,
+    agentsAccess: agentScans.map(describeAccess).join(' + '),
+    agentsRowsRemoved: agentScans.reduce((sum, n) => sum + (n['Rows Removed by Filter'] ?? 0) * (n['Actual Loops'] ?? 1), 0),
+    nodes: [...counts].map(([type, n]) => (n === 1 ? type : `${type}×${n}`)).join(', '),
+    workersLaunched: nodes.reduce((sum, n) => sum + (n['Workers Launched'] ?? 0), 0),
+    jit: plan.JIT !== undefined,
+    textFile,
+    jsonFile,
+  };
+}
