@@ -106,10 +106,10 @@ export function renderMarkdown(report: BenchReport): string {
 
   lines.push('## Steady-state tick');
   lines.push('');
-  lines.push('Median over the measured ticks, then the median over runs; p95 in parentheses. CPU is `process.cpuUsage()` of the process running the poller (user + system, all its threads); query is the time inside `source.listAgents` (round trips and row parsing); heap retained is the heap after a forced GC after the last tick minus the same before the first (growth: its change per measured tick); observe-once state is the heap freed by emptying it at the end; series are the histogram\'s, which the metrics SDK keeps.');
+  lines.push('Median over the measured ticks, then the median over runs; p95 in parentheses. CPU is `process.cpuUsage()` of the process running the poller (user + system, all its threads); query is the time inside `source.listAgents` (round trips and row parsing); heap retained is the heap after a forced GC after the last tick minus the same before the first (growth: its change per measured tick); observe-once state is the heap freed by emptying it at the end, metrics SDK the heap freed by then dropping the MeterProvider (its series) and the poller; series are the histogram\'s at each collection.');
   lines.push('');
-  lines.push('| agents | mode | rows / tick | received KB | query ms | wall ms | CPU ms | CPU µs / row | heap retained MB | growth KB / tick | observe-once state MB | tracked ids (max) | series | start tick wall / CPU ms |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| agents | mode | rows / tick | received KB | query ms | wall ms | CPU ms | CPU µs / row | heap retained MB | growth KB / tick | observe-once state MB | metrics SDK MB | tracked ids (max) | series | start tick wall / CPU ms |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of report.sizes) {
     for (const mode of MODES) {
       const entry = s.modes[mode];
@@ -118,7 +118,7 @@ export function renderMarkdown(report: BenchReport): string {
       lines.push(
         `| ${formatCount(s.agents)} | ${mode} | ${fmtInt(t.rows.median)} | ${fmtKb(t.bytesReceived.median)} | ${fmtMs(t.queryMs.median)} (${fmtMs(t.queryMs.p95)}) | ` +
           `${fmtMs(t.wallMs.median)} (${fmtMs(t.wallMs.p95)}) | **${fmtMs(t.cpuMs.median)}** (${fmtMs(t.cpuMs.p95)}) | ${fmtMs(entry.summary.cpuPerRowUs)} | ` +
-          `${fmtMb(entry.summary.retainedBytes)} | ${fmtKb(entry.summary.retainedGrowthPerTickBytes)} | ${fmtMb(entry.summary.observeOnceBytes)} | ${fmtInt(t.trackedAgents.median)} (${fmtInt(t.trackedAgents.max)}) | ${fmtInt(t.series.median)} | ` +
+          `${fmtMb(entry.summary.retainedBytes)} | ${fmtKb(entry.summary.retainedGrowthPerTickBytes)} | ${fmtMb(entry.summary.observeOnceBytes)} | ${fmtMb(entry.summary.metricsBytes)} | ${fmtInt(t.trackedAgents.median)} (${fmtInt(t.trackedAgents.max)}) | ${fmtInt(t.series.median)} | ` +
           `${fmtMs(entry.summary.startTick.wallMs)} / ${fmtMs(entry.summary.startTick.cpuMs)} |`,
       );
     }

@@ -230,7 +230,7 @@ export async function runBench(options: BenchOptions, command: string): Promise<
 
 function runTickProcess(config: TickRunConfig, profile: { dir: string; name: string } | undefined): Promise<TickRunResult> {
   const execArgv = ['--expose-gc', '--max-old-space-size=8192'];
-  if (profile !== undefined) execArgv.push('--cpu-prof', `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}`);
+  if (profile !== undefined) execArgv.push('--cpu-prof', '--cpu-prof-interval=50', `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}`);
   const child = fork(TICK_PROCESS, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   // Settles when the process has exited, so a --cpu-prof profile is on disk by then.
   return new Promise((resolvePromise, reject) => {
