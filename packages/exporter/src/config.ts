@@ -157,7 +157,7 @@ function duration(input: { text: string; source: string } | undefined, fallback:
   const ms = parseDurationMs(input.text);
   if (ms === undefined) throw new ConfigError(`${input.source}: "${input.text}" is not a duration (e.g. 500ms, 30s, 5m, 1h30m)`);
   if (ms < bounds.min) throw new ConfigError(`${input.source}: ${input.text} is below the minimum of ${formatDurationMs(bounds.min)}`);
-  return ms;
+  return Math.round(ms);
 }
 
 function integer(input: { text: string; source: string } | undefined, fallback: number, min: number): number {
