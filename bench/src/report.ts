@@ -10,7 +10,8 @@ const OURS: readonly BenchMode[] = ['incremental', 'incremental-index'];
 
 export interface TargetVerdict {
   readonly target: string;
-  readonly mode: BenchMode;
+  /** A bench mode, or the scrape benchmark's variant. */
+  readonly mode: BenchMode | `scrape: ${string}`;
   /** undefined: not measurable from this run (e.g. 100k not among the sizes). */
   readonly pass: boolean | undefined;
   readonly value: string;
@@ -66,7 +67,54 @@ export function targetVerdicts(report: BenchReport): TargetVerdict[] {
       });
     }
   }
+  verdicts.push(...scrapeVerdicts(report));
   return verdicts;
+}
+
+/** SPEC §7's /metrics targets, from the scrape benchmark's figures for our serializer. */
+export const SCRAPE_TARGETS_MS: Readonly<Record<number, number>> = { 10_000: 100, 100_000: 1000 };
+export const SCRAPE_TARGET_PEAK_RSS_BYTES = 1e9;
+
+function scrapeVerdicts(report: BenchReport): TargetVerdict[] {
+  const rows = scrapeRows(report);
+  const verdicts: TargetVerdict[] = [];
+  for (const row of rows.filter((r) => r.variant === 'ours')) {
+    const limit = SCRAPE_TARGETS_MS[row.series];
+    if (limit === undefined) continue;
+    verdicts.push({
+      target: `/metrics at ${formatCount(row.series)} series < ${limit} ms, peak RSS < 1 GB`,
+      mode: 'scrape: ours',
+      pass: row.medianMs < limit && row.peakRssBytes < SCRAPE_TARGET_PEAK_RSS_BYTES,
+      value: `median ${fmtMs(row.medianMs)} ms, peak RSS ${fmtMb(row.peakRssBytes)} MB`,
+    });
+  }
+  return verdicts;
+}
+
+interface ScrapeRow {
+  readonly series: number;
+  readonly variant: string;
+  readonly medianMs: number;
+  readonly bodyBytes: number;
+  readonly peakRssBytes: number;
+  readonly runs: number | undefined;
+}
+
+/** The scrape benchmark's entries, when they have the shape of exposition.bench.mjs's JSON. */
+function scrapeRows(report: BenchReport): ScrapeRow[] {
+  const results = report.scrape?.results;
+  if (!Array.isArray(results)) return [];
+  const rows = results as Record<string, unknown>[];
+  const known = rows.every((r) => typeof r['series'] === 'number' && typeof r['variant'] === 'string' && typeof r['medianMs'] === 'number');
+  if (!known) return [];
+  return rows.map((r) => ({
+    series: r['series'] as number,
+    variant: r['variant'] as string,
+    medianMs: r['medianMs'] as number,
+    bodyBytes: Number(r['bodyBytes']),
+    peakRssBytes: Number(r['peakRssBytes']),
+    runs: typeof r['runs'] === 'number' ? r['runs'] : undefined,
+  }));
 }
 
 export function renderMarkdown(report: BenchReport): string {
@@ -197,15 +245,12 @@ function renderScrape(report: BenchReport): string[] {
   }
   lines.push(`\`node ${scrape.script} ${scrape.args.join(' ')}\` (${(scrape.elapsedMs / 1000).toFixed(0)} s)${scrape.error === undefined ? '' : `: **${scrape.error}**`}`);
   lines.push('');
-  const rows = Array.isArray(scrape.results) ? (scrape.results as Record<string, unknown>[]) : [];
-  const known = rows.length > 0 && rows.every((r) => typeof r['series'] === 'number' && typeof r['variant'] === 'string' && typeof r['medianMs'] === 'number');
-  if (known) {
+  const rows = scrapeRows(report);
+  if (rows.length > 0) {
     lines.push('| series | variant | scrape median ms | body MB | peak RSS MB | runs |');
     lines.push('|---:|---|---:|---:|---:|---:|');
     for (const r of rows) {
-      lines.push(
-        `| ${formatCount(r['series'] as number)} | ${String(r['variant'])} | ${fmtMs(r['medianMs'] as number)} | ${fmtMb(Number(r['bodyBytes']))} | ${fmtMb(Number(r['peakRssBytes']))} | ${String(r['runs'] ?? '')} |`,
-      );
+      lines.push(`| ${formatCount(r.series)} | ${r.variant} | ${fmtMs(r.medianMs)} | ${fmtMb(r.bodyBytes)} | ${fmtMb(r.peakRssBytes)} | ${r.runs ?? ''} |`);
     }
   } else if (scrape.results !== undefined) {
     lines.push('```json');
