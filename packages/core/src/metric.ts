@@ -24,6 +24,9 @@ export type AgentLabels = { readonly [K in LabelKey]: string };
  */
 export const DEFAULT_CARDINALITY_LIMIT = 50_000;
 
+/** The attribute of the one series that takes label sets past the cardinality limit (the SDK's own). */
+export const OVERFLOW_ATTRIBUTE = 'otel.metric.overflow';
+
 /** Instrumentation scope of every instrument this package creates. */
 export const INSTRUMENTATION_SCOPE = '@agentconn/core';
 export const INSTRUMENTATION_VERSION = '0.1.0';

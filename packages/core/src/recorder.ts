@@ -14,6 +14,7 @@ import {
   FIRST_CONNECTION_METRIC_UNIT,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
+  OVERFLOW_ATTRIBUTE,
   SELF_METRICS,
   instrumentOptions,
   type DropReason,
@@ -148,8 +149,7 @@ export class FirstConnectionRecorder {
       }, connectedMicros);
     }
     this.#remember(agentId, connectedMicros);
-    this.#trackLabelSet(attributes);
-    this.#histogram.record(duration, attributes);
+    this.#histogram.record(duration, this.#capLabelSets(attributes));
     this.#observed.add(1);
     return 'observed';
   }
@@ -197,13 +197,18 @@ export class FirstConnectionRecorder {
     return attributes;
   }
 
-  #trackLabelSet(attributes: Attributes): void {
-    if (this.#labelSets.size < this.#labelSetCapacity) {
-      this.#labelSets.add(labelSetKey(attributes, this.#labels));
-      return;
-    }
+  /**
+   * The label sets to record under, capped over the process's lifetime: sdk-metrics 3.1 applies its
+   * cardinality limit per collection, so with cumulative temporality the series would keep growing.
+   * Past the cap, new label sets go to the same overflow set the SDK uses.
+   */
+  #capLabelSets(attributes: Attributes): Attributes {
     const key = labelSetKey(attributes, this.#labels);
-    if (this.#labelSets.has(key)) return;
+    if (this.#labelSets.has(key)) return attributes;
+    if (this.#labelSets.size < this.#labelSetCapacity) {
+      this.#labelSets.add(key);
+      return attributes;
+    }
     this.#overflow.add(1);
     if (!this.#overflowLogged) {
       this.#overflowLogged = true;
@@ -212,6 +217,7 @@ export class FirstConnectionRecorder {
         { metric: FIRST_CONNECTION_METRIC_NAME, cardinality_limit: this.#labelSetCapacity + 1, labels: this.#labels.join(',') },
       );
     }
+    return OVERFLOW_ATTRIBUTES;
   }
 
   #drop(
@@ -228,6 +234,8 @@ export class FirstConnectionRecorder {
     return reason;
   }
 }
+
+const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
 
 function labelSetKey(attributes: Attributes, keys: readonly LabelKey[]): string {
   // JSON keeps values with separators or quotes apart.

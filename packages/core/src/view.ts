@@ -4,7 +4,7 @@ import {
   InstrumentType,
   type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
-import { FIRST_CONNECTION_BUCKET_BOUNDARIES, FIRST_CONNECTION_METRIC_NAME } from './metric.js';
+import { FIRST_CONNECTION_BUCKET_BOUNDARIES, FIRST_CONNECTION_METRIC_NAME, OVERFLOW_ATTRIBUTE } from './metric.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
 
 /**
@@ -20,7 +20,7 @@ export function firstConnectionView(options: FirstConnectionMetricOptions = {}):
       type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM,
       options: { boundaries: [...FIRST_CONNECTION_BUCKET_BOUNDARIES], recordMinMax: true },
     },
-    attributesProcessors: [createAllowListAttributesProcessor([...labels])],
+    attributesProcessors: [createAllowListAttributesProcessor([...labels, OVERFLOW_ATTRIBUTE])],
     aggregationCardinalityLimit: cardinalityLimit,
   };
 }

@@ -194,6 +194,21 @@ describe('labels and cardinality', () => {
   });
 });
 
+describe('cardinality over many collections', () => {
+  it('caps the label sets over the process lifetime, not per collection (sdk-metrics 3.1 resets its count each collection)', async () => {
+    const { metrics, recorder } = setup({ labels: { cardinalityLimit: 5 } });
+    let user = 0;
+    for (let collection = 0; collection < 3; collection++) {
+      for (let i = 0; i < 10; i++) {
+        recorder.record(agent({ delaySeconds: 2, labels: { template_name: 't', agent_name: 'main', username: `u${user++}`, workspace_name: 'w' } }));
+      }
+      const counts = samples(await metrics.text(), `${NAME}_count`);
+      expect(counts.size, `series after collection ${collection + 1}`).toBe(5);
+      expect(counts.get(`${NAME}_count{otel_metric_overflow="true"}`)).toBe(user - 4);
+    }
+  });
+});
+
 describe('pruning', () => {
   it('retainOnly forgets ids outside the current set; forgetConnectedBefore forgets older connections', () => {
     const recorder = new FirstConnectionRecorder({ logger: createMemoryLogger() });
