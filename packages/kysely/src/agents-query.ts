@@ -21,14 +21,7 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
  * at or after it (the incremental query).
  */
 export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date) {
-  let query = db
-    .selectFrom('workspaces as w')
-    .innerJoin('users as u', 'w.owner_id', 'u.id')
-    .innerJoin('templates as t', 'w.template_id', 't.id')
-    .innerJoin('workspace_builds as wb', 'w.id', 'wb.workspace_id')
-    .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
-    .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
-    .innerJoin('workspace_agents as wa', 'wr.id', 'wa.resource_id')
+  let query = currentAgents(db)
     .select((eb) => [
       'wa.id as agent_id',
       utcMicrosText(eb.ref('wa.created_at')).as('created_at'),
@@ -39,6 +32,25 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
       't.name as template_name',
       'tv.name as template_version_name',
     ])
+    .where('wa.first_connected_at', 'is not', null);
+  if (connectedSince !== undefined) query = query.where('wa.first_connected_at', '>=', connectedSince);
+  return query;
+}
+
+/**
+ * The seed's rule, shared by both queries: agents (`wa`) of the latest build (`wb`) of non-deleted
+ * workspaces (`w`), agents not deleted, joined to the owner (`u`), the template (`t`) and, LEFT JOIN,
+ * the template version (`tv`).
+ */
+function currentAgents(db: Kysely<CoderDatabase>) {
+  return db
+    .selectFrom('workspaces as w')
+    .innerJoin('users as u', 'w.owner_id', 'u.id')
+    .innerJoin('templates as t', 'w.template_id', 't.id')
+    .innerJoin('workspace_builds as wb', 'w.id', 'wb.workspace_id')
+    .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
+    .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspace_agents as wa', 'wr.id', 'wa.resource_id')
     .where('w.deleted', '=', false)
     .where('wb.build_number', '=', (eb) =>
       eb
@@ -46,10 +58,7 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
         .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
         .whereRef('wb2.workspace_id', '=', 'w.id'),
     )
-    .where('wa.deleted', '=', false)
-    .where('wa.first_connected_at', 'is not', null);
-  if (connectedSince !== undefined) query = query.where('wa.first_connected_at', '>=', connectedSince);
-  return query;
+    .where('wa.deleted', '=', false);
 }
 
 /** One row of `connectedAgentsQuery`. */
@@ -60,14 +69,7 @@ export type ConnectedAgentRow = Awaited<ReturnType<ReturnType<typeof connectedAg
  * with all its columns, connected or not. For the benchmark's baseline; the source never runs it.
  */
 export function seedAgentsQuery(db: Kysely<CoderDatabase>) {
-  return db
-    .selectFrom('workspaces as w')
-    .innerJoin('users as u', 'w.owner_id', 'u.id')
-    .innerJoin('templates as t', 'w.template_id', 't.id')
-    .innerJoin('workspace_builds as wb', 'w.id', 'wb.workspace_id')
-    .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
-    .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
-    .innerJoin('workspace_agents', 'wr.id', 'workspace_agents.resource_id')
+  return currentAgents(db)
     .select([
       'w.id as workspace_id',
       'w.name as workspace_name',
@@ -75,15 +77,7 @@ export function seedAgentsQuery(db: Kysely<CoderDatabase>) {
       't.name as template_name',
       'tv.name as template_version_name',
     ])
-    .selectAll('workspace_agents')
-    .where('w.deleted', '=', false)
-    .where('wb.build_number', '=', (eb) =>
-      eb
-        .selectFrom('workspace_builds as wb2')
-        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
-        .whereRef('wb2.workspace_id', '=', 'w.id'),
-    )
-    .where('workspace_agents.deleted', '=', false);
+    .selectAll('wa');
 }
 
 /**
