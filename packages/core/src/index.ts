@@ -29,6 +29,7 @@ export {
 } from './recorder.js';
 export {
   FirstConnectionPoller,
+  TICK_OUTCOMES,
   type BackfillPolicy,
   type DiscoveryMode,
   type FirstConnectionPollerOptions,

@@ -65,7 +65,8 @@ export interface FirstConnectionPollerOptions {
   readonly now?: () => number;
 }
 
-export type TickOutcome = 'success' | 'error' | 'skipped_not_leader';
+export const TICK_OUTCOMES = ['success', 'error', 'skipped_not_leader'] as const;
+export type TickOutcome = (typeof TICK_OUTCOMES)[number];
 
 export interface TickResult {
   readonly outcome: TickOutcome;
@@ -146,6 +147,9 @@ export class FirstConnectionPoller {
       options.meter ??
       (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
     this.#polls = meter.createCounter(SELF_METRICS.polls.name, instrumentOptions(SELF_METRICS.polls));
+    for (const outcome of TICK_OUTCOMES) {
+      if (outcome !== 'skipped_not_leader' || options.leadership !== undefined) this.#polls.add(0, { outcome });
+    }
     this.#pollDuration = meter.createHistogram(SELF_METRICS.pollDuration.name, {
       ...instrumentOptions(SELF_METRICS.pollDuration),
       advice: { explicitBucketBoundaries: [...POLL_DURATION_BUCKET_BOUNDARIES] },

@@ -14,6 +14,7 @@ import {
   FIRST_CONNECTION_METRIC_UNIT,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
+  DROP_REASONS,
   OVERFLOW_ATTRIBUTE,
   SELF_METRICS,
   instrumentOptions,
@@ -78,6 +79,10 @@ export class FirstConnectionRecorder {
     this.#observed = meter.createCounter(SELF_METRICS.samplesObserved.name, instrumentOptions(SELF_METRICS.samplesObserved));
     this.#dropped = meter.createCounter(SELF_METRICS.samplesDropped.name, instrumentOptions(SELF_METRICS.samplesDropped));
     this.#overflow = meter.createCounter(SELF_METRICS.labelSetOverflow.name, instrumentOptions(SELF_METRICS.labelSetOverflow));
+    // Series that exist at 0 from the start, so rate() and increase() see the first drop or overflow.
+    this.#observed.add(0);
+    for (const reason of DROP_REASONS) this.#dropped.add(0, { reason });
+    this.#overflow.add(0);
   }
 
   /** Label keys attached to each sample, in the seed's order. */

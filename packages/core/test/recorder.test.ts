@@ -161,7 +161,7 @@ describe('drops', () => {
     expect(text).not.toMatch(new RegExp(`^${NAME}_count`, 'm'));
     // Records with an id are counted once; the three without an id (or not an object) each time they come.
     expect(samples(text, 'agentconn_samples_dropped_total').get('agentconn_samples_dropped_total{reason="invalid"}')).toBe(5 + 3 * 2);
-    expect(samples(text, 'agentconn_samples_observed_total').get('agentconn_samples_observed_total{}')).toBeUndefined();
+    expect(samples(text, 'agentconn_samples_observed_total').get('agentconn_samples_observed_total{}')).toBe(0);
   });
 });
 
@@ -191,6 +191,18 @@ describe('labels and cardinality', () => {
     expect(counts.get(`${NAME}_count{otel_metric_overflow="true"}`)).toBe(3);
     expect(logger.records.filter((r) => r.message.startsWith('cardinality limit'))).toHaveLength(1);
     expect(samples(text, 'agentconn_label_set_overflow_samples_total').get('agentconn_label_set_overflow_samples_total{}')).toBe(3);
+  });
+});
+
+describe('self-metric series', () => {
+  it('exist at 0 before anything happens, so rate() and increase() see the first drop', async () => {
+    const { metrics } = setup();
+    const text = await metrics.text();
+    const dropped = samples(text, 'agentconn_samples_dropped_total');
+    expect(dropped.get('agentconn_samples_dropped_total{reason="negative_duration"}')).toBe(0);
+    expect(dropped.get('agentconn_samples_dropped_total{reason="invalid"}')).toBe(0);
+    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get('agentconn_label_set_overflow_samples_total{}')).toBe(0);
+    expect(samples(text, 'agentconn_samples_observed_total').get('agentconn_samples_observed_total{}')).toBe(0);
   });
 });
 
