@@ -132,7 +132,12 @@ function defineEndToEnd(name: string, open: OpenTestDatabase, workspaces: number
       expect([...expected.values()].some((e) => e.buckets.get('+Inf')! > e.buckets.get('3600')!)).toBe(true);
 
       const dropped = parseExposition(text).filter((s) => s.name === 'agentconn_samples_dropped_total');
-      expect(dropped.map((s) => [s.labels.reason, s.value])).toEqual([['negative_duration', fromReport.negative]]);
+      expect(new Map(dropped.map((s) => [s.labels.reason, s.value]))).toEqual(
+        new Map([
+          ['negative_duration', fromReport.negative],
+          ['invalid', 0],
+        ]),
+      );
       expect(harness.logger.lines.filter((l) => l.message.startsWith('negative agent first connection duration'))).toHaveLength(
         fromReport.negative,
       );
