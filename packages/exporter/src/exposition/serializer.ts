@@ -161,26 +161,12 @@ export class PrometheusTextSerializer {
         const additional = this.#additionalLabels(scope, resourceLabels);
         switch (metric.dataPointType) {
           case DataPointType.SUM:
-          case DataPointType.GAUGE: {
-            const writer = new SampleWriter(name, additional, this.#appendTimestamp);
-            for (const point of metric.dataPoints) {
-              const done = sink.room(writer.prepare(point));
-              if (done !== undefined) yield done;
-              writer.write(sink);
-              if (sink.full) yield sink.take();
-            }
+          case DataPointType.GAUGE:
+            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
             break;
-          }
-          case DataPointType.HISTOGRAM: {
-            const writer = new HistogramWriter(name, additional, this.#appendTimestamp);
-            for (const point of metric.dataPoints) {
-              const done = sink.room(writer.prepare(point));
-              if (done !== undefined) yield done;
-              writer.write(sink);
-              if (sink.full) yield sink.take();
-            }
+          case DataPointType.HISTOGRAM:
+            yield* writePoints(sink, new HistogramWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
             break;
-          }
           default:
             this.#warnUnsupported(name);
         }
@@ -389,6 +375,20 @@ function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): nu
 }
 
 /** Gauges and sums: one line per data point. */
+/** Writes each point's lines, yielding a chunk whenever the sink fills. */
+function* writePoints<P>(
+  sink: ByteSink,
+  writer: { prepare(point: P): number; write(sink: ByteSink): void },
+  points: readonly P[],
+): Generator<Buffer, void, undefined> {
+  for (const point of points) {
+    const done = sink.room(writer.prepare(point));
+    if (done !== undefined) yield done;
+    writer.write(sink);
+    if (sink.full) yield sink.take();
+  }
+}
+
 class SampleWriter {
   readonly #name: Buffer;
   readonly #suffix: LabelSuffix;
