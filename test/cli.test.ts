@@ -91,6 +91,22 @@ describe('exporter process', () => {
     }
   });
 
+  it.each(['fast', 'otel'])('--exposition %s serves /metrics and answers 404 elsewhere', async (kind) => {
+    const port = await freePort();
+    const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`, '--exposition', kind, '--interval', '1s']);
+    try {
+      const url = await exporter.started;
+      const response = await fetch(url);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
+      expect(await response.text()).toMatch(/^# HELP agentconn_polls_total /m);
+      expect((await fetch(url.replace('/metrics', '/nope'))).status).toBe(404);
+      expect(await exporter.stop('SIGTERM')).toBe(0);
+    } finally {
+      exporter.child.kill('SIGKILL');
+    }
+  });
+
   it('a port in use is a fatal error with exit code 1 and a clear line', async () => {
     const port = await freePort();
     const { createServer } = await import('node:net');

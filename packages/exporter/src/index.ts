@@ -3,7 +3,6 @@ export { parseDurationMs, formatDurationMs } from './duration.js';
 export { createJsonLogger, LOG_LEVELS, type JsonLoggerOptions, type LogLevel } from './log.js';
 export { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, type AdvisoryLockLeadershipOptions } from './leader.js';
-export { listenMetrics, type MetricsHandler, type MetricsHttpServer } from './http-server.js';
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
 export * from './exposition/index.js';
 export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';

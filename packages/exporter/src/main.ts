@@ -6,6 +6,7 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import {
   FirstConnectionPoller,
   FirstConnectionRecorder,
+  errorMessage,
   firstConnectionView,
   type FirstConnectionSource,
   type Logger,
@@ -13,7 +14,7 @@ import {
 import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
 import type { ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
-import { listenMetrics } from './http-server.js';
+import { createMetricsServer } from './exposition/index.js';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
@@ -98,8 +99,10 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   let server;
   try {
-    server = await listenMetrics(config.listen.host, config.listen.port, exposition.handler);
-  } catch (error) {
+    server = await createMetricsServer({ reader: exposition.endpoint, host: config.listen.host, port: config.listen.port });
+  } catch (cause) {
+    const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+    const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
     await meterProvider.shutdown().catch(() => undefined);
     if (ownPool !== undefined) await db.destroy().catch(() => undefined);
     throw error;

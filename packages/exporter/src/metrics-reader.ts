@@ -2,20 +2,31 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { MetricReader } from '@opentelemetry/sdk-metrics';
 import type { ExpositionKind } from './config.js';
 import { FastPrometheusReader } from './exposition/index.js';
-import type { MetricsHandler } from './http-server.js';
+import type { MetricsEndpoint } from './exposition/index.js';
 import type { Logger } from '@agentconn/core';
 
 export interface MetricsReader {
   readonly reader: MetricReader;
-  readonly handler: MetricsHandler;
+  /** What the HTTP server serves. */
+  readonly endpoint: MetricsEndpoint;
 }
 
 /** The reader that feeds `/metrics`: ours (`fast`) or `@opentelemetry/exporter-prometheus` (`otel`). */
 export function createMetricsReader(kind: ExpositionKind, logger: Logger): MetricsReader {
   if (kind === 'otel') {
     const exporter = new PrometheusExporter({ preventServerStart: true });
-    return { reader: exporter, handler: (request, response) => exporter.getMetricsRequestHandler(request, response) };
+    const endpoint = '/metrics';
+    return {
+      reader: exporter,
+      endpoint: {
+        endpoint,
+        handleMetricsRequest(request, response) {
+          if ((request.url ?? '/').split('?')[0] === endpoint) exporter.getMetricsRequestHandler(request, response);
+          else response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${endpoint}\n`);
+        },
+      },
+    };
   }
   const reader = new FastPrometheusReader({ logger });
-  return { reader, handler: reader.handleMetricsRequest };
+  return { reader, endpoint: reader };
 }

@@ -3,6 +3,7 @@ export {
   createMetricsServer,
   DEFAULT_METRICS_HOST,
   DEFAULT_METRICS_PORT,
+  type MetricsEndpoint,
   type MetricsServer,
   type MetricsServerOptions,
 } from './server.js';

@@ -1,9 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { FastPrometheusReader } from './reader.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** What the server serves: a `FastPrometheusReader`, or anything with the same two members. */
+export interface MetricsEndpoint {
+  /** Answers every request: the endpoint's path with the metrics, anything else with 404 (or 405). */
+  readonly handleMetricsRequest: (request: IncomingMessage, response: ServerResponse) => void;
+  /** The metrics path, e.g. `/metrics`. */
+  readonly endpoint: string;
+}
 
 export interface MetricsServerOptions {
-  readonly reader: FastPrometheusReader;
+  readonly reader: MetricsEndpoint;
   /** Interface to listen on. Default `127.0.0.1`: loopback unless told otherwise. */
   readonly host?: string;
   /** TCP port; 0 picks a free one. Default 9464, Prometheus' registered exporter port. */
