@@ -42,7 +42,7 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
  * workspaces (`w`), agents not deleted, joined to the owner (`u`), the template (`t`) and, LEFT JOIN,
  * the template version (`tv`).
  */
-function currentAgents(db: Kysely<CoderDatabase>) {
+export function currentAgents(db: Kysely<CoderDatabase>) {
   return db
     .selectFrom('workspaces as w')
     .innerJoin('users as u', 'w.owner_id', 'u.id')

@@ -7,7 +7,7 @@
  */
 import { formatEpochMicros, toEpochMicros } from '@agentconn/core';
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
-import { utcMicrosText } from './agents-query.js';
+import { currentAgents, utcMicrosText } from './agents-query.js';
 import { createRandom, type Random } from './random.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -315,23 +315,9 @@ export async function connectAgents(db: Kysely<CoderDatabase>, spec: ConnectAgen
   const count = nonNegativeInteger('count', spec.count);
   if (count === 0) return [];
   return db.transaction().execute(async (trx) => {
-    const candidates = await trx
-      .selectFrom('workspace_agents as wa')
-      .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
-      .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
-      .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
-      .innerJoin('users as u', 'u.id', 'w.owner_id')
-      .innerJoin('templates as t', 't.id', 'w.template_id')
+    const candidates = await currentAgents(trx)
       .select(['wa.id', 'wa.name', 'w.name as workspace_name', 'u.username', 't.name as template_name'])
       .where('wa.first_connected_at', 'is', null)
-      .where('wa.deleted', '=', false)
-      .where('w.deleted', '=', false)
-      .where('wb.build_number', '=', (eb) =>
-        eb
-          .selectFrom('workspace_builds as latest')
-          .select((eb2) => eb2.fn.max('latest.build_number').as('n'))
-          .whereRef('latest.workspace_id', '=', 'w.id'),
-      )
       .orderBy('wa.created_at')
       .orderBy('wa.id')
       .limit(count)

@@ -60,6 +60,16 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
     return rows[0]!.n;
   }
 
+  /** Polls `waitingAgentQueries` for up to 2 s until `done` holds; returns the last count. */
+  async function waitForWaitingAgentQueries(done: (n: number) => boolean): Promise<number> {
+    let n = await waitingAgentQueries();
+    for (let i = 0; i < 100 && !done(n); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      n = await waitingAgentQueries();
+    }
+    return n;
+  }
+
   it('applies the statement timeout: a query stuck behind a lock is cancelled by the server', async () => {
     const source = createCoderAgentSource(database.db, { statementTimeoutMs: 300 });
     await whileLocked(async () => {
@@ -79,8 +89,7 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
       const controller = new AbortController();
       const pending = settle(source.listAgents({ signal: controller.signal }));
       // Wait until the query is on the server, waiting for the lock.
-      for (let i = 0; i < 100 && (await waitingAgentQueries()) === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await waitingAgentQueries()).toBe(1);
+      expect(await waitForWaitingAgentQueries((n) => n > 0)).toBe(1);
 
       const aborted = performance.now();
       controller.abort(new Error('poll timed out after 200 ms'));
@@ -88,8 +97,7 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
       expect(performance.now() - aborted).toBeLessThan(100);
 
       // The lock is still held: only a cancel can have ended the query.
-      for (let i = 0; i < 100 && (await waitingAgentQueries()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await waitingAgentQueries()).toBe(0);
+      expect(await waitForWaitingAgentQueries((n) => n === 0)).toBe(0);
     });
     // The pool is healthy afterwards.
     await expect(source.listAgents({ signal: never })).resolves.toHaveProperty('agents');
@@ -100,8 +108,7 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
     await whileLocked(async () => {
       const controller = new AbortController();
       const pending = settle(source.listAgents({ signal: controller.signal }));
-      for (let i = 0; i < 100 && (await waitingAgentQueries()) === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await waitingAgentQueries()).toBe(1);
+      expect(await waitForWaitingAgentQueries((n) => n > 0)).toBe(1);
       const aborted = performance.now();
       controller.abort(new Error('stop'));
       expect(String(await pending)).toBe('CoderDatabaseError: listing agents from the Coder database failed: stop');
