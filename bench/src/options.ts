@@ -77,7 +77,7 @@ on freshly generated Coder databases on a real PostgreSQL server.
   --seed N             generator seed                                           default ${DEFAULTS.seed}
   --interval-ms N      simulated time between ticks                             default ${DEFAULTS.intervalMs}
   --overlap-ms N       incremental overlap window                               default ${DEFAULTS.overlapMs}
-  --scrape auto|on|off run the /metrics scrape benchmark (packages/exporter/bench/exposition.bench.mjs)
+  --scrape auto|on|off run the /metrics scrape benchmark (packages/exposition/bench/exposition.bench.mjs)
                        when present and add its figures                         default auto
   --scrape-script PATH another scrape benchmark script (same flags: --sizes, --json)
   --scrape-sizes LIST  series counts for the scrape benchmark                   default the sizes up to 100000

@@ -239,7 +239,7 @@ function renderScrape(report: BenchReport): string[] {
   const lines: string[] = ['## /metrics scrape'];
   lines.push('');
   if (scrape === undefined) {
-    lines.push(report.options.scrape === 'off' ? 'Not run (`--scrape off`).' : 'Not run: no scrape benchmark script in this checkout (`packages/exporter/bench/exposition.bench.mjs`).');
+    lines.push(report.options.scrape === 'off' ? 'Not run (`--scrape off`).' : 'Not run: no scrape benchmark script in this checkout (`packages/exposition/bench/exposition.bench.mjs`).');
     lines.push('');
     return lines;
   }

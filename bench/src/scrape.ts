@@ -1,5 +1,5 @@
 /**
- * The /metrics half of issue 7 lives in the exporter package (`packages/exporter/bench/exposition.bench.mjs`,
+ * The /metrics half of issue 7 lives in the exporter package (`packages/exposition/bench/exposition.bench.mjs`,
  * flags `--sizes LIST --json FILE`). When that script is present, the bench runs it after the tick
  * benchmark and carries its JSON into the report, so one `pnpm bench` gives both halves.
  */
@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import type { BenchOptions } from './options.js';
 import { progress } from './progress.js';
 
-export const DEFAULT_SCRAPE_SCRIPT = 'packages/exporter/bench/exposition.bench.mjs';
+export const DEFAULT_SCRAPE_SCRIPT = 'packages/exposition/bench/exposition.bench.mjs';
 /** The scrape benchmark's slow variants (the stock exporter) need gigabytes beyond this. */
 const MAX_DEFAULT_SCRAPE_SERIES = 100_000;
 

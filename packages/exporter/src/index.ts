@@ -4,6 +4,5 @@ export { createJsonLogger, LOG_LEVELS, type JsonLoggerOptions, type LogLevel } f
 export { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, type AdvisoryLockLeadershipOptions } from './leader.js';
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
-export * from './exposition/index.js';
 export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';
 export { EXPORTER_VERSION } from './version.js';

@@ -14,7 +14,7 @@ import {
 import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
 import type { ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
-import { createMetricsServer } from './exposition/index.js';
+import { createMetricsServer } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';

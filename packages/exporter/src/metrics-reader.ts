@@ -1,8 +1,8 @@
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { MetricReader } from '@opentelemetry/sdk-metrics';
 import type { ExpositionKind } from './config.js';
-import { FastPrometheusReader } from './exposition/index.js';
-import type { MetricsEndpoint } from './exposition/index.js';
+import { FastPrometheusReader } from '@agentconn/exposition';
+import type { MetricsEndpoint } from '@agentconn/exposition';
 import type { Logger } from '@agentconn/core';
 
 export interface MetricsReader {

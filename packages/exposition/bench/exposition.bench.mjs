@@ -2,7 +2,7 @@
 // /metrics scrape benchmark: our FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301 and
 // prom-client, on the first-connection histogram (4 labels: 20 templates, unique users and workspaces).
 //
-// Run after `pnpm exec tsc -b`:   node packages/exporter/bench/exposition.bench.mjs [--sizes 1000,10000,100000]
+// Run after `pnpm exec tsc -b`:   node packages/exposition/bench/exposition.bench.mjs [--sizes 1000,10000,100000]
 //                                 [--variants ours,otel,prom-client] [--runs 7] [--client node|curl] [--json out.json]
 //
 // Each variant and size runs in its own child process (so peak RSS is that variant's alone). The child
@@ -34,7 +34,7 @@ async function startOtel(variant, series) {
   const { MeterProvider } = await import('@opentelemetry/sdk-metrics');
   const { resourceFromAttributes } = await import('@opentelemetry/resources');
   const core = await import('@agentconn/core');
-  const { createMetricsServer, FastPrometheusReader } = await import('../dist/exposition/index.js');
+  const { createMetricsServer, FastPrometheusReader } = await import('../dist/index.js');
   const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus');
   const reader =
     variant === 'ours' ? new FastPrometheusReader() : new PrometheusExporter({ preventServerStart: true });

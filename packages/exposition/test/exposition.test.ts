@@ -12,7 +12,7 @@ import {
   LABEL_KEYS,
   firstConnectionView,
 } from '@agentconn/core';
-import { FastPrometheusReader, PrometheusTextSerializer, type PrometheusSerializerOptions } from '../src/exposition/index.js';
+import { FastPrometheusReader, PrometheusTextSerializer, type PrometheusSerializerOptions } from '../src/index.js';
 import { Rng, randomScenario, type Scenario } from './exposition-random.js';
 import { metadataSet, parseExposition, sampleSet, type ParsedExposition } from './exposition-text-parser.js';
 import { hasPromtool, officialText, promtoolCheck, recordingLogger } from './exposition-support.js';

@@ -10,7 +10,7 @@ import {
   PROMETHEUS_TEXT_CONTENT_TYPE,
   type FastPrometheusReaderOptions,
   type MetricsServer,
-} from '../src/exposition/index.js';
+} from '../src/index.js';
 import { parseExposition } from './exposition-text-parser.js';
 import { recordingLogger } from './exposition-support.js';
 
