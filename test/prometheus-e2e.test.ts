@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql, type Kysely } from 'kysely';
-import { generateCoderData, migrateToLatest, type CoderDatabase, type GeneratedAgent } from '@agentconn/kysely';
+import { type CoderDatabase } from '@agentconn/kysely';
+import { generateCoderData, migrateToLatest, type GeneratedAgent } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { waitFor } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';

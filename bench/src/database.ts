@@ -6,15 +6,17 @@
 import { randomBytes } from 'node:crypto';
 import {
   FIRST_CONNECTED_AT_INDEX_NAME,
-  addWorkspaces,
   createFirstConnectedAtIndex as createIndex,
   dropFirstConnectedAtIndex as dropIndex,
+  type CoderDatabase,
+} from '@agentconn/kysely';
+import {
+  addWorkspaces,
   generateCoderData,
   migrateToLatest,
-  type CoderDatabase,
   type GenerateProgress,
   type GeneratedCounts,
-} from '@agentconn/kysely';
+} from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import { generateCoderData, migrateToLatest, type CoderDatabase, type GeneratedAgent, type GeneratedCoderData } from '@agentconn/kysely';
+import { type CoderDatabase } from '@agentconn/kysely';
+import { generateCoderData, migrateToLatest, type GeneratedAgent, type GeneratedCoderData } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 

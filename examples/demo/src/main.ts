@@ -1,6 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { parseCommand, ConfigError, startExporter } from '@agentconn/exporter';
-import { migrateToLatest } from '@agentconn/kysely';
+import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
 import { WorkspaceSimulator } from './simulator.js';
 

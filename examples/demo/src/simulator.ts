@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import { addWorkspaces, connectDelays, generateCoderData, type CoderDatabase } from '@agentconn/kysely';
+import { type CoderDatabase } from '@agentconn/kysely';
+import { addWorkspaces, connectDelays, generateCoderData } from '@agentconn/kysely/testing';
 
 export interface SimulatorOptions {
   /** Workspaces created before the exporter starts, over the last `historySeconds`. Default 240. */

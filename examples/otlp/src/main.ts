@@ -1,7 +1,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import { WorkspaceSimulator } from '@agentconn/example-demo';
 import { parseCommand, startExporter } from '@agentconn/exporter';
-import { migrateToLatest } from '@agentconn/kysely';
+import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
 import { startOtlpReceiver } from './receiver.js';
 

@@ -1,7 +1,8 @@
 import { PGlite } from '@electric-sql/pglite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCommand, startExporter, type RunningExporter } from '@agentconn/exporter';
-import { generateCoderData, migrateToLatest, type CoderDatabase } from '@agentconn/kysely';
+import { type CoderDatabase } from '@agentconn/kysely';
+import { generateCoderData, migrateToLatest } from '@agentconn/kysely/testing';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
 import type { Kysely } from 'kysely';
 import { startOtlpReceiver, type OtlpReceiver } from '../src/receiver.js';

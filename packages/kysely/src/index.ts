@@ -1,7 +1,8 @@
 /**
  * `@agentconn/kysely`: the Coder schema subset as Kysely types and migrations, the first-connection
- * source for `@agentconn/core`, and a data generator. Database drivers live in their own entry points:
+ * source for `@agentconn/core` and the opt-in index. Database drivers live in their own entry points:
  * `@agentconn/kysely/postgres` (pg) and `@agentconn/kysely/pglite` (PGlite); this one imports neither.
+ * Migrations of the schema subset and the data generator are in `@agentconn/kysely/testing`.
  */
 export {
   AGENT_SOURCE_COLUMNS,
@@ -27,14 +28,10 @@ export {
 } from './schema.js';
 export {
   FIRST_CONNECTED_AT_INDEX_NAME,
-  coderSchemaMigrations,
-  coderSchemaSubsetMigration,
   createFirstConnectedAtIndex,
   dropFirstConnectedAtIndex,
   firstConnectedAtIndexMigration,
-  migrateToLatest,
-  type MigrateToLatestOptions,
-} from './migrations/index.js';
+} from './first-connected-at-index.js';
 export {
   connectedAgentsQuery,
   seedAgentsQuery,
@@ -51,22 +48,3 @@ export {
   type CoderAgentSourceOptions,
 } from './source.js';
 export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
-export {
-  addWorkspaces,
-  connectAgents,
-  connectDelays,
-  generateCoderData,
-  type AddWorkspacesSpec,
-  type ConnectAgentsSpec,
-  type ConnectDelay,
-  type ConnectedAgent,
-  type GenerateProgress,
-  type GenerateProgressPhase,
-  type GenerateSpec,
-  type GeneratedAgent,
-  type GeneratedCoderData,
-  type GeneratedCounts,
-  type GeneratedTemplate,
-  type GeneratedUser,
-  type WorkspaceSpec,
-} from './generate.js';

@@ -10,7 +10,8 @@ import {
   FIRST_CONNECTION_METRIC_NAME,
   FirstConnectionPoller,
 } from '@agentconn/core';
-import { connectAgents, connectDelays, createCoderAgentSource, generateCoderData, type GeneratedCoderData } from '../src/index.js';
+import { createCoderAgentSource } from '../src/index.js';
+import { connectAgents, connectDelays, generateCoderData, type GeneratedCoderData } from '../src/testing/index.js';
 import { openPgliteTestDatabase, openPostgresTestDatabase, type OpenTestDatabase, type TestDatabase } from './helpers/databases.js';
 import { histogramBy, parseExposition, PrometheusHarness } from './helpers/prometheus.js';
 

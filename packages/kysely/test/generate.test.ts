@@ -2,14 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql, type Kysely } from 'kysely';
 import { formatEpochMicros } from '@agentconn/core';
 import {
+  type CoderDatabase,
+} from '../src/index.js';
+import {
   addWorkspaces,
   connectAgents,
   connectDelays,
   generateCoderData,
-  type CoderDatabase,
   type GenerateProgress,
   type GeneratedCoderData,
-} from '../src/index.js';
+} from '../src/testing/index.js';
 import { openPgliteTestDatabase, openPostgresTestDatabase, type TestDatabase } from './helpers/databases.js';
 
 const BASE = '2026-06-01T00:00:00.000000Z';

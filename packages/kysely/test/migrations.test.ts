@@ -3,12 +3,14 @@ import { sql, type Kysely } from 'kysely';
 import {
   CODER_TABLES,
   FIRST_CONNECTED_AT_INDEX_NAME,
-  coderSchemaMigrations,
   createFirstConnectedAtIndex,
   dropFirstConnectedAtIndex,
   firstConnectedAtIndexMigration,
-  migrateToLatest,
 } from '../src/index.js';
+import {
+  coderSchemaMigrations,
+  migrateToLatest,
+} from '../src/testing/index.js';
 import { openPgliteTestDatabase, openPostgresTestDatabase, type OpenTestDatabase, type TestDatabase } from './helpers/databases.js';
 
 /**

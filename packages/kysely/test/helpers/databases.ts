@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { sql, type Kysely } from 'kysely';
-import { migrateToLatest, type CoderDatabase } from '../../src/index.js';
+import { type CoderDatabase } from '../../src/index.js';
+import { migrateToLatest } from '../../src/testing/index.js';
 import { createPgliteDb } from '../../src/pglite.js';
 import { createPostgresDb } from '../../src/postgres.js';
 

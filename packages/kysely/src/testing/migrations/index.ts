@@ -1,11 +1,9 @@
 import { sql, type Kysely } from 'kysely';
 import { Migrator, type MigrationProvider } from 'kysely/migration';
-import { CoderDatabaseError } from '../errors.js';
+import { CoderDatabaseError } from '../../errors.js';
 import { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
-import { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
 
 export { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
-export { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
 
 /**
  * The Coder schema subset as Kysely migrations, for the demo, the tests and the benchmark.
@@ -71,27 +69,4 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, options: MigrateToLate
     );
   }
   return results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
-}
-
-/**
- * Opt-in, for operators: creates the index on `workspace_agents(first_connected_at)` if it is missing,
- * concurrently (Coder keeps writing agents meanwhile). Runs the statement directly: no bookkeeping
- * table and no migration lock in Coder's database. `CREATE INDEX CONCURRENTLY` waits for transactions
- * older than itself to finish.
- */
-export async function createFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
-  try {
-    await firstConnectedAtIndexMigration.up(db);
-  } catch (error) {
-    throw new CoderDatabaseError(`creating the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
-  }
-}
-
-/** Drops the opt-in index if it exists (concurrently). */
-export async function dropFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
-  try {
-    await firstConnectedAtIndexMigration.down!(db);
-  } catch (error) {
-    throw new CoderDatabaseError(`dropping the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
-  }
 }

@@ -7,9 +7,9 @@
  */
 import { formatEpochMicros, toEpochMicros } from '@agentconn/core';
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
-import { currentAgents, utcMicrosText } from './agents-query.js';
+import { currentAgents, utcMicrosText } from '../agents-query.js';
 import { createRandom, type Random } from './random.js';
-import type { CoderDatabase } from './schema.js';
+import type { CoderDatabase } from '../schema.js';
 
 /** Seconds from an agent's creation to its first connection, drawn with the generator's PRNG. */
 export type ConnectDelay = (random: () => number) => number;

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Migration } from 'kysely/migration';
+import { CoderDatabaseError } from './errors.js';
 
 /** Name of the opt-in index; prefixed so it never collides with an index Coder adds later. */
 export const FIRST_CONNECTED_AT_INDEX_NAME = 'agentconn_workspace_agents_first_connected_at_idx';
@@ -22,3 +23,26 @@ export const firstConnectedAtIndexMigration: Migration = {
     await sql`DROP INDEX CONCURRENTLY IF EXISTS ${sql.id(FIRST_CONNECTED_AT_INDEX_NAME)}`.execute(db);
   },
 };
+
+/**
+ * Opt-in, for operators: creates the index on `workspace_agents(first_connected_at)` if it is missing,
+ * concurrently (Coder keeps writing agents meanwhile). Runs the statement directly: no bookkeeping
+ * table and no migration lock in Coder's database. `CREATE INDEX CONCURRENTLY` waits for transactions
+ * older than itself to finish.
+ */
+export async function createFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
+  try {
+    await firstConnectedAtIndexMigration.up(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`creating the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
+  }
+}
+
+/** Drops the opt-in index if it exists (concurrently). */
+export async function dropFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
+  try {
+    await firstConnectedAtIndexMigration.down!(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`dropping the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
+  }
+}

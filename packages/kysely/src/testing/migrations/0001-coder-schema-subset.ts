@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Migration } from 'kysely/migration';
-import { PROVISIONER_TYPES, WORKSPACE_AGENT_LIFECYCLE_STATES, WORKSPACE_TRANSITIONS } from '../schema.js';
+import { PROVISIONER_TYPES, WORKSPACE_AGENT_LIFECYCLE_STATES, WORKSPACE_TRANSITIONS } from '../../schema.js';
 
 /**
  * The seven tables of the subset, their enums, keys, foreign keys among them, and the indexes Coder
