@@ -1,4 +1,14 @@
-export { ConfigError, FLAGS, helpText, parseCommand, type ExporterConfig, type ExpositionKind, type ParsedCommand } from './config.js';
+export {
+  ConfigError,
+  defaultSettings,
+  parseCommand,
+  type ExporterConfig,
+  type ExporterDatabase,
+  type ExporterSettings,
+  type ExpositionKind,
+  type ParseCommandOptions,
+  type ParsedCommand,
+} from './config.js';
 export { parseDurationMs, formatDurationMs } from './duration.js';
 export { createJsonLogger, LOG_LEVELS, type JsonLoggerOptions, type LogLevel } from './log.js';
 export { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';

@@ -22,8 +22,6 @@ import { EXPORTER_VERSION } from './version.js';
 
 export interface StartExporterOptions {
   readonly config: ExporterConfig;
-  /** Use this database instead of connecting to `config.databaseUrl` (e.g. an embedded PGlite). */
-  readonly db?: Kysely<CoderDatabase>;
   readonly logger?: Logger;
 }
 
@@ -40,15 +38,16 @@ export interface RunningExporter {
 /** Starts the exporter: `/metrics` is served before the first poll, whether or not the database answers. */
 export async function startExporter(options: StartExporterOptions): Promise<RunningExporter> {
   const { config } = options;
-  const password = databasePassword(config.databaseUrl);
+  const databaseUrl = 'url' in config.database ? config.database.url : undefined;
+  const password = databaseUrl === undefined ? undefined : databasePassword(databaseUrl);
   const logger =
     options.logger ?? createJsonLogger({ level: config.logLevel, scrub: (line) => scrubSecret(line, password) });
-  const databaseForLogs = options.db === undefined ? redactDatabaseUrl(config.databaseUrl) : 'embedded';
+  const databaseForLogs = databaseUrl === undefined ? 'embedded' : redactDatabaseUrl(databaseUrl);
 
   const ownPool =
-    options.db === undefined
+    databaseUrl !== undefined
       ? new pg.Pool({
-          connectionString: config.databaseUrl,
+          connectionString: databaseUrl,
           max: 2,
           application_name: 'agentconn-exporter',
           connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
@@ -58,7 +57,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       : undefined;
   // An idle client whose backend died emits 'error' on the pool; without a listener that kills the process.
   ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
-  const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
+  const db = 'db' in config.database ? config.database.db : new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
 
   const exposition = createMetricsReader(config.exposition, logger);
   const readers: MetricReader[] = [exposition.reader];
@@ -81,8 +80,8 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
   const leadership =
-    config.leaderElection && options.db === undefined
-      ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
+    config.leaderElection && databaseUrl !== undefined
+      ? new AdvisoryLockLeadership({ connectionString: databaseUrl, logger })
       : undefined;
   const poller = new FirstConnectionPoller({
     source,

@@ -1,5 +1,8 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Kysely } from 'kysely';
+import type { CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, FLAGS, helpText, parseCommand } from '../src/config.js';
+import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from '../src/redact.js';
 
@@ -31,7 +34,7 @@ describe('parseCommand', () => {
       AGENTCONN_LOG_LEVEL: 'debug',
       AGENTCONN_LEADER_ELECTION: 'false',
     });
-    expect(c.databaseUrl).toBe('postgresql://u@h/db');
+    expect(c.database).toEqual({ url: 'postgresql://u@h/db' });
     expect(c.intervalMs).toBe(90_000);
     expect(c.labels).toEqual(['agent_name', 'template_name']);
     expect(c.listen).toEqual({ host: '::1', port: 9999 });
@@ -71,6 +74,55 @@ describe('parseCommand', () => {
   it('documents every flag in --help', () => {
     const text = helpText('agentconn-exporter');
     for (const f of FLAGS) expect(text).toContain(`--${f.flag}`);
+  });
+
+  it('--help shows each default as the table writes it, once, and each environment variable', () => {
+    const text = helpText('agentconn-exporter');
+    for (const f of FLAGS) {
+      expect(text).toContain(`default: ${f.default ?? f.unset ?? ''} [env ${f.env}]`);
+      // The default is written once, in `default`, never again in the help sentence.
+      expect(f.help).not.toMatch(/default/i);
+    }
+  });
+
+  it('every default of the table is a valid input of its own parser, and is what parseCommand gives', () => {
+    const c = config(URL_OK);
+    const defaults = defaultSettings();
+    for (const f of FLAGS) {
+      if (f.default !== undefined) expect(() => f.parse(f.default ?? '')).not.toThrow();
+    }
+    const { database: _, ...settings } = c;
+    expect(settings).toEqual(defaults);
+  });
+
+  it("the README's options table is the one made from the flag table", () => {
+    const readmeUrl = new URL('../README.md', import.meta.url);
+    const readme = readFileSync(readmeUrl, 'utf8');
+    const block = /(<!-- flags:begin[^>]*-->\n)([\s\S]*?)(\n<!-- flags:end -->)/;
+    const expected = flagTableMarkdown();
+    if (process.env['AGENTCONN_UPDATE_README'] === '1') {
+      writeFileSync(readmeUrl, readme.replace(block, (_, begin: string, _old: string, end: string) => `${begin}${expected}${end}`));
+      return;
+    }
+    expect(block.exec(readme)?.[2], 'run with AGENTCONN_UPDATE_README=1 to rewrite the table').toBe(expected);
+  });
+
+  it.each([
+    [['--interval'], /^--interval needs a value$/],
+    [['--interval', '--labels', 'agent_name'], /^--interval needs a value$/],
+    [['--help=yes'], /^--help takes no value$/],
+    [['-x'], /^unknown flag -x \(see --help\)$/],
+    [['--', 'stray'], /^unexpected argument "stray"/],
+  ])('parse error %j is recognised by its code and names the argument', (argv, message) => {
+    expect(() => parseCommand([...URL_OK, ...argv], {})).toThrow(message);
+  });
+
+  it('with a database supplied by the program: no URL needed, the database flags refused', () => {
+    const db = {} as Kysely<CoderDatabase>;
+    const parsed = parseCommand(['--interval', '5s'], {}, { db });
+    expect(parsed.kind === 'run' && parsed.config.database).toEqual({ db });
+    expect(() => parseCommand(URL_OK, {}, { db })).toThrow(/--database-url: not accepted here/);
+    expect(() => parseCommand([], { DATABASE_URL: 'postgres://u@h/db' }, { db })).toThrow(/DATABASE_URL \(--database-url\): not accepted/);
   });
 });
 
