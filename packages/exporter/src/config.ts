@@ -54,7 +54,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
   const flags = given as unknown as FlagValues;
   const { databaseUrl, ...settings } = flags;
 
-  if (options.db !== undefined) return { kind: 'run', config: { ...settings, database: { db: options.db } } };
+  if (options.db !== undefined) {
+    if (settings.leaderElection) {
+      throw new ConfigError('--leader-election: needs --database-url for its lock connection; this program supplies the database (set --leader-election false)');
+    }
+    return { kind: 'run', config: { ...settings, database: { db: options.db } } };
+  }
   if (databaseUrl === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL)');
   return { kind: 'run', config: { ...settings, database: { url: databaseUrl } } };
 }

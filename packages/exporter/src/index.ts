@@ -9,10 +9,7 @@ export {
   type ParseCommandOptions,
   type ParsedCommand,
 } from './config.js';
-export { parseDurationMs, formatDurationMs } from './duration.js';
-export { createJsonLogger, LOG_LEVELS, type JsonLoggerOptions, type LogLevel } from './log.js';
-export { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
-export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, type AdvisoryLockLeadershipOptions } from './leader.js';
+export type { LogLevel } from './log.js';
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
 export * from './exposition/index.js';
 export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';

@@ -1,5 +1,3 @@
-import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
@@ -11,8 +9,9 @@ import {
   type FirstConnectionSource,
   type Logger,
 } from '@agentconn/core';
-import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
-import type { ExporterConfig } from './config.js';
+import { createCoderAgentSource } from '@agentconn/kysely';
+import { createPostgresDb } from '@agentconn/kysely/postgres';
+import { ConfigError, type ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
 import { createMetricsServer } from './exposition/index.js';
 import { AdvisoryLockLeadership } from './leader.js';
@@ -20,8 +19,13 @@ import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
 
+/** Node's timers hold at most 2^31-1 ms; a longer delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface StartExporterOptions {
+  /** E.g. from `parseCommand`, or `{ ...defaultSettings(), database: { db }, leaderElection: false }`. */
   readonly config: ExporterConfig;
+  /** Default: JSON lines on standard error at `config.logLevel`. */
   readonly logger?: Logger;
 }
 
@@ -42,22 +46,27 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const password = databaseUrl === undefined ? undefined : databasePassword(databaseUrl);
   const logger =
     options.logger ?? createJsonLogger({ level: config.logLevel, scrub: (line) => scrubSecret(line, password) });
-  const databaseForLogs = databaseUrl === undefined ? 'embedded' : redactDatabaseUrl(databaseUrl);
+  const databaseForLogs = databaseUrl === undefined ? 'supplied by the program' : redactDatabaseUrl(databaseUrl);
 
-  const ownPool =
-    databaseUrl !== undefined
-      ? new pg.Pool({
-          connectionString: databaseUrl,
-          max: 2,
-          application_name: 'agentconn-exporter',
-          connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
-          idleTimeoutMillis: Math.max(config.intervalMs * 2, 30_000),
-          keepAlive: true,
-        })
-      : undefined;
-  // An idle client whose backend died emits 'error' on the pool; without a listener that kills the process.
-  ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
-  const db = 'db' in config.database ? config.database.db : new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
+  // Leader election holds its lock on a connection of its own, which needs a URL to open.
+  if (config.leaderElection && databaseUrl === undefined) {
+    throw new ConfigError('leader election needs database.url; with a database supplied as a Kysely instance set leaderElection: false');
+  }
+  const ownsDb = databaseUrl !== undefined;
+  const db =
+    'db' in config.database
+      ? config.database.db
+      : createPostgresDb(
+          {
+            connectionString: config.database.url,
+            application_name: 'agentconn-exporter',
+            connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
+            idleTimeoutMillis: Math.min(Math.max(config.intervalMs * 2, 30_000), MAX_TIMER_MS),
+            keepAlive: true,
+          },
+          // An idle client whose backend died: the next poll reports the outage; this is only a hint.
+          { onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message }) },
+        );
 
   const exposition = createMetricsReader(config.exposition, logger);
   const readers: MetricReader[] = [exposition.reader];
@@ -103,7 +112,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
     await meterProvider.shutdown().catch(() => undefined);
-    if (ownPool !== undefined) await db.destroy().catch(() => undefined);
+    if (ownsDb) await db.destroy().catch(() => undefined);
     throw error;
   }
   logger.info('agentconn exporter started', {
@@ -131,7 +140,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
         await leadership?.release();
         await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
         await metricsServer.close();
-        if (ownPool !== undefined) await db.destroy().catch(() => undefined);
+        if (ownsDb) await db.destroy().catch(() => undefined);
         logger.info('agentconn exporter stopped', {});
       })();
       return stopping;

@@ -119,8 +119,9 @@ describe('parseCommand', () => {
 
   it('with a database supplied by the program: no URL needed, the database flags refused', () => {
     const db = {} as Kysely<CoderDatabase>;
-    const parsed = parseCommand(['--interval', '5s'], {}, { db });
+    const parsed = parseCommand(['--interval', '5s', '--leader-election', 'false'], {}, { db });
     expect(parsed.kind === 'run' && parsed.config.database).toEqual({ db });
+    expect(() => parseCommand(['--interval', '5s'], {}, { db })).toThrow(/--leader-election: needs --database-url/);
     expect(() => parseCommand(URL_OK, {}, { db })).toThrow(/--database-url: not accepted here/);
     expect(() => parseCommand([], { DATABASE_URL: 'postgres://u@h/db' }, { db })).toThrow(/DATABASE_URL \(--database-url\): not accepted/);
   });
