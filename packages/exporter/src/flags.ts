@@ -6,6 +6,7 @@ import {
   type DiscoveryMode,
   type LabelKey,
 } from '@agentconn/core';
+import { parseDatabaseUrl } from '@agentconn/kysely';
 import { formatDurationMs, parseDurationMs } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
@@ -164,16 +165,7 @@ function listen(text: string): { host: string; port: number } {
 }
 
 function databaseUrl(text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)');
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new Error(`scheme "${url.protocol.replace(/:$/, '')}" is not postgres or postgresql`);
-  }
-  return text;
+  return parseDatabaseUrl(text).text;
 }
 
 function httpUrl(text: string): string {

@@ -7,8 +7,8 @@ export interface JsonLoggerOptions {
   readonly level: LogLevel;
   /** Where lines go. Default: standard error. */
   readonly write?: (line: string) => void;
-  /** Applied to every line, e.g. to scrub a password that an error message echoed. */
-  readonly scrub?: (line: string) => string;
+  /** Applied to the message and every string field, e.g. to hide a password an error message echoed. */
+  readonly scrub?: (text: string) => string;
 }
 
 /** One JSON object per line: `{"time":…,"level":…,"msg":…,…fields}`. */
@@ -18,12 +18,22 @@ export function createJsonLogger(options: JsonLoggerOptions): Logger {
   const scrub = options.scrub ?? ((line: string) => line);
   const emit = (level: LogLevel) => (message: string, fields: LogFields = {}) => {
     if (LOG_LEVELS.indexOf(level) < threshold) return;
-    const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg: message };
+    const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg: scrub(message) };
     for (const [key, value] of Object.entries(fields)) {
-      if (key === 'time' || key === 'level' || key === 'msg') record[`field_${key}`] = value;
-      else record[key] = value instanceof Error ? value.message : value;
+      const safe = scrubbed(value instanceof Error ? value.message : value, scrub);
+      if (key === 'time' || key === 'level' || key === 'msg') record[`field_${key}`] = safe;
+      else record[key] = safe;
     }
-    write(`${scrub(JSON.stringify(record))}\n`);
+    write(`${JSON.stringify(record)}\n`);
   };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+}
+
+function scrubbed(value: unknown, scrub: (text: string) => string): unknown {
+  if (typeof value === 'string') return scrub(value);
+  if (Array.isArray(value)) return value.map((v: unknown) => scrubbed(v, scrub));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrubbed(v, scrub)]));
+  }
+  return value;
 }

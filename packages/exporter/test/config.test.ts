@@ -4,7 +4,7 @@ import type { CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
-import { databasePassword, redactDatabaseUrl, scrubSecret } from '../src/redact.js';
+import { redactDatabaseUrl, redactSecrets } from '@agentconn/kysely';
 
 const URL_OK = ['--database-url', 'postgres://reader:s3cret@127.0.0.1:5432/coder'];
 
@@ -139,7 +139,7 @@ describe('durations and secrets', () => {
   it('never shows the password', () => {
     expect(redactDatabaseUrl('postgres://reader:s3cret@db:5432/coder')).toBe('postgres://reader:***@db:5432/coder');
     expect(redactDatabaseUrl('host=db password=s3cret user=x')).toBe('host=db password=*** user=x');
-    expect(databasePassword('postgres://reader:s%40cret@db/coder')).toBe('s@cret');
-    expect(scrubSecret('auth failed for s@cret and s%40cret', 's@cret')).toBe('auth failed for *** and ***');
+    expect(redactSecrets('auth failed for postgres://reader:s%40cret@db/coder')).toBe('auth failed for postgres://reader:***@db/coder');
+    expect(redactSecrets('auth failed for postgres://reader:s@cret@db/coder')).toBe('auth failed for postgres://reader:***@db/coder');
   });
 });

@@ -50,7 +50,8 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './source.js';
-export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
+export { CoderDatabaseError } from './errors.js';
+export { DatabaseUrlError, SSL_MODES, parseDatabaseUrl, redactDatabaseUrl, redactSecrets, type DatabaseUrl } from './redact.js';
 export {
   addWorkspaces,
   connectAgents,
