@@ -128,7 +128,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       stopping ??= (async () => {
         await poller.stop();
         await leadership?.release();
-        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
+        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: errorMessage(error), err: error }));
         await metricsServer.close();
         if (database.owned) await db.destroy().catch(() => undefined);
         logger.info('agentconn exporter stopped', {});
@@ -164,7 +164,7 @@ function openDatabase(config: ExporterConfig, logger: Logger): OpenedDatabase {
       keepAlive: true,
     },
     // An idle client whose backend died: the next poll reports the outage; this is only a hint.
-    { onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message }) },
+    { onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }) },
   );
   return { db, url, owned: true };
 }
