@@ -56,6 +56,16 @@ export interface FlagSpec<K extends keyof FlagValues> {
 
 export type AnyFlagSpec = { [K in keyof FlagValues]: FlagSpec<K> }[keyof FlagValues];
 
+/** Node's timers hold at most 2^31-1 ms; a longer delay fires at once (and again, and again). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A poll's own timeout is the statement timeout plus this grace, and must fit in a timer too. */
+export const POLL_TIMEOUT_GRACE_MS = 5_000;
+/**
+ * How far back the overlap or the backfill may reach: 1000 years each, so that even both together
+ * stay inside the range of a JavaScript Date and of PostgreSQL's timestamptz (from 4713 BC).
+ */
+export const MAX_LOOKBACK_MS = 365_250 * 86_400_000;
+
 /** The flags, in `--help` order. To add one: a field in FlagValues (or ExporterSettings) and a row here. */
 export const FLAGS: readonly AnyFlagSpec[] = [
   {
@@ -71,7 +81,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'interval', env: 'AGENTCONN_INTERVAL', value: 'DURATION', key: 'intervalMs', default: '60s',
     help: 'time between polls, e.g. 30s, 1m, 1m30s',
-    parse: (text) => duration(text, { min: 100 }),
+    parse: (text) => duration(text, { min: 100, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
   },
   {
     flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', key: 'labels', default: LABEL_KEYS.join(','),
@@ -97,7 +107,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'overlap', env: 'AGENTCONN_OVERLAP', value: 'DURATION', key: 'overlapMs', default: '5m',
     help: 'how far behind the last poll each incremental query reaches (late commits, replica clocks)',
-    parse: (text) => duration(text, { min: 0 }),
+    parse: (text) => duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist' }),
   },
   {
     flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', key: 'backfill', default: 'none',
@@ -107,7 +117,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', key: 'statementTimeoutMs', default: '30s',
     help: 'a poll query running longer is cancelled',
-    parse: (text) => duration(text, { min: 1 }),
+    parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS - POLL_TIMEOUT_GRACE_MS, why: "the poll's timeout, 5s more, must fit Node's timers (2^31-1 ms)" }),
   },
   {
     flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', key: 'leaderElection', default: 'true',
@@ -126,10 +136,11 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
 ];
 
-function duration(text: string, bounds: { min: number }): number {
+function duration(text: string, bounds: { min: number; max: number; why: string }): number {
   const ms = parseDurationMs(text);
   if (ms === undefined) throw new Error(`"${text}" is not a duration (e.g. 500ms, 30s, 5m, 1h30m)`);
   if (ms < bounds.min) throw new Error(`${text} is below the minimum of ${formatDurationMs(bounds.min)}`);
+  if (Math.round(ms) > bounds.max) throw new Error(`${text} is above the maximum of ${formatDurationMs(bounds.max)} (${bounds.why})`);
   return Math.round(ms);
 }
 
@@ -182,7 +193,6 @@ function httpUrl(text: string): string {
 function backfill(text: string): BackfillPolicy {
   if (text === 'none') return { sinceMs: 0 };
   if (text === 'all') return 'all';
-  const ms = parseDurationMs(text);
-  if (ms === undefined) throw new Error(`"${text}" is not none, all or a duration (e.g. 1h)`);
-  return { sinceMs: ms };
+  if (parseDurationMs(text) === undefined) throw new Error(`"${text}" is not none, all or a duration (e.g. 1h)`);
+  return { sinceMs: duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist; all counts every connection' }) };
 }

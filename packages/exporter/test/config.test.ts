@@ -63,6 +63,24 @@ describe('parseCommand', () => {
     expect(() => parseCommand(args, {})).toThrow(message);
   });
 
+  it.each([
+    [['--interval', '2147483647ms'], (c: ReturnType<typeof config>) => c.intervalMs, 2_147_483_647],
+    [['--statement-timeout', '2147478647ms'], (c: ReturnType<typeof config>) => c.statementTimeoutMs, 2_147_478_647],
+    [['--overlap', '365250d'], (c: ReturnType<typeof config>) => c.overlapMs, 31_557_600_000_000],
+    [['--backfill', '365250d'], (c: ReturnType<typeof config>) => c.backfill, { sinceMs: 31_557_600_000_000 }],
+  ])('%j is the largest value accepted', (argv, pick, expected) => {
+    expect(pick(config([...URL_OK, ...argv]))).toEqual(expected);
+  });
+
+  it.each([
+    [['--interval', '2147483648ms'], /--interval: 2147483648ms is above the maximum of 24d20h31m23s647ms \(Node's timers/],
+    [['--statement-timeout', '2147478648ms'], /--statement-timeout: 2147478648ms is above the maximum of 24d20h31m18s647ms/],
+    [['--overlap', '365251d'], /--overlap: 365251d is above the maximum of 365250d/],
+    [['--backfill', '365251d'], /--backfill: 365251d is above the maximum of 365250d/],
+  ])('%j is refused', (argv, message) => {
+    expect(() => parseCommand([...URL_OK, ...argv], {})).toThrow(message);
+  });
+
   it('names the environment variable when the bad value came from there', () => {
     expect(() => parseCommand(URL_OK, { AGENTCONN_INTERVAL: 'x' })).toThrow(/AGENTCONN_INTERVAL \(--interval\)/);
   });
