@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Kysely } from 'kysely';
-import type { CoderDatabase } from '@agentconn/kysely';
-import { FLAGS, type AnyFlagSpec, type ExporterSettings, type FlagValues } from './flags.js';
+import { parseDatabaseUrl, withPassword, type CoderDatabase } from '@agentconn/kysely';
+import { DATABASE_KEYS, FLAGS, type AnyFlagSpec, type ExporterSettings, type FlagValues } from './flags.js';
 
 export { FLAGS, type ExporterSettings, type ExpositionKind } from './flags.js';
 export { flagTableMarkdown, helpText } from './help.js';
@@ -52,7 +52,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
   const given: Record<string, unknown> = {};
   for (const spec of FLAGS) given[spec.key] = readFlag(spec, values[spec.flag], env, options.db !== undefined);
   const flags = given as unknown as FlagValues;
-  const { databaseUrl, ...settings } = flags;
+  const { databaseUrl, databaseUrlFromFile, databasePasswordFromFile, ...settings } = flags;
 
   if (options.db !== undefined) {
     if (settings.leaderElection) {
@@ -60,15 +60,20 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
     }
     return { kind: 'run', config: { ...settings, database: { db: options.db } } };
   }
-  if (databaseUrl === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL)');
-  return { kind: 'run', config: { ...settings, database: { url: databaseUrl } } };
+  if (databaseUrl !== undefined && databaseUrlFromFile !== undefined) {
+    throw new ConfigError('the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both');
+  }
+  const url = databaseUrl ?? databaseUrlFromFile;
+  if (url === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL, or give --database-url-file)');
+  const withFilePassword = databasePasswordFromFile === undefined ? url : withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text;
+  return { kind: 'run', config: { ...settings, database: { url: withFilePassword } } };
 }
 
 /** The defaults of every setting: the table's default texts, parsed. */
 export function defaultSettings(): ExporterSettings {
   const given: Record<string, unknown> = {};
   for (const spec of FLAGS) given[spec.key] = spec.default === undefined ? undefined : spec.parse(spec.default);
-  const { databaseUrl: _, ...settings } = given as unknown as FlagValues;
+  const { databaseUrl: _url, databaseUrlFromFile: _file, databasePasswordFromFile: _password, ...settings } = given as unknown as FlagValues;
   return settings;
 }
 
@@ -80,7 +85,7 @@ function readFlag(spec: AnyFlagSpec, fromFlag: string | boolean | undefined, env
       : fromEnv !== undefined && fromEnv !== ''
         ? { text: fromEnv, source: `${spec.env} (--${spec.flag})` }
         : undefined;
-  if (injectedDb && spec.key === 'databaseUrl') {
+  if (injectedDb && DATABASE_KEYS.has(spec.key)) {
     if (input !== undefined) throw new ConfigError(`${input.source}: not accepted here; this program supplies the database`);
     return undefined;
   }

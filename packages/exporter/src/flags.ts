@@ -6,7 +6,8 @@ import {
   type DiscoveryMode,
   type LabelKey,
 } from '@agentconn/core';
-import { parseDatabaseUrl } from '@agentconn/kysely';
+import { readFileSync } from 'node:fs';
+import { DatabaseUrlError, parseDatabaseUrl } from '@agentconn/kysely';
 import { formatDurationMs, parseDurationMs } from './duration.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
@@ -31,7 +32,14 @@ export interface ExporterSettings {
 /** What the flags (or their environment variables) give, before the database settings are combined. */
 export interface FlagValues extends ExporterSettings {
   readonly databaseUrl: string | undefined;
+  /** The URL read from the file `--database-url-file` names. */
+  readonly databaseUrlFromFile: string | undefined;
+  /** The password read from the file `--database-password-file` names. */
+  readonly databasePasswordFromFile: string | undefined;
 }
+
+/** The fields that say where the database is; a program that supplies its own refuses them. */
+export const DATABASE_KEYS: ReadonlySet<keyof FlagValues> = new Set(['databaseUrl', 'databaseUrlFromFile', 'databasePasswordFromFile']);
 
 /**
  * One command-line flag. The parser, `--help` and the README's options table are all made from these
@@ -72,6 +80,16 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     flag: 'database-url', env: 'DATABASE_URL', value: 'URL', key: 'databaseUrl', unset: '(required)',
     help: 'PostgreSQL URL of the Coder database; a SELECT-only role is enough',
     parse: databaseUrl,
+  },
+  {
+    flag: 'database-url-file', env: 'DATABASE_URL_FILE', value: 'PATH', key: 'databaseUrlFromFile', unset: '(none)',
+    help: 'read the database URL from this file instead (e.g. a mounted secret; a trailing newline is ignored)',
+    parse: (path) => databaseUrlFile(path),
+  },
+  {
+    flag: 'database-password-file', env: 'DATABASE_PASSWORD_FILE', value: 'PATH', key: 'databasePasswordFromFile', unset: '(none)',
+    help: "read the database password from this file; it replaces the URL's password",
+    parse: (path) => secretFile(path),
   },
   {
     flag: 'listen', env: 'AGENTCONN_LISTEN', value: 'HOST:PORT', key: 'listen', default: '127.0.0.1:9464',
@@ -177,6 +195,30 @@ function listen(text: string): { host: string; port: number } {
 
 function databaseUrl(text: string): string {
   return parseDatabaseUrl(text).text;
+}
+
+/** The text of a file holding a secret, without its trailing newline. Errors name the path, never the text. */
+function secretFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = error !== null && typeof error === 'object' ? (error as { code?: unknown }).code : undefined;
+    throw new Error(`cannot read "${path}" (${typeof code === 'string' ? code : 'error'})`);
+  }
+  const secret = text.replace(/[\r\n]+$/, '');
+  if (secret === '') throw new Error(`"${path}" is empty`);
+  return secret;
+}
+
+function databaseUrlFile(path: string): string {
+  const text = secretFile(path);
+  try {
+    return parseDatabaseUrl(text).text;
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new Error(`the URL in "${path}": ${error.message}`);
+    throw error;
+  }
 }
 
 function httpUrl(text: string): string {

@@ -51,7 +51,15 @@ export {
   type CoderAgentSourceOptions,
 } from './source.js';
 export { CoderDatabaseError } from './errors.js';
-export { DatabaseUrlError, SSL_MODES, parseDatabaseUrl, redactDatabaseUrl, redactSecrets, type DatabaseUrl } from './redact.js';
+export {
+  DatabaseUrlError,
+  SSL_MODES,
+  parseDatabaseUrl,
+  redactDatabaseUrl,
+  redactSecrets,
+  withPassword,
+  type DatabaseUrl,
+} from './redact.js';
 export {
   addWorkspaces,
   connectAgents,

@@ -60,6 +60,28 @@ export function parseDatabaseUrl(text: string): DatabaseUrl {
   return { text, redacted: redactUrlText(text, authorityAt) };
 }
 
+/**
+ * The URL with `password` as its password (percent-encoded into the userinfo), any `password=`
+ * parameter (which `pg` would prefer) removed, every other character as it was.
+ */
+export function withPassword(url: DatabaseUrl, password: string): DatabaseUrl {
+  const { text } = url;
+  const start = text.indexOf('://') + 3;
+  const parts = splitUrl(text);
+  const user = parts.userinfo === undefined ? '' : parts.userinfo.split(':')[0] ?? '';
+  const afterUserinfo = parts.userinfo === undefined ? text.slice(start) : text.slice(start + parts.userinfo.length + 1);
+  const queryStart = afterUserinfo.indexOf('?');
+  let rest = afterUserinfo;
+  if (queryStart !== -1) {
+    const kept = afterUserinfo
+      .slice(queryStart + 1)
+      .split('&')
+      .filter((pair) => decodeParameterName(pair.split('=')[0] ?? '') !== 'password');
+    rest = afterUserinfo.slice(0, queryStart) + (kept.length > 0 ? `?${kept.join('&')}` : '');
+  }
+  return parseDatabaseUrl(`${text.slice(0, start)}${user}:${encodeURIComponent(password)}@${rest}`);
+}
+
 /** A database URL (or a libpq `key=value` string) fit for logs: every password replaced by `***`. */
 export function redactDatabaseUrl(text: string): string {
   if (!SCHEME.test(text)) return redactSecrets(text);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DatabaseUrlError, parseDatabaseUrl, redactDatabaseUrl, redactSecrets } from '../src/index.js';
+import { DatabaseUrlError, parseDatabaseUrl, redactDatabaseUrl, redactSecrets, withPassword } from '../src/index.js';
 
 describe('parseDatabaseUrl', () => {
   it.each([
@@ -53,5 +53,19 @@ describe('redactSecrets', () => {
     expect(redactSecrets('password authentication failed for user "u"')).toBe('password authentication failed for user "u"');
     expect(redactSecrets('http://127.0.0.1:4318/v1/metrics')).toBe('http://127.0.0.1:4318/v1/metrics');
     expect(redactSecrets('failed (database postgres://u@h/db?password=pw)')).toBe('failed (database postgres://u@h/db?password=***)');
+  });
+});
+
+describe('withPassword', () => {
+  it.each([
+    ['postgres://u:old@h:5432/db?sslmode=disable', 'postgres://u:n%40w%23%25%2F%3A%20x@h:5432/db?sslmode=disable'],
+    ['postgres://u@h/db?password=old&application_name=a', 'postgres://u:n%40w%23%25%2F%3A%20x@h/db?application_name=a'],
+    ['postgres://h/db?pass%77ord=old', 'postgres://:n%40w%23%25%2F%3A%20x@h/db'],
+    ['postgres://u:old@/db?host=/run/pg', 'postgres://u:n%40w%23%25%2F%3A%20x@/db?host=/run/pg'],
+  ])('%s with a new password is %s', (url, expected) => {
+    const result = withPassword(parseDatabaseUrl(url), 'n@w#%/: x');
+    expect(result.text).toBe(expected);
+    expect(decodeURIComponent(new URL(result.text.replace('@/', '@h/')).password)).toBe('n@w#%/: x');
+    expect(result.redacted).not.toContain('n%40w');
   });
 });
