@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Kysely } from 'kysely';
-import { parseDatabaseUrl, withPassword, type CoderDatabase } from '@agentconn/kysely';
+import { DatabaseUrlError, parseDatabaseUrl, withPassword, type CoderDatabase } from '@agentconn/kysely';
 import { DATABASE_KEYS, FLAGS, type AnyFlagSpec, type ExporterSettings, type FlagValues } from './flags.js';
 
 export { FLAGS, type ExporterSettings, type ExpositionKind } from './flags.js';
@@ -65,8 +65,13 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
   }
   const url = databaseUrl ?? databaseUrlFromFile;
   if (url === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL, or give --database-url-file)');
-  const withFilePassword = databasePasswordFromFile === undefined ? url : withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text;
-  return { kind: 'run', config: { ...settings, database: { url: withFilePassword } } };
+  if (databasePasswordFromFile === undefined) return { kind: 'run', config: { ...settings, database: { url } } };
+  try {
+    return { kind: 'run', config: { ...settings, database: { url: withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text } } };
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`--database-password-file: with this password the URL ${error.message}`);
+    throw error;
+  }
 }
 
 /** The defaults of every setting: the table's default texts, parsed. */

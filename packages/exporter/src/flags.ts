@@ -77,7 +77,7 @@ export const MAX_LOOKBACK_MS = 365_250 * 86_400_000;
 /** The flags, in `--help` order. To add one: a field in FlagValues (or ExporterSettings) and a row here. */
 export const FLAGS: readonly AnyFlagSpec[] = [
   {
-    flag: 'database-url', env: 'DATABASE_URL', value: 'URL', key: 'databaseUrl', unset: '(required)',
+    flag: 'database-url', env: 'DATABASE_URL', value: 'URL', key: 'databaseUrl', unset: '(required unless --database-url-file)',
     help: 'PostgreSQL URL of the Coder database; a SELECT-only role is enough',
     parse: databaseUrl,
   },

@@ -11,15 +11,15 @@ export function helpText(program: string): string {
     return `${left.padEnd(40)} ${f.help}\n${''.padEnd(41)}default: ${shownDefault(f)} [env ${f.env}]`;
   });
   return [
-    `Usage: ${program} --database-url URL [flags]`,
+    `Usage: ${program} (--database-url URL | --database-url-file PATH) [flags]`,
     '',
     'Serves coderd_agents_first_connection_seconds (time from workspace agent creation to its first',
     'connection to the control plane) on http://HOST:PORT/metrics, read from a Coder PostgreSQL database.',
     '',
     'Flags (each also read from the environment variable shown; a flag wins):',
     ...rows,
-    `  --help${''.padEnd(33)} show this help and exit`,
-    `  --version${''.padEnd(30)} print the version and exit`,
+    `  --help${''.padEnd(32)} show this help and exit`,
+    `  --version${''.padEnd(29)} print the version and exit`,
     '',
     'Durations: 500ms, 30s, 5m, 1h, 1h30m, 1d. Exit codes: 0 stopped by SIGINT/SIGTERM, 1 fatal error, 2 bad flags.',
     '',
