@@ -132,6 +132,21 @@ describe('the database password is written nowhere (14 URL variants, debug level
     });
   });
 
+  it("a one-letter password hides the password, not every 'p' of every line", async () => {
+    const port = await freePort();
+    const exporter = spawnExporter(['--database-url', `postgres://postgres:p@${unreachable.host}/coder`, '--listen', `127.0.0.1:${port}`, '--interval', '200ms']);
+    try {
+      await exporter.started;
+      const failure = await exporter.waitForLog((l) => l.level === 'error');
+      expect(failure.msg).toBe('polling the agent source failed; retrying every interval');
+      const started = exporter.logs.find((l) => l.msg === 'agentconn exporter started');
+      expect(started?.['database']).toBe(`postgres://postgres:***@${unreachable.host}/coder`);
+      expect(await exporter.stop('SIGTERM')).toBe(0);
+    } finally {
+      exporter.child.kill('SIGKILL');
+    }
+  });
+
   it('sslmode=bogus is refused at start (exit 2) naming sslmode', async () => {
     const exporter = spawnExporter(['--database-url', `postgres://postgres:Bogus-Pw@${reachable.host}/${database.name}?sslmode=bogus`]);
     expect(await exporter.exited).toBe(2);
