@@ -13,11 +13,11 @@ function say(line = ''): void {
 
 async function main(): Promise<void> {
   // Extra flags pass through to the exporter, e.g. `pnpm demo --listen 127.0.0.1:9999 --labels template_name`.
+  const db = createPgliteDb(new PGlite());
   let command;
   try {
     command = parseCommand(
       [
-        '--database-url', 'postgres://embedded@pglite/demo',
         '--interval', '5s',
         '--backfill', 'all',
         '--leader-election', 'false',
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
         ...process.argv.slice(2),
       ],
       { AGENTCONN_LISTEN: process.env['AGENTCONN_LISTEN'] ?? '' },
+      { db },
     );
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -40,13 +41,12 @@ async function main(): Promise<void> {
 
   say('agentconn demo: embedded PostgreSQL (PGlite) with simulated Coder workspaces');
   const started = performance.now();
-  const db = createPgliteDb(new PGlite());
   await migrateToLatest(db);
   const simulator = new WorkspaceSimulator(db);
   await simulator.populate();
   say(`  schema migrated and ${simulator.stats.workspacesCreated} workspaces of the last hour created in ${Math.round(performance.now() - started)} ms`);
 
-  const exporter = await startExporter({ config: command.config, db });
+  const exporter = await startExporter({ config: command.config });
   simulator.start();
 
   say();

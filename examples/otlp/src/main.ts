@@ -15,12 +15,13 @@ const simulator = new WorkspaceSimulator(db, { historyWorkspaces: 80 });
 await simulator.populate();
 
 const command = parseCommand(
-  ['--database-url', 'postgres://embedded@pglite/otlp', '--otlp-endpoint', receiver.url, '--interval', '5s', '--backfill', 'all',
+  ['--otlp-endpoint', receiver.url, '--interval', '5s', '--backfill', 'all',
     '--leader-election', 'false', '--listen', '127.0.0.1:0', '--log-level', 'error'],
   {},
+  { db },
 );
 if (command.kind !== 'run') throw new Error('unexpected command');
-const exporter = await startExporter({ config: command.config, db });
+const exporter = await startExporter({ config: command.config });
 simulator.start();
 process.stdout.write(`pushing OTLP/HTTP every 5 s to ${receiver.url}; Ctrl-C stops\n`);
 

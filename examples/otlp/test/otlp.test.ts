@@ -29,12 +29,13 @@ describe('the exporter pushing OTLP/HTTP', () => {
     expect(expected.length).toBeGreaterThan(10);
 
     const command = parseCommand(
-      ['--database-url', 'postgres://embedded@pglite/otlp', '--otlp-endpoint', receiver.url, '--interval', '300ms',
+      ['--otlp-endpoint', receiver.url, '--interval', '300ms',
         '--backfill', 'all', '--leader-election', 'false', '--listen', '127.0.0.1:0', '--log-level', 'error'],
       {},
+      { db },
     );
     if (command.kind !== 'run') throw new Error('unexpected command');
-    exporter = await startExporter({ config: command.config, db });
+    exporter = await startExporter({ config: command.config });
 
     const metric = await receiver.waitFor(
       (m) => m.name === NAME && m.histogramPoints.reduce((n, p) => n + p.count, 0) === expected.length,

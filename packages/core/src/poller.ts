@@ -375,12 +375,14 @@ export class FirstConnectionPoller {
     if (this.#failingSinceMs === undefined) {
       this.#failingSinceMs = this.#now();
       // One line per outage, not per tick; the count goes on in agentconn_polls_total{outcome="error"}.
+      // `err`: the Error itself, so that a structured logger can keep its code, cause and stack.
       this.#logger.error('polling the agent source failed; retrying every interval', {
         error: errorMessage(error),
+        err: error,
         interval_s: this.#intervalMs / 1000,
       });
     } else {
-      this.#logger.debug('polling the agent source failed again', { error: errorMessage(error), failed_ticks: this.#failedTicks });
+      this.#logger.debug('polling the agent source failed again', { error: errorMessage(error), err: error, failed_ticks: this.#failedTicks });
     }
   }
 }

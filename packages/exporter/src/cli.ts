@@ -1,18 +1,26 @@
+import { errorMessage, type Logger } from '@agentconn/core';
+import { redactSecrets } from '@agentconn/kysely';
 import { ConfigError, helpText, parseCommand } from './config.js';
+import { createJsonLogger } from './log.js';
 import { startExporter } from './main.js';
 import { EXPORTER_VERSION } from './version.js';
 
 const PROGRAM = 'agentconn-exporter';
+
+/** Until the configuration says otherwise: fatal errors still go out as JSON lines without secrets. */
+let logger: Logger = createJsonLogger({ level: 'info', scrub: redactSecrets });
+
+function badFlags(error: ConfigError): number {
+  process.stderr.write(`${PROGRAM}: ${redactSecrets(error.message)}\n`);
+  return 2;
+}
 
 async function main(): Promise<number> {
   let command;
   try {
     command = parseCommand(process.argv.slice(2), process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
-      return 2;
-    }
+    if (error instanceof ConfigError) return badFlags(error);
     throw error;
   }
   if (command.kind === 'help') {
@@ -24,25 +32,32 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const exporter = await startExporter({ config: command.config });
+  logger = createJsonLogger({ level: command.config.logLevel, scrub: redactSecrets });
+  let exporter;
+  try {
+    exporter = await startExporter({ config: command.config, logger });
+  } catch (error) {
+    if (error instanceof ConfigError) return badFlags(error);
+    throw error;
+  }
   // A stray rejection (a driver's late error, say) must not take /metrics down with it.
   process.on('unhandledRejection', (reason) => {
-    exporter.logger.error('unhandled rejection', { error: reason instanceof Error ? reason.message : String(reason) });
+    logger.error('unhandled rejection', { error: errorMessage(reason), err: reason });
   });
   return new Promise<number>((resolve) => {
     let signalled = false;
     const onSignal = (signal: NodeJS.Signals) => {
       if (signalled) {
-        exporter.logger.warn('second signal; exiting now', { signal });
+        logger.warn('second signal; exiting now', { signal });
         resolve(1);
         return;
       }
       signalled = true;
-      exporter.logger.info('stopping', { signal });
+      logger.info('stopping', { signal });
       exporter.stop().then(
         () => resolve(0),
         (error: unknown) => {
-          exporter.logger.error('stop failed', { error: String(error) });
+          logger.error('stop failed', { error: errorMessage(error), err: error });
           resolve(1);
         },
       );
@@ -55,7 +70,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'fatal', error: error instanceof Error ? error.message : String(error) })}\n`);
+    logger.error('fatal', { error: errorMessage(error), err: error });
     process.exit(1);
   },
 );

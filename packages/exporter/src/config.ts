@@ -1,32 +1,17 @@
 import { parseArgs } from 'node:util';
-import {
-  DEFAULT_CARDINALITY_LIMIT,
-  LABEL_KEYS,
-  parseLabelList,
-  type BackfillPolicy,
-  type DiscoveryMode,
-  type LabelKey,
-} from '@agentconn/core';
-import { formatDurationMs, parseDurationMs } from './duration.js';
-import { LOG_LEVELS, type LogLevel } from './log.js';
+import type { Kysely } from 'kysely';
+import { DatabaseUrlError, parseDatabaseUrl, withPassword, type CoderDatabase } from '@agentconn/kysely';
+import { DATABASE_KEYS, FLAGS, type AnyFlagSpec, type ExporterSettings, type FlagValues } from './flags.js';
 
-export type ExpositionKind = 'fast' | 'otel';
+export { FLAGS, type ExporterSettings, type ExpositionKind } from './flags.js';
+export { flagTableMarkdown, helpText } from './help.js';
 
-export interface ExporterConfig {
-  /** PostgreSQL connection string of the Coder database. */
-  readonly databaseUrl: string;
-  readonly listen: { readonly host: string; readonly port: number };
-  readonly intervalMs: number;
-  readonly labels: readonly LabelKey[];
-  readonly cardinalityLimit: number;
-  readonly otlpEndpoint: string | undefined;
-  readonly mode: DiscoveryMode;
-  readonly overlapMs: number;
-  readonly backfill: BackfillPolicy;
-  readonly statementTimeoutMs: number;
-  readonly leaderElection: boolean;
-  readonly exposition: ExpositionKind;
-  readonly logLevel: LogLevel;
+/** The Coder database: a URL the exporter connects to (and owns), or a Kysely instance the caller owns. */
+export type ExporterDatabase = { readonly url: string } | { readonly db: Kysely<CoderDatabase> };
+
+/** A resolved exporter configuration: every setting has its value. */
+export interface ExporterConfig extends ExporterSettings {
+  readonly database: ExporterDatabase;
 }
 
 export type ParsedCommand =
@@ -34,196 +19,116 @@ export type ParsedCommand =
   | { readonly kind: 'help' }
   | { readonly kind: 'version' };
 
+export interface ParseCommandOptions {
+  /**
+   * The database the program supplies (e.g. an embedded PGlite); the database flags are then refused
+   * and none is required.
+   */
+  readonly db?: Kysely<CoderDatabase>;
+}
+
 /** A bad flag or value; the message names the flag (and the environment variable it may come from). */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-interface FlagSpec {
-  readonly flag: string;
-  readonly env?: string;
-  readonly value: string;
-  readonly fallback: string;
-  readonly help: string;
-}
+const PARSE_OPTIONS = {
+  help: { type: 'boolean' },
+  version: { type: 'boolean' },
+  ...Object.fromEntries(FLAGS.map((f) => [f.flag, { type: 'string' }] as const)),
+} as const satisfies Record<string, { type: 'string' | 'boolean' }>;
 
-export const FLAGS: readonly FlagSpec[] = [
-  { flag: 'database-url', env: 'DATABASE_URL', value: 'URL', fallback: '(required)', help: 'PostgreSQL URL of the Coder database; a SELECT-only role is enough' },
-  { flag: 'listen', env: 'AGENTCONN_LISTEN', value: 'HOST:PORT', fallback: '127.0.0.1:9464', help: 'where /metrics is served (loopback unless told otherwise)' },
-  { flag: 'interval', env: 'AGENTCONN_INTERVAL', value: 'DURATION', fallback: '60s', help: 'time between polls, e.g. 30s, 1m, 1m30s' },
-  { flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', fallback: LABEL_KEYS.join(','), help: `labels to keep, any of ${LABEL_KEYS.join(', ')}` },
-  { flag: 'cardinality-limit', env: 'AGENTCONN_CARDINALITY_LIMIT', value: 'N', fallback: String(DEFAULT_CARDINALITY_LIMIT), help: 'most label sets; more go to the otel_metric_overflow series' },
-  { flag: 'otlp-endpoint', env: 'AGENTCONN_OTLP_ENDPOINT', value: 'URL', fallback: '(off)', help: 'also push metrics over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/metrics' },
-  { flag: 'mode', env: 'AGENTCONN_MODE', value: 'MODE', fallback: 'incremental', help: 'incremental (only recent connections each poll) or full-scan (the seed\'s rule)' },
-  { flag: 'overlap', env: 'AGENTCONN_OVERLAP', value: 'DURATION', fallback: '5m', help: 'how far behind the last poll each incremental query reaches (late commits, replica clocks)' },
-  { flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', fallback: 'none', help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION' },
-  { flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', fallback: '30s', help: 'a poll query running longer is cancelled' },
-  { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
-  { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
-  { flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', fallback: 'info', help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr` },
-];
-
-export function helpText(program: string): string {
-  const rows = FLAGS.map((f) => {
-    const left = `  --${f.flag} ${f.value}`;
-    const env = f.env === undefined ? '' : ` [env ${f.env}]`;
-    return `${left.padEnd(40)} ${f.help}\n${''.padEnd(41)}default: ${f.fallback}${env}`;
-  });
-  return [
-    `Usage: ${program} --database-url URL [flags]`,
-    '',
-    'Serves coderd_agents_first_connection_seconds (time from workspace agent creation to its first',
-    'connection to the control plane) on http://HOST:PORT/metrics, read from a Coder PostgreSQL database.',
-    '',
-    'Flags (each also read from the environment variable shown; a flag wins):',
-    ...rows,
-    `  --help${''.padEnd(33)} show this help and exit`,
-    `  --version${''.padEnd(30)} print the version and exit`,
-    '',
-    'Durations: 500ms, 30s, 5m, 1h, 1h30m. Exit codes: 0 stopped by SIGINT/SIGTERM, 1 fatal error, 2 bad flags.',
-    '',
-  ].join('\n');
-}
-
-export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCommand {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
-  for (const f of FLAGS) options[f.flag] = { type: 'string' };
+/** Reads the command line and the environment (a flag wins over its variable, both over the default). */
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, options: ParseCommandOptions = {}): ParsedCommand {
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: true, allowPositionals: false }));
   } catch (error) {
-    throw new ConfigError(describeParseError(error));
+    throw new ConfigError(describeParseError(argv, error));
   }
   if (values['help'] === true) return { kind: 'help' };
   if (values['version'] === true) return { kind: 'version' };
 
-  const read = (flag: string): { text: string; source: string } | undefined => {
-    const spec = FLAGS.find((f) => f.flag === flag);
-    const fromFlag = values[flag];
-    if (typeof fromFlag === 'string') return { text: fromFlag, source: `--${flag}` };
-    const fromEnv = spec?.env === undefined ? undefined : env[spec.env];
-    if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: `${spec?.env ?? ''} (--${flag})` };
-    return undefined;
-  };
+  const given: Record<string, unknown> = {};
+  for (const spec of FLAGS) given[spec.key] = readFlag(spec, values[spec.flag], env, options.db !== undefined);
+  const flags = given as unknown as FlagValues;
+  const { databaseUrl, databaseUrlFromFile, databasePasswordFromFile, ...settings } = flags;
 
-  const databaseUrlInput = read('database-url');
-  if (databaseUrlInput === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL)');
-  const databaseUrl = parseDatabaseUrl(databaseUrlInput);
-
-  const intervalMs = duration(read('interval'), 60_000, { min: 100 });
-  const statementTimeoutMs = duration(read('statement-timeout'), 30_000, { min: 1 });
-  return {
-    kind: 'run',
-    config: {
-      databaseUrl,
-      listen: parseListen(read('listen') ?? { text: '127.0.0.1:9464', source: '--listen' }),
-      intervalMs,
-      labels: withSource(read('labels'), (text) => parseLabelList(text), [...LABEL_KEYS]),
-      cardinalityLimit: integer(read('cardinality-limit'), DEFAULT_CARDINALITY_LIMIT, 2),
-      otlpEndpoint: optionalUrl(read('otlp-endpoint')),
-      mode: oneOf(read('mode'), ['incremental', 'full-scan'] as const, 'incremental'),
-      overlapMs: duration(read('overlap'), 300_000, { min: 0 }),
-      backfill: parseBackfill(read('backfill')),
-      statementTimeoutMs,
-      leaderElection: boolean(read('leader-election'), true),
-      exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
-      logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
-    },
-  };
-}
-
-function describeParseError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const unknown = /Unknown option '([^']+)'/.exec(message);
-  if (unknown) return `unknown flag ${unknown[1] ?? ''} (see --help)`;
-  const missing = /Option '([^']+?)(?: <value>)?' argument missing/.exec(message);
-  if (missing) return `${(missing[1] ?? '').split(',').pop()?.trim() ?? ''} needs a value`;
-  const positional = /Unexpected argument '([^']+)'/.exec(message);
-  if (positional) return `unexpected argument "${positional[1] ?? ''}": every setting is a --flag VALUE (see --help)`;
-  return `${message} (see --help)`;
-}
-
-function withSource<T>(input: { text: string; source: string } | undefined, parse: (text: string) => T, fallback: T): T {
-  if (input === undefined) return fallback;
+  if (options.db !== undefined) {
+    if (settings.leaderElection) {
+      throw new ConfigError('--leader-election: needs --database-url for its lock connection; this program supplies the database (set --leader-election false)');
+    }
+    return { kind: 'run', config: { ...settings, database: { db: options.db } } };
+  }
+  if (databaseUrl !== undefined && databaseUrlFromFile !== undefined) {
+    throw new ConfigError('the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both');
+  }
+  const url = databaseUrl ?? databaseUrlFromFile;
+  if (url === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL, or give --database-url-file)');
+  if (databasePasswordFromFile === undefined) return { kind: 'run', config: { ...settings, database: { url } } };
   try {
-    return parse(input.text);
+    return { kind: 'run', config: { ...settings, database: { url: withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text } } };
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`--database-password-file: with this password the URL ${error.message}`);
+    throw error;
+  }
+}
+
+/** The defaults of every setting: the table's default texts, parsed. */
+export function defaultSettings(): ExporterSettings {
+  const given: Record<string, unknown> = {};
+  for (const spec of FLAGS) given[spec.key] = spec.default === undefined ? undefined : spec.parse(spec.default);
+  const { databaseUrl: _url, databaseUrlFromFile: _file, databasePasswordFromFile: _password, ...settings } = given as unknown as FlagValues;
+  return settings;
+}
+
+function readFlag(spec: AnyFlagSpec, fromFlag: string | boolean | undefined, env: NodeJS.ProcessEnv, injectedDb: boolean): unknown {
+  const fromEnv = env[spec.env];
+  const input =
+    typeof fromFlag === 'string'
+      ? { text: fromFlag, source: `--${spec.flag}` }
+      : fromEnv !== undefined && fromEnv !== ''
+        ? { text: fromEnv, source: `${spec.env} (--${spec.flag})` }
+        : undefined;
+  if (injectedDb && DATABASE_KEYS.has(spec.key)) {
+    if (input !== undefined) throw new ConfigError(`${input.source}: not accepted here; this program supplies the database`);
+    return undefined;
+  }
+  if (input === undefined) return spec.default === undefined ? undefined : spec.parse(spec.default);
+  try {
+    return spec.parse(input.text);
   } catch (error) {
     throw new ConfigError(`${input.source}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 
-function duration(input: { text: string; source: string } | undefined, fallback: number, bounds: { min: number }): number {
-  if (input === undefined) return fallback;
-  const ms = parseDurationMs(input.text);
-  if (ms === undefined) throw new ConfigError(`${input.source}: "${input.text}" is not a duration (e.g. 500ms, 30s, 5m, 1h30m)`);
-  if (ms < bounds.min) throw new ConfigError(`${input.source}: ${input.text} is below the minimum of ${formatDurationMs(bounds.min)}`);
-  return Math.round(ms);
-}
-
-function integer(input: { text: string; source: string } | undefined, fallback: number, min: number): number {
-  if (input === undefined) return fallback;
-  const n = Number(input.text);
-  if (!/^\d+$/.test(input.text.trim()) || !Number.isSafeInteger(n) || n < min) {
-    throw new ConfigError(`${input.source}: "${input.text}" is not an integer of at least ${min}`);
+/** Names the offending argument from the error's code and the parser's own tokens, not from its message text. */
+function describeParseError(argv: readonly string[], error: unknown): string {
+  const code = error !== null && typeof error === 'object' ? (error as { code?: unknown }).code : undefined;
+  const { tokens } = parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  const known = (name: string): name is keyof typeof PARSE_OPTIONS => Object.hasOwn(PARSE_OPTIONS, name);
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const token = tokens.find((t) => t.kind === 'option' && !known(t.name));
+      if (token?.kind === 'option') return `unknown flag ${token.rawName} (see --help)`;
+      break;
+    }
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      for (const token of tokens) {
+        if (token.kind !== 'option' || !known(token.name)) continue;
+        const { type } = PARSE_OPTIONS[token.name] as { readonly type: 'string' | 'boolean' };
+        if (type === 'boolean' && token.value !== undefined) return `${token.rawName} takes no value`;
+        if (type === 'string' && (token.value === undefined || (token.inlineValue === false && token.value.startsWith('-')))) {
+          return `${token.rawName} needs a value`;
+        }
+      }
+      break;
+    }
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
+      const token = tokens.find((t) => t.kind === 'positional');
+      if (token?.kind === 'positional') return `unexpected argument "${token.value}": every setting is a --flag VALUE (see --help)`;
+      break;
+    }
   }
-  return n;
-}
-
-function boolean(input: { text: string; source: string } | undefined, fallback: boolean): boolean {
-  if (input === undefined) return fallback;
-  const text = input.text.trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(text)) return true;
-  if (['false', '0', 'no', 'off'].includes(text)) return false;
-  throw new ConfigError(`${input.source}: "${input.text}" is not true or false`);
-}
-
-function oneOf<T extends string>(input: { text: string; source: string } | undefined, allowed: readonly T[], fallback: T): T {
-  if (input === undefined) return fallback;
-  if ((allowed as readonly string[]).includes(input.text)) return input.text as T;
-  throw new ConfigError(`${input.source}: "${input.text}" is not one of ${allowed.join(', ')}`);
-}
-
-function parseListen(input: { text: string; source: string }): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(input.text.trim());
-  const port = Number(match?.[3]);
-  if (!match || !Number.isInteger(port) || port > 65535) {
-    throw new ConfigError(`${input.source}: "${input.text}" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464)`);
-  }
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '127.0.0.1' : host, port };
-}
-
-function parseDatabaseUrl(input: { text: string; source: string }): string {
-  let url: URL;
-  try {
-    url = new URL(input.text);
-  } catch {
-    throw new ConfigError(`${input.source}: not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)`);
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new ConfigError(`${input.source}: scheme "${url.protocol.replace(/:$/, '')}" is not postgres or postgresql`);
-  }
-  return input.text;
-}
-
-function optionalUrl(input: { text: string; source: string } | undefined): string | undefined {
-  if (input === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(input.text);
-  } catch {
-    throw new ConfigError(`${input.source}: "${input.text}" is not a URL (e.g. http://127.0.0.1:4318/v1/metrics)`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`${input.source}: "${input.text}" must be an http or https URL`);
-  }
-  return input.text;
-}
-
-function parseBackfill(input: { text: string; source: string } | undefined): BackfillPolicy {
-  if (input === undefined || input.text === 'none') return { sinceMs: 0 };
-  if (input.text === 'all') return 'all';
-  const ms = parseDurationMs(input.text);
-  if (ms === undefined) throw new ConfigError(`${input.source}: "${input.text}" is not none, all or a duration (e.g. 1h)`);
-  return { sinceMs: ms };
+  return `${error instanceof Error ? error.message : String(error)} (see --help)`;
 }

@@ -48,7 +48,7 @@ export class AdvisoryLockLeadership implements Leadership {
       return this.#held;
     } catch (error) {
       this.#drop(client);
-      throw new Error(`leader lock check failed: ${errorMessage(error)}`);
+      throw new Error(`leader lock check failed: ${errorMessage(error)}`, { cause: error });
     }
   }
 
@@ -80,7 +80,7 @@ export class AdvisoryLockLeadership implements Leadership {
       await settleOrAbort(client.connect(), signal);
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw new Error(`leader lock connection failed: ${errorMessage(error)}`);
+      throw new Error(`leader lock connection failed: ${errorMessage(error)}`, { cause: error });
     }
     this.#client = client;
     this.#held = false;

@@ -1,5 +1,3 @@
-import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
@@ -11,19 +9,30 @@ import {
   type FirstConnectionSource,
   type Logger,
 } from '@agentconn/core';
-import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
-import type { ExporterConfig } from './config.js';
+import type { Kysely } from 'kysely';
+import {
+  DatabaseUrlError,
+  createCoderAgentSource,
+  parseDatabaseUrl,
+  redactSecrets,
+  type CoderDatabase,
+  type DatabaseUrl,
+} from '@agentconn/kysely';
+import { createPostgresDb } from '@agentconn/kysely/postgres';
+import { ConfigError, type ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
 import { createMetricsServer } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
-import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
 
+/** Node's timers hold at most 2^31-1 ms; a longer delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface StartExporterOptions {
+  /** E.g. from `parseCommand`, or `{ ...defaultSettings(), database: { db }, leaderElection: false }`. */
   readonly config: ExporterConfig;
-  /** Use this database instead of connecting to `config.databaseUrl` (e.g. an embedded PGlite). */
-  readonly db?: Kysely<CoderDatabase>;
+  /** Default: JSON lines on standard error at `config.logLevel`. */
   readonly logger?: Logger;
 }
 
@@ -40,25 +49,14 @@ export interface RunningExporter {
 /** Starts the exporter: `/metrics` is served before the first poll, whether or not the database answers. */
 export async function startExporter(options: StartExporterOptions): Promise<RunningExporter> {
   const { config } = options;
-  const password = databasePassword(config.databaseUrl);
-  const logger =
-    options.logger ?? createJsonLogger({ level: config.logLevel, scrub: (line) => scrubSecret(line, password) });
-  const databaseForLogs = options.db === undefined ? redactDatabaseUrl(config.databaseUrl) : 'embedded';
-
-  const ownPool =
-    options.db === undefined
-      ? new pg.Pool({
-          connectionString: config.databaseUrl,
-          max: 2,
-          application_name: 'agentconn-exporter',
-          connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
-          idleTimeoutMillis: Math.max(config.intervalMs * 2, 30_000),
-          keepAlive: true,
-        })
-      : undefined;
-  // An idle client whose backend died emits 'error' on the pool; without a listener that kills the process.
-  ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
-  const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
+  const logger = options.logger ?? createJsonLogger({ level: config.logLevel, scrub: redactSecrets });
+  // Leader election holds its lock on a connection of its own, which needs a URL to open.
+  if (config.leaderElection && !('url' in config.database)) {
+    throw new ConfigError('leader election needs database.url; with a database supplied as a Kysely instance set leaderElection: false');
+  }
+  const database = openDatabase(config, logger);
+  const { db } = database;
+  const databaseForLogs = database.url?.redacted ?? 'supplied by the program';
 
   const exposition = createMetricsReader(config.exposition, logger);
   const readers: MetricReader[] = [exposition.reader];
@@ -79,10 +77,10 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   });
 
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
+  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs);
   const leadership =
-    config.leaderElection && options.db === undefined
-      ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
+    config.leaderElection && database.url !== undefined
+      ? new AdvisoryLockLeadership({ connectionString: database.url.text, logger })
       : undefined;
   const poller = new FirstConnectionPoller({
     source,
@@ -104,7 +102,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
     await meterProvider.shutdown().catch(() => undefined);
-    if (ownPool !== undefined) await db.destroy().catch(() => undefined);
+    if (database.owned) await db.destroy().catch(() => undefined);
     throw error;
   }
   logger.info('agentconn exporter started', {
@@ -130,9 +128,9 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       stopping ??= (async () => {
         await poller.stop();
         await leadership?.release();
-        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
+        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: errorMessage(error), err: error }));
         await metricsServer.close();
-        if (ownPool !== undefined) await db.destroy().catch(() => undefined);
+        if (database.owned) await db.destroy().catch(() => undefined);
         logger.info('agentconn exporter stopped', {});
       })();
       return stopping;
@@ -140,15 +138,46 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   };
 }
 
+interface OpenedDatabase {
+  readonly db: Kysely<CoderDatabase>;
+  /** Set when the exporter connects by URL (and then owns the pool). */
+  readonly url: DatabaseUrl | undefined;
+  readonly owned: boolean;
+}
+
+function openDatabase(config: ExporterConfig, logger: Logger): OpenedDatabase {
+  if ('db' in config.database) return { db: config.database.db, url: undefined, owned: false };
+  let url: DatabaseUrl;
+  try {
+    // A URL that `pg` would read otherwise than the logs show it is refused before anything connects.
+    url = parseDatabaseUrl(config.database.url);
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new ConfigError(`database.url: ${error.message}`);
+    throw error;
+  }
+  const db = createPostgresDb(
+    {
+      connectionString: url.text,
+      application_name: 'agentconn-exporter',
+      connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
+      idleTimeoutMillis: Math.min(Math.max(config.intervalMs * 2, 30_000), MAX_TIMER_MS),
+      keepAlive: true,
+    },
+    // An idle client whose backend died: the next poll reports the outage; this is only a hint.
+    { onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }) },
+  );
+  return { db, url, owned: true };
+}
+
 /** Errors name the database (without its password), so one log line says what failed where. */
-function withContext(source: FirstConnectionSource, database: string, password: string | undefined): FirstConnectionSource {
+function withContext(source: FirstConnectionSource, database: string): FirstConnectionSource {
   return {
     async listAgents(query) {
       try {
         return await source.listAgents(query);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        throw new Error(scrubSecret(`${message} (database ${database})`, password), { cause: error });
+        throw new Error(redactSecrets(`${message} (database ${database})`), { cause: error });
       }
     },
   };

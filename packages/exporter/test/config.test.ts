@@ -1,7 +1,10 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Kysely } from 'kysely';
+import type { CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, FLAGS, helpText, parseCommand } from '../src/config.js';
+import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
-import { databasePassword, redactDatabaseUrl, scrubSecret } from '../src/redact.js';
+import { redactDatabaseUrl, redactSecrets } from '@agentconn/kysely';
 
 const URL_OK = ['--database-url', 'postgres://reader:s3cret@127.0.0.1:5432/coder'];
 
@@ -31,7 +34,7 @@ describe('parseCommand', () => {
       AGENTCONN_LOG_LEVEL: 'debug',
       AGENTCONN_LEADER_ELECTION: 'false',
     });
-    expect(c.databaseUrl).toBe('postgresql://u@h/db');
+    expect(c.database).toEqual({ url: 'postgresql://u@h/db' });
     expect(c.intervalMs).toBe(90_000);
     expect(c.labels).toEqual(['agent_name', 'template_name']);
     expect(c.listen).toEqual({ host: '::1', port: 9999 });
@@ -60,6 +63,24 @@ describe('parseCommand', () => {
     expect(() => parseCommand(args, {})).toThrow(message);
   });
 
+  it.each([
+    [['--interval', '2147483647ms'], (c: ReturnType<typeof config>) => c.intervalMs, 2_147_483_647],
+    [['--statement-timeout', '2147478647ms'], (c: ReturnType<typeof config>) => c.statementTimeoutMs, 2_147_478_647],
+    [['--overlap', '365250d'], (c: ReturnType<typeof config>) => c.overlapMs, 31_557_600_000_000],
+    [['--backfill', '365250d'], (c: ReturnType<typeof config>) => c.backfill, { sinceMs: 31_557_600_000_000 }],
+  ])('%j is the largest value accepted', (argv, pick, expected) => {
+    expect(pick(config([...URL_OK, ...argv]))).toEqual(expected);
+  });
+
+  it.each([
+    [['--interval', '2147483648ms'], /--interval: 2147483648ms is above the maximum of 24d20h31m23s647ms \(Node's timers/],
+    [['--statement-timeout', '2147478648ms'], /--statement-timeout: 2147478648ms is above the maximum of 24d20h31m18s647ms/],
+    [['--overlap', '365251d'], /--overlap: 365251d is above the maximum of 365250d/],
+    [['--backfill', '365251d'], /--backfill: 365251d is above the maximum of 365250d/],
+  ])('%j is refused', (argv, message) => {
+    expect(() => parseCommand([...URL_OK, ...argv], {})).toThrow(message);
+  });
+
   it('names the environment variable when the bad value came from there', () => {
     expect(() => parseCommand(URL_OK, { AGENTCONN_INTERVAL: 'x' })).toThrow(/AGENTCONN_INTERVAL \(--interval\)/);
   });
@@ -71,6 +92,56 @@ describe('parseCommand', () => {
   it('documents every flag in --help', () => {
     const text = helpText('agentconn-exporter');
     for (const f of FLAGS) expect(text).toContain(`--${f.flag}`);
+  });
+
+  it('--help shows each default as the table writes it, once, and each environment variable', () => {
+    const text = helpText('agentconn-exporter');
+    for (const f of FLAGS) {
+      expect(text).toContain(`default: ${f.default ?? f.unset ?? ''} [env ${f.env}]`);
+      // The default is written once, in `default`, never again in the help sentence.
+      expect(f.help).not.toMatch(/default/i);
+    }
+  });
+
+  it('every default of the table is a valid input of its own parser, and is what parseCommand gives', () => {
+    const c = config(URL_OK);
+    const defaults = defaultSettings();
+    for (const f of FLAGS) {
+      if (f.default !== undefined) expect(() => f.parse(f.default ?? '')).not.toThrow();
+    }
+    const { database: _, ...settings } = c;
+    expect(settings).toEqual(defaults);
+  });
+
+  it("the README's options table is the one made from the flag table", () => {
+    const readmeUrl = new URL('../README.md', import.meta.url);
+    const readme = readFileSync(readmeUrl, 'utf8');
+    const block = /(<!-- flags:begin[^>]*-->\n)([\s\S]*?)(\n<!-- flags:end -->)/;
+    const expected = flagTableMarkdown();
+    if (process.env['AGENTCONN_UPDATE_README'] === '1') {
+      writeFileSync(readmeUrl, readme.replace(block, (_, begin: string, _old: string, end: string) => `${begin}${expected}${end}`));
+      return;
+    }
+    expect(block.exec(readme)?.[2], 'run with AGENTCONN_UPDATE_README=1 to rewrite the table').toBe(expected);
+  });
+
+  it.each([
+    [['--interval'], /^--interval needs a value$/],
+    [['--interval', '--labels', 'agent_name'], /^--interval needs a value$/],
+    [['--help=yes'], /^--help takes no value$/],
+    [['-x'], /^unknown flag -x \(see --help\)$/],
+    [['--', 'stray'], /^unexpected argument "stray"/],
+  ])('parse error %j is recognised by its code and names the argument', (argv, message) => {
+    expect(() => parseCommand([...URL_OK, ...argv], {})).toThrow(message);
+  });
+
+  it('with a database supplied by the program: no URL needed, the database flags refused', () => {
+    const db = {} as Kysely<CoderDatabase>;
+    const parsed = parseCommand(['--interval', '5s', '--leader-election', 'false'], {}, { db });
+    expect(parsed.kind === 'run' && parsed.config.database).toEqual({ db });
+    expect(() => parseCommand(['--interval', '5s'], {}, { db })).toThrow(/--leader-election: needs --database-url/);
+    expect(() => parseCommand(URL_OK, {}, { db })).toThrow(/--database-url: not accepted here/);
+    expect(() => parseCommand([], { DATABASE_URL: 'postgres://u@h/db' }, { db })).toThrow(/DATABASE_URL \(--database-url\): not accepted/);
   });
 });
 
@@ -86,7 +157,7 @@ describe('durations and secrets', () => {
   it('never shows the password', () => {
     expect(redactDatabaseUrl('postgres://reader:s3cret@db:5432/coder')).toBe('postgres://reader:***@db:5432/coder');
     expect(redactDatabaseUrl('host=db password=s3cret user=x')).toBe('host=db password=*** user=x');
-    expect(databasePassword('postgres://reader:s%40cret@db/coder')).toBe('s@cret');
-    expect(scrubSecret('auth failed for s@cret and s%40cret', 's@cret')).toBe('auth failed for *** and ***');
+    expect(redactSecrets('auth failed for postgres://reader:s%40cret@db/coder')).toBe('auth failed for postgres://reader:***@db/coder');
+    expect(redactSecrets('auth failed for postgres://reader:s@cret@db/coder')).toBe('auth failed for postgres://reader:***@db/coder');
   });
 });

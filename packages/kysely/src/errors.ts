@@ -1,13 +1,10 @@
-/**
- * Error text for humans: names the problem, never a password. `pg` connection errors from Node's
- * happy-eyeballs connect are AggregateErrors with an empty message; their inner errors name the
- * address.
- */
-export function describeError(error: unknown): string {
-  return redactCredentials(rawMessage(error));
-}
+import { redactSecrets } from './redact.js';
 
-function rawMessage(error: unknown): string {
+/**
+ * The text of an error. `pg` connection errors from Node's happy-eyeballs connect are AggregateErrors
+ * with an empty message; their inner errors name the address.
+ */
+export function rawMessage(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) {
     const inner = [...new Set(error.errors.map(rawMessage))].join('; ');
     return error.message.length > 0 ? `${error.message}: ${inner}` : inner;
@@ -18,13 +15,6 @@ function rawMessage(error: unknown): string {
     return typeof code === 'string' ? code : error.name;
   }
   return String(error);
-}
-
-/** Removes the password of any `scheme://user:password@host` URL and any `password=...` pair. */
-export function redactCredentials(text: string): string {
-  return text
-    .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi, '$1:***@')
-    .replace(/(password\s*=\s*)('[^']*'|"[^"]*"|\S+)/gi, '$1***');
 }
 
 /** The SQLSTATE (`42P01`) or system error code (`ECONNREFUSED`) of an error, if it has one. */
@@ -50,7 +40,7 @@ export class CoderDatabaseError extends Error {
 
   constructor(context: string, cause: unknown) {
     const raw = rawMessage(cause);
-    const safe = redactCredentials(raw);
+    const safe = redactSecrets(raw);
     // The original stays attached for its stack and fields, unless its text carried a credential.
     super(`${context}: ${safe}`, safe === raw ? { cause } : {});
     this.code = errorCode(cause);

@@ -47,4 +47,13 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './source.js';
-export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
+export { CoderDatabaseError } from './errors.js';
+export {
+  DatabaseUrlError,
+  SSL_MODES,
+  parseDatabaseUrl,
+  redactDatabaseUrl,
+  redactSecrets,
+  withPassword,
+  type DatabaseUrl,
+} from './redact.js';

@@ -25,12 +25,16 @@ export const POSTGRES_POOL_DEFAULTS = {
    */
   max: 2,
   application_name: 'agentconn',
+  /** TCP keepalive, so a connection to a vanished server (no FIN, e.g. behind a dead NAT) ends. */
+  keepAlive: true,
 } as const satisfies pg.PoolConfig;
 
 /**
  * A `Kysely<CoderDatabase>` with Kysely's `PostgresDialect` over a new `pg.Pool`. `connection` is a
- * connection string (`postgres://user@host:5432/db`) or a `pg.PoolConfig` (e.g. with
- * `options: '-c search_path=coder'`). `db.destroy()` ends the pool.
+ * connection string (`postgres://user@host:5432/db`) or a `pg.PoolConfig` (e.g. `{ connectionString,
+ * max, application_name, connectionTimeoutMillis, idleTimeoutMillis, keepAlive }`, or
+ * `options: '-c search_path=coder'`); {@link POSTGRES_POOL_DEFAULTS} fill what it leaves unset.
+ * `db.destroy()` ends the pool.
  */
 export function createPostgresDb(connection: string | pg.PoolConfig, options: PostgresDbOptions = {}): Kysely<CoderDatabase> {
   const config: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;

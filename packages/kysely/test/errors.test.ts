@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { CoderDatabaseError, describeError, redactCredentials } from '../src/index.js';
+import { CoderDatabaseError, redactSecrets } from '../src/index.js';
+import { rawMessage } from '../src/errors.js';
 
 describe('error text', () => {
   it('removes passwords from connection URLs and key=value strings', () => {
-    expect(redactCredentials('could not parse postgres://coder:hunter2@db.example:5432/coder?sslmode=require')).toBe(
+    expect(redactSecrets('could not parse postgres://coder:hunter2@db.example:5432/coder?sslmode=require')).toBe(
       'could not parse postgres://coder:***@db.example:5432/coder?sslmode=require',
     );
-    expect(redactCredentials("host=db user=coder password='hunter 2' dbname=coder")).toBe('host=db user=coder password=*** dbname=coder');
-    expect(redactCredentials('postgres://coder@db/coder')).toBe('postgres://coder@db/coder');
+    expect(redactSecrets("host=db user=coder password='hunter 2' dbname=coder")).toBe('host=db user=coder password=*** dbname=coder');
+    expect(redactSecrets('postgres://coder@db/coder')).toBe('postgres://coder@db/coder');
   });
 
   it('spells out an AggregateError from a happy-eyeballs connect', () => {
@@ -15,7 +16,7 @@ describe('error text', () => {
       [Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' }), Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })],
       '',
     );
-    expect(describeError(error)).toBe('connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432');
+    expect(rawMessage(error)).toBe('connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432');
     const wrapped = new CoderDatabaseError('listing agents from the Coder database failed', error);
     expect(wrapped.message).toBe('listing agents from the Coder database failed: connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432');
     expect(wrapped.code).toBe('ECONNREFUSED');

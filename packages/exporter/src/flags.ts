@@ -1,0 +1,240 @@
+import {
+  DEFAULT_CARDINALITY_LIMIT,
+  LABEL_KEYS,
+  parseLabelList,
+  type BackfillPolicy,
+  type DiscoveryMode,
+  type LabelKey,
+} from '@agentconn/core';
+import { readFileSync } from 'node:fs';
+import { DatabaseUrlError, parseDatabaseUrl } from '@agentconn/kysely';
+import { formatDurationMs, parseDurationMs } from './duration.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+
+export type ExpositionKind = 'fast' | 'otel';
+
+/** Every setting of the exporter except the database. */
+export interface ExporterSettings {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly intervalMs: number;
+  readonly labels: readonly LabelKey[];
+  readonly cardinalityLimit: number;
+  readonly otlpEndpoint: string | undefined;
+  readonly mode: DiscoveryMode;
+  readonly overlapMs: number;
+  readonly backfill: BackfillPolicy;
+  readonly statementTimeoutMs: number;
+  readonly leaderElection: boolean;
+  readonly exposition: ExpositionKind;
+  readonly logLevel: LogLevel;
+}
+
+/** What the flags (or their environment variables) give, before the database settings are combined. */
+export interface FlagValues extends ExporterSettings {
+  readonly databaseUrl: string | undefined;
+  /** The URL read from the file `--database-url-file` names. */
+  readonly databaseUrlFromFile: string | undefined;
+  /** The password read from the file `--database-password-file` names. */
+  readonly databasePasswordFromFile: string | undefined;
+}
+
+/** The fields that say where the database is; a program that supplies its own refuses them. */
+export const DATABASE_KEYS: ReadonlySet<keyof FlagValues> = new Set(['databaseUrl', 'databaseUrlFromFile', 'databasePasswordFromFile']);
+
+/**
+ * One command-line flag. The parser, `--help` and the README's options table are all made from these
+ * rows, so a default is written once: as the text a user would type, parsed by `parse` like any input.
+ */
+export interface FlagSpec<K extends keyof FlagValues> {
+  /** The flag without its dashes. */
+  readonly flag: string;
+  readonly env: string;
+  /** What the value looks like in `--help`, e.g. `DURATION`. */
+  readonly value: string;
+  /** The field of {@link FlagValues} it sets. */
+  readonly key: K;
+  /** The default, written as a user would type it. Absent: unset unless given. */
+  readonly default?: string;
+  /** How `--help` shows an absent default, e.g. `(required)` or `(off)`. */
+  readonly unset?: string;
+  readonly help: string;
+  /** Turns the text into the value; throws an Error whose message says what is wrong with the text. */
+  readonly parse: (text: string) => Exclude<FlagValues[K], undefined>;
+}
+
+export type AnyFlagSpec = { [K in keyof FlagValues]: FlagSpec<K> }[keyof FlagValues];
+
+/** Node's timers hold at most 2^31-1 ms; a longer delay fires at once (and again, and again). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A poll's own timeout is the statement timeout plus this grace, and must fit in a timer too. */
+export const POLL_TIMEOUT_GRACE_MS = 5_000;
+/**
+ * How far back the overlap or the backfill may reach: 1000 years each, so that even both together
+ * stay inside the range of a JavaScript Date and of PostgreSQL's timestamptz (from 4713 BC).
+ */
+export const MAX_LOOKBACK_MS = 365_250 * 86_400_000;
+
+/** The flags, in `--help` order. To add one: a field in FlagValues (or ExporterSettings) and a row here. */
+export const FLAGS: readonly AnyFlagSpec[] = [
+  {
+    flag: 'database-url', env: 'DATABASE_URL', value: 'URL', key: 'databaseUrl', unset: '(required unless --database-url-file)',
+    help: 'PostgreSQL URL of the Coder database; a SELECT-only role is enough',
+    parse: databaseUrl,
+  },
+  {
+    flag: 'database-url-file', env: 'DATABASE_URL_FILE', value: 'PATH', key: 'databaseUrlFromFile', unset: '(none)',
+    help: 'read the database URL from this file instead (e.g. a mounted secret; a trailing newline is ignored)',
+    parse: (path) => databaseUrlFile(path),
+  },
+  {
+    flag: 'database-password-file', env: 'DATABASE_PASSWORD_FILE', value: 'PATH', key: 'databasePasswordFromFile', unset: '(none)',
+    help: "read the database password from this file; it replaces the URL's password",
+    parse: (path) => secretFile(path),
+  },
+  {
+    flag: 'listen', env: 'AGENTCONN_LISTEN', value: 'HOST:PORT', key: 'listen', default: '127.0.0.1:9464',
+    help: 'where /metrics is served (loopback unless told otherwise)',
+    parse: listen,
+  },
+  {
+    flag: 'interval', env: 'AGENTCONN_INTERVAL', value: 'DURATION', key: 'intervalMs', default: '60s',
+    help: 'time between polls, e.g. 30s, 1m, 1m30s',
+    parse: (text) => duration(text, { min: 100, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
+  },
+  {
+    flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', key: 'labels', default: LABEL_KEYS.join(','),
+    help: `labels to keep, any of ${LABEL_KEYS.join(', ')}`,
+    parse: parseLabelList,
+  },
+  {
+    flag: 'cardinality-limit', env: 'AGENTCONN_CARDINALITY_LIMIT', value: 'N', key: 'cardinalityLimit',
+    default: String(DEFAULT_CARDINALITY_LIMIT),
+    help: 'most label sets; more go to the otel_metric_overflow series',
+    parse: (text) => integer(text, { min: 2 }),
+  },
+  {
+    flag: 'otlp-endpoint', env: 'AGENTCONN_OTLP_ENDPOINT', value: 'URL', key: 'otlpEndpoint', unset: '(off)',
+    help: 'also push metrics over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/metrics',
+    parse: httpUrl,
+  },
+  {
+    flag: 'mode', env: 'AGENTCONN_MODE', value: 'MODE', key: 'mode', default: 'incremental',
+    help: "incremental (only recent connections each poll) or full-scan (Coder PR #24179's rule)",
+    parse: (text) => oneOf(text, ['incremental', 'full-scan'] as const),
+  },
+  {
+    flag: 'overlap', env: 'AGENTCONN_OVERLAP', value: 'DURATION', key: 'overlapMs', default: '5m',
+    help: 'how far behind the last poll each incremental query reaches (late commits, replica clocks)',
+    parse: (text) => duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist' }),
+  },
+  {
+    flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', key: 'backfill', default: 'none',
+    help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION',
+    parse: backfill,
+  },
+  {
+    flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', key: 'statementTimeoutMs', default: '30s',
+    help: 'a poll query running longer is cancelled',
+    parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS - POLL_TIMEOUT_GRACE_MS, why: "the poll's timeout, 5s more, must fit Node's timers (2^31-1 ms)" }),
+  },
+  {
+    flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', key: 'leaderElection', default: 'true',
+    help: 'with several replicas on one database only the advisory-lock holder observes',
+    parse: boolean,
+  },
+  {
+    flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', key: 'exposition', default: 'fast',
+    help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)',
+    parse: (text) => oneOf(text, ['fast', 'otel'] as const),
+  },
+  {
+    flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', key: 'logLevel', default: 'info',
+    help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr`,
+    parse: (text) => oneOf(text, LOG_LEVELS),
+  },
+];
+
+function duration(text: string, bounds: { min: number; max: number; why: string }): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) throw new Error(`"${text}" is not a duration (e.g. 500ms, 30s, 5m, 1h30m)`);
+  if (ms < bounds.min) throw new Error(`${text} is below the minimum of ${formatDurationMs(bounds.min)}`);
+  if (Math.round(ms) > bounds.max) throw new Error(`${text} is above the maximum of ${formatDurationMs(bounds.max)} (${bounds.why})`);
+  return Math.round(ms);
+}
+
+function integer(text: string, bounds: { min: number }): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < bounds.min) {
+    throw new Error(`"${text}" is not an integer of at least ${bounds.min}`);
+  }
+  return n;
+}
+
+function boolean(text: string): boolean {
+  const normalized = text.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(normalized)) return true;
+  if (['false', '0', 'no', 'off'].includes(normalized)) return false;
+  throw new Error(`"${text}" is not true or false`);
+}
+
+function oneOf<T extends string>(text: string, allowed: readonly T[]): T {
+  const found = allowed.find((a) => a === text);
+  if (found === undefined) throw new Error(`"${text}" is not one of ${allowed.join(', ')}`);
+  return found;
+}
+
+function listen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port > 65535) {
+    throw new Error(`"${text}" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464)`);
+  }
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '127.0.0.1' : host, port };
+}
+
+function databaseUrl(text: string): string {
+  return parseDatabaseUrl(text).text;
+}
+
+/** The text of a file holding a secret, without its trailing newline. Errors name the path, never the text. */
+function secretFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = error !== null && typeof error === 'object' ? (error as { code?: unknown }).code : undefined;
+    throw new Error(`cannot read "${path}" (${typeof code === 'string' ? code : 'error'})`);
+  }
+  const secret = text.replace(/[\r\n]+$/, '');
+  if (secret === '') throw new Error(`"${path}" is empty`);
+  return secret;
+}
+
+function databaseUrlFile(path: string): string {
+  const text = secretFile(path);
+  try {
+    return parseDatabaseUrl(text).text;
+  } catch (error) {
+    if (error instanceof DatabaseUrlError) throw new Error(`the URL in "${path}": ${error.message}`);
+    throw error;
+  }
+}
+
+function httpUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`"${text}" is not a URL (e.g. http://127.0.0.1:4318/v1/metrics)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`"${text}" must be an http or https URL`);
+  return text;
+}
+
+function backfill(text: string): BackfillPolicy {
+  if (text === 'none') return { sinceMs: 0 };
+  if (text === 'all') return 'all';
+  if (parseDurationMs(text) === undefined) throw new Error(`"${text}" is not none, all or a duration (e.g. 1h)`);
+  return { sinceMs: duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist; all counts every connection' }) };
+}

@@ -1,0 +1,56 @@
+import { PGlite } from '@electric-sql/pglite';
+import type { LogFields, Logger } from '@agentconn/core';
+import { migrateToLatest } from '@agentconn/kysely/testing';
+import { createPgliteDb } from '@agentconn/kysely/pglite';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, defaultSettings } from '../src/config.js';
+import { startExporter, type RunningExporter } from '../src/main.js';
+
+interface Event {
+  readonly level: string;
+  readonly message: string;
+  readonly fields: LogFields | undefined;
+}
+
+function memoryLogger(): Logger & { readonly events: Event[] } {
+  const events: Event[] = [];
+  const at = (level: string) => (message: string, fields?: LogFields) => void events.push({ level, message, fields });
+  return { events, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+let exporter: RunningExporter | undefined;
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await exporter?.stop();
+  exporter = undefined;
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+describe('startExporter with a database the caller supplies', () => {
+  it('needs no URL, serves /metrics, polls that database and leaves it open on stop', async () => {
+    const db = createPgliteDb(new PGlite());
+    cleanups.push(() => db.destroy());
+    await migrateToLatest(db);
+    const logger = memoryLogger();
+    exporter = await startExporter({
+      config: { ...defaultSettings(), database: { db }, leaderElection: false, listen: { host: '127.0.0.1', port: 0 }, intervalMs: 200 },
+      logger,
+    });
+    const started = logger.events.find((e) => e.message === 'agentconn exporter started');
+    expect(started?.fields?.['database']).toBe('supplied by the program');
+    expect(started?.fields?.['leader_election']).toBe(false);
+    await expect.poll(async () => (await (await fetch(exporter!.metricsUrl)).text()).match(/agentconn_polls_total\{[^}]*outcome="success"[^}]*\} (\d+)/)?.[1] ?? '0').not.toBe('0');
+    await exporter.stop();
+    exporter = undefined;
+    // The caller's database is still usable: the exporter did not destroy it.
+    await expect(db.selectFrom('workspace_agents').select('id').execute()).resolves.toEqual([]);
+  });
+
+  it('refuses leader election, which needs a URL for its lock connection, with a clear error', async () => {
+    const db = createPgliteDb(new PGlite());
+    cleanups.push(() => db.destroy());
+    const start = startExporter({ config: { ...defaultSettings(), database: { db }, listen: { host: '127.0.0.1', port: 0 } }, logger: memoryLogger() });
+    await expect(start).rejects.toThrow(ConfigError);
+    await expect(start).rejects.toThrow(/leader election needs database\.url/);
+  });
+});
