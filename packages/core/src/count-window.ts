@@ -108,6 +108,15 @@ export class CountWindow implements CountWindowState {
     });
   }
 
+  /**
+   * This process just became leader and the previous one published that it had observed everything
+   * before `progressMs` (its watermark, source clock): count from exactly there, whatever this
+   * process's own start bound, so nothing it left is lost and nothing it counted is counted again.
+   */
+  resumeFrom(progressMs: number): CountWindow {
+    return this.#with({ countFromMs: progressMs, countFromClock: 'source', watermarkMs: progressMs });
+  }
+
   /** Whether a connection at `connectedMicros` (epoch µs, source clock) is before the count-from bound. */
   isBeforeCountFrom(connectedMicros: number): boolean {
     return this.countFromMs !== undefined && connectedMicros < this.countFromMs * 1000;

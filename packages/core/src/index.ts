@@ -34,6 +34,7 @@ export {
   type DiscoveryMode,
   type FirstConnectionPollerOptions,
   type Leadership,
+  type Takeover,
   type TickOutcome,
   type TickResult,
 } from './poller.js';

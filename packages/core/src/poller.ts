@@ -23,13 +23,32 @@ export type DiscoveryMode = 'incremental' | 'full-scan';
 /** Which connections that happened before the poller started are counted. */
 export type BackfillPolicy = 'all' | { readonly sinceMs: number };
 
+/** Where observation resumes when this process becomes leader. */
+export type Takeover =
+  /** No other process led since this one last did: carry on from this process's own window. */
+  | { readonly kind: 'continue' }
+  /** The previous leader published that it observed everything before `fromMs` (epoch ms, source clock). */
+  | { readonly kind: 'resume'; readonly fromMs: number }
+  /** Not known: count from one interval before this process's last follower tick. */
+  | { readonly kind: 'unknown' };
+
 /** Decides whether this process observes (e.g. a PostgreSQL advisory lock). */
 export interface Leadership {
   /**
    * Resolves true while this process holds leadership, false while another one does; rejects when it
-   * cannot tell (e.g. the database is unreachable), which makes the tick an error.
+   * cannot tell (e.g. the database is unreachable), which makes the tick an error and stops observing.
    */
   isLeader(signal: AbortSignal): Promise<boolean>;
+  /** False as soon as leadership is known lost between checks (the leader gauge follows it). */
+  readonly held?: boolean;
+  /** Asked when this process becomes leader. Default `unknown`. */
+  takeover?(): Takeover;
+  /**
+   * Called after each successful query as leader, before its rows are recorded, with the watermark
+   * a successor should resume from. Rejecting makes the tick an error (nothing recorded) and stops
+   * observing, so a leader records only what it proved it still led for.
+   */
+  publishProgress?(watermarkMs: number, signal: AbortSignal): Promise<void>;
 }
 
 export interface FirstConnectionPollerOptions {
@@ -151,7 +170,7 @@ export class FirstConnectionPoller {
     this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
     if (this.#leadership !== undefined) {
       this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
-      this.#leaderGauge.addCallback((result) => result.observe(this.#isLeader ? 1 : 0));
+      this.#leaderGauge.addCallback((result) => result.observe(this.#observing ? 1 : 0));
     }
   }
 
@@ -169,7 +188,11 @@ export class FirstConnectionPoller {
   }
 
   get isLeader(): boolean {
-    return this.#leadership === undefined || this.#isLeader;
+    return this.#leadership === undefined || this.#observing;
+  }
+
+  get #observing(): boolean {
+    return this.#isLeader && this.#leadership?.held !== false;
   }
 
   /** Starts ticking: one tick now, then one every interval. Idempotent. */
@@ -243,11 +266,15 @@ export class FirstConnectionPoller {
     timeout.unref();
     try {
       if (this.#leadership !== undefined) {
-        const leader = await this.#leadership.isLeader(abort.signal);
+        const leader = await this.#leadership.isLeader(abort.signal).catch((error: unknown) => {
+          this.#loseLeadership();
+          throw error;
+        });
         if (abort.signal.aborted) throw abortReason(abort.signal);
         this.#onLeadership(leader, startedMs);
         if (!leader) {
           this.#polls.add(1, { outcome: 'skipped_not_leader' });
+          this.#onSuccess();
           return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
         }
       }
@@ -257,6 +284,13 @@ export class FirstConnectionPoller {
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
+      if (this.#leadership?.publishProgress !== undefined && window.watermarkMs !== undefined) {
+        await this.#leadership.publishProgress(window.watermarkMs, abort.signal).catch((error: unknown) => {
+          this.#loseLeadership();
+          throw error;
+        });
+        if (abort.signal.aborted) throw abortReason(abort.signal);
+      }
       const counts = this.#recordBatch(batch, window);
       this.#window = window;
       this.#prune(batch, window);
@@ -317,7 +351,26 @@ export class FirstConnectionPoller {
     this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
       leader,
     });
-    if (leader) this.#window = window.takeover();
+    if (leader) this.#window = this.#takeover(window);
+  }
+
+  #takeover(window: CountWindow): CountWindow {
+    const takeover = this.#leadership?.takeover?.() ?? { kind: 'unknown' };
+    if (takeover.kind === 'continue') return window;
+    if (takeover.kind === 'resume') {
+      this.#logger.info('resuming from the previous leader\'s last published poll', {
+        resume_from: new Date(takeover.fromMs).toISOString(),
+      });
+      return window.resumeFrom(takeover.fromMs);
+    }
+    return window.takeover();
+  }
+
+  /** The leadership check or publish failed: this process cannot prove it leads, so it stops observing now. */
+  #loseLeadership(): void {
+    if (!this.#isLeader) return;
+    this.#isLeader = false;
+    this.#logger.warn('leadership not confirmed; not observing until it is', { leader: false });
   }
 
   #onSuccess(): void {

@@ -81,6 +81,18 @@ describe('CountWindow', () => {
     expect(w.afterQuery(localStart + 90_000, localStart + 60_000).countFromMs).toBe(localStart + 30_000);
   });
 
+  it('resuming from a published progress counts from exactly there on the source clock, whatever the start bound', () => {
+    const localStart = T('2026-11-25T12:10:00Z');
+    const w = CountWindow.start(OPTIONS, localStart).followerTick(localStart + 5_000).resumeFrom(T('2026-11-25T12:05:00Z'));
+    expect(w.countFromClock).toBe('source');
+    expect(iso(w.countFromMs)).toBe('2026-11-25T12:05:00.000Z');
+    expect(iso(w.querySinceMs)).toBe('2026-11-25T12:05:00.000Z');
+    const after = w.afterQuery(T('2026-11-25T12:10:10Z'), localStart + 10_000);
+    expect(iso(after.countFromMs)).toBe('2026-11-25T12:05:00.000Z');
+    expect(after.isBeforeCountFrom(T('2026-11-25T12:04:59.999Z') * 1000)).toBe(true);
+    expect(after.isBeforeCountFrom(T('2026-11-25T12:05:00Z') * 1000)).toBe(false);
+  });
+
   it('a takeover without a follower tick changes nothing; transitions never mutate', () => {
     const w = CountWindow.start(OPTIONS, T('2026-11-25T12:00:00Z'));
     expect(w.takeover()).toBe(w);

@@ -25,6 +25,8 @@ export interface ExporterConfig {
   readonly backfill: BackfillPolicy;
   readonly statementTimeoutMs: number;
   readonly leaderElection: boolean;
+  /** A direct (or session-mode) connection used only by the leader lock; default `databaseUrl`. */
+  readonly leaderDatabaseUrl?: string | undefined;
   readonly exposition: ExpositionKind;
   readonly logLevel: LogLevel;
 }
@@ -59,6 +61,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', fallback: 'none', help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION' },
   { flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', fallback: '30s', help: 'a poll query running longer is cancelled' },
   { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
+  { flag: 'leader-database-url', env: 'AGENTCONN_LEADER_DATABASE_URL', value: 'URL', fallback: '(the --database-url)', help: 'PostgreSQL URL used only by the leader lock; must keep its session (direct or session-mode pool, not a transaction pooler)' },
   { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
   { flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', fallback: 'info', help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr` },
 ];
@@ -126,6 +129,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       backfill: parseBackfill(read('backfill')),
       statementTimeoutMs,
       leaderElection: boolean(read('leader-election'), true),
+      leaderDatabaseUrl: optionalDatabaseUrl(read('leader-database-url')),
       exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
       logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
     },
@@ -204,6 +208,10 @@ function parseDatabaseUrl(input: { text: string; source: string }): string {
     throw new ConfigError(`${input.source}: scheme "${url.protocol.replace(/:$/, '')}" is not postgres or postgresql`);
   }
   return input.text;
+}
+
+function optionalDatabaseUrl(input: { text: string; source: string } | undefined): string | undefined {
+  return input === undefined ? undefined : parseDatabaseUrl(input);
 }
 
 function optionalUrl(input: { text: string; source: string } | undefined): string | undefined {

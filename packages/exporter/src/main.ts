@@ -16,6 +16,7 @@ import type { ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
 import { createMetricsServer } from './exposition/index.js';
 import { AdvisoryLockLeadership } from './leader.js';
+import { watchCheckouts, type CheckoutWatch } from './checkouts.js';
 import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
@@ -41,8 +42,9 @@ export interface RunningExporter {
 export async function startExporter(options: StartExporterOptions): Promise<RunningExporter> {
   const { config } = options;
   const password = databasePassword(config.databaseUrl);
-  const logger =
-    options.logger ?? createJsonLogger({ level: config.logLevel, scrub: (line) => scrubSecret(line, password) });
+  const leaderPassword = config.leaderDatabaseUrl === undefined ? undefined : databasePassword(config.leaderDatabaseUrl);
+  const scrub = (line: string) => scrubSecret(scrubSecret(line, password), leaderPassword);
+  const logger = options.logger ?? createJsonLogger({ level: config.logLevel, scrub });
   const databaseForLogs = options.db === undefined ? redactDatabaseUrl(config.databaseUrl) : 'embedded';
 
   const ownPool =
@@ -52,12 +54,15 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
           max: 2,
           application_name: 'agentconn-exporter',
           connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
-          idleTimeoutMillis: Math.max(config.intervalMs * 2, 30_000),
+          // Shorter than the interval: each poll gets a fresh connection, so one that went silent
+          // between polls (no FIN, as behind a dead NAT) is never reused.
+          idleTimeoutMillis: Math.max(500, Math.min(config.intervalMs / 2, 30_000)),
           keepAlive: true,
         })
       : undefined;
   // An idle client whose backend died emits 'error' on the pool; without a listener that kills the process.
   ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
+  const stuck = ownPool === undefined ? undefined : watchCheckouts(ownPool, logger);
   const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
 
   const exposition = createMetricsReader(config.exposition, logger);
@@ -79,10 +84,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   });
 
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
+  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, scrub, stuck);
   const leadership =
     config.leaderElection && options.db === undefined
-      ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
+      ? new AdvisoryLockLeadership({
+          connectionString: config.leaderDatabaseUrl ?? config.databaseUrl,
+          logger,
+          queryTimeoutMs: Math.max(1000, Math.min(5000, config.intervalMs / 2)),
+        })
       : undefined;
   const poller = new FirstConnectionPoller({
     source,
@@ -115,6 +124,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     mode: config.mode,
     labels: config.labels.join(','),
     leader_election: leadership !== undefined,
+    ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
     otlp_endpoint: config.otlpEndpoint ?? null,
   });
   poller.start();
@@ -141,14 +151,20 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 }
 
 /** Errors name the database (without its password), so one log line says what failed where. */
-function withContext(source: FirstConnectionSource, database: string, password: string | undefined): FirstConnectionSource {
+function withContext(
+  source: FirstConnectionSource,
+  database: string,
+  scrub: (text: string) => string,
+  stuck: CheckoutWatch | undefined,
+): FirstConnectionSource {
   return {
     async listAgents(query) {
       try {
         return await source.listAgents(query);
       } catch (error) {
+        if (query.signal.aborted) stuck?.endStuckAfterAbort();
         const message = error instanceof Error ? error.message : String(error);
-        throw new Error(scrubSecret(`${message} (database ${database})`, password), { cause: error });
+        throw new Error(scrub(`${message} (database ${database})`), { cause: error });
       }
     },
   };
