@@ -402,3 +402,33 @@ async function afterPollsOrErrors(url: string, n: number): Promise<void> {
   const start = await total();
   await waitFor(async () => (await total()) >= start + n, 20_000, `${n} more polls`);
 }
+
+describe('stopping during a poll', () => {
+  it('SIGTERM while the first poll waits on a lock exits promptly, cancels the query on the server and logs no error', async () => {
+    const f = await fixture();
+    const locker = new pg.Client({ connectionString: f.database.url });
+    const watcher = new pg.Client({ connectionString: f.database.url });
+    await locker.connect();
+    await watcher.connect();
+    cleanups.push(() => locker.end());
+    cleanups.push(() => watcher.end());
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE workspace_agents IN ACCESS EXCLUSIVE MODE');
+    const { process: exp } = await exporter(f.database.url);
+    // Outside a transaction: pg_stat_activity is read afresh each time.
+    const waiting = async () =>
+      (
+        await watcher.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'agentconn-exporter' AND wait_event_type = 'Lock'`,
+        )
+      ).rows[0]?.n;
+    await waitFor(async () => (await waiting()) === 1, 10_000, 'the first poll waits on the lock');
+    const signalled = Date.now();
+    expect(await exp.stop('SIGTERM')).toBe(0);
+    // Well before the 30 s statement timeout: the cancel reached the server before the pool closed.
+    expect(Date.now() - signalled).toBeLessThan(5000);
+    expect(await waiting()).toBe(0);
+    expect(exp.logs.filter((l) => l.level === 'error')).toEqual([]);
+    await locker.query('ROLLBACK');
+  }, 60_000);
+});

@@ -98,6 +98,8 @@ export interface TickResult {
 }
 
 const DEFAULT_INTERVAL_MS = 60_000;
+/** The abort reason of a tick cut short by `stop()`. */
+const STOPPED = new Error('poller stopped');
 const DEFAULT_OVERLAP_MS = 300_000;
 const MAX_DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -208,7 +210,7 @@ export class FirstConnectionPoller {
     this.#running = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#abort?.abort(new Error('poller stopped'));
+    this.#abort?.abort(STOPPED);
     if (this.#inFlight !== undefined) await this.#inFlight;
   }
 
@@ -304,6 +306,11 @@ export class FirstConnectionPoller {
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));
       const durationMs = performance.now() - startedHr;
+      if (abort.signal.reason === STOPPED) {
+        // Stopping is not a failure: nothing to count or report, the poll is simply not done.
+        this.#logger.debug('poll aborted by stop', {});
+        return { outcome: 'error', rowsRead: 0, observed: 0, dropped: 0, durationMs, error };
+      }
       this.#polls.add(1, { outcome: 'error' });
       this.#pollDuration.record(durationMs / 1000);
       this.#onFailure(error);

@@ -180,6 +180,16 @@ describe('poller scheduling', () => {
     expect(source.queries[0]?.signal.aborted).toBe(true);
   });
 
+  it('a stop during a poll is not an error: no error line, no error count', async () => {
+    const { source, poller, logger, metrics } = setup({ intervalMs: 60_000, timeoutMs: 60_000 });
+    source.delayMs = 10_000;
+    poller.start();
+    await waitFor(() => source.queries.length === 1, 1000);
+    await poller.stop();
+    expect(logger.records.filter((r) => r.level === 'error' || r.level === 'warn')).toEqual([]);
+    expect(samples(await metrics.text(), 'agentconn_polls_total').get('agentconn_polls_total{outcome="error"}')).toBe(0);
+  });
+
   it('a slow query is aborted after timeoutMs and counted as an error', async () => {
     const { source, poller } = setup({ timeoutMs: 20 });
     source.delayMs = 5_000;

@@ -139,6 +139,8 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     stop() {
       stopping ??= (async () => {
         await poller.stop();
+        // The aborted poll's cancel needs the pool: let it reach the server before the pool closes.
+        await stuck?.drained(5000);
         await leadership?.release();
         await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
         await metricsServer.close();
