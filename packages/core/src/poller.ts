@@ -267,18 +267,10 @@ export class FirstConnectionPoller {
     );
     timeout.unref();
     try {
-      if (this.#leadership !== undefined) {
-        const leader = await this.#leadership.isLeader(abort.signal).catch((error: unknown) => {
-          this.#loseLeadership();
-          throw error;
-        });
-        if (abort.signal.aborted) throw abortReason(abort.signal);
-        this.#onLeadership(leader, startedMs);
-        if (!leader) {
-          this.#polls.add(1, { outcome: 'skipped_not_leader' });
-          this.#onSuccess();
-          return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
-        }
+      if (this.#leadership !== undefined && !(await this.#checkLeadership(this.#leadership, abort.signal, startedMs))) {
+        this.#polls.add(1, { outcome: 'skipped_not_leader' });
+        this.#onSuccess(); // the database answered: an outage, if any, is over
+        return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
       }
       const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
       const batch: AgentBatch = await this.#source.listAgents(
@@ -286,13 +278,7 @@ export class FirstConnectionPoller {
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
-      if (this.#leadership?.publishProgress !== undefined && window.watermarkMs !== undefined) {
-        await this.#leadership.publishProgress(window.watermarkMs, abort.signal).catch((error: unknown) => {
-          this.#loseLeadership();
-          throw error;
-        });
-        if (abort.signal.aborted) throw abortReason(abort.signal);
-      }
+      await this.#publishProgress(window, abort.signal);
       const counts = this.#recordBatch(batch, window);
       this.#window = window;
       this.#prune(batch, window);
@@ -319,6 +305,28 @@ export class FirstConnectionPoller {
       clearTimeout(timeout);
       if (this.#abort === abort) this.#abort = undefined;
     }
+  }
+
+  /** Whether this process leads now; a check that fails stops observing before the tick fails. */
+  async #checkLeadership(leadership: Leadership, signal: AbortSignal, nowMs: number): Promise<boolean> {
+    const leader = await leadership.isLeader(signal).catch((error: unknown) => {
+      this.#loseLeadership();
+      throw error;
+    });
+    if (signal.aborted) throw abortReason(signal);
+    this.#onLeadership(leader, nowMs);
+    return leader;
+  }
+
+  /** Before a leader records a poll, a successor must be able to resume after it. */
+  async #publishProgress(window: CountWindow, signal: AbortSignal): Promise<void> {
+    const publish = this.#leadership?.publishProgress?.bind(this.#leadership);
+    if (publish === undefined || window.watermarkMs === undefined) return;
+    await publish(window.watermarkMs, signal).catch((error: unknown) => {
+      this.#loseLeadership();
+      throw error;
+    });
+    if (signal.aborted) throw abortReason(signal);
   }
 
   #recordBatch(batch: AgentBatch, window: CountWindow): { observed: number; dropped: number } {
