@@ -1,7 +1,7 @@
 /** AdvisoryLockLeadership on the real PostgreSQL server, with a test-owned proxy that freezes connections. */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LogFields, Logger } from '@agentconn/core';
 import { AdvisoryLockLeadership } from '@agentconn/exporter';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
@@ -131,11 +131,15 @@ describe('AdvisoryLockLeadership', () => {
   });
 
   it('publishing fails once the session no longer holds the lock; released leadership reads as not held', async () => {
-    const lock = leadership(url());
+    const logger = memoryLogger();
+    const lock = leadership(url(), logger);
     expect(await lock.isLeader(never)).toBe(true);
     expect(lock.held).toBe(true);
     await admin.query('SELECT pg_terminate_backend($1, 5000)', [await holderPid(lock.instance)]);
-    await expect(lock.publishProgress(Date.now(), never)).rejects.toThrow();
+    // The session's end reaches the client: 'leadership released', and held (the leader gauge) follows at once.
+    await vi.waitFor(() => expect(lock.held).toBe(false), { timeout: 3000 });
+    expect(logger.lines.some((l) => l.message === 'leader lock connection lost; leadership released')).toBe(true);
+    await expect(lock.publishProgress(Date.now(), never)).rejects.toThrow(/leader lock lost/);
     expect(lock.held).toBe(false);
     expect(await lock.isLeader(never)).toBe(true);
     await lock.release();

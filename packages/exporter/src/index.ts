@@ -2,7 +2,7 @@ export { ConfigError, FLAGS, helpText, parseCommand, type ExporterConfig, type E
 export { parseDurationMs, formatDurationMs } from './duration.js';
 export { createJsonLogger, LOG_LEVELS, type JsonLoggerOptions, type LogLevel } from './log.js';
 export { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
-export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, type AdvisoryLockLeadershipOptions } from './leader.js';
+export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, LeaderSessionError, type AdvisoryLockLeadershipOptions } from './leader.js';
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
 export * from './exposition/index.js';
 export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';
