@@ -34,8 +34,10 @@ export {
   type DiscoveryMode,
   type FirstConnectionPollerOptions,
   type Leadership,
+  type Takeover,
   type TickOutcome,
   type TickResult,
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
+export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';

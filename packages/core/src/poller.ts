@@ -11,6 +11,7 @@ import type { FirstConnectionRecorder } from './recorder.js';
 import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
+import { CountWindow } from './count-window.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
@@ -22,13 +23,32 @@ export type DiscoveryMode = 'incremental' | 'full-scan';
 /** Which connections that happened before the poller started are counted. */
 export type BackfillPolicy = 'all' | { readonly sinceMs: number };
 
+/** Where observation resumes when this process becomes leader. */
+export type Takeover =
+  /** No other process led since this one last did: carry on from this process's own window. */
+  | { readonly kind: 'continue' }
+  /** The previous leader published that it observed everything before `fromMs` (epoch ms, source clock). */
+  | { readonly kind: 'resume'; readonly fromMs: number }
+  /** Not known: count from one interval before this process's last follower tick. */
+  | { readonly kind: 'unknown' };
+
 /** Decides whether this process observes (e.g. a PostgreSQL advisory lock). */
 export interface Leadership {
   /**
    * Resolves true while this process holds leadership, false while another one does; rejects when it
-   * cannot tell (e.g. the database is unreachable), which makes the tick an error.
+   * cannot tell (e.g. the database is unreachable), which makes the tick an error and stops observing.
    */
   isLeader(signal: AbortSignal): Promise<boolean>;
+  /** False as soon as leadership is known lost between checks (the leader gauge follows it). */
+  readonly held?: boolean;
+  /** Asked when this process becomes leader. Default `unknown`. */
+  takeover?(): Takeover;
+  /**
+   * Called after each successful query as leader, before its rows are recorded, with the watermark
+   * a successor should resume from. Rejecting makes the tick an error (nothing recorded) and stops
+   * observing, so a leader records only what it proved it still led for.
+   */
+  publishProgress?(watermarkMs: number, signal: AbortSignal): Promise<void>;
 }
 
 export interface FirstConnectionPollerOptions {
@@ -78,6 +98,8 @@ export interface TickResult {
 }
 
 const DEFAULT_INTERVAL_MS = 60_000;
+/** The abort reason of a tick cut short by `stop()`. */
+const STOPPED = new Error('poller stopped');
 const DEFAULT_OVERLAP_MS = 300_000;
 const MAX_DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -106,25 +128,12 @@ export class FirstConnectionPoller {
   #running = false;
   #inFlight: Promise<TickResult> | undefined;
   #abort: AbortController | undefined;
-  /**
-   * Connections before this instant (epoch ms on the source's clock) are not counted; undefined: all
-   * are. It is set in this process's clock (at start, at a takeover) and moved onto the source's clock
-   * with the offset measured at the next query, so a skewed local clock neither drops nor re-counts.
-   */
-  #countFromMs: number | undefined;
-  /** Set while `#countFromMs` is still in this process's clock. */
-  #countFromIsLocal = false;
-  /** Source clock minus this process's clock, from the last query that reported `sourceTime`. */
-  #clockOffsetMs = 0;
-  /** Epoch ms of the source's clock at the last successful incremental query. */
-  #watermarkMs: number | undefined;
+  /** Which connections count and where the next query starts; set when the poller starts. */
+  #window: CountWindow | undefined;
   #lastSuccessMs: number | undefined;
   #failingSinceMs: number | undefined;
   #failedTicks = 0;
   #isLeader = false;
-  /** Epoch ms of the last tick at which another process was leader. */
-  #lastFollowerTickMs: number | undefined;
-  #started = false;
 
   constructor(options: FirstConnectionPollerOptions) {
     this.#source = options.source;
@@ -163,7 +172,7 @@ export class FirstConnectionPoller {
     this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
     if (this.#leadership !== undefined) {
       this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
-      this.#leaderGauge.addCallback((result) => result.observe(this.#isLeader ? 1 : 0));
+      this.#leaderGauge.addCallback((result) => result.observe(this.#observing ? 1 : 0));
     }
   }
 
@@ -181,7 +190,11 @@ export class FirstConnectionPoller {
   }
 
   get isLeader(): boolean {
-    return this.#leadership === undefined || this.#isLeader;
+    return this.#leadership === undefined || this.#observing;
+  }
+
+  get #observing(): boolean {
+    return this.#isLeader && this.#leadership?.held !== false;
   }
 
   /** Starts ticking: one tick now, then one every interval. Idempotent. */
@@ -197,7 +210,7 @@ export class FirstConnectionPoller {
     this.#running = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#abort?.abort(new Error('poller stopped'));
+    this.#abort?.abort(STOPPED);
     if (this.#inFlight !== undefined) await this.#inFlight;
   }
 
@@ -216,11 +229,12 @@ export class FirstConnectionPoller {
     return run;
   }
 
-  #markStarted(): void {
-    if (this.#started) return;
-    this.#started = true;
-    this.#countFromMs = this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs;
-    this.#countFromIsLocal = this.#countFromMs !== undefined;
+  #markStarted(): CountWindow {
+    this.#window ??= CountWindow.start(
+      { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs },
+      this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs,
+    );
+    return this.#window;
   }
 
   #schedule(delayMs: number): void {
@@ -253,23 +267,21 @@ export class FirstConnectionPoller {
     );
     timeout.unref();
     try {
-      if (this.#leadership !== undefined) {
-        const leader = await this.#leadership.isLeader(abort.signal);
-        if (abort.signal.aborted) throw abortReason(abort.signal);
-        this.#onLeadership(leader, startedMs);
-        if (!leader) {
-          this.#polls.add(1, { outcome: 'skipped_not_leader' });
-          return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
-        }
+      if (this.#leadership !== undefined && !(await this.#checkLeadership(this.#leadership, abort.signal, startedMs))) {
+        this.#polls.add(1, { outcome: 'skipped_not_leader' });
+        this.#onSuccess(); // the database answered: an outage, if any, is over
+        return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
       }
-      const since = this.#querySince();
+      const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
       const batch: AgentBatch = await this.#source.listAgents(
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
-      this.#syncClock(batch, startedMs);
-      const counts = this.#recordBatch(batch);
-      this.#advance(batch, startedMs);
+      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
+      await this.#publishProgress(window, abort.signal);
+      const counts = this.#recordBatch(batch, window);
+      this.#window = window;
+      this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
       this.#rowsRead.add(batch.agents.length);
       this.#polls.add(1, { outcome: 'success' });
@@ -280,6 +292,11 @@ export class FirstConnectionPoller {
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));
       const durationMs = performance.now() - startedHr;
+      if (abort.signal.reason === STOPPED) {
+        // Stopping is not a failure: nothing to count or report, the poll is simply not done.
+        this.#logger.debug('poll aborted by stop', {});
+        return { outcome: 'error', rowsRead: 0, observed: 0, dropped: 0, durationMs, error };
+      }
       this.#polls.add(1, { outcome: 'error' });
       this.#pollDuration.record(durationMs / 1000);
       this.#onFailure(error);
@@ -290,33 +307,35 @@ export class FirstConnectionPoller {
     }
   }
 
-  #querySince(): number | undefined {
-    if (this.#mode === 'full-scan') return undefined;
-    const fromWatermark = this.#watermarkMs === undefined ? undefined : this.#watermarkMs - this.#overlapMs;
-    // Not yet on the source's clock: reach back by the overlap too, then filter once the offset is known.
-    if (this.#countFromIsLocal && this.#countFromMs !== undefined) return this.#countFromMs - this.#overlapMs;
-    if (fromWatermark === undefined) return this.#countFromMs;
-    if (this.#countFromMs === undefined) return fromWatermark;
-    return Math.max(fromWatermark, this.#countFromMs);
+  /** Whether this process leads now; a check that fails stops observing before the tick fails. */
+  async #checkLeadership(leadership: Leadership, signal: AbortSignal, nowMs: number): Promise<boolean> {
+    const leader = await leadership.isLeader(signal).catch((error: unknown) => {
+      this.#loseLeadership();
+      throw error;
+    });
+    if (signal.aborted) throw abortReason(signal);
+    this.#onLeadership(leader, nowMs);
+    return leader;
   }
 
-  #syncClock(batch: AgentBatch, tickStartedMs: number): void {
-    const sourceMs = batch.sourceTime?.getTime();
-    if (sourceMs !== undefined && Number.isFinite(sourceMs)) this.#clockOffsetMs = sourceMs - tickStartedMs;
-    if (this.#countFromIsLocal && this.#countFromMs !== undefined) {
-      this.#countFromMs += this.#clockOffsetMs;
-      this.#countFromIsLocal = false;
-    }
+  /** Before a leader records a poll, a successor must be able to resume after it. */
+  async #publishProgress(window: CountWindow, signal: AbortSignal): Promise<void> {
+    const publish = this.#leadership?.publishProgress?.bind(this.#leadership);
+    if (publish === undefined || window.watermarkMs === undefined) return;
+    await publish(window.watermarkMs, signal).catch((error: unknown) => {
+      this.#loseLeadership();
+      throw error;
+    });
+    if (signal.aborted) throw abortReason(signal);
   }
 
-  #recordBatch(batch: AgentBatch): { observed: number; dropped: number } {
+  #recordBatch(batch: AgentBatch, window: CountWindow): { observed: number; dropped: number } {
     let observed = 0;
     let dropped = 0;
-    const countFromMicros = this.#countFromMs === undefined ? undefined : this.#countFromMs * 1000;
     for (const agent of batch.agents) {
-      if (countFromMicros !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
+      if (window.countFromMs !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
         const connected = toEpochMicros(agent.firstConnectedAt);
-        if (connected !== undefined && connected < countFromMicros) {
+        if (connected !== undefined && window.isBeforeCountFrom(connected)) {
           // Connected before this process started and outside the backfill: counted by an earlier run.
           this.#recorder.markHandled(agent.agentId, agent.firstConnectedAt);
           continue;
@@ -329,34 +348,44 @@ export class FirstConnectionPoller {
     return { observed, dropped };
   }
 
-  #advance(batch: AgentBatch, tickStartedMs: number): void {
+  /** Keeps the observe-once state to what the next query can return again. */
+  #prune(batch: AgentBatch, window: CountWindow): void {
     if (this.#mode === 'full-scan') {
       this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
       return;
     }
-    const sourceMs = batch.sourceTime?.getTime();
-    this.#watermarkMs = sourceMs !== undefined && Number.isFinite(sourceMs) ? sourceMs : tickStartedMs;
-    const nextSince = this.#querySince();
+    const nextSince = window.querySinceMs;
     if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
   }
 
   #onLeadership(leader: boolean, nowMs: number): void {
-    if (!leader) this.#lastFollowerTickMs = nowMs;
+    const window = this.#markStarted();
+    if (!leader) this.#window = window.followerTick(nowMs);
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
     this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
       leader,
     });
-    if (leader && this.#lastFollowerTickMs !== undefined) {
-      // Taking over: the old leader held the lock at our last follower tick, and it ticked at most one
-      // interval before that. Counting from there misses nothing the old leader had not observed; what
-      // it observed in that last interval may be counted again (the documented failover bound).
-      const takeoverFrom = this.#lastFollowerTickMs - this.#intervalMs;
-      const current = this.#countFromMs === undefined || this.#countFromIsLocal ? this.#countFromMs : this.#countFromMs - this.#clockOffsetMs;
-      this.#countFromMs = current === undefined ? takeoverFrom : Math.max(current, takeoverFrom);
-      this.#countFromIsLocal = true;
-      this.#watermarkMs = undefined;
+    if (leader) this.#window = this.#takeover(window);
+  }
+
+  #takeover(window: CountWindow): CountWindow {
+    const takeover = this.#leadership?.takeover?.() ?? { kind: 'unknown' };
+    if (takeover.kind === 'continue') return window;
+    if (takeover.kind === 'resume') {
+      this.#logger.info('resuming from the previous leader\'s last published poll', {
+        resume_from: new Date(takeover.fromMs).toISOString(),
+      });
+      return window.resumeFrom(takeover.fromMs);
     }
+    return window.takeover();
+  }
+
+  /** The leadership check or publish failed: this process cannot prove it leads, so it stops observing now. */
+  #loseLeadership(): void {
+    if (!this.#isLeader) return;
+    this.#isLeader = false;
+    this.#logger.warn('leadership not confirmed; not observing until it is', { leader: false });
   }
 
   #onSuccess(): void {

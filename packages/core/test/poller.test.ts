@@ -7,6 +7,7 @@ import {
   type AgentFirstConnection,
   type AgentQuery,
   type FirstConnectionSource,
+  type Takeover,
 } from '../src/index.js';
 import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
 
@@ -179,6 +180,16 @@ describe('poller scheduling', () => {
     expect(source.queries[0]?.signal.aborted).toBe(true);
   });
 
+  it('a stop during a poll is not an error: no error line, no error count', async () => {
+    const { source, poller, logger, metrics } = setup({ intervalMs: 60_000, timeoutMs: 60_000 });
+    source.delayMs = 10_000;
+    poller.start();
+    await waitFor(() => source.queries.length === 1, 1000);
+    await poller.stop();
+    expect(logger.records.filter((r) => r.level === 'error' || r.level === 'warn')).toEqual([]);
+    expect(samples(await metrics.text(), 'agentconn_polls_total').get('agentconn_polls_total{outcome="error"}')).toBe(0);
+  });
+
   it('a slow query is aborted after timeoutMs and counted as an error', async () => {
     const { source, poller } = setup({ timeoutMs: 20 });
     source.delayMs = 5_000;
@@ -300,6 +311,122 @@ describe('leadership', () => {
     const result = await poller.tick();
     expect(result.outcome).toBe('error');
     expect(result.error?.message).toContain('leader lock');
+  });
+});
+
+describe('leadership that cannot strand or skip', () => {
+  class LockLike {
+    leader = true;
+    fail: Error | undefined;
+    held = true;
+    takeoverAnswer: Takeover = { kind: 'unknown' };
+    published: number[] = [];
+    publishFails: Error | undefined;
+    async isLeader(): Promise<boolean> {
+      if (this.fail) throw this.fail;
+      return this.leader;
+    }
+    takeover(): Takeover {
+      return this.takeoverAnswer;
+    }
+    async publishProgress(watermarkMs: number): Promise<void> {
+      if (this.publishFails) throw this.publishFails;
+      this.published.push(watermarkMs);
+    }
+  }
+  const connected = (offsetMs = 0) => agent({ firstConnectedAt: new Date(Date.now() + offsetMs - 1000), createdAt: new Date(Date.now() - 31_000) });
+  const leaderGauge = async (m: TestMetrics) => samples(await m.text(), 'agentconn_leader').get('agentconn_leader{}');
+
+  // Mutant from the HA attack: the poller counting as leader when the leader's check throws.
+  it('a leader whose check throws stops observing at once and reports agentconn_leader 0', async () => {
+    const leadership = new LockLike();
+    const { metrics, source, poller } = setup({ leadership, backfill: 'all' });
+    source.agents = [connected()];
+    expect((await poller.tick()).observed).toBe(1);
+    expect(await leaderGauge(metrics)).toBe(1);
+    leadership.fail = new Error('leader lock check failed: no answer within 500 ms');
+    source.agents.push(connected());
+    const queries = source.queries.length;
+    const failed = await poller.tick();
+    expect(failed.outcome).toBe('error');
+    expect(failed.observed).toBe(0);
+    expect(source.queries).toHaveLength(queries);
+    expect(await leaderGauge(metrics)).toBe(0);
+    expect(poller.isLeader).toBe(false);
+    expect(await totalCount(metrics)).toBe(1);
+  });
+
+  it('agentconn_leader goes to 0 as soon as the lock is known lost, before the next check', async () => {
+    const leadership = new LockLike();
+    const { metrics, poller } = setup({ leadership });
+    await poller.tick();
+    expect(await leaderGauge(metrics)).toBe(1);
+    leadership.held = false; // e.g. 'leadership released' when the lock's connection dropped
+    expect(await leaderGauge(metrics)).toBe(0);
+  });
+
+  it('publishes each poll before recording it; a failed publish records nothing and stops observing', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const leadership = new LockLike();
+    const { metrics, source, poller } = setup({ leadership, backfill: 'all', now: () => now });
+    source.clockMs = now + 7;
+    source.agents = [connected()];
+    await poller.tick();
+    expect(leadership.published).toEqual([now + 7]);
+    source.agents.push(connected());
+    leadership.publishFails = new Error('publishing leader progress failed: connection lost');
+    now += 60_000;
+    source.clockMs = now;
+    const result = await poller.tick();
+    expect(result.outcome).toBe('error');
+    expect(await totalCount(metrics)).toBe(1);
+    expect(await leaderGauge(metrics)).toBe(0);
+    // Leadership continues (own session regained): the same rows are read again and counted once.
+    leadership.publishFails = undefined;
+    leadership.takeoverAnswer = { kind: 'continue' };
+    now += 1000;
+    source.clockMs = now;
+    expect((await poller.tick()).observed).toBe(1);
+    expect(await totalCount(metrics)).toBe(2);
+  });
+
+  it('a takeover resumes exactly from the previous leader\'s published progress (issue figures: 560 of 650)', async () => {
+    let now = Date.parse('2026-11-25T12:10:00Z');
+    const leadership = new LockLike();
+    leadership.leader = false;
+    const { metrics, source, poller } = setup({ leadership, backfill: { sinceMs: 0 }, intervalMs: 1000, now: () => now });
+    const at = (iso: string) => agent({ createdAt: new Date(Date.parse(iso) - 10_000), firstConnectedAt: iso });
+    source.agents = [
+      at('2026-11-25T12:04:59Z'), // before the old leader's last published poll: it counted it
+      at('2026-11-25T12:05:01Z'), // after it, while the old leader was partitioned: nobody counted it
+      at('2026-11-25T12:09:30Z'), // after: long before this process's last follower tick
+    ];
+    await poller.tick(); // follower at 12:10
+    leadership.leader = true;
+    leadership.takeoverAnswer = { kind: 'resume', fromMs: Date.parse('2026-11-25T12:05:00Z') };
+    now += 1000;
+    source.clockMs = now;
+    const result = await poller.tick();
+    expect(result.observed).toBe(2);
+    expect(source.queries.at(-1)?.connectedSince?.toISOString()).toBe('2026-11-25T12:05:00.000Z');
+    expect(await totalCount(metrics)).toBe(2);
+  });
+
+  it('a follower that recovers from an outage logs its next outage again (not only at debug)', async () => {
+    const leadership = new LockLike();
+    leadership.leader = false;
+    const { poller, logger } = setup({ leadership });
+    await poller.tick();
+    leadership.fail = new Error('leader lock connection failed: ECONNREFUSED');
+    await poller.tick();
+    await poller.tick();
+    leadership.fail = undefined;
+    expect((await poller.tick()).outcome).toBe('skipped_not_leader');
+    leadership.fail = new Error('leader lock connection failed: ETIMEDOUT');
+    await poller.tick();
+    const outages = logger.records.filter((r) => r.level !== 'debug' && r.message.startsWith('polling the agent source failed'));
+    expect(outages).toHaveLength(2);
+    expect(logger.records.filter((r) => r.message === 'agent source recovered')).toHaveLength(1);
   });
 });
 

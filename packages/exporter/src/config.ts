@@ -55,8 +55,8 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
   const { databaseUrl, databaseUrlFromFile, databasePasswordFromFile, ...settings } = flags;
 
   if (options.db !== undefined) {
-    if (settings.leaderElection) {
-      throw new ConfigError('--leader-election: needs --database-url for its lock connection; this program supplies the database (set --leader-election false)');
+    if (settings.leaderElection && settings.leaderDatabaseUrl === undefined) {
+      throw new ConfigError('--leader-election: needs --database-url for its lock connection, and this program supplies the database: give --leader-database-url, or set --leader-election false');
     }
     return { kind: 'run', config: { ...settings, database: { db: options.db } } };
   }

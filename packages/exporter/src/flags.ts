@@ -25,6 +25,8 @@ export interface ExporterSettings {
   readonly backfill: BackfillPolicy;
   readonly statementTimeoutMs: number;
   readonly leaderElection: boolean;
+  /** A direct (or session-mode) connection used only by the leader lock; default: the database URL. */
+  readonly leaderDatabaseUrl: string | undefined;
   readonly exposition: ExpositionKind;
   readonly logLevel: LogLevel;
 }
@@ -141,6 +143,11 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', key: 'leaderElection', default: 'true',
     help: 'with several replicas on one database only the advisory-lock holder observes',
     parse: boolean,
+  },
+  {
+    flag: 'leader-database-url', env: 'AGENTCONN_LEADER_DATABASE_URL', value: 'URL', key: 'leaderDatabaseUrl', unset: '(the database URL)',
+    help: 'PostgreSQL URL used only by the leader lock; must keep its session (direct or session-mode pool, not a transaction pooler)',
+    parse: databaseUrl,
   },
   {
     flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', key: 'exposition', default: 'fast',

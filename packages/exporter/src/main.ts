@@ -14,6 +14,7 @@ import {
   DatabaseUrlError,
   createCoderAgentSource,
   parseDatabaseUrl,
+  redactDatabaseUrl,
   redactSecrets,
   type CoderDatabase,
   type DatabaseUrl,
@@ -23,11 +24,9 @@ import { ConfigError, type ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
 import { createMetricsServer } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
+import { watchCheckouts, type CheckoutWatch } from './checkouts.js';
 import { createJsonLogger } from './log.js';
 import { EXPORTER_VERSION } from './version.js';
-
-/** Node's timers hold at most 2^31-1 ms; a longer delay fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface StartExporterOptions {
   /** E.g. from `parseCommand`, or `{ ...defaultSettings(), database: { db }, leaderElection: false }`. */
@@ -51,11 +50,13 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const { config } = options;
   const logger = options.logger ?? createJsonLogger({ level: config.logLevel, scrub: redactSecrets });
   // Leader election holds its lock on a connection of its own, which needs a URL to open.
-  if (config.leaderElection && !('url' in config.database)) {
-    throw new ConfigError('leader election needs database.url; with a database supplied as a Kysely instance set leaderElection: false');
+  if (config.leaderElection && !('url' in config.database) && config.leaderDatabaseUrl === undefined) {
+    throw new ConfigError(
+      'leader election needs database.url for its lock connection; with a database supplied as a Kysely instance give leaderDatabaseUrl or set leaderElection: false',
+    );
   }
   const database = openDatabase(config, logger);
-  const { db } = database;
+  const { db, stuck } = database;
   const databaseForLogs = database.url?.redacted ?? 'supplied by the program';
 
   const exposition = createMetricsReader(config.exposition, logger);
@@ -77,10 +78,15 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   });
 
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs);
+  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, stuck);
+  const leaderUrl = config.leaderDatabaseUrl ?? database.url?.text;
   const leadership =
-    config.leaderElection && database.url !== undefined
-      ? new AdvisoryLockLeadership({ connectionString: database.url.text, logger })
+    config.leaderElection && leaderUrl !== undefined
+      ? new AdvisoryLockLeadership({
+          connectionString: leaderUrl,
+          logger,
+          queryTimeoutMs: Math.max(1000, Math.min(5000, config.intervalMs / 2)),
+        })
       : undefined;
   const poller = new FirstConnectionPoller({
     source,
@@ -113,6 +119,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     mode: config.mode,
     labels: config.labels.join(','),
     leader_election: leadership !== undefined,
+    ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
     otlp_endpoint: config.otlpEndpoint ?? null,
   });
   poller.start();
@@ -127,6 +134,8 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     stop() {
       stopping ??= (async () => {
         await poller.stop();
+        // The aborted poll's cancel needs the pool: let it reach the server before the pool closes.
+        await stuck?.drained(5000);
         await leadership?.release();
         await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: errorMessage(error), err: error }));
         await metricsServer.close();
@@ -140,13 +149,15 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
 interface OpenedDatabase {
   readonly db: Kysely<CoderDatabase>;
+  /** Checked-out connections of the exporter's own pool (none for a supplied database). */
+  readonly stuck: CheckoutWatch | undefined;
   /** Set when the exporter connects by URL (and then owns the pool). */
   readonly url: DatabaseUrl | undefined;
   readonly owned: boolean;
 }
 
 function openDatabase(config: ExporterConfig, logger: Logger): OpenedDatabase {
-  if ('db' in config.database) return { db: config.database.db, url: undefined, owned: false };
+  if ('db' in config.database) return { db: config.database.db, stuck: undefined, url: undefined, owned: false };
   let url: DatabaseUrl;
   try {
     // A URL that `pg` would read otherwise than the logs show it is refused before anything connects.
@@ -155,27 +166,36 @@ function openDatabase(config: ExporterConfig, logger: Logger): OpenedDatabase {
     if (error instanceof DatabaseUrlError) throw new ConfigError(`database.url: ${error.message}`);
     throw error;
   }
+  let stuck: CheckoutWatch | undefined;
   const db = createPostgresDb(
     {
       connectionString: url.text,
       application_name: 'agentconn-exporter',
       connectionTimeoutMillis: Math.min(config.statementTimeoutMs, 10_000),
-      idleTimeoutMillis: Math.min(Math.max(config.intervalMs * 2, 30_000), MAX_TIMER_MS),
+      // Shorter than the interval: each poll gets a fresh connection, so one that went silent
+      // between polls (no FIN, as behind a dead NAT) is never reused.
+      idleTimeoutMillis: Math.max(500, Math.min(config.intervalMs / 2, 30_000)),
       keepAlive: true,
     },
     // An idle client whose backend died: the next poll reports the outage; this is only a hint.
-    { onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }) },
+    {
+      onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }),
+      onPool: (pool) => {
+        stuck = watchCheckouts(pool, logger);
+      },
+    },
   );
-  return { db, url, owned: true };
+  return { db, stuck, url, owned: true };
 }
 
 /** Errors name the database (without its password), so one log line says what failed where. */
-function withContext(source: FirstConnectionSource, database: string): FirstConnectionSource {
+function withContext(source: FirstConnectionSource, database: string, stuck: CheckoutWatch | undefined): FirstConnectionSource {
   return {
     async listAgents(query) {
       try {
         return await source.listAgents(query);
       } catch (error) {
+        if (query.signal.aborted) stuck?.endStuckAfterAbort();
         const message = error instanceof Error ? error.message : String(error);
         throw new Error(redactSecrets(`${message} (database ${database})`), { cause: error });
       }

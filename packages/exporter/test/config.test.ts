@@ -43,6 +43,13 @@ describe('parseCommand', () => {
     expect(c.leaderElection).toBe(false);
   });
 
+  it('--leader-database-url (or AGENTCONN_LEADER_DATABASE_URL) gives the lock its own connection; default: none', () => {
+    expect(config(URL_OK).leaderDatabaseUrl).toBeUndefined();
+    expect(config([...URL_OK, '--leader-database-url', 'postgres://lock@db:5432/coder']).leaderDatabaseUrl).toBe('postgres://lock@db:5432/coder');
+    expect(config(URL_OK, { AGENTCONN_LEADER_DATABASE_URL: 'postgresql://lock@db/coder' }).leaderDatabaseUrl).toBe('postgresql://lock@db/coder');
+    expect(() => config([...URL_OK, '--leader-database-url', 'mysql://x'])).toThrow(/--leader-database-url: scheme "mysql"/);
+  });
+
   it.each([
     [['--nope'], /unknown flag --nope/],
     [['--interval', 'soon'], /--interval: "soon" is not a duration/],

@@ -13,6 +13,8 @@ export interface PostgresDbOptions {
    * Default: ignore.
    */
   readonly onIdleClientError?: (error: Error) => void;
+  /** Called once with the new pool, e.g. to watch its `acquire`/`release` events. */
+  readonly onPool?: (pool: pg.Pool) => void;
 }
 
 /** Defaults this package sets unless the config sets them. */
@@ -40,6 +42,7 @@ export function createPostgresDb(connection: string | pg.PoolConfig, options: Po
   const config: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;
   const pool = new pg.Pool({ ...POSTGRES_POOL_DEFAULTS, ...withoutUndefined(config) });
   pool.on('error', (error) => options.onIdleClientError?.(error));
+  options.onPool?.(pool);
   return new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool }) });
 }
 
