@@ -39,3 +39,4 @@ export {
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
+export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';
