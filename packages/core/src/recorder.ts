@@ -119,11 +119,14 @@ export class FirstConnectionRecorder {
     const connectedMicros = toEpochMicros(agent.firstConnectedAt);
     if (createdMicros === undefined || connectedMicros === undefined) {
       const field = createdMicros === undefined ? 'created_at' : 'first_connected_at';
+      // An unreadable first_connected_at (e.g. `infinity`) is returned by every incremental query, so it is
+      // remembered until the agent leaves the source (a full scan's pruning), never pruned by time.
+      const rememberUntil = connectedMicros ?? Number.POSITIVE_INFINITY;
       return this.#drop('invalid', agentId, `agent ${field} is not a valid timestamp; dropping sample`, {
         agent_id: agentId,
         field,
         value: String(createdMicros === undefined ? agent.createdAt : agent.firstConnectedAt),
-      });
+      }, rememberUntil);
     }
     const duration = durationSeconds(createdMicros, connectedMicros);
     if (!Number.isFinite(duration)) {

@@ -184,6 +184,37 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
       }
     });
 
+    it('drops an infinity first_connected_at with one warning, not one every overlap window (the query returns it forever)', async () => {
+      const { resourceId } = await fixture.workspaceWithBuild();
+      const infinite = await fixture.agent({ resourceId, createdAt: '2026-01-01T00:00:00Z', firstConnectedAt: 'infinity' });
+      const harness = new PrometheusHarness();
+      try {
+        // A tiny overlap: each tick's query starts after the instant the previous tick handled the row.
+        const poller = new FirstConnectionPoller({
+          source,
+          recorder: harness.recorder,
+          meterProvider: harness.meterProvider,
+          logger: harness.logger,
+          overlapMs: 1,
+        });
+        const dropped: number[] = [];
+        for (let tick = 0; tick < 4; tick++) {
+          const result = await poller.tick();
+          expect(result.outcome).toBe('success');
+          dropped.push(result.dropped);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const warnings = harness.logger.lines.filter((l) => l.level === 'warn' && l.fields?.agent_id === infinite);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]!.fields).toMatchObject({ field: 'first_connected_at', value: 'infinity' });
+        // Dropped (and counted) at the first tick only, however many windows pass.
+        expect(dropped[0]).toBeGreaterThanOrEqual(1);
+        expect(dropped.slice(1)).toEqual([0, 0, 0]);
+      } finally {
+        await harness.meterProvider.shutdown();
+      }
+    });
+
     it('rejects at once when the signal is aborted, naming the reason', async () => {
       const aborted = new AbortController();
       aborted.abort(new Error('poll timed out after 5 ms'));
