@@ -56,6 +56,20 @@ export class CountWindow implements CountWindowState {
     });
   }
 
+  /**
+   * A window that continues a saved one (see `PollerState`): counting from its bound and watermark,
+   * both on the source's clock, as if the process had never stopped.
+   */
+  static resume(options: CountWindowOptions, saved: { countFromMs: number; watermarkMs: number; clockOffsetMs: number }): CountWindow {
+    return new CountWindow(options, {
+      countFromMs: saved.countFromMs,
+      countFromClock: 'source',
+      clockOffsetMs: saved.clockOffsetMs,
+      watermarkMs: saved.watermarkMs,
+      lastFollowerTickMs: undefined,
+    });
+  }
+
   /** The lower bound of the next incremental query (epoch ms), or undefined for every connection. */
   get querySinceMs(): number | undefined {
     const { overlapMs } = this.#options;

@@ -22,6 +22,7 @@ import {
   type LabelKey,
 } from './metric.js';
 import type { AgentFirstConnection } from './source.js';
+import type { HandledAgent } from './poller-state.js';
 import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
 
@@ -183,6 +184,25 @@ export class FirstConnectionRecorder {
   /** Remember an agent as handled without observing it (e.g. connected before a backfill bound). */
   markHandled(agentId: string, firstConnectedAt: Date | string): void {
     this.#remember(agentId, toEpochMicros(firstConnectedAt) ?? Date.now() * 1000);
+  }
+
+  /**
+   * The agents handled whose first connection is at or after `micros` (epoch µs), plus those whose
+   * first connection could not be read: the observe-once state a restart needs (see `PollerState`).
+   */
+  handledSince(micros: number): HandledAgent[] {
+    const result: HandledAgent[] = [];
+    for (const [agentId, connected] of this.#handled) {
+      if (connected >= micros) result.push({ agentId, firstConnectedMicros: Number.isFinite(connected) ? connected : null });
+    }
+    return result;
+  }
+
+  /** Remembers agents a previous run handled (from `handledSince`), so they are not counted again. */
+  restoreHandled(agents: Iterable<HandledAgent>): void {
+    for (const { agentId, firstConnectedMicros } of agents) {
+      this.#remember(agentId, firstConnectedMicros ?? Number.POSITIVE_INFINITY);
+    }
   }
 
   #remember(agentId: string, micros: number): void {
