@@ -23,6 +23,8 @@ export interface ExporterConfig {
   readonly mode: DiscoveryMode;
   readonly overlapMs: number;
   readonly backfill: BackfillPolicy;
+  /** Where the poller's state is kept across restarts; undefined: none (the backfill policy at each start). */
+  readonly stateFile: string | undefined;
   readonly statementTimeoutMs: number;
   readonly leaderElection: boolean;
   readonly exposition: ExpositionKind;
@@ -57,6 +59,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'mode', env: 'AGENTCONN_MODE', value: 'MODE', fallback: 'incremental', help: 'incremental (only recent connections each poll) or full-scan (the seed\'s rule)' },
   { flag: 'overlap', env: 'AGENTCONN_OVERLAP', value: 'DURATION', fallback: '5m', help: 'how far behind the last poll each incremental query reaches (late commits, replica clocks)' },
   { flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', fallback: 'none', help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION' },
+  { flag: 'state-file', env: 'AGENTCONN_STATE_FILE', value: 'PATH', fallback: '(off)', help: 'keep the count\'s progress here (rewritten atomically each poll); a restart resumes from it instead of --backfill' },
   { flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', fallback: '30s', help: 'a poll query running longer is cancelled' },
   { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
   { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
@@ -124,12 +127,17 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       mode: oneOf(read('mode'), ['incremental', 'full-scan'] as const, 'incremental'),
       overlapMs: duration(read('overlap'), 300_000, { min: 0 }),
       backfill: parseBackfill(read('backfill')),
+      stateFile: withSource(read('state-file'), (text) => (text.trim() === '' ? fail('needs a file path') : text), undefined),
       statementTimeoutMs,
       leaderElection: boolean(read('leader-election'), true),
       exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
       logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
     },
   };
+}
+
+function fail(message: string): never {
+  throw new Error(message);
 }
 
 function describeParseError(error: unknown): string {

@@ -19,6 +19,7 @@ import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
+import { createStateFileWriter, loadStateFile } from './state-file.js';
 
 export interface StartExporterOptions {
   readonly config: ExporterConfig;
@@ -84,6 +85,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     config.leaderElection && options.db === undefined
       ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
       : undefined;
+  const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
     recorder,
@@ -94,6 +96,8 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     mode: config.mode,
     overlapMs: config.overlapMs,
     backfill: config.backfill,
+    ...(resumeFrom !== undefined && { resumeFrom }),
+    ...(config.stateFile !== undefined && { saveState: createStateFileWriter(config.stateFile, logger) }),
     ...(leadership !== undefined && { leadership }),
   });
 
@@ -115,6 +119,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     mode: config.mode,
     labels: config.labels.join(','),
     leader_election: leadership !== undefined,
+    state_file: config.stateFile ?? null,
     otlp_endpoint: config.otlpEndpoint ?? null,
   });
   poller.start();
