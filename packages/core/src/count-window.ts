@@ -84,9 +84,10 @@ export class CountWindow implements CountWindowState {
   /**
    * After a successful query that started at `tickStartedMs` (this process's clock) and saw the
    * source's clock at `sourceMs` (undefined or not finite: the source did not say): the offset is
-   * measured, the count-from bound is on the source's clock, and the watermark moves.
+   * measured, the count-from bound is on the source's clock, and the watermark moves, but never past
+   * `visibleUntilMs` (a replica's replayed point; `null`: nothing known replayed, it stays).
    */
-  afterQuery(sourceMs: number | undefined, tickStartedMs: number): CountWindow {
+  afterQuery(sourceMs: number | undefined, tickStartedMs: number, visibleUntilMs?: number | null): CountWindow {
     const known = sourceMs !== undefined && Number.isFinite(sourceMs);
     const clockOffsetMs = known ? sourceMs - tickStartedMs : this.clockOffsetMs;
     const countFromMs =
@@ -95,7 +96,7 @@ export class CountWindow implements CountWindowState {
       countFromMs,
       countFromClock: 'source',
       clockOffsetMs,
-      watermarkMs: known ? sourceMs : tickStartedMs,
+      watermarkMs: boundedWatermark(known ? sourceMs : tickStartedMs, visibleUntilMs, this.watermarkMs),
     });
   }
 
@@ -130,4 +131,9 @@ export class CountWindow implements CountWindowState {
   #with(change: Partial<CountWindowState>): CountWindow {
     return new CountWindow(this.#options, { ...this, ...change });
   }
+}
+
+function boundedWatermark(clockMs: number, visibleUntilMs: number | null | undefined, previousMs: number | undefined): number | undefined {
+  if (visibleUntilMs === null || (visibleUntilMs !== undefined && !Number.isFinite(visibleUntilMs))) return previousMs;
+  return visibleUntilMs === undefined ? clockMs : Math.min(clockMs, visibleUntilMs);
 }

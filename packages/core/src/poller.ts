@@ -13,6 +13,7 @@ import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
 import { CountWindow } from './count-window.js';
 import { POLLER_STATE_VERSION, type PollerState } from './poller-state.js';
+import { ReplayLagMonitor } from './replay-lag.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
@@ -115,6 +116,7 @@ export class FirstConnectionPoller {
   readonly #lastSuccessGauge: ObservableGauge;
   readonly #trackedGauge: ObservableGauge;
   readonly #leaderGauge: ObservableGauge | undefined;
+  readonly #replayLag: ReplayLagMonitor;
 
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -164,6 +166,7 @@ export class FirstConnectionPoller {
     });
     this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, instrumentOptions(SELF_METRICS.trackedAgents));
     this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
+    this.#replayLag = new ReplayLagMonitor(meter, this.#logger, this.#overlapMs);
     if (this.#leadership !== undefined) {
       this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
       this.#leaderGauge.addCallback((result) => result.observe(this.#isLeader ? 1 : 0));
@@ -302,7 +305,9 @@ export class FirstConnectionPoller {
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
-      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
+      const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
+      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
+      this.#replayLag.update(batch.replayLagMs, this.#now());
       const counts = this.#recordBatch(batch, window);
       this.#window = window;
       this.#prune(batch, window);
