@@ -123,6 +123,12 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
       expect(sourceMicros).toBeLessThanOrEqual(after);
     });
 
+    it('on a primary (not in recovery) reports no replay bound and no replay lag', async () => {
+      const batch = await source.listAgents({ signal: never });
+      expect(batch).not.toHaveProperty('visibleUntil');
+      expect(batch).not.toHaveProperty('replayLagMs');
+    });
+
     it('returns label values with quotes, backslashes, newlines and Unicode exactly, and the exporter escapes them', async () => {
       const names = {
         username: `user ${TRICKY} ${Math.random()}`,
