@@ -1,5 +1,5 @@
 /** Restarts with --state-file against the real server: no hole for the downtime, nothing counted twice. */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -105,6 +105,25 @@ describe('restarts with --state-file', () => {
     await waitFor(async () => (await observedCount(run.url)) === 3, 10_000, 'new connections');
     await afterPolls(run.url, 1);
     expect(JSON.parse(await readFile(stateFile, 'utf8'))).toMatchObject({ version: 1 });
+    expect(run.process.logs.filter((l) => l.level === 'error')).toHaveLength(1);
+  }, 60_000);
+  it('a state file that cannot be written: one error line per episode, polling goes on, one line when writes work again', async () => {
+    const f = await fixture();
+    const directory = join(await stateDirectory(), 'not-yet');
+    const stateFile = join(directory, 'agentconn.state');
+    const run = await exporter(f.database.url, ['--state-file', stateFile]);
+    await run.process.waitForLog((l) => l.msg === 'writing the state file failed; a restart now counts from the last state written');
+    await afterPolls(run.url, 3);
+    const errors = run.process.logs.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ state_file: stateFile });
+    await connectNow(f.db, f.counting.slice(0, 4));
+    await waitFor(async () => (await observedCount(run.url)) === 4, 10_000, 'counting goes on');
+
+    await mkdir(directory);
+    await run.process.waitForLog((l) => l.msg === 'state file written again');
+    const saved = JSON.parse(await readFile(stateFile, 'utf8')) as { handled: [string, number][] };
+    expect(saved.handled.map(([id]) => id).sort()).toEqual(f.counting.slice(0, 4).map((a) => a.id).sort());
     expect(run.process.logs.filter((l) => l.level === 'error')).toHaveLength(1);
   }, 60_000);
 });
