@@ -56,6 +56,20 @@ export class CountWindow implements CountWindowState {
     });
   }
 
+  /**
+   * A window that continues a saved one (see `PollerState`): counting from its bound and watermark,
+   * both on the source's clock, as if the process had never stopped.
+   */
+  static resume(options: CountWindowOptions, saved: { countFromMs: number; watermarkMs: number; clockOffsetMs: number }): CountWindow {
+    return new CountWindow(options, {
+      countFromMs: saved.countFromMs,
+      countFromClock: 'source',
+      clockOffsetMs: saved.clockOffsetMs,
+      watermarkMs: saved.watermarkMs,
+      lastFollowerTickMs: undefined,
+    });
+  }
+
   /** The lower bound of the next incremental query (epoch ms), or undefined for every connection. */
   get querySinceMs(): number | undefined {
     const { overlapMs } = this.#options;
@@ -70,9 +84,10 @@ export class CountWindow implements CountWindowState {
   /**
    * After a successful query that started at `tickStartedMs` (this process's clock) and saw the
    * source's clock at `sourceMs` (undefined or not finite: the source did not say): the offset is
-   * measured, the count-from bound is on the source's clock, and the watermark moves.
+   * measured, the count-from bound is on the source's clock, and the watermark moves, but never past
+   * `visibleUntilMs` (a replica's replayed point; `null`: nothing known replayed, it stays).
    */
-  afterQuery(sourceMs: number | undefined, tickStartedMs: number): CountWindow {
+  afterQuery(sourceMs: number | undefined, tickStartedMs: number, visibleUntilMs?: number | null): CountWindow {
     const known = sourceMs !== undefined && Number.isFinite(sourceMs);
     const clockOffsetMs = known ? sourceMs - tickStartedMs : this.clockOffsetMs;
     const countFromMs =
@@ -81,7 +96,7 @@ export class CountWindow implements CountWindowState {
       countFromMs,
       countFromClock: 'source',
       clockOffsetMs,
-      watermarkMs: known ? sourceMs : tickStartedMs,
+      watermarkMs: boundedWatermark(known ? sourceMs : tickStartedMs, visibleUntilMs, this.watermarkMs),
     });
   }
 
@@ -125,4 +140,9 @@ export class CountWindow implements CountWindowState {
   #with(change: Partial<CountWindowState>): CountWindow {
     return new CountWindow(this.#options, { ...this, ...change });
   }
+}
+
+function boundedWatermark(clockMs: number, visibleUntilMs: number | null | undefined, previousMs: number | undefined): number | undefined {
+  if (visibleUntilMs === null || (visibleUntilMs !== undefined && !Number.isFinite(visibleUntilMs))) return previousMs;
+  return visibleUntilMs === undefined ? clockMs : Math.min(clockMs, visibleUntilMs);
 }

@@ -41,3 +41,11 @@ export {
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
 export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';
+export {
+  parsePollerState,
+  POLLER_STATE_VERSION,
+  PollerStateError,
+  serializePollerState,
+  type HandledAgent,
+  type PollerState,
+} from './poller-state.js';

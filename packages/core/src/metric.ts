@@ -74,6 +74,12 @@ export const SELF_METRICS = {
     description: 'Agent ids held in the observe-once state.',
     unit: '{agent}',
   },
+  replayLag: {
+    name: 'agentconn_source_replay_lag_seconds',
+    description:
+      'On a standby: how old its data is while received changes wait to be replayed, 0 once replayed; absent on a primary.',
+    unit: 's',
+  },
   leader: {
     name: 'agentconn_leader',
     description: '1 when this process holds the leader lock and observes, 0 when it is a follower.',

@@ -12,6 +12,8 @@ import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
 import { CountWindow } from './count-window.js';
+import { POLLER_STATE_VERSION, type PollerState } from './poller-state.js';
+import { ReplayLagMonitor } from './replay-lag.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
@@ -74,6 +76,16 @@ export interface FirstConnectionPollerOptions {
    * so a restart never re-counts them. `'all'` counts every current agent once (the seed's behaviour).
    */
   readonly backfill?: BackfillPolicy;
+  /**
+   * Continue from the state an earlier run saved (`saveState`, `exportState()`): count from its bound,
+   * with its handled agents, instead of by `backfill`, so a restart neither loses nor re-counts.
+   */
+  readonly resumeFrom?: PollerState;
+  /**
+   * Called after each successful tick with the state to resume from, and awaited within the tick, so
+   * two saves never overlap. A rejection is logged as a warning; the tick still succeeded.
+   */
+  readonly saveState?: (state: PollerState) => Promise<void> | void;
   /** When set, ticks are skipped unless this process is the leader. */
   readonly leadership?: Leadership;
   /**
@@ -116,6 +128,8 @@ export class FirstConnectionPoller {
   readonly #leadership: Leadership | undefined;
   readonly #now: () => number;
   readonly #retryBaseMs: number;
+  readonly #resumeFrom: PollerState | undefined;
+  readonly #saveState: ((state: PollerState) => Promise<void> | void) | undefined;
 
   readonly #polls: Counter;
   readonly #pollDuration: Histogram;
@@ -123,6 +137,7 @@ export class FirstConnectionPoller {
   readonly #lastSuccessGauge: ObservableGauge;
   readonly #trackedGauge: ObservableGauge;
   readonly #leaderGauge: ObservableGauge | undefined;
+  readonly #replayLag: ReplayLagMonitor;
 
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -151,6 +166,8 @@ export class FirstConnectionPoller {
     this.#leadership = options.leadership;
     this.#now = options.now ?? Date.now;
     this.#retryBaseMs = positive('retryBaseMs', options.retryBaseMs ?? 1000);
+    this.#resumeFrom = options.resumeFrom;
+    this.#saveState = options.saveState;
 
     const meter =
       options.meter ??
@@ -170,6 +187,7 @@ export class FirstConnectionPoller {
     });
     this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, instrumentOptions(SELF_METRICS.trackedAgents));
     this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
+    this.#replayLag = new ReplayLagMonitor(meter, this.#logger, this.#overlapMs);
     if (this.#leadership !== undefined) {
       this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
       this.#leaderGauge.addCallback((result) => result.observe(this.#observing ? 1 : 0));
@@ -229,12 +247,43 @@ export class FirstConnectionPoller {
     return run;
   }
 
+  /**
+   * The state to resume from after a restart, or undefined before the first successful tick (and
+   * right after a takeover, until the next one).
+   */
+  exportState(): PollerState | undefined {
+    const window = this.#window;
+    const countFromMs = window?.querySinceMs;
+    if (window?.watermarkMs === undefined || countFromMs === undefined || window.countFromClock !== 'source') return undefined;
+    return {
+      version: POLLER_STATE_VERSION,
+      watermarkMs: window.watermarkMs,
+      clockOffsetMs: window.clockOffsetMs,
+      countFromMs,
+      handled: this.#recorder.handledSince(countFromMs * 1000),
+    };
+  }
+
   #markStarted(): CountWindow {
-    this.#window ??= CountWindow.start(
-      { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs },
-      this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs,
-    );
+    if (this.#window !== undefined) return this.#window;
+    const options = { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs };
+    if (this.#resumeFrom !== undefined) {
+      this.#recorder.restoreHandled(this.#resumeFrom.handled);
+      this.#window = CountWindow.resume(options, this.#resumeFrom);
+    } else {
+      this.#window = CountWindow.start(options, this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs);
+    }
     return this.#window;
+  }
+
+  async #save(): Promise<void> {
+    const state = this.#saveState === undefined ? undefined : this.exportState();
+    if (state === undefined) return;
+    try {
+      await this.#saveState?.(state);
+    } catch (error) {
+      this.#logger.warn('saving the poller state failed', { error: errorMessage(error) });
+    }
   }
 
   #schedule(delayMs: number): void {
@@ -277,7 +326,9 @@ export class FirstConnectionPoller {
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
-      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
+      const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
+      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
+      this.#replayLag.update(batch.replayLagMs, this.#now());
       await this.#publishProgress(window, abort.signal);
       const counts = this.#recordBatch(batch, window);
       this.#window = window;
@@ -288,6 +339,7 @@ export class FirstConnectionPoller {
       this.#pollDuration.record(durationMs / 1000);
       this.#lastSuccessMs = this.#now();
       this.#onSuccess();
+      await this.#save();
       return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs };
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));

@@ -22,6 +22,7 @@ import {
   type LabelKey,
 } from './metric.js';
 import type { AgentFirstConnection } from './source.js';
+import type { HandledAgent } from './poller-state.js';
 import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
 
@@ -119,11 +120,14 @@ export class FirstConnectionRecorder {
     const connectedMicros = toEpochMicros(agent.firstConnectedAt);
     if (createdMicros === undefined || connectedMicros === undefined) {
       const field = createdMicros === undefined ? 'created_at' : 'first_connected_at';
+      // An unreadable first_connected_at (e.g. `infinity`) is returned by every incremental query, so it is
+      // remembered until the agent leaves the source (a full scan's pruning), never pruned by time.
+      const rememberUntil = connectedMicros ?? Number.POSITIVE_INFINITY;
       return this.#drop('invalid', agentId, `agent ${field} is not a valid timestamp; dropping sample`, {
         agent_id: agentId,
         field,
         value: String(createdMicros === undefined ? agent.createdAt : agent.firstConnectedAt),
-      });
+      }, rememberUntil);
     }
     const duration = durationSeconds(createdMicros, connectedMicros);
     if (!Number.isFinite(duration)) {
@@ -180,6 +184,25 @@ export class FirstConnectionRecorder {
   /** Remember an agent as handled without observing it (e.g. connected before a backfill bound). */
   markHandled(agentId: string, firstConnectedAt: Date | string): void {
     this.#remember(agentId, toEpochMicros(firstConnectedAt) ?? Date.now() * 1000);
+  }
+
+  /**
+   * The agents handled whose first connection is at or after `micros` (epoch µs), plus those whose
+   * first connection could not be read: the observe-once state a restart needs (see `PollerState`).
+   */
+  handledSince(micros: number): HandledAgent[] {
+    const result: HandledAgent[] = [];
+    for (const [agentId, connected] of this.#handled) {
+      if (connected >= micros) result.push({ agentId, firstConnectedMicros: Number.isFinite(connected) ? connected : null });
+    }
+    return result;
+  }
+
+  /** Remembers agents a previous run handled (from `handledSince`), so they are not counted again. */
+  restoreHandled(agents: Iterable<HandledAgent>): void {
+    for (const { agentId, firstConnectedMicros } of agents) {
+      this.#remember(agentId, firstConnectedMicros ?? Number.POSITIVE_INFINITY);
+    }
   }
 
   #remember(agentId: string, micros: number): void {

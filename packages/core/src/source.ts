@@ -29,6 +29,18 @@ export interface AgentBatch {
    * watermark never depends on this process's clock. Undefined: the poller uses its own clock.
    */
   readonly sourceTime?: Date;
+  /**
+   * A source that is a replica (e.g. a PostgreSQL hot standby) holds the rows committed up to this
+   * instant of the source's clock only (`pg_last_xact_replay_timestamp()`): the watermark never passes
+   * it. `null`: nothing is known to be replayed yet, the watermark stays where it is. Undefined: every
+   * row committed by `sourceTime` is visible (a primary).
+   */
+  readonly visibleUntil?: Date | null;
+  /**
+   * A replica's replay lag in ms: how old its data is while received changes wait to be replayed, 0
+   * when it has replayed all it received. Undefined: not a replica.
+   */
+  readonly replayLagMs?: number;
 }
 
 /**

@@ -23,6 +23,8 @@ export interface ExporterSettings {
   readonly mode: DiscoveryMode;
   readonly overlapMs: number;
   readonly backfill: BackfillPolicy;
+  /** Where the poller's state is kept across restarts; undefined: none (the backfill policy at each start). */
+  readonly stateFile: string | undefined;
   readonly statementTimeoutMs: number;
   readonly leaderElection: boolean;
   /** A direct (or session-mode) connection used only by the leader lock; default: the database URL. */
@@ -133,6 +135,14 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', key: 'backfill', default: 'none',
     help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION',
     parse: backfill,
+  },
+  {
+    flag: 'state-file', env: 'AGENTCONN_STATE_FILE', value: 'PATH', key: 'stateFile', unset: '(off)',
+    help: "keep the count's progress here (rewritten atomically each poll); a restart resumes from it instead of --backfill",
+    parse: (text) => {
+      if (text.trim() === '') throw new Error('needs a file path');
+      return text;
+    },
   },
   {
     flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', key: 'statementTimeoutMs', default: '30s',

@@ -27,6 +27,7 @@ import { AdvisoryLockLeadership } from './leader.js';
 import { watchCheckouts, type CheckoutWatch } from './checkouts.js';
 import { createJsonLogger } from './log.js';
 import { EXPORTER_VERSION } from './version.js';
+import { createStateFileWriter, loadStateFile } from './state-file.js';
 
 export interface StartExporterOptions {
   /** E.g. from `parseCommand`, or `{ ...defaultSettings(), database: { db }, leaderElection: false }`. */
@@ -88,6 +89,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
           queryTimeoutMs: Math.max(1000, Math.min(5000, config.intervalMs / 2)),
         })
       : undefined;
+  const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
     recorder,
@@ -98,6 +100,8 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     mode: config.mode,
     overlapMs: config.overlapMs,
     backfill: config.backfill,
+    ...(resumeFrom !== undefined && { resumeFrom }),
+    ...(config.stateFile !== undefined && { saveState: createStateFileWriter(config.stateFile, logger) }),
     ...(leadership !== undefined && { leadership }),
   });
 
@@ -120,6 +124,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     labels: config.labels.join(','),
     leader_election: leadership !== undefined,
     ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
+    state_file: config.stateFile ?? null,
     otlp_endpoint: config.otlpEndpoint ?? null,
   });
   poller.start();

@@ -92,6 +92,13 @@ describe('parseCommand', () => {
     expect(() => parseCommand(URL_OK, { AGENTCONN_INTERVAL: 'x' })).toThrow(/AGENTCONN_INTERVAL \(--interval\)/);
   });
 
+  it('--state-file / AGENTCONN_STATE_FILE: off by default, a path when given, an empty path is an error', () => {
+    expect(config(URL_OK).stateFile).toBeUndefined();
+    expect(config([...URL_OK, '--state-file', '/var/lib/agentconn/state.json']).stateFile).toBe('/var/lib/agentconn/state.json');
+    expect(config(URL_OK, { AGENTCONN_STATE_FILE: 'state.json' }).stateFile).toBe('state.json');
+    expect(() => config([...URL_OK, '--state-file', ' '])).toThrow('--state-file: needs a file path');
+  });
+
   it('requires a database URL', () => {
     expect(() => parseCommand([], {})).toThrow(/--database-url is required/);
   });

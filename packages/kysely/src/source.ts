@@ -34,6 +34,13 @@ export interface CoderAgentBatch extends AgentBatch {
   readonly agents: readonly CoderAgentFirstConnection[];
   /** The database's `now()` at the start of the query's transaction (truncated to ms). */
   readonly sourceTime: Date;
+  /**
+   * Only on a hot standby (`pg_is_in_recovery()`): `pg_last_xact_replay_timestamp()` (truncated to ms),
+   * so the watermark never passes what was replayed; null before the first transaction is replayed.
+   */
+  readonly visibleUntil?: Date | null;
+  /** Only on a hot standby: its replay lag in ms (0 when all received WAL is replayed). */
+  readonly replayLagMs?: number;
 }
 
 export interface CoderAgentSource extends FirstConnectionSource {
@@ -75,7 +82,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
         const rows = await connectedAgentsQuery(trx, connectedSince).execute();
-        return { rows, sourceTime: clock.source_time };
+        return { rows, clock };
       })
       .finally(() => {
         settled = true;
@@ -95,19 +102,24 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         });
     };
 
-    let result: { rows: ConnectedAgentRow[]; sourceTime: string };
+    let result: { rows: ConnectedAgentRow[]; clock: { source_time: string; in_recovery: boolean; replayed_until: string | null; replay_lag_s: number | null } };
     try {
       result = await settleOrAbort(work, signal, cancel);
     } catch (error) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, error);
     }
-    const sourceMicros = toEpochMicros(result.sourceTime);
+    const { clock } = result;
+    const sourceMicros = toEpochMicros(clock.source_time);
     if (sourceMicros === undefined) {
-      throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${result.sourceTime}`));
+      throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${clock.source_time}`));
     }
+    const batch = { agents: result.rows.map(toAgent), sourceTime: new Date(Math.floor(sourceMicros / 1000)) };
+    if (!clock.in_recovery) return batch;
+    const replayedMicros = clock.replayed_until === null ? undefined : toEpochMicros(clock.replayed_until);
     return {
-      agents: result.rows.map(toAgent),
-      sourceTime: new Date(Math.floor(sourceMicros / 1000)),
+      ...batch,
+      visibleUntil: replayedMicros === undefined ? null : new Date(Math.floor(replayedMicros / 1000)),
+      ...(clock.replay_lag_s !== null && { replayLagMs: clock.replay_lag_s * 1000 }),
     };
   }
 

@@ -123,6 +123,12 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
       expect(sourceMicros).toBeLessThanOrEqual(after);
     });
 
+    it('on a primary (not in recovery) reports no replay bound and no replay lag', async () => {
+      const batch = await source.listAgents({ signal: never });
+      expect(batch).not.toHaveProperty('visibleUntil');
+      expect(batch).not.toHaveProperty('replayLagMs');
+    });
+
     it('returns label values with quotes, backslashes, newlines and Unicode exactly, and the exporter escapes them', async () => {
       const names = {
         username: `user ${TRICKY} ${Math.random()}`,
@@ -179,6 +185,37 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
         expect(harness.recorder.record(byId.get(ancient)!)).toBe('invalid');
         expect(harness.recorder.record(byId.get(normal)!)).toBe('observed');
         expect(harness.logger.lines.filter((l) => l.level === 'warn')).toHaveLength(3);
+      } finally {
+        await harness.meterProvider.shutdown();
+      }
+    });
+
+    it('drops an infinity first_connected_at with one warning, not one every overlap window (the query returns it forever)', async () => {
+      const { resourceId } = await fixture.workspaceWithBuild();
+      const infinite = await fixture.agent({ resourceId, createdAt: '2026-01-01T00:00:00Z', firstConnectedAt: 'infinity' });
+      const harness = new PrometheusHarness();
+      try {
+        // A tiny overlap: each tick's query starts after the instant the previous tick handled the row.
+        const poller = new FirstConnectionPoller({
+          source,
+          recorder: harness.recorder,
+          meterProvider: harness.meterProvider,
+          logger: harness.logger,
+          overlapMs: 1,
+        });
+        const dropped: number[] = [];
+        for (let tick = 0; tick < 4; tick++) {
+          const result = await poller.tick();
+          expect(result.outcome).toBe('success');
+          dropped.push(result.dropped);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const warnings = harness.logger.lines.filter((l) => l.level === 'warn' && l.fields?.agent_id === infinite);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]!.fields).toMatchObject({ field: 'first_connected_at', value: 'infinity' });
+        // Dropped (and counted) at the first tick only, however many windows pass.
+        expect(dropped[0]).toBeGreaterThanOrEqual(1);
+        expect(dropped.slice(1)).toEqual([0, 0, 0]);
       } finally {
         await harness.meterProvider.shutdown();
       }
