@@ -85,7 +85,7 @@ export class FirstConnectionRecorder {
     this.#overflow.add(0);
   }
 
-  /** Label keys attached to each sample, in the seed's order. */
+  /** Label keys attached to each sample, in Coder PR #24179's order. */
   get labels(): readonly LabelKey[] {
     return this.#labels;
   }

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import {
   DEFAULT_CARDINALITY_LIMIT,
+  DEFAULT_LABEL_KEYS,
   LABEL_KEYS,
   parseLabelList,
   type BackfillPolicy,
@@ -51,7 +52,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'database-url', env: 'DATABASE_URL', value: 'URL', fallback: '(required)', help: 'PostgreSQL URL of the Coder database; a SELECT-only role is enough' },
   { flag: 'listen', env: 'AGENTCONN_LISTEN', value: 'HOST:PORT', fallback: '127.0.0.1:9464', help: 'where /metrics is served (loopback unless told otherwise)' },
   { flag: 'interval', env: 'AGENTCONN_INTERVAL', value: 'DURATION', fallback: '60s', help: 'time between polls, e.g. 30s, 1m, 1m30s' },
-  { flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', fallback: LABEL_KEYS.join(','), help: `labels to keep, any of ${LABEL_KEYS.join(', ')}` },
+  { flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', fallback: DEFAULT_LABEL_KEYS.join(','), help: `labels to keep, any of ${LABEL_KEYS.join(', ')}; all four (Coder PR #24179's) cost a series per workspace and rate() misses each new workspace's first connection: choose them only for per-workspace history of long-lived workspaces (exemplars name the workspace either way)` },
   { flag: 'cardinality-limit', env: 'AGENTCONN_CARDINALITY_LIMIT', value: 'N', fallback: String(DEFAULT_CARDINALITY_LIMIT), help: 'most label sets; more go to the otel_metric_overflow series' },
   { flag: 'otlp-endpoint', env: 'AGENTCONN_OTLP_ENDPOINT', value: 'URL', fallback: '(off)', help: 'also push metrics over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/metrics' },
   { flag: 'mode', env: 'AGENTCONN_MODE', value: 'MODE', fallback: 'incremental', help: 'incremental (only recent connections each poll) or full-scan (the seed\'s rule)' },
@@ -118,7 +119,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       databaseUrl,
       listen: parseListen(read('listen') ?? { text: '127.0.0.1:9464', source: '--listen' }),
       intervalMs,
-      labels: withSource(read('labels'), (text) => parseLabelList(text), [...LABEL_KEYS]),
+      labels: withSource(read('labels'), (text) => parseLabelList(text), [...DEFAULT_LABEL_KEYS]),
       cardinalityLimit: integer(read('cardinality-limit'), DEFAULT_CARDINALITY_LIMIT, 2),
       otlpEndpoint: optionalUrl(read('otlp-endpoint')),
       mode: oneOf(read('mode'), ['incremental', 'full-scan'] as const, 'incremental'),
