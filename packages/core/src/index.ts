@@ -41,3 +41,13 @@ export {
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
+export {
+  bucketIndex,
+  EXEMPLAR_LABEL_KEYS,
+  exemplarLabels,
+  FirstConnectionExemplars,
+  MAX_EXEMPLAR_LABEL_CHARACTERS,
+  TRUNCATION_MARK,
+  type ExemplarLabelKey,
+  type FirstConnectionExemplar,
+} from './exemplars.js';
