@@ -14,7 +14,7 @@ import {
 import { createCoderAgentSource, type CoderDatabase } from '@agentconn/kysely';
 import type { ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
-import { createMetricsServer } from '@agentconn/exposition';
+import { createMetricsServer, type ExemplarLookup } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
@@ -60,7 +60,12 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
   const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
 
-  const exposition = createMetricsReader(config.exposition, logger);
+  // The recorder needs the MeterProvider, which needs the reader: the reader looks exemplars up through it late.
+  let recorder: FirstConnectionRecorder | undefined;
+  const exemplars: ExemplarLookup = {
+    histogramExemplars: (name, attributes) => recorder?.exemplars.histogramExemplars(name, attributes),
+  };
+  const exposition = createMetricsReader(config.exposition, logger, exemplars);
   const readers: MetricReader[] = [exposition.reader];
   if (config.otlpEndpoint !== undefined) {
     readers.push(
@@ -78,7 +83,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     views: [firstConnectionView(metricOptions)],
   });
 
-  const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
+  recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
   const leadership =
     config.leaderElection && options.db === undefined
