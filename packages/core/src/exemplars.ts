@@ -95,6 +95,11 @@ export class FirstConnectionExemplars {
   readonly #maxSeries: number;
   readonly #buckets = FIRST_CONNECTION_BUCKET_BOUNDARIES.length + 1;
   readonly #series = new Map<string, Array<FirstConnectionExemplar | undefined>>();
+  /**
+   * The SDK hands out the same attributes object for a series on every collection: remembering its bucket array
+   * (changed in place, never replaced) saves building the key per data point per scrape.
+   */
+  readonly #byAttributes = new WeakMap<Attributes, Array<FirstConnectionExemplar | undefined>>();
 
   constructor(labels: readonly LabelKey[], maxSeries: number) {
     this.#labels = labels;
@@ -126,6 +131,11 @@ export class FirstConnectionExemplars {
    */
   histogramExemplars(metricName: string, attributes: Attributes): ReadonlyArray<FirstConnectionExemplar | undefined> | undefined {
     if (metricName !== FIRST_CONNECTION_METRIC_NAME) return undefined;
-    return this.#series.get(seriesKey(attributes, this.#labels));
+    const known = this.#byAttributes.get(attributes);
+    if (known !== undefined) return known;
+    const buckets = this.#series.get(seriesKey(attributes, this.#labels));
+    // Only hits are remembered: a series without exemplars yet may get some before the next scrape.
+    if (buckets !== undefined) this.#byAttributes.set(attributes, buckets);
+    return buckets;
   }
 }

@@ -133,6 +133,19 @@ describe('the recorder keeps one exemplar per bucket per series', () => {
     expect(overflow?.[1]?.labels['agent_id']).toBe('id-5');
   });
 
+  it('a lookup before the first observation does not hide later ones (the same attributes object each scrape)', () => {
+    const store = new FirstConnectionExemplars(['template_name'], 10);
+    const attributes = { template_name: 'a' };
+    const key = JSON.stringify(['a']);
+    expect(store.histogramExemplars(FIRST_CONNECTION_METRIC_NAME, attributes)).toBeUndefined();
+    store.observe(key, { labels: { agent_id: '1' }, value: 5, timestampSeconds: 1 });
+    expect(store.histogramExemplars(FIRST_CONNECTION_METRIC_NAME, attributes)?.[1]?.labels['agent_id']).toBe('1');
+    store.observe(key, { labels: { agent_id: '2' }, value: 500, timestampSeconds: 2 });
+    const buckets = store.histogramExemplars(FIRST_CONNECTION_METRIC_NAME, attributes);
+    expect(buckets?.[6]?.labels['agent_id']).toBe('2');
+    expect(buckets?.[1]?.labels['agent_id']).toBe('1');
+  });
+
   it('a store never holds more series than its bound', () => {
     const store = new FirstConnectionExemplars(['template_name'], 2);
     for (const t of ['a', 'b', 'c']) store.observe(JSON.stringify([t]), { labels: {}, value: 1, timestampSeconds: 1 });
