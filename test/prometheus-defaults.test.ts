@@ -14,6 +14,7 @@ import { startPrometheus, type PrometheusServer } from './helpers/prometheus-ser
  * default, every new workspace was a new series born at count 1: the headline query answered NaN for every
  * template and `sum(rate(..._count[1h]))` was 0 while 127 agents had connected. Coder #24355's two labels
  * keep one series per template and agent name, so only the first sample of each is invisible to rate().
+ * On the old defaults this test fails: "headline query answered only [] within 45000 ms".
  */
 const HEADLINE =
   'histogram_quantile(0.95, sum(rate(coderd_agents_first_connection_seconds_bucket[1h])) by (le, template_name))';

@@ -52,8 +52,8 @@ describe('OpenMetrics with exemplars, scraped by a real Prometheus (2.42, --enab
   it('query_exemplars names the slow agent (workspace_name, agent_id) in the bucket of its duration, µs kept', async () => {
     const { f, url, prometheus } = await setup({ workspaces: 12, templates: 1 });
     await prometheus.waitForScrapes(1);
-    const [slow, ...others] = f.counting.slice(0, 6);
-    if (slow === undefined) throw new Error('fixture has no agents');
+    const [slow, onBound, aboveBound, ...others] = f.counting.slice(0, 8);
+    if (slow === undefined || onBound === undefined || aboveBound === undefined) throw new Error('fixture has too few agents');
     for (const [i, agent] of others.entries()) await connectWithDuration(f, agent.id, 20 + i);
     await waitFor(async () => (await observedCount(url)) === others.length, 15_000, 'fast agents observed');
     await prometheus.waitForScrapes(1);
@@ -62,8 +62,19 @@ describe('OpenMetrics with exemplars, scraped by a real Prometheus (2.42, --enab
     await waitFor(async () => (await observedCount(url)) === others.length + 1, 15_000, 'slow agent observed');
     await prometheus.waitForScrapes(2);
 
+    // 600 s exactly is in (300, 600]; 1 µs more is in (600, 1800]: the exemplar keeps the µs and its bucket.
+    await connectWithDuration(f, onBound.id, 600);
+    await waitFor(async () => (await observedCount(url)) === others.length + 2, 15_000, 'on-bound agent observed');
+    await prometheus.waitForScrapes(2);
+    await connectWithDuration(f, aboveBound.id, 600.000001);
+    await waitFor(async () => (await observedCount(url)) === others.length + 3, 15_000, 'above-bound agent observed');
+    await prometheus.waitForScrapes(2);
+
     const series = await prometheus.queryExemplars(BUCKETS);
     const found = series.flatMap((s) => s.exemplars.map((e) => ({ series: s.seriesLabels, exemplar: e })));
+    const of = (id: string) => found.filter((x) => x.exemplar.labels['agent_id'] === id).map((x) => [x.series['le'], x.exemplar.value]);
+    expect(of(onBound.id)).toEqual([['600', '600']]);
+    expect(of(aboveBound.id)).toEqual([['1800', '600.000001']]);
     const slowOnes = found.filter((x) => x.exemplar.labels['agent_id'] === slow.id);
     expect(slowOnes.length).toBeGreaterThan(0);
     for (const { series: labels, exemplar } of slowOnes) {
@@ -76,6 +87,7 @@ describe('OpenMetrics with exemplars, scraped by a real Prometheus (2.42, --enab
     }
     // The fast agents' exemplars sit in (10, 30], never on the slow bucket.
     const fastIds = new Set(others.map((a) => a.id));
+    expect(others.length).toBeGreaterThan(2);
     const fast = found.filter((x) => fastIds.has(x.exemplar.labels['agent_id'] ?? ''));
     expect(fast.length).toBeGreaterThan(0);
     for (const { series: labels, exemplar } of fast) {

@@ -1,18 +1,19 @@
 import type { Attributes } from '@opentelemetry/api';
-import { FIRST_CONNECTION_BUCKET_BOUNDARIES, FIRST_CONNECTION_METRIC_NAME, type AgentLabels, type LabelKey } from './metric.js';
+import {
+  EXEMPLAR_LABEL_KEYS,
+  FIRST_CONNECTION_BUCKET_BOUNDARIES,
+  FIRST_CONNECTION_METRIC_NAME,
+  MAX_EXEMPLAR_LABEL_CHARACTERS,
+  type AgentLabels,
+  type ExemplarLabelKey,
+  type LabelKey,
+} from './metric.js';
 
 /**
  * Exemplars of `coderd_agents_first_connection_seconds`, kept beside the SDK (sdk-metrics 3.x has none):
  * for each series and bucket the latest observation, with the identifying labels the series no longer
  * carries. Served by the OpenMetrics exposition; OTLP export carries none.
  */
-
-/** Exemplar label keys, in this order; `workspace_name` and `username` only when not series labels. */
-export const EXEMPLAR_LABEL_KEYS = ['agent_id', 'workspace_name', 'username'] as const;
-export type ExemplarLabelKey = (typeof EXEMPLAR_LABEL_KEYS)[number];
-
-/** OpenMetrics 1.0: an exemplar's label names and values together have at most 128 UTF-8 characters. */
-export const MAX_EXEMPLAR_LABEL_CHARACTERS = 128;
 
 /** Ends a value shortened to fit the limit (one character). */
 export const TRUNCATION_MARK = '…';

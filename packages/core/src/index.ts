@@ -8,6 +8,9 @@ export {
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
   DEFAULT_LABEL_KEYS,
+  EXEMPLAR_LABEL_KEYS,
+  MAX_EXEMPLAR_LABEL_CHARACTERS,
+  type ExemplarLabelKey,
   LABEL_KEYS,
   PER_WORKSPACE_LABEL_KEYS,
   OVERFLOW_ATTRIBUTE,
@@ -43,11 +46,8 @@ export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConf
 export { abortReason, settleOrAbort } from './abort.js';
 export {
   bucketIndex,
-  EXEMPLAR_LABEL_KEYS,
   exemplarLabels,
   FirstConnectionExemplars,
-  MAX_EXEMPLAR_LABEL_CHARACTERS,
   TRUNCATION_MARK,
-  type ExemplarLabelKey,
   type FirstConnectionExemplar,
 } from './exemplars.js';

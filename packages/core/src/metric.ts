@@ -32,6 +32,13 @@ export const DEFAULT_LABEL_KEYS: readonly LabelKey[] = Object.freeze(['template_
 export const PER_WORKSPACE_LABEL_KEYS: readonly LabelKey[] = LABEL_KEYS;
 export type AgentLabels = { readonly [K in LabelKey]: string };
 
+/** Exemplar label keys, in this order; `workspace_name` and `username` only when not series labels. */
+export const EXEMPLAR_LABEL_KEYS = ['agent_id', 'workspace_name', 'username'] as const;
+export type ExemplarLabelKey = (typeof EXEMPLAR_LABEL_KEYS)[number];
+
+/** OpenMetrics 1.0: an exemplar's label names and values together have at most 128 UTF-8 characters. */
+export const MAX_EXEMPLAR_LABEL_CHARACTERS = 128;
+
 /**
  * The SDK's default limit (2000 label sets per instrument) is passed quickly with per-workspace labels;
  * beyond the limit every new label set folds into one `otel_metric_overflow="true"` series.
