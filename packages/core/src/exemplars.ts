@@ -53,7 +53,11 @@ export function exemplarLabels(agentId: string, labels: AgentLabels, seriesLabel
   const result: Record<string, string> = { agent_id: shorten(id, budget) };
   budget -= Math.min(id.length, budget);
   const rest = keys.filter((key): key is Exclude<ExemplarLabelKey, 'agent_id'> => key !== 'agent_id');
-  const values = rest.map((key) => characters(labels[key]));
+  // Labels outside the series are not validated by the recorder: a missing one is an empty value, never a throw.
+  const values = rest.map((key) => {
+    const value: unknown = labels[key];
+    return characters(typeof value === 'string' ? value : '');
+  });
   // Shortest first, so a short value leaves its unused share to the longer one.
   const order = values.map((_, i) => i).sort((a, b) => values[a]!.length - values[b]!.length);
   let left = order.length;

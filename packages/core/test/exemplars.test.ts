@@ -55,6 +55,11 @@ describe('exemplar labels within OpenMetrics\' 128 characters', () => {
     expect(total(labels)).toBe(MAX_EXEMPLAR_LABEL_CHARACTERS);
   });
 
+  it('a missing or non-string workspace_name or username becomes an empty value, never a throw', () => {
+    const labels = { template_name: 't', agent_name: 'a' } as unknown as Parameters<typeof exemplarLabels>[1];
+    expect(exemplarLabels(AGENT_ID, labels, ['template_name', 'agent_name'])).toEqual({ agent_id: AGENT_ID, workspace_name: '', username: '' });
+  });
+
   it('with per-workspace series, only agent_id, whole', () => {
     const labels = exemplarLabels(AGENT_ID, { template_name: 't', agent_name: 'a', username: 'ü'.repeat(64), workspace_name: 'ü'.repeat(64) }, LABEL_KEYS);
     expect(labels).toEqual({ agent_id: AGENT_ID });
