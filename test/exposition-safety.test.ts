@@ -4,6 +4,9 @@ import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.
 import { freePort } from './helpers/ports.js';
 import { promtoolCheckMetrics } from './helpers/prometheus-server.js';
 
+/** Coder PR #24179's four labels: one series per workspace (the default is Coder #24355's two). */
+const FOUR_LABELS = 'template_name,agent_name,username,workspace_name';
+
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
@@ -38,7 +41,7 @@ function countLabelSets(text: string): Array<Record<string, string>> {
 
 describe('label values and cardinality through the exporter', () => {
   it('hostile label values (quotes, backslashes, newlines, Unicode) come out escaped, round-trip, and pass promtool', async () => {
-    const { f, url } = await setup({ specialLabels: true, workspaces: 12 }, []);
+    const { f, url } = await setup({ specialLabels: true, workspaces: 12 }, ['--labels', FOUR_LABELS]);
     const agents = f.counting.slice(0, 8);
     expect(agents.some((a) => /["\\\n]/.test(a.workspaceName) && /[^\x00-\x7f]/.test(a.workspaceName))).toBe(true);
     await new Promise((r) => setTimeout(r, 700));
@@ -54,7 +57,7 @@ describe('label values and cardinality through the exporter', () => {
   });
 
   it('past --cardinality-limit new label sets go to one overflow series, logged once and counted', async () => {
-    const { f, exp, url } = await setup({ workspaces: 30 }, ['--cardinality-limit', '5']);
+    const { f, exp, url } = await setup({ workspaces: 30 }, ['--labels', FOUR_LABELS, '--cardinality-limit', '5']);
     await new Promise((r) => setTimeout(r, 700));
     const agents = f.counting.slice(0, 12);
     await connectNow(f.db, agents);

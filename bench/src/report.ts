@@ -88,8 +88,23 @@ function scrapeVerdicts(report: BenchReport): TargetVerdict[] {
       value: `median ${fmtMs(row.medianMs)} ms, peak RSS ${fmtMb(row.peakRssBytes)} MB`,
     });
   }
+  // Exemplars on: OpenMetrics with exemplars beside the text format, one process scraped in rotation.
+  for (const om of rows.filter((r) => r.variant === 'exemplars:openmetrics')) {
+    const text = rows.find((r) => r.variant === 'exemplars:text' && r.series === om.series);
+    if (text === undefined) continue;
+    const ratio = om.medianMs / text.medianMs;
+    verdicts.push({
+      target: `/metrics at ${formatCount(om.series)} series: OpenMetrics with exemplars < 2× the text format`,
+      mode: 'scrape: exemplars',
+      pass: ratio < EXEMPLAR_SCRAPE_RATIO_LIMIT,
+      value: `${fmtMs(om.medianMs)} ms vs ${fmtMs(text.medianMs)} ms (×${ratio.toFixed(2)})`,
+    });
+  }
   return verdicts;
 }
+
+/** Exemplars must not double the scrape time. */
+export const EXEMPLAR_SCRAPE_RATIO_LIMIT = 2;
 
 interface ScrapeRow {
   readonly series: number;

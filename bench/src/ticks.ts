@@ -11,6 +11,7 @@ import {
   INSTRUMENTATION_VERSION,
   createFirstConnectionHistogram,
   firstConnectionView,
+  LABEL_KEYS,
   type FirstConnectionSource,
   type LogFields,
   type Logger,
@@ -130,8 +131,10 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
     // Everything the metrics SDK and the poller hold lives in this scope, so dropping it frees it.
     const measure = async (): Promise<{ samples: TickSample[]; heapBeforeDrop: number }> => {
       const reader = new CollectingReader();
-      const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView()] });
-      const recorder = new FirstConnectionRecorder({ meterProvider, logger });
+      // Coder PR #24179's four labels, as the published figures were measured (the default is Coder #24355's two).
+      const labels = [...LABEL_KEYS];
+      const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView({ labels })] });
+      const recorder = new FirstConnectionRecorder({ meterProvider, logger, labels });
       const timed = timedSource(createCoderAgentSource(db, { statementTimeoutMs: 600_000, cancelOnAbort: false }), clock);
       const poller =
         config.mode === 'seed'

@@ -8,9 +8,22 @@ export interface PrometheusServer {
   readonly url: string;
   /** Instant query through the HTTP API; returns the result vector. */
   query(expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>>;
+  /** `/api/v1/query_exemplars` over all time (needs `--enable-feature=exemplar-storage`). */
+  queryExemplars(selector: string): Promise<ExemplarSeries[]>;
   /** Resolves once every target has been scraped successfully at least `times` times after this call. */
   waitForScrapes(times: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface ExemplarSeries {
+  readonly seriesLabels: Record<string, string>;
+  readonly exemplars: Array<{ labels: Record<string, string>; value: string; timestamp: number }>;
+}
+
+export interface PrometheusOptions {
+  readonly scrapeInterval?: string;
+  /** Extra command-line flags, e.g. `--enable-feature=exemplar-storage`. */
+  readonly flags?: readonly string[];
 }
 
 function requireBinary(name: string): void {
@@ -21,7 +34,7 @@ function requireBinary(name: string): void {
 }
 
 /** Starts a real Prometheus on a free loopback port with a temporary data directory, scraping `targets`. */
-export async function startPrometheus(targets: string[], options: { scrapeInterval?: string } = {}): Promise<PrometheusServer> {
+export async function startPrometheus(targets: string[], options: PrometheusOptions = {}): Promise<PrometheusServer> {
   requireBinary('prometheus');
   const dir = mkdtempSync(join(tmpdir(), 'agentconn-prom-'));
   const port = await freePort();
@@ -48,6 +61,7 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
       `--storage.tsdb.path=${join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
+      ...(options.flags ?? []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -86,6 +100,9 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
         `/api/v1/query?query=${encodeURIComponent(expr)}`,
       );
       return data.result;
+    },
+    async queryExemplars(selector) {
+      return api<ExemplarSeries[]>(`/api/v1/query_exemplars?query=${encodeURIComponent(selector)}`);
     },
     async waitForScrapes(times, timeoutMs = 30_000) {
       type Target = { health: string; lastScrape: string; lastError: string; scrapeUrl: string };

@@ -6,6 +6,9 @@ import { WorkspaceSimulator } from './simulator.js';
 
 const PROMQL =
   'histogram_quantile(0.95, sum(rate(coderd_agents_first_connection_seconds_bucket[1h])) by (le, template_name))';
+/** The exemplars of the slow buckets: the latest agents that took 60 s or more, by workspace. */
+const SLOW_EXEMPLARS = 'coderd_agents_first_connection_seconds_bucket{le=~"120|300|600|1800|3600|[+]Inf"}';
+const JQ = `jq -r '.data[].exemplars[] | "\\(.value) s  \\(.labels.workspace_name)  \\(.labels.username)"' | sort -rn | head`;
 
 function say(line = ''): void {
   process.stdout.write(`${line}\n`);
@@ -52,8 +55,12 @@ async function main(): Promise<void> {
   say();
   say(`  metrics:    ${exporter.metricsUrl}`);
   say(`  try:        curl -s ${exporter.metricsUrl} | grep coderd_agents_first_connection_seconds_count`);
-  say(`  Prometheus: scrape ${new URL(exporter.metricsUrl).host} (examples/prometheus/prometheus.yml) and query`);
-  say(`              ${PROMQL}`);
+  say(`  Prometheus: prometheus --config.file=examples/prometheus/prometheus.yml --enable-feature=exemplar-storage`);
+  say(`              (it scrapes ${new URL(exporter.metricsUrl).host}); after two scrapes, a minute at most, this answers`);
+  say('              with the P95 in seconds for every template, e.g. {template_name="template-0"} 27.4:');
+  say(`  P95 by template:  ${PROMQL}`);
+  say(`  slowest recent:   curl -sG http://localhost:9090/api/v1/query_exemplars --data-urlencode 'query=${SLOW_EXEMPLARS}' | ${JQ}`);
+  say('                    (seconds, workspace and user of the latest slow first connections)');
   say();
   say('  New workspaces appear every 2 s; their agents connect seconds to minutes later, a few never,');
   say('  a few with a skewed clock (dropped and counted in agentconn_samples_dropped_total). Ctrl-C stops.');

@@ -30,7 +30,9 @@ describe('the exporter pushing OTLP/HTTP', () => {
 
     const command = parseCommand(
       ['--otlp-endpoint', receiver.url, '--interval', '300ms',
-        '--backfill', 'all', '--leader-election', 'false', '--listen', '127.0.0.1:0', '--log-level', 'error'],
+        '--backfill', 'all', '--leader-election', 'false', '--listen', '127.0.0.1:0', '--log-level', 'error',
+        // Coder PR #24179's four labels, so every workspace arrives as an attribute (the default is Coder #24355's two).
+        '--labels', 'template_name,agent_name,username,workspace_name'],
       {},
       { db },
     );

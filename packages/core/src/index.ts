@@ -7,7 +7,12 @@ export {
   FIRST_CONNECTION_METRIC_UNIT,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
+  DEFAULT_LABEL_KEYS,
+  EXEMPLAR_LABEL_KEYS,
+  MAX_EXEMPLAR_LABEL_CHARACTERS,
+  type ExemplarLabelKey,
   LABEL_KEYS,
+  PER_WORKSPACE_LABEL_KEYS,
   OVERFLOW_ATTRIBUTE,
   POLL_DURATION_BUCKET_BOUNDARIES,
   SELF_METRICS,
@@ -49,3 +54,10 @@ export {
   type HandledAgent,
   type PollerState,
 } from './poller-state.js';
+export {
+  bucketIndex,
+  exemplarLabels,
+  FirstConnectionExemplars,
+  TRUNCATION_MARK,
+  type FirstConnectionExemplar,
+} from './exemplars.js';

@@ -13,10 +13,31 @@ export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.free
   1, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ]);
 
-/** Label keys in the seed's order. */
+/** Every label key a series may carry, in Coder PR #24179's order. */
 export const LABEL_KEYS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
 export type LabelKey = (typeof LABEL_KEYS)[number];
+
+/**
+ * The default series labels, Coder #24355's set. With per-workspace labels every first connection starts a
+ * new series at count 1, which `rate()` and `increase()` never see: the P95 query answers NaN. The
+ * identifying labels go to exemplars instead.
+ */
+export const DEFAULT_LABEL_KEYS: readonly LabelKey[] = Object.freeze(['template_name', 'agent_name'] as const);
+
+/**
+ * The label set of Coder PR #24179: one series per workspace. Costs a series per workspace and `rate()` misses
+ * the first connection of every new workspace; still the right choice for per-workspace history in Prometheus
+ * on a deployment whose workspaces are long-lived.
+ */
+export const PER_WORKSPACE_LABEL_KEYS: readonly LabelKey[] = LABEL_KEYS;
 export type AgentLabels = { readonly [K in LabelKey]: string };
+
+/** Exemplar label keys, in this order; `workspace_name` and `username` only when not series labels. */
+export const EXEMPLAR_LABEL_KEYS = ['agent_id', 'workspace_name', 'username'] as const;
+export type ExemplarLabelKey = (typeof EXEMPLAR_LABEL_KEYS)[number];
+
+/** OpenMetrics 1.0: an exemplar's label names and values together have at most 128 UTF-8 characters. */
+export const MAX_EXEMPLAR_LABEL_CHARACTERS = 128;
 
 /**
  * The SDK's default limit (2000 label sets per instrument) is passed quickly with per-workspace labels;

@@ -1,10 +1,10 @@
-import { DEFAULT_CARDINALITY_LIMIT, LABEL_KEYS, type LabelKey } from './metric.js';
+import { DEFAULT_CARDINALITY_LIMIT, DEFAULT_LABEL_KEYS, LABEL_KEYS, type LabelKey } from './metric.js';
 
 /** Shared by the View and the recorder, so both agree on labels and the cardinality limit. */
 export interface FirstConnectionMetricOptions {
   /**
-   * Label keys to keep, any subset of the four (kept in the seed's order). Default: all four.
-   * Coder #24355 keeps `['template_name', 'agent_name']`.
+   * Label keys to keep, any subset of the four (kept in Coder PR #24179's order). Default
+   * `['template_name', 'agent_name']`, Coder #24355's set; `LABEL_KEYS` gives #24179's four.
    */
   readonly labels?: readonly LabelKey[];
   /** Most label sets kept for the histogram; beyond it samples go to the overflow series. Default 50 000. */
@@ -18,7 +18,7 @@ export interface ResolvedMetricOptions {
 
 /** Checks the options and fills defaults; throws a RangeError naming the bad option. */
 export function validateMetricOptions(options: FirstConnectionMetricOptions): ResolvedMetricOptions {
-  const chosen = options.labels ?? LABEL_KEYS;
+  const chosen = options.labels ?? DEFAULT_LABEL_KEYS;
   for (const label of chosen) {
     if (!(LABEL_KEYS as readonly string[]).includes(label)) {
       throw new RangeError(`unknown label "${String(label)}": labels must be among ${LABEL_KEYS.join(', ')}`);

@@ -25,6 +25,7 @@ import type { AgentFirstConnection } from './source.js';
 import type { HandledAgent } from './poller-state.js';
 import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
+import { exemplarLabels, FirstConnectionExemplars, seriesKey } from './exemplars.js';
 
 export type RecordOutcome = 'observed' | 'duplicate' | 'not_connected' | DropReason;
 
@@ -61,6 +62,7 @@ export class FirstConnectionRecorder {
   readonly #handled = new Map<string, number>();
   /** Label sets seen so far, to tell when the SDK starts folding new ones into the overflow series. */
   readonly #labelSets = new Set<string>();
+  readonly #exemplars: FirstConnectionExemplars;
   #overflowLogged = false;
 
   constructor(options: FirstConnectionRecorderOptions = {}) {
@@ -68,6 +70,7 @@ export class FirstConnectionRecorder {
     this.#labels = labels;
     // The SDK keeps limit - 1 label sets and folds the rest into one overflow set.
     this.#labelSetCapacity = cardinalityLimit - 1;
+    this.#exemplars = new FirstConnectionExemplars(labels, cardinalityLimit);
     this.#maxTracked = options.maxTrackedAgents ?? DEFAULT_MAX_TRACKED_AGENTS;
     if (!Number.isSafeInteger(this.#maxTracked) || this.#maxTracked < 1) {
       throw new RangeError(`maxTrackedAgents must be a positive integer, got ${String(options.maxTrackedAgents)}`);
@@ -86,9 +89,17 @@ export class FirstConnectionRecorder {
     this.#overflow.add(0);
   }
 
-  /** Label keys attached to each sample, in the seed's order. */
+  /** Label keys attached to each sample, in Coder PR #24179's order. */
   get labels(): readonly LabelKey[] {
     return this.#labels;
+  }
+
+  /**
+   * The latest observation of each bucket of each series, with the agent's id, workspace and user: hand it
+   * to the exposition (`FastPrometheusReader`'s `exemplars` option) to serve OpenMetrics exemplars.
+   */
+  get exemplars(): FirstConnectionExemplars {
+    return this.#exemplars;
   }
 
   /** How many agent ids the observe-once state holds. */
@@ -158,7 +169,14 @@ export class FirstConnectionRecorder {
       }, connectedMicros);
     }
     this.#remember(agentId, connectedMicros);
-    this.#histogram.record(duration, this.#capLabelSets(attributes));
+    const key = seriesKey(attributes, this.#labels);
+    const series = this.#capLabelSets(attributes, key);
+    this.#histogram.record(duration, series);
+    this.#exemplars.observe(series === attributes ? key : seriesKey(series, this.#labels), {
+      labels: exemplarLabels(agentId, agent.labels, this.#labels),
+      value: duration,
+      timestampSeconds: connectedMicros / 1e6,
+    });
     this.#observed.add(1);
     return 'observed';
   }
@@ -230,8 +248,7 @@ export class FirstConnectionRecorder {
    * cardinality limit per collection, so with cumulative temporality the series would keep growing.
    * Past the cap, new label sets go to the same overflow set the SDK uses.
    */
-  #capLabelSets(attributes: Attributes): Attributes {
-    const key = labelSetKey(attributes, this.#labels);
+  #capLabelSets(attributes: Attributes, key: string): Attributes {
     if (this.#labelSets.has(key)) return attributes;
     if (this.#labelSets.size < this.#labelSetCapacity) {
       this.#labelSets.add(key);
@@ -265,10 +282,6 @@ export class FirstConnectionRecorder {
 
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
 
-function labelSetKey(attributes: Attributes, keys: readonly LabelKey[]): string {
-  // JSON keeps values with separators or quotes apart.
-  return JSON.stringify(keys.map((k) => attributes[k]));
-}
 
 /**
  * Creates the histogram with its bucket bounds as `advice`, so a MeterProvider without our View

@@ -3,11 +3,14 @@ import {
   FIRST_CONNECTION_BUCKET_BOUNDARIES,
   FirstConnectionRecorder,
   firstConnectionView,
+  LABEL_KEYS,
   type AgentFirstConnection,
 } from '../src/index.js';
 import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
 
 const NAME = 'coderd_agents_first_connection_seconds';
+/** Coder PR #24179's four labels, for the tests about them (the default is Coder #24355's two). */
+const FOUR_LABELS = { labels: [...LABEL_KEYS] };
 let metrics: TestMetrics | undefined;
 afterEach(async () => {
   await metrics?.shutdown();
@@ -27,7 +30,7 @@ function setup(options: { views?: boolean; labels?: Parameters<typeof firstConne
 
 describe('exposition through the official Prometheus exporter', () => {
   it('has the exact HELP and TYPE lines, every bucket bound and the four labels in order', async () => {
-    const { metrics, recorder } = setup();
+    const { metrics, recorder } = setup({ labels: FOUR_LABELS });
     expect(recorder.record(agent({ delaySeconds: 5 }))).toBe('observed');
     const text = await metrics.text();
     expect(text).toContain(
@@ -51,7 +54,7 @@ describe('exposition through the official Prometheus exporter', () => {
 
 describe('the seed test', () => {
   it('one agent connected 45 s after creation: count 1, sum 45, in the 60 s bucket and above, not in 30 s', async () => {
-    const { metrics, recorder } = setup();
+    const { metrics, recorder } = setup({ labels: FOUR_LABELS });
     recorder.record(agent({ delaySeconds: 45 }));
     const s = samples(await metrics.text(), NAME);
     const labels = 'template_name="docker",agent_name="main",username="alice",workspace_name="ws-1"';
@@ -166,6 +169,15 @@ describe('drops', () => {
 });
 
 describe('labels and cardinality', () => {
+  it('defaults to Coder #24355\'s template_name and agent_name in the View and the recorder', async () => {
+    const { metrics, recorder } = setup({ labels: {} });
+    expect(recorder.labels).toEqual(['template_name', 'agent_name']);
+    recorder.record(agent({ delaySeconds: 4, labels: { template_name: 'docker', agent_name: 'main', username: 'bob', workspace_name: 'ws-2' } }));
+    recorder.record(agent({ delaySeconds: 5, labels: { template_name: 'docker', agent_name: 'main', username: 'eve', workspace_name: 'ws-3' } }));
+    const s = samples(await metrics.text(), NAME);
+    expect(s.get(`${NAME}_count{template_name="docker",agent_name="main"}`)).toBe(2);
+  });
+
   it('keeps only the chosen labels (Coder #24355: template_name, agent_name)', async () => {
     const { metrics, recorder } = setup({ labels: { labels: ['agent_name', 'template_name'] } });
     recorder.record(agent({ delaySeconds: 3 }));
@@ -181,7 +193,7 @@ describe('labels and cardinality', () => {
   });
 
   it('past the cardinality limit new label sets go to the overflow series, logged once and counted', async () => {
-    const { metrics, recorder, logger } = setup({ labels: { cardinalityLimit: 4 } });
+    const { metrics, recorder, logger } = setup({ labels: { ...FOUR_LABELS, cardinalityLimit: 4 } });
     for (let i = 0; i < 6; i++) {
       recorder.record(agent({ delaySeconds: 2, labels: { template_name: 't', agent_name: 'main', username: `u${i}`, workspace_name: 'w' } }));
     }
@@ -208,7 +220,7 @@ describe('self-metric series', () => {
 
 describe('cardinality over many collections', () => {
   it('caps the label sets over the process lifetime, not per collection (sdk-metrics 3.1 resets its count each collection)', async () => {
-    const { metrics, recorder } = setup({ labels: { cardinalityLimit: 5 } });
+    const { metrics, recorder } = setup({ labels: { ...FOUR_LABELS, cardinalityLimit: 5 } });
     let user = 0;
     for (let collection = 0; collection < 3; collection++) {
       for (let i = 0; i < 10; i++) {

@@ -1,5 +1,6 @@
 import {
   DEFAULT_CARDINALITY_LIMIT,
+  DEFAULT_LABEL_KEYS,
   LABEL_KEYS,
   parseLabelList,
   type BackfillPolicy,
@@ -106,8 +107,8 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     parse: (text) => duration(text, { min: 100, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
   },
   {
-    flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', key: 'labels', default: LABEL_KEYS.join(','),
-    help: `labels to keep, any of ${LABEL_KEYS.join(', ')}`,
+    flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', key: 'labels', default: DEFAULT_LABEL_KEYS.join(','),
+    help: `labels to keep, any of ${LABEL_KEYS.join(', ')}; all four (Coder PR #24179's) cost a series per workspace and rate() misses each new workspace's first connection: choose them only for per-workspace history of long-lived workspaces (exemplars name the workspace either way)`,
     parse: parseLabelList,
   },
   {
@@ -161,7 +162,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', key: 'exposition', default: 'fast',
-    help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)',
+    help: 'the /metrics serializer: fast answers OpenMetrics with exemplars or the Prometheus text format, as Accept asks; otel (@opentelemetry/exporter-prometheus) the Prometheus text format only',
     parse: (text) => oneOf(text, ['fast', 'otel'] as const),
   },
   {

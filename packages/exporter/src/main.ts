@@ -22,7 +22,7 @@ import {
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { ConfigError, type ExporterConfig } from './config.js';
 import { createMetricsReader } from './metrics-reader.js';
-import { createMetricsServer } from '@agentconn/exposition';
+import { createMetricsServer, type ExemplarLookup } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { watchCheckouts, type CheckoutWatch } from './checkouts.js';
 import { createJsonLogger } from './log.js';
@@ -60,7 +60,12 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const { db, stuck } = database;
   const databaseForLogs = database.url?.redacted ?? 'supplied by the program';
 
-  const exposition = createMetricsReader(config.exposition, logger);
+  // The recorder needs the MeterProvider, which needs the reader: the reader looks exemplars up through it late.
+  let recorder: FirstConnectionRecorder | undefined;
+  const exemplars: ExemplarLookup = {
+    histogramExemplars: (name, attributes) => recorder?.exemplars.histogramExemplars(name, attributes),
+  };
+  const exposition = createMetricsReader(config.exposition, logger, exemplars);
   const readers: MetricReader[] = [exposition.reader];
   if (config.otlpEndpoint !== undefined) {
     readers.push(
@@ -78,7 +83,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     views: [firstConnectionView(metricOptions)],
   });
 
-  const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
+  recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, stuck);
   const leaderUrl = config.leaderDatabaseUrl ?? database.url?.text;
   const leadership =

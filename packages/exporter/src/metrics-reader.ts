@@ -2,7 +2,7 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { MetricReader } from '@opentelemetry/sdk-metrics';
 import type { ExpositionKind } from './config.js';
 import { FastPrometheusReader } from '@agentconn/exposition';
-import type { MetricsEndpoint } from '@agentconn/exposition';
+import type { ExemplarLookup, MetricsEndpoint } from '@agentconn/exposition';
 import type { Logger } from '@agentconn/core';
 
 export interface MetricsReader {
@@ -11,8 +11,11 @@ export interface MetricsReader {
   readonly endpoint: MetricsEndpoint;
 }
 
-/** The reader that feeds `/metrics`: ours (`fast`) or `@opentelemetry/exporter-prometheus` (`otel`). */
-export function createMetricsReader(kind: ExpositionKind, logger: Logger): MetricsReader {
+/**
+ * The reader that feeds `/metrics`: ours (`fast`, Prometheus text or OpenMetrics with `exemplars` as the
+ * scraper asks) or `@opentelemetry/exporter-prometheus` (`otel`, Prometheus text only, no exemplars).
+ */
+export function createMetricsReader(kind: ExpositionKind, logger: Logger, exemplars?: ExemplarLookup): MetricsReader {
   if (kind === 'otel') {
     const exporter = new PrometheusExporter({ preventServerStart: true });
     const endpoint = '/metrics';
@@ -27,6 +30,6 @@ export function createMetricsReader(kind: ExpositionKind, logger: Logger): Metri
       },
     };
   }
-  const reader = new FastPrometheusReader({ logger });
+  const reader = new FastPrometheusReader({ logger, ...(exemplars !== undefined && { exemplars }) });
   return { reader, endpoint: reader };
 }

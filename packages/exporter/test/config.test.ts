@@ -15,16 +15,25 @@ function config(argv: string[], env: NodeJS.ProcessEnv = {}) {
 }
 
 describe('parseCommand', () => {
-  it('has safe defaults: loopback, 60 s, the four labels, incremental, no backfill, leader election', () => {
+  it('has safe defaults: loopback, 60 s, Coder #24355\'s two labels, incremental, no backfill, leader election', () => {
     const c = config(URL_OK);
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(c.intervalMs).toBe(60_000);
-    expect(c.labels).toEqual(['template_name', 'agent_name', 'username', 'workspace_name']);
+    expect(c.labels).toEqual(['template_name', 'agent_name']);
     expect(c.mode).toBe('incremental');
     expect(c.backfill).toEqual({ sinceMs: 0 });
     expect(c.leaderElection).toBe(true);
     expect(c.otlpEndpoint).toBeUndefined();
     expect(c.logLevel).toBe('info');
+  });
+
+  it('keeps Coder PR #24179\'s four labels one flag away, and says what they cost in --help', () => {
+    const c = config([...URL_OK, '--labels', 'template_name,agent_name,username,workspace_name']);
+    expect(c.labels).toEqual(['template_name', 'agent_name', 'username', 'workspace_name']);
+    const help = helpText('agentconn-exporter').replace(/\s+/g, ' ');
+    expect(help).toContain('default: template_name,agent_name');
+    expect(help).toMatch(/series per workspace/);
+    expect(help).toMatch(/rate\(\) misses/);
   });
 
   it('reads flags and environment variables, flags winning', () => {

@@ -8,6 +8,11 @@
 // Each variant and size runs in its own child process (so peak RSS is that variant's alone). The child
 // records the data and serves /metrics on a loopback port; the parent scrapes it over HTTP (one warm-up, then
 // `runs` timed scrapes, time from request to last body byte) and reads the child's peak RSS at the end.
+//
+// `exemplars`: the recorder of @agentconn/core (three first connections per series, so exemplars on three
+// bucket lines of each) and our reader with its exemplar store; one child, scraped in rotation as the Prometheus
+// text format and as OpenMetrics with exemplars (the order alternating per run), so both rows share the data,
+// the heap and the machine's moment.
 import { execFile, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
@@ -15,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
-const VARIANTS = ['ours', 'otel', 'prom-client'];
+const VARIANTS = ['ours', 'exemplars', 'otel', 'prom-client'];
+const OPENMETRICS_ACCEPT = 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5';
 
 function labelsFor(i) {
   return {
@@ -40,7 +46,8 @@ async function startOtel(variant, series) {
     variant === 'ours' ? new FastPrometheusReader() : new PrometheusExporter({ preventServerStart: true });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agentconn-bench' }),
-    views: [core.firstConnectionView({ cardinalityLimit: series + 10 })],
+    // Coder PR #24179's four labels (one series per workspace), not the default two.
+    views: [core.firstConnectionView({ labels: [...core.LABEL_KEYS], cardinalityLimit: series + 10 })],
     readers: [reader],
   });
   const histogram = provider
@@ -56,6 +63,40 @@ async function startOtel(variant, series) {
   }
   // The official exporter's own handler; its built-in server cannot take port 0.
   return listen(createServer((req, res) => reader.getMetricsRequestHandler(req, res)));
+}
+
+/** Three first connections per series (a workspace rebuilt twice), in different buckets. */
+async function startExemplars(series) {
+  const { MeterProvider } = await import('@opentelemetry/sdk-metrics');
+  const { resourceFromAttributes } = await import('@opentelemetry/resources');
+  const core = await import('@agentconn/core');
+  const { createMetricsServer, FastPrometheusReader } = await import('../dist/index.js');
+  let recorder;
+  const reader = new FastPrometheusReader({
+    exemplars: { histogramExemplars: (name, attributes) => recorder.exemplars.histogramExemplars(name, attributes) },
+  });
+  const options = { labels: [...core.LABEL_KEYS], cardinalityLimit: series + 10 };
+  const provider = new MeterProvider({
+    resource: resourceFromAttributes({ 'service.name': 'agentconn-bench' }),
+    views: [core.firstConnectionView(options)],
+    readers: [reader],
+  });
+  recorder = new core.FirstConnectionRecorder({ meterProvider: provider, ...options });
+  const base = Date.parse('2026-11-25T00:00:00Z');
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < series; i++) {
+      const created = base + round * 86_400_000 + i;
+      const seconds = (valueFor(i) * (round + 1) + round * 37) % 4000;
+      recorder.record({
+        agentId: `${String(round).padStart(8, '0')}-0000-4000-8000-${String(i).padStart(12, '0')}`,
+        createdAt: new Date(created),
+        firstConnectedAt: new Date(created + Math.round(seconds * 1000)),
+        labels: labelsFor(i),
+      });
+    }
+  }
+  const server = await createMetricsServer({ reader, port: 0 });
+  return server.port;
 }
 
 async function startPromClient(series) {
@@ -84,7 +125,8 @@ function listen(server) {
 }
 
 async function child(variant, series) {
-  const port = variant === 'prom-client' ? await startPromClient(series) : await startOtel(variant, series);
+  const port =
+    variant === 'prom-client' ? await startPromClient(series) : variant === 'exemplars' ? await startExemplars(series) : await startOtel(variant, series);
   globalThis.gc?.();
   const rssAfterSetup = process.memoryUsage().rss;
   process.send({ port, rssAfterSetup });
@@ -95,11 +137,11 @@ async function child(variant, series) {
   });
 }
 
-function scrapeWithCurl(port) {
+function scrapeWithCurl(port, accept) {
   return new Promise((resolve, reject) => {
     execFile(
       'curl',
-      ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}', `http://127.0.0.1:${port}/metrics`],
+      ['-sS', '-o', '/dev/null', '-H', `Accept: ${accept ?? '*/*'}`, '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}', `http://127.0.0.1:${port}/metrics`],
       (error, stdout) => {
         if (error) return reject(error);
         const [code, total, ttfb, size] = stdout.trim().split(' ');
@@ -110,11 +152,12 @@ function scrapeWithCurl(port) {
   });
 }
 
-function scrape(port, client) {
-  if (client === 'curl') return scrapeWithCurl(port);
+function scrape(port, client, accept) {
+  if (client === 'curl') return scrapeWithCurl(port, accept);
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const req = get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+    const headers = accept === undefined ? {} : { accept };
+    const req = get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers }, (res) => {
       let bytes = 0;
       let firstByte;
       res.on('data', (part) => {
@@ -149,24 +192,29 @@ async function measure(variant, series, runs, nodeArgs, client) {
       proc.once('exit', (code) => reject(new Error(`${variant} child exited with ${code}`)));
     });
   const { port, rssAfterSetup } = await next();
-  await scrape(port, client); // warm-up: JIT, first collect
-  const samples = [];
-  for (let i = 0; i < runs; i++) samples.push(await scrape(port, client));
+  // `exemplars` scrapes one child in two formats, in rotation; the others in one.
+  const formats = variant === 'exemplars' ? [['exemplars:text', undefined], ['exemplars:openmetrics', OPENMETRICS_ACCEPT]] : [[variant, undefined]];
+  for (const [, accept] of formats) await scrape(port, client, accept); // warm-up: JIT, first collect
+  const samples = formats.map(() => []);
+  for (let i = 0; i < runs; i++) {
+    const order = i % 2 === 0 ? formats.map((_, k) => k) : formats.map((_, k) => formats.length - 1 - k);
+    for (const k of order) samples[k].push(await scrape(port, client, formats[k][1]));
+  }
   proc.send('report');
   const { peakRss } = await next();
-  return {
-    variant,
+  return formats.map(([name], k) => ({
+    variant: name,
     series,
     client,
     runs,
-    medianMs: median(samples.map((s) => s.ms)),
-    minMs: Math.min(...samples.map((s) => s.ms)),
-    maxMs: Math.max(...samples.map((s) => s.ms)),
-    medianTtfbMs: median(samples.map((s) => s.ttfbMs)),
-    bodyBytes: samples[0].bytes,
+    medianMs: median(samples[k].map((s) => s.ms)),
+    minMs: Math.min(...samples[k].map((s) => s.ms)),
+    maxMs: Math.max(...samples[k].map((s) => s.ms)),
+    medianTtfbMs: median(samples[k].map((s) => s.ttfbMs)),
+    bodyBytes: samples[k][0].bytes,
     rssAfterSetupBytes: rssAfterSetup,
     peakRssBytes: peakRss,
-  };
+  }));
 }
 
 const mb = (bytes) => (bytes / 1e6).toFixed(1);
@@ -194,10 +242,12 @@ async function main() {
   for (const series of sizes) {
     for (const variant of variants) {
       // The slow variants at 100k take ~10 s a scrape: fewer runs there.
-      const runs = series >= 100_000 && variant !== 'ours' ? Math.min(3, Number(values.runs)) : Number(values.runs);
-      const result = await measure(variant, series, runs, values['node-arg'], values.client);
-      results.push(result);
-      process.stderr.write(`${variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
+      const fast = variant === 'ours' || variant === 'exemplars';
+      const runs = series >= 100_000 && !fast ? Math.min(3, Number(values.runs)) : Number(values.runs);
+      for (const result of await measure(variant, series, runs, values['node-arg'], values.client)) {
+        results.push(result);
+        process.stderr.write(`${result.variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
+      }
     }
   }
   const lines = [
@@ -211,6 +261,12 @@ async function main() {
         `${r.medianTtfbMs.toFixed(1)} | ${mb(r.bodyBytes)} | ${mb(r.rssAfterSetupBytes)} | ${mb(r.peakRssBytes)} | ${r.runs} |`,
     ),
   ];
+  const ratios = sizes.flatMap((series) => {
+    const text = results.find((r) => r.series === series && r.variant === 'exemplars:text');
+    const om = results.find((r) => r.series === series && r.variant === 'exemplars:openmetrics');
+    return text && om ? [`${series}: ×${(om.medianMs / text.medianMs).toFixed(2)}`] : [];
+  });
+  if (ratios.length > 0) lines.push('', `OpenMetrics with exemplars / Prometheus text, same child, in rotation: ${ratios.join(', ')}`);
   console.log(lines.join('\n'));
   console.log('\n```json\n' + JSON.stringify(results, null, 2) + '\n```');
   if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2) + '\n');

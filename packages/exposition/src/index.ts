@@ -10,3 +10,13 @@ export {
 export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
 export { writeChunks, type WriteOutcome } from './stream.js';
 export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
+export {
+  OpenMetricsSerializer,
+  OPENMETRICS_CONTENT_TYPE,
+  escapeOpenMetricsHelp,
+  formatExemplar,
+  openMetricsUnit,
+  type OpenMetricsSerializerOptions,
+} from './openmetrics.js';
+export { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+export type { Exemplar, ExemplarLookup } from './exemplar.js';

@@ -9,7 +9,10 @@ import {
   type MetricReaderOptions,
 } from '@opentelemetry/sdk-metrics';
 import { diagLogger, errorMessage, type Logger } from '@agentconn/core';
+import type { ExemplarLookup } from './exemplar.js';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
+import { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './openmetrics.js';
 import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
 import { ChunkPool, chunkCapacity } from './sink.js';
 import { writeChunks, type WriteOutcome } from './stream.js';
@@ -25,6 +28,8 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
   readonly metricProducers?: MetricProducer[];
   /** Per-instrument-type cardinality limit when no View sets one. Default: the SDK's (2000). */
   readonly cardinalitySelector?: MetricReaderOptions['cardinalitySelector'];
+  /** Histogram exemplars for OpenMetrics scrapes (e.g. `@agentconn/core`'s `recorder.exemplars`). Default none. */
+  readonly exemplars?: ExemplarLookup;
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
@@ -51,6 +56,7 @@ function pathOf(url: string | undefined): string | undefined {
  */
 export class FastPrometheusReader extends MetricReader {
   readonly #serializer: PrometheusTextSerializer;
+  readonly #openMetrics: OpenMetricsSerializer;
   readonly #endpoint: string;
   readonly #chunkBytes: number;
   /**
@@ -81,6 +87,7 @@ export class FastPrometheusReader extends MetricReader {
     this.#collectTimeoutMillis = options.collectTimeoutMillis;
     this.#logger = options.logger ?? diagLogger;
     this.#serializer = new PrometheusTextSerializer(options);
+    this.#openMetrics = new OpenMetricsSerializer(options);
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -89,8 +96,9 @@ export class FastPrometheusReader extends MetricReader {
   }
 
   /**
-   * An `http.Server` request listener (bound, pass it as is): GET/HEAD on the endpoint get the exposition
-   * with `Content-Type: text/plain; version=0.0.4; charset=utf-8`; other paths 404, other methods 405. A
+   * An `http.Server` request listener (bound, pass it as is): GET/HEAD on the endpoint get the exposition,
+   * OpenMetrics 1.0 when the `Accept` header prefers it (with exemplars), otherwise
+   * `Content-Type: text/plain; version=0.0.4; charset=utf-8`; other paths 404, other methods 405. A
    * failed collect answers 500; nothing here throws.
    */
   readonly handleMetricsRequest = (request: IncomingMessage, response: ServerResponse): void => {
@@ -103,7 +111,7 @@ export class FastPrometheusReader extends MetricReader {
       respondText(response, 405, 'Method Not Allowed\n');
       return;
     }
-    this.#serve(request.method === 'HEAD', response).catch((error: unknown) => {
+    this.#serve(request.method === 'HEAD', response, negotiateExpositionFormat(request.headers.accept)).catch((error: unknown) => {
       // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
       this.#logger.error('metrics response failed', { error: errorMessage(error) });
       if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
@@ -112,19 +120,19 @@ export class FastPrometheusReader extends MetricReader {
   };
 
   /** Collects and returns the whole exposition as one string (tests, debugging). Rejects if collect fails. */
-  async serializeToString(): Promise<string> {
+  async serializeToString(format: ExpositionFormat = 'prometheus-text'): Promise<string> {
     const { resourceMetrics } = await this.#collect();
-    return this.#serializer.serialize(resourceMetrics);
+    return this.#serializerFor(format).serialize(resourceMetrics);
   }
 
   /**
    * Collects and writes the exposition to `out` in chunks, waiting for `drain` when asked. Does not end `out`.
    * Resolves `'closed'` if `out` was destroyed before the end. Rejects if collect or serialization fails.
    */
-  async writeTo(out: Writable): Promise<WriteOutcome> {
+  async writeTo(out: Writable, format: ExpositionFormat = 'prometheus-text'): Promise<WriteOutcome> {
     const { resourceMetrics } = await this.#collect();
     // Fresh buffers, no recycling: a Writable may keep a chunk after its write callback (collecting streams do).
-    return writeChunks(this.#serializer.chunks(resourceMetrics, this.#chunkBytes), out);
+    return writeChunks(this.#serializerFor(format).chunks(resourceMetrics, this.#chunkBytes), out);
   }
 
   protected override onShutdown(): Promise<void> {
@@ -133,6 +141,10 @@ export class FastPrometheusReader extends MetricReader {
 
   protected override onForceFlush(): Promise<void> {
     return Promise.resolve();
+  }
+
+  #serializerFor(format: ExpositionFormat): PrometheusTextSerializer | OpenMetricsSerializer {
+    return format === 'openmetrics' ? this.#openMetrics : this.#serializer;
   }
 
   async #collect(): Promise<CollectionResult> {
@@ -150,7 +162,8 @@ export class FastPrometheusReader extends MetricReader {
     return result;
   }
 
-  async #serve(headOnly: boolean, response: ServerResponse): Promise<void> {
+  async #serve(headOnly: boolean, response: ServerResponse, format: ExpositionFormat): Promise<void> {
+    const contentType = format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE;
     let collected: CollectionResult;
     try {
       collected = await this.#collect();
@@ -160,12 +173,12 @@ export class FastPrometheusReader extends MetricReader {
       return;
     }
     if (headOnly) {
-      response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
+      response.writeHead(200, { 'Content-Type': contentType, Vary: 'Accept' });
       response.end();
       return;
     }
     const pool = this.#pool;
-    const chunks = this.#serializer.chunks(collected.resourceMetrics, this.#chunkBytes, pool);
+    const chunks = this.#serializerFor(format).chunks(collected.resourceMetrics, this.#chunkBytes, pool);
     let first: IteratorResult<Uint8Array, void>;
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
@@ -175,7 +188,7 @@ export class FastPrometheusReader extends MetricReader {
       respondText(response, 500, 'failed to serialize metrics\n');
       return;
     }
-    response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
+    response.writeHead(200, { 'Content-Type': contentType, Vary: 'Accept' });
     let outcome: WriteOutcome;
     try {
       outcome = await writeChunks(chunks, response, first, (chunk) => pool.release(chunk));

@@ -34,6 +34,14 @@ export interface PrometheusSerializerOptions {
   readonly logger?: Logger;
 }
 
+/** See `PrometheusTextSerializer.plan`. */
+export interface ExpositionPlan {
+  readonly families: ReadonlyMap<string, Family>;
+  readonly resourceLabels: Attributes | undefined;
+  additionalLabels(scope: ScopeMetrics['scope'], resourceLabels: Attributes | undefined): Attributes;
+  warnUnsupported(name: string): void;
+}
+
 /** Bytes per chunk handed to the consumer: large enough that per-write overhead vanishes. */
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
 
@@ -41,14 +49,14 @@ const OPEN_BRACE = 0x7b;
 /** A plain newline, or ` <timestamp>\n` (upstream's millisecond timestamps fit in 30 characters). */
 const LINE_END_BYTES = 32;
 
-type PrometheusType = 'counter' | 'gauge' | 'histogram' | 'untyped';
+export type PrometheusType = 'counter' | 'gauge' | 'histogram' | 'untyped';
 
-interface FamilyMember {
+export interface FamilyMember {
   readonly metric: MetricData;
   readonly scope: ScopeMetrics['scope'];
 }
 
-interface Family {
+export interface Family {
   help: string;
   unit: string;
   readonly type: PrometheusType;
@@ -58,7 +66,7 @@ interface Family {
 }
 
 /** Label strings that depend on the boundary set of a histogram, built once per metric and boundary array. */
-interface BucketLabels {
+export interface BucketLabels {
   readonly boundaries: readonly number[];
   /** `le` for each count index as a label tail: `…,le="0.5"} ` (`+Inf` for the last), as UTF-8. */
   readonly tails: readonly Buffer[];
@@ -175,6 +183,19 @@ export class PrometheusTextSerializer {
     }
     if (!wroteMetric) yield* writeText(sink, NO_REGISTERED_METRICS);
     if (sink.pos > 0) yield sink.take();
+  }
+
+  /**
+   * The families of one `collect()` result, grouped by Prometheus name with upstream's conflict rules, and
+   * each scope's additional labels: what the OpenMetrics writer needs to say the same thing in its format.
+   */
+  plan(resourceMetrics: ResourceMetrics): ExpositionPlan {
+    return {
+      families: this.#collectFamilies(resourceMetrics),
+      resourceLabels: this.#resourceConstantLabels(resourceMetrics.resource.attributes),
+      additionalLabels: (scope, resourceLabels) => this.#additionalLabels(scope, resourceLabels),
+      warnUnsupported: (name) => this.#warnUnsupported(name),
+    };
   }
 
   #metadata(name: string, family: Family, missingHelp: string): string {
@@ -308,7 +329,7 @@ export class PrometheusTextSerializer {
   }
 }
 
-function* writeText(sink: ByteSink, text: string): Generator<Buffer, void, undefined> {
+export function* writeText(sink: ByteSink, text: string): Generator<Buffer, void, undefined> {
   const done = sink.room(maxUtf8Bytes(text));
   if (done !== undefined) yield done;
   sink.text(text);
@@ -325,7 +346,7 @@ function timestampLineEnd(point: DataPoint<unknown>, appendTimestamp: boolean): 
  * The label parts that follow a data point's own labels, as bytes: with own labels `,<additional>} ` (or
  * `} `), without them `{<additional>} ` (or a bare space).
  */
-class LabelSuffix {
+export class LabelSuffix {
   readonly afterOwn: Buffer;
   readonly withoutOwn: Buffer;
 
@@ -339,7 +360,7 @@ class LabelSuffix {
  * Writes `name{own,additional} value` for one data point, `own` as text the first time and as a byte copy of
  * that first write afterwards. Returns the new position; `ownAt` carries where the first write put it.
  */
-function writeSeries(
+export function writeSeries(
   buf: Buffer,
   pos: number,
   name: Buffer,
@@ -366,7 +387,7 @@ function writeSeries(
   return pos + suffix.afterOwn.length;
 }
 
-function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): number {
+export function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): number {
   if (lineEnd === undefined) {
     buf[pos] = NEWLINE;
     return pos + 1;
@@ -376,7 +397,7 @@ function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefined): nu
 
 /** Gauges and sums: one line per data point. */
 /** Writes each point's lines, yielding a chunk whenever the sink fills. */
-function* writePoints<P>(
+export function* writePoints<P>(
   sink: ByteSink,
   writer: { prepare(point: P): number; write(sink: ByteSink): void },
   points: readonly P[],
@@ -533,7 +554,7 @@ class HistogramWriter {
 /** Per boundary array: the `le` strings, so that each metric only joins them with its own labels. */
 const boundStrings = new WeakMap<readonly number[], readonly string[]>();
 
-function bucketLabelsFor(boundaries: readonly number[], additional: Attributes): BucketLabels {
+export function bucketLabelsFor(boundaries: readonly number[], additional: Attributes): BucketLabels {
   let bounds = boundStrings.get(boundaries);
   if (bounds === undefined || bounds.length !== boundaries.length + 1) {
     const built: string[] = [];

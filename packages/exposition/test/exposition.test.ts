@@ -264,7 +264,8 @@ describe('the metric contract of SPEC §1, byte for byte', () => {
     const reader = new FastPrometheusReader();
     const provider = new MeterProvider({
       resource: resourceFromAttributes({ 'service.name': 'agentconn-exporter' }),
-      views: [firstConnectionView()],
+      // Coder PR #24179's four labels (the default is Coder #24355's two), to check every one is escaped.
+      views: [firstConnectionView({ labels: [...LABEL_KEYS] })],
       readers: [reader],
     });
     const histogram = provider

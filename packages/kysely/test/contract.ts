@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { FIRST_CONNECTION_METRIC_NAME, FirstConnectionPoller, toEpochMicros } from '@agentconn/core';
+import { FIRST_CONNECTION_METRIC_NAME, FirstConnectionPoller, LABEL_KEYS, toEpochMicros } from '@agentconn/core';
 import { createCoderAgentSource, type CoderAgentSource } from '../src/index.js';
 import type { OpenTestDatabase, TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
@@ -148,7 +148,8 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
         workspace_name: names.workspaceName,
       });
 
-      const harness = new PrometheusHarness();
+      // Coder PR #24179's four labels, so that every value is a series label (the default is Coder #24355's two).
+      const harness = new PrometheusHarness({ labels: LABEL_KEYS });
       await harness.start();
       try {
         expect(harness.recorder.record(row!)).toBe('observed');

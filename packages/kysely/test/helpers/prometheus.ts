@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { FirstConnectionRecorder, firstConnectionView, type Logger } from '@agentconn/core';
+import { FirstConnectionRecorder, firstConnectionView, type LabelKey, type Logger } from '@agentconn/core';
 
 export interface LogLine {
   readonly level: 'debug' | 'info' | 'warn' | 'error';
@@ -27,10 +27,17 @@ export function memoryLogger(): Logger & { readonly lines: LogLine[] } {
  */
 export class PrometheusHarness {
   readonly exporter = new PrometheusExporter({ preventServerStart: true });
-  readonly meterProvider = new MeterProvider({ readers: [this.exporter], views: [firstConnectionView()] });
+  readonly meterProvider: MeterProvider;
   readonly logger = memoryLogger();
-  readonly recorder = new FirstConnectionRecorder({ meterProvider: this.meterProvider, logger: this.logger });
+  readonly recorder: FirstConnectionRecorder;
   readonly #server: Server = createServer((req, res) => this.exporter.getMetricsRequestHandler(req, res));
+
+  /** `labels`: the series labels (default the core's, Coder #24355's two). */
+  constructor(options: { readonly labels?: readonly LabelKey[] } = {}) {
+    const metric = options.labels === undefined ? {} : { labels: options.labels };
+    this.meterProvider = new MeterProvider({ readers: [this.exporter], views: [firstConnectionView(metric)] });
+    this.recorder = new FirstConnectionRecorder({ meterProvider: this.meterProvider, logger: this.logger, ...metric });
+  }
 
   async start(): Promise<void> {
     await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));

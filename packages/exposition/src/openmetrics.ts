@@ -1,0 +1,368 @@
+/**
+ * OpenMetrics 1.0 text: the same families, names, labels and values as the Prometheus text format (so a
+ * scraper gets the same series whichever it asks for), plus what only OpenMetrics can say: exemplars on
+ * histogram bucket lines, `# UNIT`, counters as counter families (`# TYPE x counter`, sample `x_total`),
+ * `target_info` as an info family, timestamps in seconds, and the closing `# EOF`.
+ */
+
+import type { Attributes } from '@opentelemetry/api';
+import { DataPointType, type DataPoint, type Histogram, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { diagLogger, type Logger } from '@agentconn/core';
+import type { Exemplar, ExemplarLookup } from './exemplar.js';
+import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './format.js';
+import {
+  bucketLabelsFor,
+  DEFAULT_CHUNK_BYTES,
+  LabelSuffix,
+  PrometheusTextSerializer,
+  writePoints,
+  writeSeries,
+  writeText,
+  type BucketLabels,
+  type Family,
+  type PrometheusSerializerOptions,
+} from './serializer.js';
+import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+export interface OpenMetricsSerializerOptions extends PrometheusSerializerOptions {
+  /** Where histogram exemplars come from. Default none: bucket lines without exemplars. */
+  readonly exemplars?: ExemplarLookup;
+}
+
+const EOF = '# EOF\n';
+const TARGET_INFO = 'target_info';
+const TARGET_FAMILY = 'target';
+const TOTAL = '_total';
+/** ` <seconds>` of a sample timestamp; the newline is written apart, after any exemplar. */
+const TIMESTAMP_BYTES = 32;
+
+/** OpenMetrics units are words that end the family name; UCUM units the SDK carries map to them. */
+const UNIT_WORDS: Readonly<Record<string, string>> = {
+  s: 'seconds',
+  ms: 'milliseconds',
+  us: 'microseconds',
+  ns: 'nanoseconds',
+  By: 'bytes',
+  '1': 'ratio',
+};
+
+/** HELP text escapes backslash, newline and (unlike the Prometheus text format) double quote. */
+export function escapeOpenMetricsHelp(text: string): string {
+  return /[\\\n"]/.test(text) ? text.replace(/[\\\n"]/g, (ch) => (ch === '\\' ? '\\\\' : ch === '\n' ? '\\n' : '\\"')) : text;
+}
+
+/** The `# UNIT` word for a family, when its name ends with it (OpenMetrics requires the suffix). */
+export function openMetricsUnit(familyName: string, unit: string): string | undefined {
+  const word = UNIT_WORDS[unit] ?? (/^[a-z][a-z0-9_]*$/.test(unit) ? unit : undefined);
+  return word !== undefined && familyName.endsWith('_' + word) ? word : undefined;
+}
+
+/** ` # {k="v",…} value [timestamp]`, the exemplar of one bucket line. */
+export function formatExemplar(exemplar: Exemplar): string {
+  let labels = '';
+  for (const key of Object.keys(exemplar.labels)) {
+    const pair = sanitizeLabelName(key) + '="' + escapeLabelValue(exemplar.labels[key]) + '"';
+    labels = labels.length > 0 ? labels + ',' + pair : pair;
+  }
+  let text = ' # {' + labels + '} ' + formatValue(exemplar.value);
+  if (exemplar.timestampSeconds !== undefined && Number.isFinite(exemplar.timestampSeconds)) {
+    text += ' ' + formatValue(exemplar.timestampSeconds);
+  }
+  return text;
+}
+
+function sampleTimestamp(point: DataPoint<unknown>, appendTimestamp: boolean): string | undefined {
+  if (!appendTimestamp) return undefined;
+  const [seconds, nanos] = point.endTime;
+  return ' ' + String(seconds + nanos / 1e9);
+}
+
+function writeEnd(buf: Buffer, pos: number, timestamp: string | undefined, exemplar?: Buffer): number {
+  if (timestamp !== undefined) pos += buf.write(timestamp, pos, 'latin1');
+  if (exemplar !== undefined) {
+    buf.set(exemplar, pos);
+    pos += exemplar.length;
+  }
+  buf[pos] = NEWLINE;
+  return pos + 1;
+}
+
+/**
+ * Writes the OpenMetrics exposition of one `collect()` result in UTF-8 chunks, the way
+ * `PrometheusTextSerializer` writes the text format (it groups the families, so both agree on what a scrape
+ * contains): each data point's label text is encoded once, `le` tails once per metric, and each exemplar
+ * once for as long as it stays the bucket's latest.
+ */
+export class OpenMetricsSerializer {
+  readonly #plan: PrometheusTextSerializer;
+  readonly #appendTimestamp: boolean;
+  readonly #withoutTargetInfo: boolean;
+  readonly #exemplars: ExemplarLookup | undefined;
+  readonly #logger: Logger;
+  /** Encoded exemplars: an exemplar object is replaced, never changed, so its bytes can be reused. */
+  readonly #encoded = new WeakMap<Exemplar, Buffer>();
+  readonly #warnedCollisions = new Set<string>();
+
+  constructor(options: OpenMetricsSerializerOptions = {}) {
+    this.#plan = new PrometheusTextSerializer(options);
+    this.#appendTimestamp = options.appendTimestamp ?? false;
+    this.#withoutTargetInfo = options.withoutTargetInfo ?? false;
+    this.#exemplars = options.exemplars;
+    this.#logger = options.logger ?? diagLogger;
+  }
+
+  /** The whole exposition as one string (tests, small registries). */
+  serialize(resourceMetrics: ResourceMetrics): string {
+    return Buffer.concat([...this.chunks(resourceMetrics)]).toString('utf8');
+  }
+
+  /** As `PrometheusTextSerializer.chunks`: lazy, about `chunkBytes` per chunk, recycled through `pool`. */
+  *chunks(
+    resourceMetrics: ResourceMetrics,
+    chunkBytes: number = DEFAULT_CHUNK_BYTES,
+    pool?: ChunkPool,
+  ): Generator<Buffer, void, undefined> {
+    const plan = this.#plan.plan(resourceMetrics);
+    const sink = new ByteSink(chunkBytes, pool);
+    const familyNames = new Set<string>();
+    for (const [name, family] of plan.families) {
+      if (family.dropped) continue;
+      const omName = family.type === 'counter' && name.endsWith(TOTAL) ? name.slice(0, -TOTAL.length) : name;
+      const isTarget = name === TARGET_INFO && !this.#withoutTargetInfo;
+      const familyName = isTarget ? TARGET_FAMILY : omName;
+      if (familyNames.has(familyName)) {
+        this.#warnCollision(familyName, name);
+        continue;
+      }
+      familyNames.add(familyName);
+      let writeMetadata = true;
+      if (isTarget) {
+        const labels = formatLabels(resourceMetrics.resource.attributes);
+        yield* writeText(sink, metadata(familyName, 'info', family.help || 'Target metadata', '') + TARGET_INFO + (labels ? '{' + labels + '}' : '') + ' 1\n');
+        writeMetadata = false;
+      }
+      for (const { metric, scope } of family.members) {
+        if (writeMetadata) {
+          yield* writeText(sink, metadata(familyName, openMetricsType(family), family.help || 'description missing', family.unit));
+          writeMetadata = false;
+        } else if (metric.dataPoints.length === 0 || metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
+          if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) plan.warnUnsupported(name);
+          continue;
+        }
+        const additional = plan.additionalLabels(scope, plan.resourceLabels);
+        switch (metric.dataPointType) {
+          case DataPointType.SUM:
+          case DataPointType.GAUGE:
+            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            break;
+          case DataPointType.HISTOGRAM: {
+            const writer = new OpenMetricsHistogramWriter(name, additional, this.#appendTimestamp, this.#exemplars, metric.descriptor.name, this.#encoded);
+            yield* writePoints(sink, writer, metric.dataPoints);
+            break;
+          }
+          default:
+            plan.warnUnsupported(name);
+        }
+      }
+    }
+    yield* writeText(sink, EOF);
+    if (sink.pos > 0) yield sink.take();
+  }
+
+  #warnCollision(familyName: string, name: string): void {
+    if (this.#warnedCollisions.has(name)) return;
+    this.#warnedCollisions.add(name);
+    this.#logger.warn('OpenMetrics family name already taken (a counter without _total and a metric of that name); dropping it from OpenMetrics', {
+      metric_name: name,
+      family: familyName,
+    });
+  }
+}
+
+function openMetricsType(family: Family): string {
+  return family.type === 'untyped' ? 'unknown' : family.type;
+}
+
+function metadata(familyName: string, type: string, help: string, unit: string): string {
+  let text = '# HELP ' + familyName + ' ' + escapeOpenMetricsHelp(help) + '\n# TYPE ' + familyName + ' ' + type + '\n';
+  const word = unit ? openMetricsUnit(familyName, unit) : undefined;
+  if (word !== undefined) text += '# UNIT ' + familyName + ' ' + word + '\n';
+  return text;
+}
+
+/** Gauges and counters: one line per data point, the sample name as the text format has it. */
+class OpenMetricsSampleWriter {
+  readonly #name: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #appendTimestamp: boolean;
+  #point: DataPoint<number> | undefined;
+  #own = '';
+  #timestamp: string | undefined;
+
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+    this.#name = utf8(name);
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
+  }
+
+  prepare(point: DataPoint<number>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
+    const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
+    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
+    const buf = sink.buf;
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    pos = writeNumber(buf, pos, point.value, formatValue);
+    sink.pos = writeEnd(buf, pos, this.#timestamp);
+  }
+}
+
+/** Histograms: cumulative `_bucket` lines with their exemplars, then `_count` and `_sum`. */
+class OpenMetricsHistogramWriter {
+  readonly #countName: Buffer;
+  readonly #sumName: Buffer;
+  readonly #bucketOpen: Buffer;
+  readonly #suffix: LabelSuffix;
+  readonly #additional: Attributes;
+  readonly #appendTimestamp: boolean;
+  readonly #lookup: ExemplarLookup | undefined;
+  readonly #metricName: string;
+  readonly #encoded: WeakMap<Exemplar, Buffer>;
+  #buckets: BucketLabels | undefined;
+  #point: DataPoint<Histogram> | undefined;
+  #own = '';
+  #timestamp: string | undefined;
+  /** Per bucket of the current point: its exemplar's bytes, or undefined. */
+  readonly #lineExemplars: Array<Buffer | undefined> = [];
+
+  constructor(
+    name: string,
+    additional: Attributes,
+    appendTimestamp: boolean,
+    lookup: ExemplarLookup | undefined,
+    metricName: string,
+    encoded: WeakMap<Exemplar, Buffer>,
+  ) {
+    this.#countName = utf8(name + '_count');
+    this.#sumName = utf8(name + '_sum');
+    this.#bucketOpen = utf8(name + '_bucket{');
+    this.#additional = additional;
+    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#appendTimestamp = appendTimestamp;
+    this.#lookup = lookup;
+    this.#metricName = metricName;
+    this.#encoded = encoded;
+  }
+
+  prepare(point: DataPoint<Histogram>): number {
+    this.#point = point;
+    this.#own = formatLabels(point.attributes);
+    this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
+    const { boundaries, counts } = point.value.buckets;
+    const buckets = this.#bucketLabels(boundaries);
+    const exemplarBytes = this.#prepareExemplars(point, boundaries, counts.length);
+    const lines = 2 + counts.length;
+    const perLine =
+      this.#bucketOpen.length +
+      2 +
+      maxUtf8Bytes(this.#own) +
+      Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
+      MAX_NUMBER_BYTES +
+      TIMESTAMP_BYTES +
+      1;
+    return lines * perLine + exemplarBytes;
+  }
+
+  /** Looks the point's exemplars up and encodes those that lie in their bucket; returns their bytes. */
+  #prepareExemplars(point: DataPoint<Histogram>, boundaries: readonly number[], buckets: number): number {
+    const lines = this.#lineExemplars;
+    lines.length = 0;
+    const found = this.#lookup?.histogramExemplars(this.#metricName, point.attributes);
+    if (found === undefined) return 0;
+    let bytes = 0;
+    for (let i = 0; i < buckets && i < found.length; i++) {
+      const exemplar = found[i];
+      if (exemplar === undefined) continue;
+      const upper = i < boundaries.length ? boundaries[i]! : Infinity;
+      const lower = i > 0 ? boundaries[i - 1]! : -Infinity;
+      // OpenMetrics: an exemplar's value lies in its bucket. Anything else is left out, never misplaced.
+      if (!(exemplar.value > lower && exemplar.value <= upper)) continue;
+      let encoded = this.#encoded.get(exemplar);
+      if (encoded === undefined) {
+        encoded = utf8(formatExemplar(exemplar));
+        this.#encoded.set(exemplar, encoded);
+      }
+      lines[i] = encoded;
+      bytes += encoded.length;
+    }
+    return bytes;
+  }
+
+  write(sink: ByteSink): void {
+    const point = this.#point;
+    if (point === undefined) return;
+    const value = point.value;
+    const own = this.#own;
+    const timestamp = this.#timestamp;
+    const exemplars = this.#lineExemplars;
+    const buf = sink.buf;
+    let pos = sink.pos;
+    const { boundaries, counts } = value.buckets;
+    const buckets = this.#bucketLabels(boundaries);
+    let limit = counts.length;
+    if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
+    const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
+    const lastTail = tails[tails.length - 1];
+    let headStart = -1;
+    let headEnd = -1;
+    let ownStart = -1;
+    let cumulative = 0;
+    for (let i = 0; i < limit; i++) {
+      cumulative += counts[i] ?? 0;
+      if (headStart < 0) {
+        headStart = pos;
+        buf.set(this.#bucketOpen, pos);
+        pos += this.#bucketOpen.length;
+        ownStart = pos;
+        if (own.length > 0) pos += buf.write(own, pos, 'utf8');
+        headEnd = pos;
+      } else {
+        buf.copyWithin(pos, headStart, headEnd);
+        pos += headEnd - headStart;
+      }
+      const tail = i < tails.length ? tails[i] : lastTail;
+      if (tail !== undefined) {
+        buf.set(tail, pos);
+        pos += tail.length;
+      }
+      pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
+    }
+    // `_count` and `_sum` reuse the label bytes written on the first bucket line.
+    const ownAt = ownStart < 0 ? { start: -1, end: -1 } : { start: ownStart, end: headEnd };
+    if (value.count != null) {
+      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeEnd(buf, writeNumber(buf, pos, value.count, formatValue), timestamp);
+    }
+    if (value.sum != null) {
+      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
+      pos = writeEnd(buf, writeNumber(buf, pos, value.sum, formatValue), timestamp);
+    }
+    sink.pos = pos;
+  }
+
+  #bucketLabels(boundaries: readonly number[]): BucketLabels {
+    const cached = this.#buckets;
+    if (cached !== undefined && cached.boundaries === boundaries) return cached;
+    const built = bucketLabelsFor(boundaries, this.#additional);
+    this.#buckets = built;
+    return built;
+  }
+}
