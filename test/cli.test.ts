@@ -91,7 +91,7 @@ describe('exporter process', () => {
     }
   });
 
-  it.each(['fast', 'otel'])('--exposition %s serves /metrics and answers 404 elsewhere', async (kind) => {
+  it.each(['fast', 'otel'])('--exposition %s serves /metrics, answers 404 elsewhere and 405 to POST', async (kind) => {
     const port = await freePort();
     const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`, '--exposition', kind, '--interval', '1s']);
     try {
@@ -101,6 +101,10 @@ describe('exporter process', () => {
       expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
       expect(await response.text()).toMatch(/^# HELP agentconn_polls_total /m);
       expect((await fetch(url.replace('/metrics', '/nope'))).status).toBe(404);
+      // The otel exposition answered POST with 200 before.
+      const post = await fetch(url, { method: 'POST' });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('GET, HEAD');
       expect(await exporter.stop('SIGTERM')).toBe(0);
     } finally {
       exporter.child.kill('SIGKILL');

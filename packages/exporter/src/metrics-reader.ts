@@ -21,8 +21,11 @@ export function createMetricsReader(kind: ExpositionKind, logger: Logger): Metri
       endpoint: {
         endpoint,
         handleMetricsRequest(request, response) {
-          if ((request.url ?? '/').split('?')[0] === endpoint) exporter.getMetricsRequestHandler(request, response);
-          else response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${endpoint}\n`);
+          if ((request.url ?? '/').split('?')[0] !== endpoint) {
+            response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${endpoint}\n`);
+          } else if (request.method !== 'GET' && request.method !== 'HEAD') {
+            response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method Not Allowed\n');
+          } else exporter.getMetricsRequestHandler(request, response);
         },
       },
     };

@@ -13,6 +13,16 @@ import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
 import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
 import { ChunkPool, chunkCapacity } from './sink.js';
 import { writeChunks, type WriteOutcome } from './stream.js';
+import {
+  ConcurrencyLimit,
+  DEFAULT_MAX_CONCURRENT_SCRAPES,
+  DEFAULT_RENDER_SHARE_MILLIS,
+  DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+  RETRY_AFTER_SECONDS,
+  responseDeadline,
+  timeoutOption,
+} from './limits.js';
+import { LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */
@@ -25,6 +35,15 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
   readonly metricProducers?: MetricProducer[];
   /** Per-instrument-type cardinality limit when no View sets one. Default: the SDK's (2000). */
   readonly cardinalitySelector?: MetricReaderOptions['cardinalitySelector'];
+  /** `/metrics` responses in flight at most (GET and HEAD); beyond, 503 with `Retry-After`. Default 10. */
+  readonly maxConcurrentScrapes?: number;
+  /** A response not finished within this time has its connection cut (a reader too slow). Default 60 000 ms. */
+  readonly responseTimeoutMillis?: number;
+  /**
+   * A scrape arriving while a rendering younger than this is still being written from its first byte gets the
+   * same bytes instead of its own collection. Default 5000 ms.
+   */
+  readonly renderShareMillis?: number;
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
@@ -60,6 +79,10 @@ export class FastPrometheusReader extends MetricReader {
   readonly #pool: ChunkPool;
   readonly #collectTimeoutMillis: number | undefined;
   readonly #logger: Logger;
+  readonly #limit: ConcurrencyLimit;
+  readonly #responseTimeoutMillis: number;
+  readonly #renderings: LatestRenderings;
+  readonly #collections: SharedTask<CollectionResult>;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
     const readerOptions: MetricReaderOptions = {
@@ -81,6 +104,11 @@ export class FastPrometheusReader extends MetricReader {
     this.#collectTimeoutMillis = options.collectTimeoutMillis;
     this.#logger = options.logger ?? diagLogger;
     this.#serializer = new PrometheusTextSerializer(options);
+    this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);
+    this.#responseTimeoutMillis = timeoutOption('responseTimeoutMillis', options.responseTimeoutMillis ?? DEFAULT_RESPONSE_TIMEOUT_MILLIS);
+    const shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
+    this.#renderings = new LatestRenderings(shareMillis);
+    this.#collections = new SharedTask(shareMillis);
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -103,12 +131,27 @@ export class FastPrometheusReader extends MetricReader {
       respondText(response, 405, 'Method Not Allowed\n');
       return;
     }
-    this.#serve(request.method === 'HEAD', response).catch((error: unknown) => {
-      // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
-      this.#logger.error('metrics response failed', { error: errorMessage(error) });
-      if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
-      else response.destroy();
-    });
+    const release = this.#limit.tryAcquire();
+    if (release === undefined) {
+      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+      respondText(response, 503, 'too many concurrent scrapes\n');
+      return;
+    }
+    const cancelDeadline = responseDeadline(response, this.#responseTimeoutMillis, () =>
+      this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis }),
+    );
+    response.once('close', release);
+    this.#serve(request.method === 'HEAD', response)
+      .catch((error: unknown) => {
+        // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
+        this.#logger.error('metrics response failed', { error: errorMessage(error) });
+        if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
+        else response.destroy();
+      })
+      .finally(() => {
+        cancelDeadline();
+        release();
+      });
   };
 
   /** Collects and returns the whole exposition as one string (tests, debugging). Rejects if collect fails. */
@@ -151,41 +194,84 @@ export class FastPrometheusReader extends MetricReader {
   }
 
   async #serve(headOnly: boolean, response: ServerResponse): Promise<void> {
-    let collected: CollectionResult;
-    try {
-      collected = await this.#collect();
-    } catch (error) {
-      this.#logger.error('metrics collection failed', { error: errorMessage(error) });
-      respondText(response, 500, 'failed to collect metrics\n');
-      return;
-    }
     if (headOnly) {
+      try {
+        await this.#collect();
+      } catch (error) {
+        this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+        respondText(response, 500, 'failed to collect metrics\n');
+        return;
+      }
       response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
       response.end();
       return;
     }
     const pool = this.#pool;
-    const chunks = this.#serializer.chunks(collected.resourceMetrics, this.#chunkBytes, pool);
-    let first: IteratorResult<Uint8Array, void>;
+    const rendering = this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), (chunk) => pool.release(chunk)));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
-      first = chunks.next();
+      await rendering.chunk(0);
     } catch (error) {
-      this.#logger.error('metrics serialization failed', { error: errorMessage(error) });
-      respondText(response, 500, 'failed to serialize metrics\n');
+      rendering.leave(0);
+      respondText(response, 500, error instanceof CollectFailed ? 'failed to collect metrics\n' : 'failed to serialize metrics\n');
       return;
     }
     response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
     let outcome: WriteOutcome;
     try {
-      outcome = await writeChunks(chunks, response, first, (chunk) => pool.release(chunk));
-    } catch (error) {
+      outcome = await writeShared(rendering, response);
+    } catch {
       // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
-      this.#logger.error('metrics serialization failed mid-response', { error: errorMessage(error) });
       response.destroy();
       return;
     }
     if (outcome === 'complete') response.end();
+  }
+
+  /** One collection and its serialization, as chunks for a shared rendering; failures are logged here, once. */
+  #renderSource(): ChunkSource {
+    let chunks: Generator<Uint8Array, void, undefined> | undefined;
+    let first = true;
+    let releaseCollection: (() => void) | undefined;
+    return {
+      next: async () => {
+        if (chunks === undefined) {
+          let collected: CollectionResult;
+          try {
+            const shared = this.#collections.acquire(() => this.#collect());
+            releaseCollection = shared.release;
+            collected = await shared.value;
+          } catch (error) {
+            this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+            throw new CollectFailed(error);
+          }
+          chunks = this.#serializer.chunks(collected.resourceMetrics, this.#chunkBytes, this.#pool);
+        }
+        try {
+          const result = chunks.next();
+          first = false;
+          if (result.done === true) releaseCollection?.();
+          return result.done === true ? undefined : result.value;
+        } catch (error) {
+          releaseCollection?.();
+          this.#logger.error(first ? 'metrics serialization failed' : 'metrics serialization failed mid-response', {
+            error: errorMessage(error),
+          });
+          throw error;
+        }
+      },
+      close: () => {
+        chunks?.return();
+        releaseCollection?.();
+      },
+    };
+  }
+}
+
+/** The collection failed (as opposed to its serialization): the answer says which. */
+class CollectFailed extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
   }
 }
 

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_HEADERS_TIMEOUT_MILLIS, DEFAULT_IDLE_TIMEOUT_MILLIS, timeoutOption } from './limits.js';
 
 /** What the server serves: a `FastPrometheusReader`, or anything with the same two members. */
 export interface MetricsEndpoint {
@@ -18,6 +19,13 @@ export interface MetricsServerOptions {
   readonly port?: number;
   /** How long `close()` waits for scrapes in flight before cutting their connections. Default 5000 ms. */
   readonly closeGraceMillis?: number;
+  /**
+   * A connection whose request headers are not complete this long after it began gets 408 and is closed
+   * (slowloris). Default 10 000 ms.
+   */
+  readonly headersTimeoutMillis?: number;
+  /** A keep-alive connection idle this long between requests is closed. Default 30 000 ms. */
+  readonly idleTimeoutMillis?: number;
 }
 
 export interface MetricsServer extends AsyncDisposable {
@@ -39,7 +47,19 @@ export async function createMetricsServer(options: MetricsServerOptions): Promis
   const { reader } = options;
   const host = options.host ?? DEFAULT_METRICS_HOST;
   const closeGraceMillis = options.closeGraceMillis ?? 5000;
-  const server = createServer(reader.handleMetricsRequest);
+  const headersTimeout = timeoutOption('headersTimeoutMillis', options.headersTimeoutMillis ?? DEFAULT_HEADERS_TIMEOUT_MILLIS);
+  const keepAliveTimeout = timeoutOption('idleTimeoutMillis', options.idleTimeoutMillis ?? DEFAULT_IDLE_TIMEOUT_MILLIS);
+  const server = createServer(
+    {
+      headersTimeout,
+      // A request's body (none is expected) has no more time than its headers.
+      requestTimeout: headersTimeout,
+      keepAliveTimeout,
+      // Node checks the two timeouts above this often (its default, 30 s, would let slow headers live that long).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+    },
+    reader.handleMetricsRequest,
+  );
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);
