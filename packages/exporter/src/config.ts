@@ -26,6 +26,7 @@ export interface ExporterConfig {
   readonly statementTimeoutMs: number;
   readonly leaderElection: boolean;
   readonly exposition: ExpositionKind;
+  readonly withoutScopeLabels: boolean;
   readonly logLevel: LogLevel;
 }
 
@@ -60,6 +61,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', fallback: '30s', help: 'a poll query running longer is cancelled' },
   { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
   { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
+  { flag: 'without-scope-labels', env: 'AGENTCONN_WITHOUT_SCOPE_LABELS', value: 'true|false', fallback: 'false', help: 'leave out the otel_scope_name/otel_scope_version labels (about a quarter of the body)' },
   { flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', fallback: 'info', help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr` },
 ];
 
@@ -127,6 +129,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       statementTimeoutMs,
       leaderElection: boolean(read('leader-election'), true),
       exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
+      withoutScopeLabels: boolean(read('without-scope-labels'), false),
       logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
     },
   };

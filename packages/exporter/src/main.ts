@@ -60,7 +60,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   ownPool?.on('error', (error) => logger.debug('idle database connection closed', { error: error.message }));
   const db = options.db ?? new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: ownPool as pg.Pool }) });
 
-  const exposition = createMetricsReader(config.exposition, logger);
+  const exposition = createMetricsReader(config.exposition, logger, { withoutScopeLabels: config.withoutScopeLabels });
   const readers: MetricReader[] = [exposition.reader];
   if (config.otlpEndpoint !== undefined) {
     readers.push(

@@ -12,9 +12,10 @@ export interface MetricsReader {
 }
 
 /** The reader that feeds `/metrics`: ours (`fast`) or `@opentelemetry/exporter-prometheus` (`otel`). */
-export function createMetricsReader(kind: ExpositionKind, logger: Logger): MetricsReader {
+export function createMetricsReader(kind: ExpositionKind, logger: Logger, options: { readonly withoutScopeLabels?: boolean } = {}): MetricsReader {
+  const withoutScopeInfo = options.withoutScopeLabels ?? false;
   if (kind === 'otel') {
-    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo });
     const endpoint = '/metrics';
     return {
       reader: exporter,
@@ -30,6 +31,6 @@ export function createMetricsReader(kind: ExpositionKind, logger: Logger): Metri
       },
     };
   }
-  const reader = new FastPrometheusReader({ logger });
+  const reader = new FastPrometheusReader({ logger, withoutScopeInfo });
   return { reader, endpoint: reader };
 }

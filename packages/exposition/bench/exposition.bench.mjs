@@ -2,12 +2,13 @@
 // /metrics scrape benchmark: our FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301 and
 // prom-client, on the first-connection histogram (4 labels: 20 templates, unique users and workspaces).
 //
-// Run after `pnpm exec tsc -b`:   node packages/exposition/bench/exposition.bench.mjs [--sizes 1000,10000,100000]
-//                                 [--variants ours,otel,prom-client] [--runs 7] [--client node|curl] [--json out.json]
+// Run after `pnpm exec tsc -b`:   node packages/exposition/bench/exposition.bench.mjs --help
 //
 // Each variant and size runs in its own child process (so peak RSS is that variant's alone). The child
-// records the data and serves /metrics on a loopback port; the parent scrapes it over HTTP (one warm-up, then
-// `runs` timed scrapes, time from request to last body byte) and reads the child's peak RSS at the end.
+// records the data and serves /metrics on a loopback port. For each size the parent starts every variant first,
+// then scrapes them in rotation (one warm-up round, then `runs` rounds; time from request to last body byte), so
+// that load from elsewhere hits all variants alike, and reports each median as a ratio to `ours` of the same run.
+// `ours-gzip` is our reader asked with `Accept-Encoding: gzip` (the body is counted compressed, as sent).
 import { execFile, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer, get } from 'node:http';
@@ -15,7 +16,18 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
-const VARIANTS = ['ours', 'otel', 'prom-client'];
+const VARIANTS = ['ours', 'ours-gzip', 'otel', 'prom-client'];
+const HELP = `Usage: node packages/exposition/bench/exposition.bench.mjs [options]   (after pnpm exec tsc -b)
+
+  --sizes LIST      series counts, default 1000,10000,100000
+  --variants LIST   any of ${VARIANTS.join(', ')} (default all); ratios are against ours
+  --runs N          timed scrapes per variant, in rotation (default 7; 3 for otel and prom-client at 100k+)
+  --client KIND     node (Node's http client) or curl (closer to Prometheus' Go scraper), default node
+  --without-scope   our reader without the otel_scope_* labels (ours and ours-gzip)
+  --json FILE       also write the results as JSON
+  --node-arg ARG    extra Node flag for the children (repeatable)
+  --help            this text
+`;
 
 function labelsFor(i) {
   return {
@@ -36,8 +48,10 @@ async function startOtel(variant, series) {
   const core = await import('@agentconn/core');
   const { createMetricsServer, FastPrometheusReader } = await import('../dist/index.js');
   const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus');
-  const reader =
-    variant === 'ours' ? new FastPrometheusReader() : new PrometheusExporter({ preventServerStart: true });
+  const ours = variant.startsWith('ours');
+  const reader = ours
+    ? new FastPrometheusReader({ withoutScopeInfo: process.env.BENCH_WITHOUT_SCOPE === '1' })
+    : new PrometheusExporter({ preventServerStart: true });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agentconn-bench' }),
     views: [core.firstConnectionView({ cardinalityLimit: series + 10 })],
@@ -50,7 +64,7 @@ async function startOtel(variant, series) {
       unit: core.FIRST_CONNECTION_METRIC_UNIT,
     });
   for (let i = 0; i < series; i++) histogram.record(valueFor(i), labelsFor(i));
-  if (variant === 'ours') {
+  if (ours) {
     const server = await createMetricsServer({ reader, port: 0 });
     return server.port;
   }
@@ -95,11 +109,15 @@ async function child(variant, series) {
   });
 }
 
-function scrapeWithCurl(port) {
+function scrapeWithCurl(port, gzip) {
   return new Promise((resolve, reject) => {
     execFile(
       'curl',
-      ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}', `http://127.0.0.1:${port}/metrics`],
+      [
+        '-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}',
+        ...(gzip ? ['-H', 'Accept-Encoding: gzip'] : []),
+        `http://127.0.0.1:${port}/metrics`,
+      ],
       (error, stdout) => {
         if (error) return reject(error);
         const [code, total, ttfb, size] = stdout.trim().split(' ');
@@ -110,11 +128,12 @@ function scrapeWithCurl(port) {
   });
 }
 
-function scrape(port, client) {
-  if (client === 'curl') return scrapeWithCurl(port);
+function scrape(port, client, gzip) {
+  if (client === 'curl') return scrapeWithCurl(port, gzip);
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const req = get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+    const headers = gzip ? { 'accept-encoding': 'gzip' } : {};
+    const req = get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers }, (res) => {
       let bytes = 0;
       let firstByte;
       res.on('data', (part) => {
@@ -138,10 +157,12 @@ function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-async function measure(variant, series, runs, nodeArgs, client) {
+/** Starts a variant's child; resolves once it serves. */
+async function startChild(variant, series, nodeArgs, withoutScope) {
   const proc = fork(SELF, ['--child', variant, '--series', String(series)], {
     execArgv: ['--expose-gc', ...nodeArgs],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, BENCH_WITHOUT_SCOPE: withoutScope ? '1' : '0' },
   });
   const next = () =>
     new Promise((resolve, reject) => {
@@ -149,24 +170,44 @@ async function measure(variant, series, runs, nodeArgs, client) {
       proc.once('exit', (code) => reject(new Error(`${variant} child exited with ${code}`)));
     });
   const { port, rssAfterSetup } = await next();
-  await scrape(port, client); // warm-up: JIT, first collect
-  const samples = [];
-  for (let i = 0; i < runs; i++) samples.push(await scrape(port, client));
-  proc.send('report');
-  const { peakRss } = await next();
-  return {
-    variant,
-    series,
-    client,
-    runs,
-    medianMs: median(samples.map((s) => s.ms)),
-    minMs: Math.min(...samples.map((s) => s.ms)),
-    maxMs: Math.max(...samples.map((s) => s.ms)),
-    medianTtfbMs: median(samples.map((s) => s.ttfbMs)),
-    bodyBytes: samples[0].bytes,
-    rssAfterSetupBytes: rssAfterSetup,
-    peakRssBytes: peakRss,
-  };
+  return { variant, proc, next, port, rssAfterSetup, samples: [] };
+}
+
+/** Every variant of one size started together, then scraped in rotation. */
+async function measureSize(variants, series, runs, nodeArgs, client, withoutScope) {
+  const children = [];
+  for (const variant of variants) children.push(await startChild(variant, series, nodeArgs, withoutScope));
+  const runsOf = (variant) => (series >= 100_000 && !variant.startsWith('ours') ? Math.min(3, runs) : runs);
+  for (const c of children) await scrape(c.port, client, c.variant === 'ours-gzip'); // warm-up: JIT, first collect
+  for (let round = 0; round < runs; round++) {
+    for (const c of children) {
+      if (round < runsOf(c.variant)) c.samples.push(await scrape(c.port, client, c.variant === 'ours-gzip'));
+    }
+  }
+  const results = [];
+  for (const c of children) {
+    c.proc.send('report');
+    const { peakRss } = await c.next();
+    results.push({
+      variant: c.variant,
+      series,
+      client,
+      runs: c.samples.length,
+      medianMs: median(c.samples.map((s) => s.ms)),
+      minMs: Math.min(...c.samples.map((s) => s.ms)),
+      maxMs: Math.max(...c.samples.map((s) => s.ms)),
+      medianTtfbMs: median(c.samples.map((s) => s.ttfbMs)),
+      bodyBytes: c.samples[0].bytes,
+      rssAfterSetupBytes: c.rssAfterSetup,
+      peakRssBytes: peakRss,
+    });
+  }
+  const base = results.find((r) => r.variant === 'ours');
+  for (const r of results) {
+    r.timeVsOurs = base ? r.medianMs / base.medianMs : undefined;
+    r.bytesVsOurs = base ? base.bodyBytes / r.bodyBytes : undefined;
+  }
+  return results;
 }
 
 const mb = (bytes) => (bytes / 1e6).toFixed(1);
@@ -183,32 +224,38 @@ async function main() {
       // node: Node's http client reads the body (itself ~2x slower than the servers at 100k series);
       // curl: closer to Prometheus' Go scraper.
       client: { type: 'string', default: 'node' },
+      'without-scope': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
       'node-arg': { type: 'string', multiple: true, default: [] },
     },
   });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
   if (values.child) return child(values.child, Number(values.series));
 
   const sizes = values.sizes.split(',').map(Number);
   const variants = values.variants.split(',');
   const results = [];
+  for (const variant of variants) if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant} (see --help)`);
   for (const series of sizes) {
-    for (const variant of variants) {
-      // The slow variants at 100k take ~10 s a scrape: fewer runs there.
-      const runs = series >= 100_000 && variant !== 'ours' ? Math.min(3, Number(values.runs)) : Number(values.runs);
-      const result = await measure(variant, series, runs, values['node-arg'], values.client);
+    // The slow variants at 100k take ~10 s a scrape: fewer runs there.
+    for (const result of await measureSize(variants, series, Number(values.runs), values['node-arg'], values.client, values['without-scope'])) {
       results.push(result);
-      process.stderr.write(`${variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
+      process.stderr.write(`${result.variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
     }
   }
+  const ratio = (value) => (value === undefined ? '' : `${value.toFixed(2)}×`);
   const lines = [
     `Node ${process.version}, client ${values.client}, ${new Date().toISOString()}`,
     '',
-    '| series | variant | client | scrape median (ms) | min–max (ms) | first byte (ms) | body (MB) | RSS after setup (MB) | peak RSS (MB) | runs |',
-    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| series | variant | client | scrape median (ms) | time vs ours | min–max (ms) | first byte (ms) | body (MB) | bytes: ours / this | RSS after setup (MB) | peak RSS (MB) | runs |',
+    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...results.map(
       (r) =>
-        `| ${r.series} | ${r.variant} | ${r.client} | ${r.medianMs.toFixed(1)} | ${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} | ` +
-        `${r.medianTtfbMs.toFixed(1)} | ${mb(r.bodyBytes)} | ${mb(r.rssAfterSetupBytes)} | ${mb(r.peakRssBytes)} | ${r.runs} |`,
+        `| ${r.series} | ${r.variant} | ${r.client} | ${r.medianMs.toFixed(1)} | ${ratio(r.timeVsOurs)} | ${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} | ` +
+        `${r.medianTtfbMs.toFixed(1)} | ${mb(r.bodyBytes)} | ${ratio(r.bytesVsOurs)} | ${mb(r.rssAfterSetupBytes)} | ${mb(r.peakRssBytes)} | ${r.runs} |`,
     ),
   ];
   console.log(lines.join('\n'));

@@ -22,6 +22,7 @@ import {
   responseDeadline,
   timeoutOption,
 } from './limits.js';
+import { acceptsGzip, DEFAULT_GZIP_LEVEL, parallelGzip } from './compression.js';
 import { LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
@@ -44,6 +45,10 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
    * same bytes instead of its own collection. Default 5000 ms.
    */
   readonly renderShareMillis?: number;
+  /** Answer gzip when the request's `Accept-Encoding` takes it. Default `true`. */
+  readonly gzip?: boolean;
+  /** zlib level of that gzip, 1 (fastest) to 9. Default 1. */
+  readonly gzipLevel?: number;
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
@@ -83,6 +88,7 @@ export class FastPrometheusReader extends MetricReader {
   readonly #responseTimeoutMillis: number;
   readonly #renderings: LatestRenderings;
   readonly #collections: SharedTask<CollectionResult>;
+  readonly #gzipLevel: number | undefined;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
     const readerOptions: MetricReaderOptions = {
@@ -109,6 +115,9 @@ export class FastPrometheusReader extends MetricReader {
     const shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
     this.#renderings = new LatestRenderings(shareMillis);
     this.#collections = new SharedTask(shareMillis);
+    const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
+    if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
+    this.#gzipLevel = options.gzip === false ? undefined : gzipLevel;
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -141,7 +150,7 @@ export class FastPrometheusReader extends MetricReader {
       this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis }),
     );
     response.once('close', release);
-    this.#serve(request.method === 'HEAD', response)
+    this.#serve(request, response)
       .catch((error: unknown) => {
         // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
         this.#logger.error('metrics response failed', { error: errorMessage(error) });
@@ -193,8 +202,13 @@ export class FastPrometheusReader extends MetricReader {
     return result;
   }
 
-  async #serve(headOnly: boolean, response: ServerResponse): Promise<void> {
-    if (headOnly) {
+  async #serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const gzipLevel = this.#gzipLevel;
+    const gzip = gzipLevel !== undefined && acceptsGzip(request.headers['accept-encoding']);
+    const headers: Record<string, string> = { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE };
+    if (gzipLevel !== undefined) headers['Vary'] = 'Accept-Encoding';
+    if (gzip) headers['Content-Encoding'] = 'gzip';
+    if (request.method === 'HEAD') {
       try {
         await this.#collect();
       } catch (error) {
@@ -202,12 +216,15 @@ export class FastPrometheusReader extends MetricReader {
         respondText(response, 500, 'failed to collect metrics\n');
         return;
       }
-      response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
+      response.writeHead(200, headers);
       response.end();
       return;
     }
     const pool = this.#pool;
-    const rendering = this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), (chunk) => pool.release(chunk)));
+    const release = (chunk: Uint8Array): void => pool.release(chunk);
+    const rendering = gzip
+      ? this.#renderings.join('gzip', () => new SharedRendering(parallelGzip(this.#renderSource(), { level: gzipLevel, release })))
+      : this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), release));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
       await rendering.chunk(0);
@@ -216,7 +233,7 @@ export class FastPrometheusReader extends MetricReader {
       respondText(response, 500, error instanceof CollectFailed ? 'failed to collect metrics\n' : 'failed to serialize metrics\n');
       return;
     }
-    response.writeHead(200, { 'Content-Type': PROMETHEUS_TEXT_CONTENT_TYPE });
+    response.writeHead(200, headers);
     let outcome: WriteOutcome;
     try {
       outcome = await writeShared(rendering, response);
@@ -233,14 +250,20 @@ export class FastPrometheusReader extends MetricReader {
     let chunks: Generator<Uint8Array, void, undefined> | undefined;
     let first = true;
     let releaseCollection: (() => void) | undefined;
+    let closed = false;
     return {
       next: async () => {
+        if (closed) return undefined;
         if (chunks === undefined) {
           let collected: CollectionResult;
           try {
             const shared = this.#collections.acquire(() => this.#collect());
             releaseCollection = shared.release;
             collected = await shared.value;
+            if (closed) {
+              releaseCollection();
+              return undefined;
+            }
           } catch (error) {
             this.#logger.error('metrics collection failed', { error: errorMessage(error) });
             throw new CollectFailed(error);
@@ -261,6 +284,7 @@ export class FastPrometheusReader extends MetricReader {
         }
       },
       close: () => {
+        closed = true;
         chunks?.return();
         releaseCollection?.();
       },
