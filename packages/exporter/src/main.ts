@@ -17,6 +17,8 @@ import { createMetricsReader } from './metrics-reader.js';
 import { createMetricsServer } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
+import { Readiness } from './readiness.js';
+import { withStatusPages } from './web.js';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
 
@@ -79,11 +81,15 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   });
 
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
-  const leadership =
+  const readiness = new Readiness(config.intervalMs);
+  const source = readiness.watchSource(
+    withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password),
+  );
+  const leaderLock =
     config.leaderElection && options.db === undefined
       ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
       : undefined;
+  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(leaderLock);
   const poller = new FirstConnectionPoller({
     source,
     recorder,
@@ -99,7 +105,9 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   let server;
   try {
-    server = await createMetricsServer({ reader: exposition.endpoint, host: config.listen.host, port: config.listen.port });
+    const status = () => ({ version: EXPORTER_VERSION, leader: poller.isLeader, leaderElection: leadership !== undefined, readiness: readiness.state() });
+    const routes = withStatusPages(exposition.endpoint, status);
+    server = await createMetricsServer({ reader: routes, host: config.listen.host, port: config.listen.port });
   } catch (cause) {
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
@@ -129,7 +137,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     stop() {
       stopping ??= (async () => {
         await poller.stop();
-        await leadership?.release();
+        await leaderLock?.release();
         await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
         await metricsServer.close();
         if (ownPool !== undefined) await db.destroy().catch(() => undefined);
