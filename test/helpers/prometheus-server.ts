@@ -21,7 +21,10 @@ function requireBinary(name: string): void {
 }
 
 /** Starts a real Prometheus on a free loopback port with a temporary data directory, scraping `targets`. */
-export async function startPrometheus(targets: string[], options: { scrapeInterval?: string } = {}): Promise<PrometheusServer> {
+export async function startPrometheus(
+  targets: string[],
+  options: { scrapeInterval?: string; scheme?: 'http' | 'https'; jobLines?: readonly string[] } = {},
+): Promise<PrometheusServer> {
   requireBinary('prometheus');
   const dir = mkdtempSync(join(tmpdir(), 'agentconn-prom-'));
   const port = await freePort();
@@ -36,6 +39,8 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
       '  - job_name: agentconn',
       `    scrape_interval: ${interval}`,
       `    scrape_timeout: ${interval}`,
+      `    scheme: ${options.scheme ?? 'http'}`,
+      ...(options.jobLines ?? []).map((line) => `    ${line}`),
       '    static_configs:',
       `      - targets: [${targets.map((t) => JSON.stringify(t)).join(', ')}]`,
       '',
@@ -100,7 +105,7 @@ export async function startPrometheus(targets: string[], options: { scrapeInterv
           seen.set(target.scrapeUrl, scrapes);
         }
         // The first lastScrape seen may predate this call; count only the ones after it.
-        if (targets.every((t) => (seen.get(`http://${t}/metrics`)?.size ?? 0) > times)) return;
+        if (targets.every((t) => (seen.get(`${options.scheme ?? 'http'}://${t}/metrics`)?.size ?? 0) > times)) return;
         if (Date.now() > end) throw new Error(`targets not scraped ${times} times: ${JSON.stringify(data.activeTargets)}`);
         await new Promise((r) => setTimeout(r, 200));
       }

@@ -1,5 +1,6 @@
 import { ConfigError, helpText, parseCommand } from './config.js';
 import { startExporter } from './main.js';
+import { WebConfigError } from './web-config.js';
 import { EXPORTER_VERSION } from './version.js';
 
 const PROGRAM = 'agentconn-exporter';
@@ -24,7 +25,21 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const exporter = await startExporter({ config: command.config });
+  let exporter;
+  try {
+    exporter = await startExporter({ config: command.config });
+  } catch (error) {
+    if (error instanceof WebConfigError) {
+      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const running = exporter;
+  process.on('SIGHUP', () => {
+    running.logger.info('SIGHUP: re-reading the web config', {});
+    running.reloadWebConfig();
+  });
   // A stray rejection (a driver's late error, say) must not take /metrics down with it.
   process.on('unhandledRejection', (reason) => {
     exporter.logger.error('unhandled rejection', { error: reason instanceof Error ? reason.message : String(reason) });

@@ -27,6 +27,8 @@ export interface ExporterConfig {
   readonly leaderElection: boolean;
   readonly exposition: ExpositionKind;
   readonly withoutScopeLabels: boolean;
+  /** exporter-toolkit web config (TLS, basic auth, headers), if any. */
+  readonly webConfigFile: string | undefined;
   readonly logLevel: LogLevel;
 }
 
@@ -62,6 +64,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
   { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
   { flag: 'without-scope-labels', env: 'AGENTCONN_WITHOUT_SCOPE_LABELS', value: 'true|false', fallback: 'false', help: 'leave out the otel_scope_name/otel_scope_version labels (about a quarter of the body)' },
+  { flag: 'web.config.file', env: 'AGENTCONN_WEB_CONFIG_FILE', value: 'FILE', fallback: '(off)', help: 'TLS, basic auth and headers in Prometheus exporter-toolkit\'s format; re-read on change and SIGHUP' },
   { flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', fallback: 'info', help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr` },
 ];
 
@@ -130,6 +133,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       leaderElection: boolean(read('leader-election'), true),
       exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
       withoutScopeLabels: boolean(read('without-scope-labels'), false),
+      webConfigFile: read('web.config.file')?.text,
       logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
     },
   };

@@ -19,6 +19,11 @@ import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { Readiness } from './readiness.js';
 import { withStatusPages } from './web.js';
+import { loadWebConfig, WebConfigError, type WebConfig } from './web-config.js';
+import { FileChangeWatcher } from './web-config-watch.js';
+import { tlsServerOptions, WebGuard } from './web-guard.js';
+import type { Server as HttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { databasePassword, redactDatabaseUrl, scrubSecret } from './redact.js';
 import { EXPORTER_VERSION } from './version.js';
 
@@ -35,6 +40,8 @@ export interface RunningExporter {
   readonly poller: FirstConnectionPoller;
   readonly meterProvider: MeterProvider;
   readonly logger: Logger;
+  /** Re-reads `--web.config.file` (as on SIGHUP); false (and an error line) if it was not applied. */
+  reloadWebConfig(): boolean;
   /** Stops polling, releases leadership, flushes OTLP, closes the server and the pool. */
   stop(): Promise<void>;
 }
@@ -42,6 +49,8 @@ export interface RunningExporter {
 /** Starts the exporter: `/metrics` is served before the first poll, whether or not the database answers. */
 export async function startExporter(options: StartExporterOptions): Promise<RunningExporter> {
   const { config } = options;
+  // Before anything starts: a bad file is a bad flag (exit 2), named in one line.
+  let webConfig: WebConfig | undefined = config.webConfigFile === undefined ? undefined : loadWebConfig(config.webConfigFile);
   const password = databasePassword(config.databaseUrl);
   const logger =
     options.logger ?? createJsonLogger({ level: config.logLevel, scrub: (line) => scrubSecret(line, password) });
@@ -103,11 +112,17 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     ...(leadership !== undefined && { leadership }),
   });
 
+  const guard = webConfig === undefined ? undefined : new WebGuard(webConfig, logger);
   let server;
   try {
     const status = () => ({ version: EXPORTER_VERSION, leader: poller.isLeader, leaderElection: leadership !== undefined, readiness: readiness.state() });
     const routes = withStatusPages(exposition.endpoint, status);
-    server = await createMetricsServer({ reader: routes, host: config.listen.host, port: config.listen.port });
+    server = await createMetricsServer({
+      reader: guard === undefined ? routes : guard.wrap(routes),
+      host: config.listen.host,
+      port: config.listen.port,
+      ...(webConfig?.tls !== undefined && { tls: tlsServerOptions(webConfig.tls) }),
+    });
   } catch (cause) {
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
@@ -115,6 +130,37 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     if (ownPool !== undefined) await db.destroy().catch(() => undefined);
     throw error;
   }
+  const metricsServer = server;
+  if (webConfig?.tls !== undefined && guard !== undefined) {
+    metricsServer.server.on('secureConnection', (socket: TLSSocket) => {
+      if (!guard.checkConnection(socket)) socket.destroy();
+    });
+  }
+  const reloadWebConfig = (): boolean => {
+    if (config.webConfigFile === undefined || guard === undefined || webConfig === undefined) return false;
+    let next: WebConfig;
+    try {
+      next = loadWebConfig(config.webConfigFile);
+    } catch (error) {
+      logger.error('web config not reloaded; keeping the previous one', { error: error instanceof WebConfigError ? error.message : String(error) });
+      return false;
+    }
+    if ((next.tls === undefined) !== (webConfig.tls === undefined) || next.tls?.clientAuthType !== webConfig.tls?.clientAuthType) {
+      logger.error('web config not reloaded: turning TLS on or off, or changing client_auth_type, needs a restart', { file: config.webConfigFile });
+      return false;
+    }
+    if (next.tls !== undefined) {
+      const { requestCert: _request, rejectUnauthorized: _reject, ...context } = tlsServerOptions(next.tls);
+      (metricsServer.server as HttpsServer).setSecureContext(context);
+    }
+    guard.update(next);
+    webConfig = next;
+    watcher?.watch(next.files);
+    logger.info('web config reloaded', { file: config.webConfigFile, tls: next.tls !== undefined, basic_auth_users: next.users.size });
+    return true;
+  };
+  const watcher = webConfig === undefined ? undefined : new FileChangeWatcher(() => void reloadWebConfig());
+  watcher?.watch(webConfig?.files ?? []);
   logger.info('agentconn exporter started', {
     version: EXPORTER_VERSION,
     metrics_url: server.url,
@@ -124,18 +170,22 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     labels: config.labels.join(','),
     leader_election: leadership !== undefined,
     otlp_endpoint: config.otlpEndpoint ?? null,
+    web_config_file: config.webConfigFile ?? null,
+    tls: webConfig?.tls !== undefined,
+    basic_auth: (webConfig?.users.size ?? 0) > 0,
   });
   poller.start();
 
   let stopping: Promise<void> | undefined;
-  const metricsServer = server;
   return {
+    reloadWebConfig,
     metricsUrl: server.url,
     poller,
     meterProvider,
     logger,
     stop() {
       stopping ??= (async () => {
+        watcher?.close();
         await poller.stop();
         await leaderLock?.release();
         await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));

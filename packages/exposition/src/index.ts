@@ -6,6 +6,7 @@ export {
   type MetricsEndpoint,
   type MetricsServer,
   type MetricsServerOptions,
+  type Server,
 } from './server.js';
 export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
 export { writeChunks, type WriteOutcome } from './stream.js';
