@@ -6,6 +6,8 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import {
   FirstConnectionPoller,
   FirstConnectionRecorder,
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
   errorMessage,
   firstConnectionView,
   type FirstConnectionSource,
@@ -18,6 +20,7 @@ import { createMetricsServer } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader.js';
 import { createJsonLogger } from './log.js';
 import { Readiness } from './readiness.js';
+import { ObservedMetricExporter, OTLP_SHUTDOWN_TIMEOUT_MS } from './otlp.js';
 import { withStatusPages } from './web.js';
 import { loadWebConfig, WebConfigError, type WebConfig } from './web-config.js';
 import { FileChangeWatcher } from './web-config-watch.js';
@@ -73,10 +76,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   const exposition = createMetricsReader(config.exposition, logger, { withoutScopeLabels: config.withoutScopeLabels });
   const readers: MetricReader[] = [exposition.reader];
-  if (config.otlpEndpoint !== undefined) {
+  const otlpExporter =
+    config.otlpEndpoint === undefined
+      ? undefined
+      : new ObservedMetricExporter(new OTLPMetricExporter({ url: config.otlpEndpoint }), config.otlpEndpoint, logger);
+  if (otlpExporter !== undefined) {
     readers.push(
       new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter({ url: config.otlpEndpoint }),
+        exporter: otlpExporter,
         exportIntervalMillis: config.intervalMs,
         exportTimeoutMillis: Math.min(config.intervalMs, 30_000),
       }),
@@ -89,6 +96,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     views: [firstConnectionView(metricOptions)],
   });
 
+  otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const readiness = new Readiness(config.intervalMs);
   const source = readiness.watchSource(
@@ -188,7 +196,10 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
         watcher?.close();
         await poller.stop();
         await leaderLock?.release();
-        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: String(error) }));
+        // Bounded: the last OTLP export to a dead endpoint would otherwise hold the stop for its retries.
+        await meterProvider
+          .shutdown({ timeoutMillis: OTLP_SHUTDOWN_TIMEOUT_MS })
+          .catch((error: unknown) => logger.warn('metrics shutdown did not finish; the last OTLP export may be lost', { error: errorMessage(error) }));
         await metricsServer.close();
         if (ownPool !== undefined) await db.destroy().catch(() => undefined);
         logger.info('agentconn exporter stopped', {});
