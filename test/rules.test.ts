@@ -34,6 +34,7 @@ const SELF_METRIC_TYPES: Record<keyof typeof SELF_METRICS, 'counter' | 'gauge' |
   lastSuccess: 'gauge',
   trackedAgents: 'gauge',
   leader: 'gauge',
+  otlpExports: 'counter',
 };
 const POLL_OUTCOMES = ['success', 'error', 'skipped_not_leader'];
 

@@ -89,6 +89,7 @@ export class FastPrometheusReader extends MetricReader {
   readonly #renderings: LatestRenderings;
   readonly #collections: SharedTask<CollectionResult>;
   readonly #gzipLevel: number | undefined;
+  readonly #shareMillis: number;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
     const readerOptions: MetricReaderOptions = {
@@ -113,7 +114,8 @@ export class FastPrometheusReader extends MetricReader {
     this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);
     this.#responseTimeoutMillis = timeoutOption('responseTimeoutMillis', options.responseTimeoutMillis ?? DEFAULT_RESPONSE_TIMEOUT_MILLIS);
     const shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
-    this.#renderings = new LatestRenderings(shareMillis);
+    this.#renderings = new LatestRenderings();
+    this.#shareMillis = shareMillis;
     this.#collections = new SharedTask(shareMillis);
     const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
     if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
@@ -222,9 +224,10 @@ export class FastPrometheusReader extends MetricReader {
     }
     const pool = this.#pool;
     const release = (chunk: Uint8Array): void => pool.release(chunk);
+    const share = { maxAgeMillis: this.#shareMillis };
     const rendering = gzip
-      ? this.#renderings.join('gzip', () => new SharedRendering(parallelGzip(this.#renderSource(), { level: gzipLevel, release })))
-      : this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), release));
+      ? this.#renderings.join('gzip', () => new SharedRendering(parallelGzip(this.#renderSource(), { level: gzipLevel, release }), undefined, share))
+      : this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), release, share));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
       await rendering.chunk(0);

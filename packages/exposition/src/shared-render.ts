@@ -12,8 +12,13 @@ export interface ChunkSource {
  * One rendering of the exposition written to every response that joined it. Chunks are produced at the pace of
  * the fastest reader and kept until every reader's socket is done with them, so memory holds at most one body
  * (the gap between the fastest and the slowest reader) whatever the number of readers; without slow readers it
- * holds a few chunks. A response may join only while the first chunk is still kept (it needs every byte).
+ * holds a few chunks. A response may join while every chunk from the first is still kept: for that, chunks every
+ * reader is done with are kept too, up to `keepBytes` and while the rendering is young (a socket's kernel buffers
+ * take megabytes at once, so without this a reader arriving a moment later would find the start gone).
  */
+/** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
+export const DEFAULT_KEEP_BYTES = 16 * 1024 * 1024;
+
 export class SharedRendering {
   readonly #source: ChunkSource;
   readonly #release: ((chunk: Uint8Array) => void) | undefined;
@@ -26,17 +31,29 @@ export class SharedRendering {
   #done = false;
   #failure: { error: unknown } | undefined;
   #producing: Promise<void> | undefined;
-  #firstReleased = false;
+  /** No response may join any more: chunks go as soon as their readers are done with them. */
+  #joinClosed = false;
+  /** Bytes of chunks no reader needs, kept for responses that may still join. */
+  #keptBytes = 0;
+  readonly #keepBytes: number;
+  readonly #maxAgeMillis: number;
 
-  constructor(source: ChunkSource, release?: (chunk: Uint8Array) => void, now = Date.now()) {
+  constructor(
+    source: ChunkSource,
+    release?: (chunk: Uint8Array) => void,
+    options: { readonly keepBytes?: number; readonly maxAgeMillis?: number; readonly now?: number } = {},
+  ) {
     this.#source = source;
     this.#release = release;
-    this.#startedAt = now;
+    this.#startedAt = options.now ?? Date.now();
+    this.#keepBytes = options.keepBytes ?? DEFAULT_KEEP_BYTES;
+    this.#maxAgeMillis = options.maxAgeMillis ?? Number.POSITIVE_INFINITY;
   }
 
-  /** True while a new response can still get every byte, and the rendering is younger than `maxAgeMillis`. */
-  joinable(now: number, maxAgeMillis: number): boolean {
-    return !this.#firstReleased && this.#failure === undefined && now - this.#startedAt <= maxAgeMillis;
+  /** True while a new response can still get every byte (and the rendering is younger than its maximum age). */
+  joinable(now = Date.now()): boolean {
+    if (!this.#joinClosed && now - this.#startedAt > this.#maxAgeMillis) this.#closeJoin();
+    return !this.#joinClosed && this.#failure === undefined;
   }
 
   /** Responses writing it now. */
@@ -80,19 +97,37 @@ export class SharedRendering {
     this.#pending[index] = left;
     if (left > 0) return;
     const chunk = this.#chunks[index];
+    if (chunk === undefined) return;
+    if (!this.#joinClosed && this.#keptBytes + chunk.length <= this.#keepBytes && this.joinable()) {
+      this.#keptBytes += chunk.length;
+      return;
+    }
+    this.#closeJoin();
+    this.#drop(index);
+  }
+
+  #drop(index: number): void {
+    const chunk = this.#chunks[index];
     this.#chunks[index] = undefined;
-    if (index === 0) this.#firstReleased = true;
     if (chunk !== undefined) this.#release?.(chunk);
+  }
+
+  #closeJoin(): void {
+    if (this.#joinClosed) return;
+    this.#joinClosed = true;
+    this.#keptBytes = 0;
+    for (let i = 0; i < this.#chunks.length; i++) if ((this.#pending[i] ?? 0) <= 0) this.#drop(i);
   }
 
   /** The reader stops; `from` is the first chunk it never wrote (it will not call `written` for those). */
   leave(from: number): void {
     this.#readers--;
     for (let i = from; i < this.#chunks.length; i++) this.written(i);
-    if (this.#readers === 0 && !this.#done && this.#failure === undefined) {
-      // Nobody is left to read the rest: stop rendering and let the data go.
+    if (this.#readers > 0) return;
+    // Nobody reads it any more: a later scrape gets a fresh collection, and the bytes go.
+    this.#closeJoin();
+    if (!this.#done && this.#failure === undefined) {
       this.#done = true;
-      this.#firstReleased = true;
       this.#source.close();
     }
   }
@@ -159,16 +194,11 @@ function drained(out: Writable): Promise<'drain' | 'closed'> {
  */
 export class LatestRenderings {
   readonly #latest = new Map<string, SharedRendering>();
-  readonly #maxAgeMillis: number;
-
-  constructor(maxAgeMillis: number) {
-    this.#maxAgeMillis = maxAgeMillis;
-  }
 
   /** A joined rendering of `variant`: the current one, or a new one from `start`. */
   join(variant: string, start: () => SharedRendering, now = Date.now()): SharedRendering {
     let rendering = this.#latest.get(variant);
-    if (rendering === undefined || !rendering.joinable(now, this.#maxAgeMillis)) {
+    if (rendering === undefined || !rendering.joinable(now)) {
       rendering = start();
       this.#latest.set(variant, rendering);
     }
