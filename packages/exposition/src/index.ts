@@ -11,3 +11,11 @@ export {
 export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
 export { writeChunks, type WriteOutcome } from './stream.js';
 export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
+export {
+  DEFAULT_HEADERS_TIMEOUT_MILLIS,
+  DEFAULT_IDLE_TIMEOUT_MILLIS,
+  DEFAULT_MAX_CONCURRENT_SCRAPES,
+  DEFAULT_RENDER_SHARE_MILLIS,
+  DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+} from './limits.js';
+export { DEFAULT_GZIP_LEVEL } from './compression.js';

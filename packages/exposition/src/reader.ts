@@ -129,8 +129,9 @@ export class FastPrometheusReader extends MetricReader {
 
   /**
    * An `http.Server` request listener (bound, pass it as is): GET/HEAD on the endpoint get the exposition
-   * with `Content-Type: text/plain; version=0.0.4; charset=utf-8`; other paths 404, other methods 405. A
-   * failed collect answers 500; nothing here throws.
+   * with `Content-Type: text/plain; version=0.0.4; charset=utf-8` (gzip when `Accept-Encoding` takes it); other
+   * paths 404, other methods 405; beyond `maxConcurrentScrapes`, 503 with `Retry-After`. A failed collect answers
+   * 500; nothing here throws.
    */
   readonly handleMetricsRequest = (request: IncomingMessage, response: ServerResponse): void => {
     if (pathOf(request.url) !== this.#endpoint) {
