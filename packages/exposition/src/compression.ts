@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
+import { webcrypto } from 'node:crypto';
 import { constants, crc32, deflateRaw as deflateRawCallback } from 'node:zlib';
 import { promisify } from 'node:util';
+import { crc32Combine } from './crc32-combine.js';
 import type { ChunkSource } from './shared-render.js';
 
 const deflateRaw = promisify(deflateRawCallback);
@@ -47,6 +49,54 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
   return (gzipQ ?? starQ ?? 0) > 0;
 }
 
+/** One chunk compressed: its deflate segment (sync-flushed), and the CRC-32 and length of its bytes. */
+interface Segment {
+  readonly digest: Buffer | undefined;
+  readonly segment: Buffer;
+  readonly crc: number;
+  readonly length: number;
+}
+
+/**
+ * The compressed segments of the last gzip rendering, by chunk position and SHA-256 of the chunk's bytes: between
+ * scrapes almost every series is unchanged, the serializer closes chunks after whole data points (so the chunk
+ * boundaries stay put), and a segment depends only on its chunk's bytes. A chunk whose digest matches is not
+ * compressed again. Hashing runs on the thread pool (WebCrypto), like the compression it saves.
+ */
+export class GzipSegmentCache {
+  readonly #level: number;
+  #entries: Array<Segment | undefined> = [];
+
+  constructor(level: number) {
+    this.#level = level;
+  }
+
+  get level(): number {
+    return this.#level;
+  }
+
+  lookup(index: number, digest: Buffer): Segment | undefined {
+    const entry = this.#entries[index];
+    return entry?.digest !== undefined && entry.digest.equals(digest) ? entry : undefined;
+  }
+
+  store(index: number, entry: Segment): void {
+    this.#entries[index] = entry;
+  }
+
+  /** After a complete rendering of `chunks` chunks: positions past it are gone. */
+  truncate(chunks: number): void {
+    if (this.#entries.length > chunks) this.#entries.length = chunks;
+  }
+
+  /** Bytes held (the compressed segments). */
+  get bytes(): number {
+    let total = 0;
+    for (const entry of this.#entries) total += entry?.segment.length ?? 0;
+    return total;
+  }
+}
+
 /**
  * One gzip stream of `inner`'s bytes, compressed as independent segments several at a time on the thread pool
  * while the main thread serializes the next chunks (the CRC-32 is taken on the main thread as chunks pass). Each
@@ -59,11 +109,19 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
  */
 export function parallelGzip(
   inner: ChunkSource,
-  options: { readonly level?: number; readonly parallelism?: number; readonly release?: (chunk: Uint8Array) => void } = {},
+  options: {
+    readonly level?: number;
+    readonly parallelism?: number;
+    readonly release?: (chunk: Uint8Array) => void;
+    /** Reuse segments of unchanged chunks (must be for the same level). */
+    readonly cache?: GzipSegmentCache;
+  } = {},
 ): ChunkSource {
-  const level = options.level ?? DEFAULT_GZIP_LEVEL;
+  const cache = options.cache;
+  const level = cache?.level ?? options.level ?? DEFAULT_GZIP_LEVEL;
   const parallelism = options.parallelism ?? defaultGzipParallelism();
-  const jobs: Array<Promise<Buffer>> = [];
+  const jobs: Array<Promise<Segment>> = [];
+  let chunks = 0;
   let crc = 0;
   let length = 0;
   let headerSent = false;
@@ -83,9 +141,7 @@ export function parallelGzip(
             innerDone = true;
             break;
           }
-          crc = crc32(chunk, crc);
-          length += chunk.length;
-          const job = deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH }).finally(() => options.release?.(chunk));
+          const job = compress(chunk, chunks++, level, cache).finally(() => options.release?.(chunk));
           // A segment nobody asks for any more (the readers left) must not become an unhandled rejection.
           job.catch(() => undefined);
           jobs.push(job);
@@ -104,6 +160,7 @@ export function parallelGzip(
         if (failure !== undefined) throw failure.error;
         if (innerDone) {
           trailerSent = true;
+          cache?.truncate(chunks);
           const end = Buffer.concat([FINAL_EMPTY_BLOCK, gzipTrailer(crc, length)]);
           if (headerSent) return end;
           headerSent = true;
@@ -111,7 +168,9 @@ export function parallelGzip(
         }
         await fill();
       }
-      const segment = await (jobs.shift() as Promise<Buffer>);
+      const { segment, crc: segmentCrc, length: segmentLength } = await (jobs.shift() as Promise<Segment>);
+      crc = crc32Combine(crc, segmentCrc, segmentLength);
+      length += segmentLength;
       // Start the next ones now, so they compress while this segment goes to the sockets.
       void fill();
       if (headerSent) return segment;
@@ -123,4 +182,20 @@ export function parallelGzip(
       inner.close();
     },
   };
+}
+
+async function compress(chunk: Uint8Array, index: number, level: number, cache: GzipSegmentCache | undefined): Promise<Segment> {
+  if (cache === undefined) {
+    const crc = crc32(chunk);
+    const segment = await deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH });
+    return { digest: undefined, segment, crc, length: chunk.length };
+  }
+  const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', chunk));
+  const cached = cache.lookup(index, digest);
+  if (cached !== undefined) return cached;
+  const crc = crc32(chunk);
+  const segment = await deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH });
+  const entry = { digest, segment, crc, length: chunk.length };
+  cache.store(index, entry);
+  return entry;
 }

@@ -22,7 +22,7 @@ import {
   responseDeadline,
   timeoutOption,
 } from './limits.js';
-import { acceptsGzip, DEFAULT_GZIP_LEVEL, parallelGzip } from './compression.js';
+import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compression.js';
 import { LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
@@ -89,6 +89,8 @@ export class FastPrometheusReader extends MetricReader {
   readonly #renderings: LatestRenderings;
   readonly #collections: SharedTask<CollectionResult>;
   readonly #gzipLevel: number | undefined;
+  /** Compressed segments of unchanged chunks, reused between gzip scrapes. */
+  readonly #gzipCache: GzipSegmentCache | undefined;
   readonly #shareMillis: number;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
@@ -120,6 +122,7 @@ export class FastPrometheusReader extends MetricReader {
     const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
     if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
     this.#gzipLevel = options.gzip === false ? undefined : gzipLevel;
+    this.#gzipCache = this.#gzipLevel === undefined ? undefined : new GzipSegmentCache(this.#gzipLevel);
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -227,7 +230,7 @@ export class FastPrometheusReader extends MetricReader {
     const release = (chunk: Uint8Array): void => pool.release(chunk);
     const share = { maxAgeMillis: this.#shareMillis };
     const rendering = gzip
-      ? this.#renderings.join('gzip', () => new SharedRendering(parallelGzip(this.#renderSource(), { level: gzipLevel, release }), undefined, share))
+      ? this.#renderings.join('gzip', () => new SharedRendering(parallelGzip(this.#renderSource(), { level: gzipLevel, release, ...(this.#gzipCache !== undefined && { cache: this.#gzipCache }) }), undefined, share))
       : this.#renderings.join('identity', () => new SharedRendering(this.#renderSource(), release, share));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.

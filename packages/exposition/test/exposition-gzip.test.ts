@@ -68,6 +68,18 @@ describe('gzip', () => {
     expect(parseExposition(gunzipSync(reply.body).toString('utf8')).samples.filter((s) => s.name === 'first_connection_seconds_count')).toHaveLength(5000);
   });
 
+  it('a later gzip scrape after new observations carries them (segments of unchanged chunks reused, changed ones not)', async () => {
+    const { reader, provider, server } = await setup({ chunkBytes: 16 * 1024 }, 3000);
+    const histogram = provider.getMeter('test').createHistogram('first_connection_seconds', { unit: 's' });
+    for (let round = 0; round < 3; round++) {
+      const reply = await get(server.url, { 'Accept-Encoding': 'gzip' });
+      expect(gunzipSync(reply.body).toString('utf8')).toBe(await reader.serializeToString());
+      // One series in the middle and one new at the end change; the rest stays byte for byte.
+      histogram.record(1, { template_name: 'template-7', username: 'user-1507', workspace_name: 'workspace-1507' });
+      histogram.record(2, { template_name: 'template-new', username: `user-new-${round}`, workspace_name: 'w' });
+    }
+  });
+
   it('curl --compressed reads the whole body', async () => {
     if (spawnSync('curl', ['--version']).status !== 0) return;
     const { reader, server } = await setup({ chunkBytes: 16 * 1024 }, 5000);
