@@ -37,7 +37,11 @@ async function main(): Promise<number> {
   }
   const running = exporter;
   process.on('SIGHUP', () => {
-    running.logger.info('SIGHUP: re-reading the web config', {});
+    if (command.config.webConfigFile === undefined) {
+      running.logger.info('SIGHUP ignored: no --web.config.file to re-read', {});
+      return;
+    }
+    running.logger.info('SIGHUP: re-reading the web config', { file: command.config.webConfigFile });
     running.reloadWebConfig();
   });
   // A stray rejection (a driver's late error, say) must not take /metrics down with it.

@@ -98,7 +98,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const readiness = new Readiness(config.intervalMs);
+  const readiness = new Readiness(config.intervalMs, Date.now, (text) => scrubSecret(text, password));
   const source = readiness.watchSource(
     withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password),
   );

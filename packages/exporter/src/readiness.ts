@@ -24,9 +24,13 @@ export class Readiness {
   #lastOkMs: number | undefined;
   #lastError: string | undefined;
 
-  constructor(intervalMs: number, now: () => number = Date.now) {
+  readonly #scrub: (text: string) => string;
+
+  /** `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed. */
+  constructor(intervalMs: number, now: () => number = Date.now, scrub: (text: string) => string = (text) => text) {
     this.#windowMs = intervalMs * READY_WITHIN_INTERVALS;
     this.#now = now;
+    this.#scrub = scrub;
   }
 
   ok(): void {
@@ -35,7 +39,7 @@ export class Readiness {
   }
 
   failed(error: unknown): void {
-    this.#lastError = errorMessage(error);
+    this.#lastError = this.#scrub(errorMessage(error));
   }
 
   state(): ReadinessState {

@@ -28,6 +28,12 @@ describe('Readiness', () => {
     expect(readiness.state()).toMatchObject({ ready: false, reason: 'no successful poll for 30 s: connect ECONNREFUSED 127.0.0.1:5432' });
   });
 
+  it('shows an error only after scrubbing it', async () => {
+    const readiness = new Readiness(1000, () => 0, (text) => text.replaceAll('Sup3rSecret', '***'));
+    readiness.failed(new Error('connect to postgres://u:Sup3rSecret@h/db failed'));
+    expect(readiness.state().reason).toBe('no successful poll yet: connect to postgres://u:***@h/db failed');
+  });
+
   it('counts a follower whose lock check succeeds as ready, and a failed lock check as a failure', async () => {
     const now = 0;
     const readiness = new Readiness(1000, () => now);
