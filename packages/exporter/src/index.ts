@@ -6,3 +6,4 @@ export { AdvisoryLockLeadership, DEFAULT_LEADER_LOCK_KEY, type AdvisoryLockLeade
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
 export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';
 export { EXPORTER_VERSION } from './version.js';
+export { loadWebConfig, WebConfigError, type WebConfig, type WebTlsConfig, type ClientAuthType } from './web-config.js';
