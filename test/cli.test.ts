@@ -91,7 +91,7 @@ describe('exporter process', () => {
     }
   });
 
-  it.each(['fast', 'otel'])('--exposition %s serves /metrics and answers 404 elsewhere', async (kind) => {
+  it.each(['fast', 'otel'])('--exposition %s serves /metrics, answers 404 elsewhere and 405 to POST', async (kind) => {
     const port = await freePort();
     const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`, '--exposition', kind, '--interval', '1s']);
     try {
@@ -101,10 +101,37 @@ describe('exporter process', () => {
       expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
       expect(await response.text()).toMatch(/^# HELP agentconn_polls_total /m);
       expect((await fetch(url.replace('/metrics', '/nope'))).status).toBe(404);
+      // The otel exposition answered POST with 200 before.
+      const post = await fetch(url, { method: 'POST' });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('GET, HEAD');
       expect(await exporter.stop('SIGTERM')).toBe(0);
     } finally {
       exporter.child.kill('SIGKILL');
     }
+  });
+
+  it.each(['fast', 'otel'])('--exposition %s --without-scope-labels true leaves out the otel_scope_* labels (they are there by default)', async (kind) => {
+    const scrape = async (extra: string[]) => {
+      const port = await freePort();
+      const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`, '--exposition', kind, '--interval', '1s', ...extra]);
+      try {
+        const url = await exporter.started;
+        const response = await fetch(url, { headers: { 'accept-encoding': 'gzip' } });
+        const text = await response.text();
+        expect(await exporter.stop('SIGTERM')).toBe(0);
+        return { text, encoding: response.headers.get('content-encoding') };
+      } finally {
+        exporter.child.kill('SIGKILL');
+      }
+    };
+    const withScope = await scrape([]);
+    expect(withScope.text).toMatch(/^agentconn_polls_total\{[^}]*otel_scope_name="/m);
+    const without = await scrape(['--without-scope-labels', 'true']);
+    expect(without.text).toMatch(/^# HELP agentconn_polls_total /m);
+    expect(without.text).not.toContain('otel_scope_');
+    // Ours answers gzip to a client that takes it (the official exporter does not).
+    if (kind === 'fast') expect(without.encoding).toBe('gzip');
   });
 
   it('a port in use is a fatal error with exit code 1 and a clear line', async () => {

@@ -35,6 +35,7 @@ const SELF_METRIC_TYPES: Record<keyof typeof SELF_METRICS, 'counter' | 'gauge' |
   trackedAgents: 'gauge',
   leader: 'gauge',
   replayLag: 'gauge',
+  otlpExports: 'counter',
 };
 const POLL_OUTCOMES = ['success', 'error', 'skipped_not_leader'];
 

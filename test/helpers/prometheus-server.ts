@@ -24,6 +24,10 @@ export interface PrometheusOptions {
   readonly scrapeInterval?: string;
   /** Extra command-line flags, e.g. `--enable-feature=exemplar-storage`. */
   readonly flags?: readonly string[];
+  /** The scrape job's scheme. Default `http`. */
+  readonly scheme?: 'http' | 'https';
+  /** Extra lines of the scrape job (e.g. `tls_config:` and `basic_auth:` blocks). */
+  readonly jobLines?: readonly string[];
 }
 
 function requireBinary(name: string): void {
@@ -49,6 +53,8 @@ export async function startPrometheus(targets: string[], options: PrometheusOpti
       '  - job_name: agentconn',
       `    scrape_interval: ${interval}`,
       `    scrape_timeout: ${interval}`,
+      `    scheme: ${options.scheme ?? 'http'}`,
+      ...(options.jobLines ?? []).map((line) => `    ${line}`),
       '    static_configs:',
       `      - targets: [${targets.map((t) => JSON.stringify(t)).join(', ')}]`,
       '',
@@ -117,7 +123,7 @@ export async function startPrometheus(targets: string[], options: PrometheusOpti
           seen.set(target.scrapeUrl, scrapes);
         }
         // The first lastScrape seen may predate this call; count only the ones after it.
-        if (targets.every((t) => (seen.get(`http://${t}/metrics`)?.size ?? 0) > times)) return;
+        if (targets.every((t) => (seen.get(`${options.scheme ?? 'http'}://${t}/metrics`)?.size ?? 0) > times)) return;
         if (Date.now() > end) throw new Error(`targets not scraped ${times} times: ${JSON.stringify(data.activeTargets)}`);
         await new Promise((r) => setTimeout(r, 200));
       }

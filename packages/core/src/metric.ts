@@ -106,6 +106,11 @@ export const SELF_METRICS = {
     description: '1 when this process holds the leader lock and observes, 0 when it is a follower.',
     unit: '1',
   },
+  otlpExports: {
+    name: 'agentconn_otlp_exports',
+    description: 'OTLP metric exports by outcome (success, failure).',
+    unit: '{export}',
+  },
 } as const;
 
 /** Description and unit of a self-metric, as instrument options. */

@@ -3,6 +3,7 @@ import { redactSecrets } from '@agentconn/kysely';
 import { ConfigError, helpText, parseCommand } from './config.js';
 import { createJsonLogger } from './log.js';
 import { startExporter } from './main.js';
+import { WebConfigError } from './web-config.js';
 import { EXPORTER_VERSION } from './version.js';
 
 const PROGRAM = 'agentconn-exporter';
@@ -38,8 +39,21 @@ async function main(): Promise<number> {
     exporter = await startExporter({ config: command.config, logger });
   } catch (error) {
     if (error instanceof ConfigError) return badFlags(error);
+    if (error instanceof WebConfigError) {
+      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+      return 2;
+    }
     throw error;
   }
+  const running = exporter;
+  process.on('SIGHUP', () => {
+    if (command.config.webConfigFile === undefined) {
+      logger.info('SIGHUP ignored: no --web.config.file to re-read', {});
+      return;
+    }
+    logger.info('SIGHUP: re-reading the web config', { file: command.config.webConfigFile });
+    running.reloadWebConfig();
+  });
   // A stray rejection (a driver's late error, say) must not take /metrics down with it.
   process.on('unhandledRejection', (reason) => {
     logger.error('unhandled rejection', { error: errorMessage(reason), err: reason });

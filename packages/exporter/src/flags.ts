@@ -31,6 +31,10 @@ export interface ExporterSettings {
   /** A direct (or session-mode) connection used only by the leader lock; default: the database URL. */
   readonly leaderDatabaseUrl: string | undefined;
   readonly exposition: ExpositionKind;
+  /** Leave out the otel_scope_name/otel_scope_version labels. */
+  readonly withoutScopeLabels: boolean;
+  /** exporter-toolkit web config (TLS, basic auth, headers), if any. */
+  readonly webConfigFile: string | undefined;
   readonly logLevel: LogLevel;
 }
 
@@ -164,6 +168,19 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', key: 'exposition', default: 'fast',
     help: 'the /metrics serializer: fast answers OpenMetrics with exemplars or the Prometheus text format, as Accept asks; otel (@opentelemetry/exporter-prometheus) the Prometheus text format only',
     parse: (text) => oneOf(text, ['fast', 'otel'] as const),
+  },
+  {
+    flag: 'without-scope-labels', env: 'AGENTCONN_WITHOUT_SCOPE_LABELS', value: 'true|false', key: 'withoutScopeLabels', default: 'false',
+    help: 'leave out the otel_scope_name/otel_scope_version labels (about a quarter of the body)',
+    parse: boolean,
+  },
+  {
+    flag: 'web.config.file', env: 'AGENTCONN_WEB_CONFIG_FILE', value: 'FILE', key: 'webConfigFile', unset: '(off)',
+    help: "TLS, basic auth and headers in Prometheus exporter-toolkit's format; re-read on change and SIGHUP",
+    parse: (text) => {
+      if (text.trim() === '') throw new Error('needs a file path');
+      return text;
+    },
   },
   {
     flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', key: 'logLevel', default: 'info',

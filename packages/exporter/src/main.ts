@@ -4,6 +4,8 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import {
   FirstConnectionPoller,
   FirstConnectionRecorder,
+  INSTRUMENTATION_SCOPE,
+  INSTRUMENTATION_VERSION,
   errorMessage,
   firstConnectionView,
   type FirstConnectionSource,
@@ -26,6 +28,14 @@ import { createMetricsServer, type ExemplarLookup } from '@agentconn/exposition'
 import { AdvisoryLockLeadership } from './leader.js';
 import { watchCheckouts, type CheckoutWatch } from './checkouts.js';
 import { createJsonLogger } from './log.js';
+import { Readiness } from './readiness.js';
+import { ObservedMetricExporter, OTLP_SHUTDOWN_TIMEOUT_MS } from './otlp.js';
+import { withStatusPages } from './web.js';
+import { loadWebConfig, WebConfigError, type WebConfig } from './web-config.js';
+import { FileChangeWatcher } from './web-config-watch.js';
+import { tlsServerOptions, WebGuard } from './web-guard.js';
+import type { Server as HttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { EXPORTER_VERSION } from './version.js';
 import { createStateFileWriter, loadStateFile } from './state-file.js';
 
@@ -42,6 +52,8 @@ export interface RunningExporter {
   readonly poller: FirstConnectionPoller;
   readonly meterProvider: MeterProvider;
   readonly logger: Logger;
+  /** Re-reads `--web.config.file` (as on SIGHUP); false (and an error line) if it was not applied. */
+  reloadWebConfig(): boolean;
   /** Stops polling, releases leadership, flushes OTLP, closes the server and the pool. */
   stop(): Promise<void>;
 }
@@ -49,6 +61,8 @@ export interface RunningExporter {
 /** Starts the exporter: `/metrics` is served before the first poll, whether or not the database answers. */
 export async function startExporter(options: StartExporterOptions): Promise<RunningExporter> {
   const { config } = options;
+  // Before anything starts: a bad file is a bad flag (exit 2), named in one line.
+  let webConfig: WebConfig | undefined = config.webConfigFile === undefined ? undefined : loadWebConfig(config.webConfigFile);
   const logger = options.logger ?? createJsonLogger({ level: config.logLevel, scrub: redactSecrets });
   // Leader election holds its lock on a connection of its own, which needs a URL to open.
   if (config.leaderElection && !('url' in config.database) && config.leaderDatabaseUrl === undefined) {
@@ -65,12 +79,16 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const exemplars: ExemplarLookup = {
     histogramExemplars: (name, attributes) => recorder?.exemplars.histogramExemplars(name, attributes),
   };
-  const exposition = createMetricsReader(config.exposition, logger, exemplars);
+  const exposition = createMetricsReader(config.exposition, logger, { exemplars, withoutScopeLabels: config.withoutScopeLabels });
   const readers: MetricReader[] = [exposition.reader];
-  if (config.otlpEndpoint !== undefined) {
+  const otlpExporter =
+    config.otlpEndpoint === undefined
+      ? undefined
+      : new ObservedMetricExporter(new OTLPMetricExporter({ url: config.otlpEndpoint }), config.otlpEndpoint, logger);
+  if (otlpExporter !== undefined) {
     readers.push(
       new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter({ url: config.otlpEndpoint }),
+        exporter: otlpExporter,
         exportIntervalMillis: config.intervalMs,
         exportTimeoutMillis: Math.min(config.intervalMs, 30_000),
       }),
@@ -83,10 +101,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     views: [firstConnectionView(metricOptions)],
   });
 
+  otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, stuck);
+  const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets);
+  const source = readiness.watchSource(
+    withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, stuck),
+  );
   const leaderUrl = config.leaderDatabaseUrl ?? database.url?.text;
-  const leadership =
+  const leaderLock =
     config.leaderElection && leaderUrl !== undefined
       ? new AdvisoryLockLeadership({
           connectionString: leaderUrl,
@@ -94,6 +116,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
           queryTimeoutMs: Math.max(1000, Math.min(5000, config.intervalMs / 2)),
         })
       : undefined;
+  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(leaderLock);
   const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
@@ -110,9 +133,17 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     ...(leadership !== undefined && { leadership }),
   });
 
+  const guard = webConfig === undefined ? undefined : new WebGuard(webConfig, logger);
   let server;
   try {
-    server = await createMetricsServer({ reader: exposition.endpoint, host: config.listen.host, port: config.listen.port });
+    const status = () => ({ version: EXPORTER_VERSION, leader: poller.isLeader, leaderElection: leadership !== undefined, readiness: readiness.state() });
+    const routes = withStatusPages(exposition.endpoint, status);
+    server = await createMetricsServer({
+      reader: guard === undefined ? routes : guard.wrap(routes),
+      host: config.listen.host,
+      port: config.listen.port,
+      ...(webConfig?.tls !== undefined && { tls: tlsServerOptions(webConfig.tls) }),
+    });
   } catch (cause) {
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
     const error = new Error(`cannot listen on ${host}:${config.listen.port}: ${errorMessage(cause)}`, { cause });
@@ -120,6 +151,37 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     if (database.owned) await db.destroy().catch(() => undefined);
     throw error;
   }
+  const metricsServer = server;
+  if (webConfig?.tls !== undefined && guard !== undefined) {
+    metricsServer.server.on('secureConnection', (socket: TLSSocket) => {
+      if (!guard.checkConnection(socket)) socket.destroy();
+    });
+  }
+  const reloadWebConfig = (): boolean => {
+    if (config.webConfigFile === undefined || guard === undefined || webConfig === undefined) return false;
+    let next: WebConfig;
+    try {
+      next = loadWebConfig(config.webConfigFile);
+    } catch (error) {
+      logger.error('web config not reloaded; keeping the previous one', { error: error instanceof WebConfigError ? error.message : String(error) });
+      return false;
+    }
+    if ((next.tls === undefined) !== (webConfig.tls === undefined) || next.tls?.clientAuthType !== webConfig.tls?.clientAuthType) {
+      logger.error('web config not reloaded: turning TLS on or off, or changing client_auth_type, needs a restart', { file: config.webConfigFile });
+      return false;
+    }
+    if (next.tls !== undefined) {
+      const { requestCert: _request, rejectUnauthorized: _reject, ...context } = tlsServerOptions(next.tls);
+      (metricsServer.server as HttpsServer).setSecureContext(context);
+    }
+    guard.update(next);
+    webConfig = next;
+    watcher?.watch(next.files);
+    logger.info('web config reloaded', { file: config.webConfigFile, tls: next.tls !== undefined, basic_auth_users: next.users.size });
+    return true;
+  };
+  const watcher = webConfig === undefined ? undefined : new FileChangeWatcher(() => void reloadWebConfig());
+  watcher?.watch(webConfig?.files ?? []);
   logger.info('agentconn exporter started', {
     version: EXPORTER_VERSION,
     metrics_url: server.url,
@@ -131,23 +193,32 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
     state_file: config.stateFile ?? null,
     otlp_endpoint: config.otlpEndpoint ?? null,
+    web_config_file: config.webConfigFile ?? null,
+    tls: webConfig?.tls !== undefined,
+    basic_auth: (webConfig?.users.size ?? 0) > 0,
   });
   poller.start();
 
   let stopping: Promise<void> | undefined;
-  const metricsServer = server;
   return {
+    reloadWebConfig,
     metricsUrl: server.url,
     poller,
     meterProvider,
     logger,
     stop() {
       stopping ??= (async () => {
+        watcher?.close();
         await poller.stop();
         // The aborted poll's cancel needs the pool: let it reach the server before the pool closes.
         await stuck?.drained(5000);
-        await leadership?.release();
-        await meterProvider.shutdown().catch((error: unknown) => logger.warn('metrics shutdown failed', { error: errorMessage(error), err: error }));
+        await leaderLock?.release();
+        // Bounded: the last OTLP export to a dead endpoint would otherwise hold the stop for its retries.
+        await meterProvider
+          .shutdown({ timeoutMillis: OTLP_SHUTDOWN_TIMEOUT_MS })
+          .catch((error: unknown) =>
+            logger.warn('metrics shutdown did not finish; the last OTLP export may be lost', { error: errorMessage(error), err: error }),
+          );
         await metricsServer.close();
         if (database.owned) await db.destroy().catch(() => undefined);
         logger.info('agentconn exporter stopped', {});

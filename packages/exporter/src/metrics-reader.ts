@@ -15,21 +15,30 @@ export interface MetricsReader {
  * The reader that feeds `/metrics`: ours (`fast`, Prometheus text or OpenMetrics with `exemplars` as the
  * scraper asks) or `@opentelemetry/exporter-prometheus` (`otel`, Prometheus text only, no exemplars).
  */
-export function createMetricsReader(kind: ExpositionKind, logger: Logger, exemplars?: ExemplarLookup): MetricsReader {
+export function createMetricsReader(
+  kind: ExpositionKind,
+  logger: Logger,
+  options: { readonly exemplars?: ExemplarLookup; readonly withoutScopeLabels?: boolean } = {},
+): MetricsReader {
+  const withoutScopeInfo = options.withoutScopeLabels ?? false;
+  const { exemplars } = options;
   if (kind === 'otel') {
-    const exporter = new PrometheusExporter({ preventServerStart: true });
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo });
     const endpoint = '/metrics';
     return {
       reader: exporter,
       endpoint: {
         endpoint,
         handleMetricsRequest(request, response) {
-          if ((request.url ?? '/').split('?')[0] === endpoint) exporter.getMetricsRequestHandler(request, response);
-          else response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${endpoint}\n`);
+          if ((request.url ?? '/').split('?')[0] !== endpoint) {
+            response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${endpoint}\n`);
+          } else if (request.method !== 'GET' && request.method !== 'HEAD') {
+            response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method Not Allowed\n');
+          } else exporter.getMetricsRequestHandler(request, response);
         },
       },
     };
   }
-  const reader = new FastPrometheusReader({ logger, ...(exemplars !== undefined && { exemplars }) });
+  const reader = new FastPrometheusReader({ logger, withoutScopeInfo, ...(exemplars !== undefined && { exemplars }) });
   return { reader, endpoint: reader };
 }

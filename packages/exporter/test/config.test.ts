@@ -25,6 +25,9 @@ describe('parseCommand', () => {
     expect(c.leaderElection).toBe(true);
     expect(c.otlpEndpoint).toBeUndefined();
     expect(c.logLevel).toBe('info');
+    expect(c.withoutScopeLabels).toBe(false);
+    expect(config([...URL_OK, '--without-scope-labels', 'true']).withoutScopeLabels).toBe(true);
+    expect(config(URL_OK, { AGENTCONN_WITHOUT_SCOPE_LABELS: 'true' }).withoutScopeLabels).toBe(true);
   });
 
   it('keeps Coder PR #24179\'s four labels one flag away, and says what they cost in --help', () => {

@@ -2,16 +2,17 @@
 // /metrics scrape benchmark: our FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301 and
 // prom-client, on the first-connection histogram (4 labels: 20 templates, unique users and workspaces).
 //
-// Run after `pnpm exec tsc -b`:   node packages/exposition/bench/exposition.bench.mjs [--sizes 1000,10000,100000]
-//                                 [--variants ours,otel,prom-client] [--runs 7] [--client node|curl] [--json out.json]
+// Run after `pnpm exec tsc -b`:   node packages/exposition/bench/exposition.bench.mjs --help
 //
 // Each variant and size runs in its own child process (so peak RSS is that variant's alone). The child
-// records the data and serves /metrics on a loopback port; the parent scrapes it over HTTP (one warm-up, then
-// `runs` timed scrapes, time from request to last body byte) and reads the child's peak RSS at the end.
+// records the data and serves /metrics on a loopback port. For each size the parent starts every variant first,
+// then scrapes them in rotation (one warm-up round, then `runs` rounds; time from request to last body byte), so
+// that load from elsewhere hits all variants alike, and reports each median as a ratio to `ours` of the same run.
+// `ours-gzip` is our reader asked with `Accept-Encoding: gzip` (the body is counted compressed, as sent).
 //
 // `exemplars`: the recorder of @agentconn/core (three first connections per series, so exemplars on three
 // bucket lines of each) and our reader with its exemplar store; one child, scraped in rotation as the Prometheus
-// text format and as OpenMetrics with exemplars (the order alternating per run), so both rows share the data,
+// text format and as OpenMetrics with exemplars (the order alternating per round), so both rows share the data,
 // the heap and the machine's moment.
 import { execFile, fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -20,8 +21,19 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
-const VARIANTS = ['ours', 'exemplars', 'otel', 'prom-client'];
+const VARIANTS = ['ours', 'ours-gzip', 'exemplars', 'otel', 'prom-client'];
 const OPENMETRICS_ACCEPT = 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5';
+const HELP = `Usage: node packages/exposition/bench/exposition.bench.mjs [options]   (after pnpm exec tsc -b)
+
+  --sizes LIST      series counts, default 1000,10000,100000
+  --variants LIST   any of ${VARIANTS.join(', ')} (default all); ratios are against ours
+  --runs N          timed scrapes per variant, in rotation (default 7; 3 for otel and prom-client at 100k+)
+  --client KIND     node (Node's http client) or curl (closer to Prometheus' Go scraper), default node
+  --without-scope   our reader without the otel_scope_* labels (ours and ours-gzip)
+  --json FILE       also write the results as JSON
+  --node-arg ARG    extra Node flag for the children (repeatable)
+  --help            this text
+`;
 
 function labelsFor(i) {
   return {
@@ -42,8 +54,10 @@ async function startOtel(variant, series) {
   const core = await import('@agentconn/core');
   const { createMetricsServer, FastPrometheusReader } = await import('../dist/index.js');
   const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus');
-  const reader =
-    variant === 'ours' ? new FastPrometheusReader() : new PrometheusExporter({ preventServerStart: true });
+  const ours = variant.startsWith('ours');
+  const reader = ours
+    ? new FastPrometheusReader({ withoutScopeInfo: process.env.BENCH_WITHOUT_SCOPE === '1' })
+    : new PrometheusExporter({ preventServerStart: true });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agentconn-bench' }),
     // Coder PR #24179's four labels (one series per workspace), not the default two.
@@ -57,7 +71,7 @@ async function startOtel(variant, series) {
       unit: core.FIRST_CONNECTION_METRIC_UNIT,
     });
   for (let i = 0; i < series; i++) histogram.record(valueFor(i), labelsFor(i));
-  if (variant === 'ours') {
+  if (ours) {
     const server = await createMetricsServer({ reader, port: 0 });
     return server.port;
   }
@@ -137,11 +151,16 @@ async function child(variant, series) {
   });
 }
 
-function scrapeWithCurl(port, accept) {
+function scrapeWithCurl(port, { gzip = false, accept } = {}) {
   return new Promise((resolve, reject) => {
     execFile(
       'curl',
-      ['-sS', '-o', '/dev/null', '-H', `Accept: ${accept ?? '*/*'}`, '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}', `http://127.0.0.1:${port}/metrics`],
+      [
+        '-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total} %{time_starttransfer} %{size_download}',
+        ...(gzip ? ['-H', 'Accept-Encoding: gzip'] : []),
+        ...(accept === undefined ? [] : ['-H', `Accept: ${accept}`]),
+        `http://127.0.0.1:${port}/metrics`,
+      ],
       (error, stdout) => {
         if (error) return reject(error);
         const [code, total, ttfb, size] = stdout.trim().split(' ');
@@ -152,11 +171,14 @@ function scrapeWithCurl(port, accept) {
   });
 }
 
-function scrape(port, client, accept) {
-  if (client === 'curl') return scrapeWithCurl(port, accept);
+function scrape(port, client, request = {}) {
+  if (client === 'curl') return scrapeWithCurl(port, request);
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
-    const headers = accept === undefined ? {} : { accept };
+    const headers = {
+      ...(request.gzip ? { 'accept-encoding': 'gzip' } : {}),
+      ...(request.accept === undefined ? {} : { accept: request.accept }),
+    };
     const req = get({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers }, (res) => {
       let bytes = 0;
       let firstByte;
@@ -181,10 +203,12 @@ function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-async function measure(variant, series, runs, nodeArgs, client) {
+/** Starts a variant's child; resolves once it serves. */
+async function startChild(variant, series, nodeArgs, withoutScope) {
   const proc = fork(SELF, ['--child', variant, '--series', String(series)], {
     execArgv: ['--expose-gc', ...nodeArgs],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, BENCH_WITHOUT_SCOPE: withoutScope ? '1' : '0' },
   });
   const next = () =>
     new Promise((resolve, reject) => {
@@ -192,29 +216,56 @@ async function measure(variant, series, runs, nodeArgs, client) {
       proc.once('exit', (code) => reject(new Error(`${variant} child exited with ${code}`)));
     });
   const { port, rssAfterSetup } = await next();
-  // `exemplars` scrapes one child in two formats, in rotation; the others in one.
-  const formats = variant === 'exemplars' ? [['exemplars:text', undefined], ['exemplars:openmetrics', OPENMETRICS_ACCEPT]] : [[variant, undefined]];
-  for (const [, accept] of formats) await scrape(port, client, accept); // warm-up: JIT, first collect
-  const samples = formats.map(() => []);
-  for (let i = 0; i < runs; i++) {
-    const order = i % 2 === 0 ? formats.map((_, k) => k) : formats.map((_, k) => formats.length - 1 - k);
-    for (const k of order) samples[k].push(await scrape(port, client, formats[k][1]));
+  const modes =
+    variant === 'exemplars'
+      ? [
+          { name: 'exemplars:text', request: {} },
+          { name: 'exemplars:openmetrics', request: { accept: OPENMETRICS_ACCEPT } },
+        ]
+      : [{ name: variant, request: { gzip: variant === 'ours-gzip' } }];
+  return { variant, proc, next, port, rssAfterSetup, modes: modes.map((m) => ({ ...m, samples: [] })) };
+}
+
+/** Every variant of one size started together, then scraped in rotation. */
+async function measureSize(variants, series, runs, nodeArgs, client, withoutScope) {
+  const children = [];
+  for (const variant of variants) children.push(await startChild(variant, series, nodeArgs, withoutScope));
+  const runsOf = (variant) => (series >= 100_000 && !['ours', 'ours-gzip', 'exemplars'].includes(variant) ? Math.min(3, runs) : runs);
+  for (const c of children) for (const m of c.modes) await scrape(c.port, client, m.request); // warm-up: JIT, first collect
+  for (let round = 0; round < runs; round++) {
+    for (const c of children) {
+      if (round >= runsOf(c.variant)) continue;
+      // A child scraped in two modes alternates their order per round.
+      const order = round % 2 === 0 ? c.modes : [...c.modes].reverse();
+      for (const m of order) m.samples.push(await scrape(c.port, client, m.request));
+    }
   }
-  proc.send('report');
-  const { peakRss } = await next();
-  return formats.map(([name], k) => ({
-    variant: name,
-    series,
-    client,
-    runs,
-    medianMs: median(samples[k].map((s) => s.ms)),
-    minMs: Math.min(...samples[k].map((s) => s.ms)),
-    maxMs: Math.max(...samples[k].map((s) => s.ms)),
-    medianTtfbMs: median(samples[k].map((s) => s.ttfbMs)),
-    bodyBytes: samples[k][0].bytes,
-    rssAfterSetupBytes: rssAfterSetup,
-    peakRssBytes: peakRss,
-  }));
+  const results = [];
+  for (const c of children) {
+    c.proc.send('report');
+    const { peakRss } = await c.next();
+    for (const m of c.modes) {
+      results.push({
+        variant: m.name,
+        series,
+        client,
+        runs: m.samples.length,
+        medianMs: median(m.samples.map((s) => s.ms)),
+        minMs: Math.min(...m.samples.map((s) => s.ms)),
+        maxMs: Math.max(...m.samples.map((s) => s.ms)),
+        medianTtfbMs: median(m.samples.map((s) => s.ttfbMs)),
+        bodyBytes: m.samples[0].bytes,
+        rssAfterSetupBytes: c.rssAfterSetup,
+        peakRssBytes: peakRss,
+      });
+    }
+  }
+  const base = results.find((r) => r.variant === 'ours');
+  for (const r of results) {
+    r.timeVsOurs = base ? r.medianMs / base.medianMs : undefined;
+    r.bytesVsOurs = base ? base.bodyBytes / r.bodyBytes : undefined;
+  }
+  return results;
 }
 
 const mb = (bytes) => (bytes / 1e6).toFixed(1);
@@ -231,42 +282,40 @@ async function main() {
       // node: Node's http client reads the body (itself ~2x slower than the servers at 100k series);
       // curl: closer to Prometheus' Go scraper.
       client: { type: 'string', default: 'node' },
+      'without-scope': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
       'node-arg': { type: 'string', multiple: true, default: [] },
     },
   });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
   if (values.child) return child(values.child, Number(values.series));
 
   const sizes = values.sizes.split(',').map(Number);
   const variants = values.variants.split(',');
   const results = [];
+  for (const variant of variants) if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant} (see --help)`);
   for (const series of sizes) {
-    for (const variant of variants) {
-      // The slow variants at 100k take ~10 s a scrape: fewer runs there.
-      const fast = variant === 'ours' || variant === 'exemplars';
-      const runs = series >= 100_000 && !fast ? Math.min(3, Number(values.runs)) : Number(values.runs);
-      for (const result of await measure(variant, series, runs, values['node-arg'], values.client)) {
-        results.push(result);
-        process.stderr.write(`${result.variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
-      }
+    // The slow variants at 100k take ~10 s a scrape: fewer runs there.
+    for (const result of await measureSize(variants, series, Number(values.runs), values['node-arg'], values.client, values['without-scope'])) {
+      results.push(result);
+      process.stderr.write(`${result.variant} ${series}: ${result.medianMs.toFixed(1)} ms\n`);
     }
   }
+  const ratio = (value) => (value === undefined ? '' : `${value.toFixed(2)}×`);
   const lines = [
     `Node ${process.version}, client ${values.client}, ${new Date().toISOString()}`,
     '',
-    '| series | variant | client | scrape median (ms) | min–max (ms) | first byte (ms) | body (MB) | RSS after setup (MB) | peak RSS (MB) | runs |',
-    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| series | variant | client | scrape median (ms) | time vs ours | min–max (ms) | first byte (ms) | body (MB) | bytes: ours / this | RSS after setup (MB) | peak RSS (MB) | runs |',
+    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...results.map(
       (r) =>
-        `| ${r.series} | ${r.variant} | ${r.client} | ${r.medianMs.toFixed(1)} | ${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} | ` +
-        `${r.medianTtfbMs.toFixed(1)} | ${mb(r.bodyBytes)} | ${mb(r.rssAfterSetupBytes)} | ${mb(r.peakRssBytes)} | ${r.runs} |`,
+        `| ${r.series} | ${r.variant} | ${r.client} | ${r.medianMs.toFixed(1)} | ${ratio(r.timeVsOurs)} | ${r.minMs.toFixed(0)}–${r.maxMs.toFixed(0)} | ` +
+        `${r.medianTtfbMs.toFixed(1)} | ${mb(r.bodyBytes)} | ${ratio(r.bytesVsOurs)} | ${mb(r.rssAfterSetupBytes)} | ${mb(r.peakRssBytes)} | ${r.runs} |`,
     ),
   ];
-  const ratios = sizes.flatMap((series) => {
-    const text = results.find((r) => r.series === series && r.variant === 'exemplars:text');
-    const om = results.find((r) => r.series === series && r.variant === 'exemplars:openmetrics');
-    return text && om ? [`${series}: ×${(om.medianMs / text.medianMs).toFixed(2)}`] : [];
-  });
-  if (ratios.length > 0) lines.push('', `OpenMetrics with exemplars / Prometheus text, same child, in rotation: ${ratios.join(', ')}`);
   console.log(lines.join('\n'));
   console.log('\n```json\n' + JSON.stringify(results, null, 2) + '\n```');
   if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2) + '\n');

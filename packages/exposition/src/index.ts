@@ -6,6 +6,7 @@ export {
   type MetricsEndpoint,
   type MetricsServer,
   type MetricsServerOptions,
+  type Server,
 } from './server.js';
 export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
 export { writeChunks, type WriteOutcome } from './stream.js';
@@ -20,3 +21,11 @@ export {
 } from './openmetrics.js';
 export { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
 export type { Exemplar, ExemplarLookup } from './exemplar.js';
+export {
+  DEFAULT_HEADERS_TIMEOUT_MILLIS,
+  DEFAULT_IDLE_TIMEOUT_MILLIS,
+  DEFAULT_MAX_CONCURRENT_SCRAPES,
+  DEFAULT_RENDER_SHARE_MILLIS,
+  DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+} from './limits.js';
+export { DEFAULT_GZIP_LEVEL } from './compression.js';

@@ -16,6 +16,17 @@ import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './openmetrics.j
 import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
 import { ChunkPool, chunkCapacity } from './sink.js';
 import { writeChunks, type WriteOutcome } from './stream.js';
+import {
+  ConcurrencyLimit,
+  DEFAULT_MAX_CONCURRENT_SCRAPES,
+  DEFAULT_RENDER_SHARE_MILLIS,
+  DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+  RETRY_AFTER_SECONDS,
+  responseDeadline,
+  timeoutOption,
+} from './limits.js';
+import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compression.js';
+import { LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */
@@ -30,6 +41,19 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
   readonly cardinalitySelector?: MetricReaderOptions['cardinalitySelector'];
   /** Histogram exemplars for OpenMetrics scrapes (e.g. `@agentconn/core`'s `recorder.exemplars`). Default none. */
   readonly exemplars?: ExemplarLookup;
+  /** `/metrics` responses in flight at most (GET and HEAD); beyond, 503 with `Retry-After`. Default 10. */
+  readonly maxConcurrentScrapes?: number;
+  /** A response not finished within this time has its connection cut (a reader too slow). Default 60 000 ms. */
+  readonly responseTimeoutMillis?: number;
+  /**
+   * A scrape arriving while a rendering younger than this is still being written from its first byte gets the
+   * same bytes instead of its own collection. Default 5000 ms.
+   */
+  readonly renderShareMillis?: number;
+  /** Answer gzip when the request's `Accept-Encoding` takes it. Default `true`. */
+  readonly gzip?: boolean;
+  /** zlib level of that gzip, 1 (fastest) to 9. Default 1. */
+  readonly gzipLevel?: number;
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
@@ -66,6 +90,14 @@ export class FastPrometheusReader extends MetricReader {
   readonly #pool: ChunkPool;
   readonly #collectTimeoutMillis: number | undefined;
   readonly #logger: Logger;
+  readonly #limit: ConcurrencyLimit;
+  readonly #responseTimeoutMillis: number;
+  readonly #renderings: LatestRenderings;
+  readonly #collections: SharedTask<CollectionResult>;
+  readonly #gzipLevel: number | undefined;
+  /** Compressed segments of unchanged chunks, reused between gzip scrapes. */
+  readonly #gzipCache: GzipSegmentCache | undefined;
+  readonly #shareMillis: number;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
     const readerOptions: MetricReaderOptions = {
@@ -88,6 +120,16 @@ export class FastPrometheusReader extends MetricReader {
     this.#logger = options.logger ?? diagLogger;
     this.#serializer = new PrometheusTextSerializer(options);
     this.#openMetrics = new OpenMetricsSerializer(options);
+    this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);
+    this.#responseTimeoutMillis = timeoutOption('responseTimeoutMillis', options.responseTimeoutMillis ?? DEFAULT_RESPONSE_TIMEOUT_MILLIS);
+    const shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
+    this.#renderings = new LatestRenderings();
+    this.#shareMillis = shareMillis;
+    this.#collections = new SharedTask(shareMillis);
+    const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
+    if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
+    this.#gzipLevel = options.gzip === false ? undefined : gzipLevel;
+    this.#gzipCache = this.#gzipLevel === undefined ? undefined : new GzipSegmentCache(this.#gzipLevel);
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -98,8 +140,9 @@ export class FastPrometheusReader extends MetricReader {
   /**
    * An `http.Server` request listener (bound, pass it as is): GET/HEAD on the endpoint get the exposition,
    * OpenMetrics 1.0 when the `Accept` header prefers it (with exemplars), otherwise
-   * `Content-Type: text/plain; version=0.0.4; charset=utf-8`; other paths 404, other methods 405. A
-   * failed collect answers 500; nothing here throws.
+   * `Content-Type: text/plain; version=0.0.4; charset=utf-8`, gzip when `Accept-Encoding` takes it; other
+   * paths 404, other methods 405; beyond `maxConcurrentScrapes`, 503 with `Retry-After`. A failed collect
+   * answers 500; nothing here throws.
    */
   readonly handleMetricsRequest = (request: IncomingMessage, response: ServerResponse): void => {
     if (pathOf(request.url) !== this.#endpoint) {
@@ -111,12 +154,27 @@ export class FastPrometheusReader extends MetricReader {
       respondText(response, 405, 'Method Not Allowed\n');
       return;
     }
-    this.#serve(request.method === 'HEAD', response, negotiateExpositionFormat(request.headers.accept)).catch((error: unknown) => {
-      // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
-      this.#logger.error('metrics response failed', { error: errorMessage(error) });
-      if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
-      else response.destroy();
-    });
+    const release = this.#limit.tryAcquire();
+    if (release === undefined) {
+      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+      respondText(response, 503, 'too many concurrent scrapes\n');
+      return;
+    }
+    const cancelDeadline = responseDeadline(response, this.#responseTimeoutMillis, () =>
+      this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis }),
+    );
+    response.once('close', release);
+    this.#serve(request, response, negotiateExpositionFormat(request.headers.accept))
+      .catch((error: unknown) => {
+        // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
+        this.#logger.error('metrics response failed', { error: errorMessage(error) });
+        if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
+        else response.destroy();
+      })
+      .finally(() => {
+        cancelDeadline();
+        release();
+      });
   };
 
   /** Collects and returns the whole exposition as one string (tests, debugging). Rejects if collect fails. */
@@ -162,43 +220,103 @@ export class FastPrometheusReader extends MetricReader {
     return result;
   }
 
-  async #serve(headOnly: boolean, response: ServerResponse, format: ExpositionFormat): Promise<void> {
-    const contentType = format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE;
-    let collected: CollectionResult;
-    try {
-      collected = await this.#collect();
-    } catch (error) {
-      this.#logger.error('metrics collection failed', { error: errorMessage(error) });
-      respondText(response, 500, 'failed to collect metrics\n');
-      return;
-    }
-    if (headOnly) {
-      response.writeHead(200, { 'Content-Type': contentType, Vary: 'Accept' });
+  async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat): Promise<void> {
+    const gzipLevel = this.#gzipLevel;
+    const gzip = gzipLevel !== undefined && acceptsGzip(request.headers['accept-encoding']);
+    const headers: Record<string, string> = {
+      'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE,
+      Vary: gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
+    };
+    if (gzip) headers['Content-Encoding'] = 'gzip';
+    if (request.method === 'HEAD') {
+      try {
+        await this.#collect();
+      } catch (error) {
+        this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+        respondText(response, 500, 'failed to collect metrics\n');
+        return;
+      }
+      response.writeHead(200, headers);
       response.end();
       return;
     }
     const pool = this.#pool;
-    const chunks = this.#serializerFor(format).chunks(collected.resourceMetrics, this.#chunkBytes, pool);
-    let first: IteratorResult<Uint8Array, void>;
+    const release = (chunk: Uint8Array): void => pool.release(chunk);
+    const share = { maxAgeMillis: this.#shareMillis };
+    const rendering = gzip
+      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format), { level: gzipLevel, release, ...(this.#gzipCache !== undefined && { cache: this.#gzipCache }) }), undefined, share))
+      : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
-      first = chunks.next();
+      await rendering.chunk(0);
     } catch (error) {
-      this.#logger.error('metrics serialization failed', { error: errorMessage(error) });
-      respondText(response, 500, 'failed to serialize metrics\n');
+      rendering.leave(0);
+      respondText(response, 500, error instanceof CollectFailed ? 'failed to collect metrics\n' : 'failed to serialize metrics\n');
       return;
     }
-    response.writeHead(200, { 'Content-Type': contentType, Vary: 'Accept' });
+    response.writeHead(200, headers);
     let outcome: WriteOutcome;
     try {
-      outcome = await writeChunks(chunks, response, first, (chunk) => pool.release(chunk));
-    } catch (error) {
+      outcome = await writeShared(rendering, response);
+    } catch {
       // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
-      this.#logger.error('metrics serialization failed mid-response', { error: errorMessage(error) });
       response.destroy();
       return;
     }
     if (outcome === 'complete') response.end();
+  }
+
+  /** One collection and its serialization, as chunks for a shared rendering; failures are logged here, once. */
+  #renderSource(format: ExpositionFormat): ChunkSource {
+    let chunks: Generator<Uint8Array, void, undefined> | undefined;
+    let first = true;
+    let releaseCollection: (() => void) | undefined;
+    let closed = false;
+    return {
+      next: async () => {
+        if (closed) return undefined;
+        if (chunks === undefined) {
+          let collected: CollectionResult;
+          try {
+            const shared = this.#collections.acquire(() => this.#collect());
+            releaseCollection = shared.release;
+            collected = await shared.value;
+            if (closed) {
+              releaseCollection();
+              return undefined;
+            }
+          } catch (error) {
+            this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+            throw new CollectFailed(error);
+          }
+          chunks = this.#serializerFor(format).chunks(collected.resourceMetrics, this.#chunkBytes, this.#pool);
+        }
+        try {
+          const result = chunks.next();
+          first = false;
+          if (result.done === true) releaseCollection?.();
+          return result.done === true ? undefined : result.value;
+        } catch (error) {
+          releaseCollection?.();
+          this.#logger.error(first ? 'metrics serialization failed' : 'metrics serialization failed mid-response', {
+            error: errorMessage(error),
+          });
+          throw error;
+        }
+      },
+      close: () => {
+        closed = true;
+        chunks?.return();
+        releaseCollection?.();
+      },
+    };
+  }
+}
+
+/** The collection failed (as opposed to its serialization): the answer says which. */
+class CollectFailed extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
   }
 }
 

@@ -1,6 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
+import { createServer as createTlsServer, type ServerOptions as TlsServerOptions } from 'node:https';
+import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_HEADERS_TIMEOUT_MILLIS, DEFAULT_IDLE_TIMEOUT_MILLIS, timeoutOption } from './limits.js';
 
 /** What the server serves: a `FastPrometheusReader`, or anything with the same two members. */
 export interface MetricsEndpoint {
@@ -18,14 +22,26 @@ export interface MetricsServerOptions {
   readonly port?: number;
   /** How long `close()` waits for scrapes in flight before cutting their connections. Default 5000 ms. */
   readonly closeGraceMillis?: number;
+  /**
+   * A connection whose request headers are not complete this long after it began gets 408 and is closed
+   * (slowloris). Default 10 000 ms.
+   */
+  readonly headersTimeoutMillis?: number;
+  /** A keep-alive connection idle this long between requests is closed. Default 30 000 ms. */
+  readonly idleTimeoutMillis?: number;
+  /** Serve HTTPS with these `https.createServer` options (certificate, key, client certificates…). */
+  readonly tls?: TlsServerOptions;
 }
+
+/** The listening server: `https.Server` when `tls` was given. */
+export type Server = HttpServer | HttpsServer;
 
 export interface MetricsServer extends AsyncDisposable {
   readonly server: Server;
   readonly host: string;
   /** The port actually bound (useful with `port: 0`). */
   readonly port: number;
-  /** `http://host:port/metrics` (IPv6 hosts in brackets). */
+  /** `http://host:port/metrics` (`https://` with `tls`; IPv6 hosts in brackets). */
   readonly url: string;
   /** Stops listening, lets scrapes in flight finish within the grace period, then resolves. */
   close(): Promise<void>;
@@ -39,7 +55,20 @@ export async function createMetricsServer(options: MetricsServerOptions): Promis
   const { reader } = options;
   const host = options.host ?? DEFAULT_METRICS_HOST;
   const closeGraceMillis = options.closeGraceMillis ?? 5000;
-  const server = createServer(reader.handleMetricsRequest);
+  const headersTimeout = timeoutOption('headersTimeoutMillis', options.headersTimeoutMillis ?? DEFAULT_HEADERS_TIMEOUT_MILLIS);
+  const keepAliveTimeout = timeoutOption('idleTimeoutMillis', options.idleTimeoutMillis ?? DEFAULT_IDLE_TIMEOUT_MILLIS);
+  const serverOptions = {
+    headersTimeout,
+    // A request's body (none is expected) has no more time than its headers.
+    requestTimeout: headersTimeout,
+    keepAliveTimeout,
+    // Node checks the two timeouts above this often (its default, 30 s, would let slow headers live that long).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+  };
+  const server: Server =
+    options.tls === undefined
+      ? createServer(serverOptions, reader.handleMetricsRequest)
+      : createTlsServer({ handshakeTimeout: headersTimeout, ...options.tls, ...serverOptions }, reader.handleMetricsRequest);
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);
@@ -68,7 +97,7 @@ export async function createMetricsServer(options: MetricsServerOptions): Promis
     server,
     host,
     port,
-    url: `http://${urlHost}:${port}${reader.endpoint}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://${urlHost}:${port}${reader.endpoint}`,
     close,
     [Symbol.asyncDispose]: close,
   };

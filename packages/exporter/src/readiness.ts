@@ -1,0 +1,100 @@
+import type { AgentBatch, FirstConnectionSource, Leadership } from '@agentconn/core';
+import { errorMessage } from '@agentconn/core';
+
+/** Intervals without a successful poll (or follower lock check) after which the process is not ready. */
+export const READY_WITHIN_INTERVALS = 3;
+
+export interface ReadinessState {
+  readonly ready: boolean;
+  /** One line: why not ready, or what the last success was. */
+  readonly reason: string;
+  /** Unix ms of the last successful poll or follower lock check. */
+  readonly lastOkMs: number | undefined;
+  /** The last failure's message, while the process is failing. */
+  readonly lastError: string | undefined;
+}
+
+/**
+ * Ready once a poll succeeded within the last few intervals; a follower's successful lock check counts as such
+ * (it polls nothing on purpose). Fed by wrapping the source and the leadership, so the poller stays as it is.
+ */
+export class Readiness {
+  readonly #windowMs: number;
+  readonly #now: () => number;
+  #lastOkMs: number | undefined;
+  #lastError: string | undefined;
+
+  readonly #scrub: (text: string) => string;
+
+  /** `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed. */
+  constructor(intervalMs: number, now: () => number = Date.now, scrub: (text: string) => string = (text) => text) {
+    this.#windowMs = intervalMs * READY_WITHIN_INTERVALS;
+    this.#now = now;
+    this.#scrub = scrub;
+  }
+
+  ok(): void {
+    this.#lastOkMs = this.#now();
+    this.#lastError = undefined;
+  }
+
+  failed(error: unknown): void {
+    this.#lastError = this.#scrub(errorMessage(error));
+  }
+
+  state(): ReadinessState {
+    const lastOkMs = this.#lastOkMs;
+    const lastError = this.#lastError;
+    const cause = lastError === undefined ? '' : `: ${lastError}`;
+    if (lastOkMs === undefined) {
+      return { ready: false, reason: `no successful poll yet${cause}`, lastOkMs, lastError };
+    }
+    const ageMs = this.#now() - lastOkMs;
+    if (ageMs > this.#windowMs) {
+      return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}`, lastOkMs, lastError };
+    }
+    return { ready: true, reason: `last successful poll ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
+  }
+
+  /** The source, reporting its successes and failures here. */
+  watchSource(source: FirstConnectionSource): FirstConnectionSource {
+    return {
+      listAgents: async (query): Promise<AgentBatch> => {
+        try {
+          const batch = await source.listAgents(query);
+          this.ok();
+          return batch;
+        } catch (error) {
+          this.failed(error);
+          throw error;
+        }
+      },
+    };
+  }
+
+  /** The leadership, counting a follower's successful lock check as healthy. */
+  watchLeadership(leadership: Leadership): Leadership {
+    const isLeader = async (signal: AbortSignal): Promise<boolean> => {
+      try {
+        const leader = await leadership.isLeader(signal);
+        if (!leader) this.ok();
+        return leader;
+      } catch (error) {
+        this.failed(error);
+        throw error;
+      }
+    };
+    // The rest of the interface passes through untouched: the poller's takeover and published progress need it.
+    return {
+      isLeader,
+      get held() {
+        return leadership.held !== false;
+      },
+      ...(leadership.takeover !== undefined && { takeover: () => leadership.takeover!() }),
+      ...(leadership.publishProgress !== undefined && {
+        publishProgress: (watermarkMs: number, signal: AbortSignal) => leadership.publishProgress!(watermarkMs, signal),
+      }),
+    };
+  }
+
+}

@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { SharedRendering, SharedTask, writeShared, type ChunkSource } from '../src/shared-render.js';
+
+function source(chunks: number, size = 100): ChunkSource & { produced: number; closed: boolean } {
+  const state = {
+    produced: 0,
+    closed: false,
+    next(): Uint8Array | undefined {
+      if (state.produced >= chunks) return undefined;
+      return Buffer.alloc(size, state.produced++ % 256);
+    },
+    close(): void {
+      state.closed = true;
+    },
+  };
+  return state;
+}
+
+/** A destination that holds every write until `flush()` (a socket whose peer reads nothing). */
+function heldSink(): { sink: Writable; received: Buffer[]; flush(): void } {
+  const pending: Array<() => void> = [];
+  const received: Buffer[] = [];
+  const sink = new Writable({
+    highWaterMark: 1,
+    write(chunk: Buffer, _encoding, callback): void {
+      received.push(chunk);
+      pending.push(callback);
+    },
+  });
+  return { sink, received, flush: () => pending.splice(0).forEach((done) => done()) };
+}
+
+describe('SharedRendering', () => {
+  it('produces each chunk once for every reader, keeps chunks for joiners within the budget, then releases them', async () => {
+    const src = source(10);
+    const released: Uint8Array[] = [];
+    const rendering = new SharedRendering(src, (chunk) => released.push(chunk), { keepBytes: 300 });
+    rendering.join();
+    const first = await writeAll(rendering);
+    expect(first.length).toBe(1000);
+    await new Promise((r) => setImmediate(r)); // the sink's write callbacks run after the write loop
+    // Done and nobody reads it: not joinable, every chunk released exactly once.
+    expect(rendering.joinable()).toBe(false);
+    expect(released).toHaveLength(10);
+    expect(new Set(released).size).toBe(10);
+    expect(src.produced).toBe(10);
+  });
+
+  it('a slow reader keeps the start, so a late reader joins and gets every byte; a reader leaving early does not break it', async () => {
+    const src = source(20);
+    const rendering = new SharedRendering(src, undefined, { keepBytes: 0 });
+    const slow = heldSink();
+    rendering.join();
+    const slowDone = writeShared(rendering, slow.sink);
+    await new Promise((r) => setImmediate(r));
+    // The slow reader has chunk 0 in flight: a reader arriving now can join.
+    expect(rendering.joinable()).toBe(true);
+    rendering.join();
+    const quitter = new Writable({ write: (_c, _e, cb) => cb() });
+    const quitting = writeShared(rendering, quitter);
+    quitter.destroy();
+    expect(await quitting).toBe('closed');
+    rendering.join();
+    const late = await writeAll(rendering);
+    expect(late.equals(Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.alloc(100, i))))).toBe(true);
+    expect(src.produced).toBe(20);
+    for (let i = 0; i < 40 && rendering.keptChunks > 0; i++) {
+      slow.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await slowDone).toBe('complete');
+    expect(rendering.keptChunks).toBe(0);
+  });
+
+  it('stops the source when every reader left before the end', async () => {
+    const src = source(1000);
+    const rendering = new SharedRendering(src);
+    rendering.join();
+    const sink = new Writable({ highWaterMark: 1, write: (_c, _e, cb) => setImmediate(cb) });
+    const writing = writeShared(rendering, sink);
+    await new Promise((r) => setTimeout(r, 5));
+    sink.destroy();
+    expect(await writing).toBe('closed');
+    expect(src.closed).toBe(true);
+    expect(src.produced).toBeLessThan(1000);
+    expect(rendering.joinable()).toBe(false);
+  });
+
+  it('hands every reader the same failure', async () => {
+    let calls = 0;
+    const failing: ChunkSource = {
+      next() {
+        calls++;
+        if (calls > 2) throw new Error('serializer broke');
+        return Buffer.from('x');
+      },
+      close() {},
+    };
+    const rendering = new SharedRendering(failing);
+    rendering.join();
+    rendering.join();
+    await expect(writeAll(rendering)).rejects.toThrow('serializer broke');
+    await expect(writeAll(rendering)).rejects.toThrow('serializer broke');
+    expect(calls).toBe(3);
+  });
+});
+
+describe('SharedTask', () => {
+  it('shares a value while someone uses it and it is young, then starts anew', async () => {
+    let started = 0;
+    const task = new SharedTask<number>(1000);
+    const make = async () => ++started;
+    const a = task.acquire(make, 0);
+    const b = task.acquire(make, 10);
+    expect(await a.value).toBe(1);
+    expect(await b.value).toBe(1);
+    const old = task.acquire(make, 2000);
+    expect(await old.value).toBe(2);
+    a.release();
+    b.release();
+    old.release();
+    expect(await task.acquire(make, 2001).value).toBe(3);
+  });
+
+  it('does not hand out a failed value', async () => {
+    const task = new SharedTask<number>(1000);
+    const failed = task.acquire(async () => {
+      throw new Error('collect failed');
+    });
+    await expect(failed.value).rejects.toThrow('collect failed');
+    expect(await task.acquire(async () => 7).value).toBe(7);
+  });
+});
+
+async function writeAll(rendering: SharedRendering): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback): void {
+      parts.push(chunk);
+      callback();
+    },
+  });
+  const outcome = await writeShared(rendering, sink);
+  expect(outcome).toBe('complete');
+  return Buffer.concat(parts);
+}
