@@ -210,7 +210,7 @@ describe('over HTTP', () => {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
       const om = await fetch(url, { headers: { accept: PROMETHEUS_ACCEPT } });
       expect(om.headers.get('content-type')).toBe(OPENMETRICS_CONTENT_TYPE);
-      expect(om.headers.get('vary')).toBe('Accept');
+      expect(om.headers.get('vary')).toBe('Accept, Accept-Encoding');
       const body = await om.text();
       expect(body).toContain('h_bucket{otel_scope_name="m",le="10"} 1 # {agent_id="z"} 3 1700000000.5\n');
       expect(body.endsWith('# EOF\n')).toBe(true);
