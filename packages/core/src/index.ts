@@ -20,7 +20,14 @@ export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOption
 export { firstConnectionView } from './view.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
-export type { AgentBatch, AgentFirstConnection, AgentQuery, FirstConnectionSource } from './source.js';
+export type {
+  AgentBatch,
+  AgentFirstConnection,
+  AgentFirstConnectionTimeout,
+  AgentQuery,
+  AwaitingAgentGroup,
+  FirstConnectionSource,
+} from './source.js';
 export {
   createFirstConnectionHistogram,
   DEFAULT_MAX_TRACKED_AGENTS,
@@ -40,3 +47,12 @@ export {
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
+export { AwaitingAgentsRecorder, type AwaitingAgentsRecorderOptions, type TimeoutOutcome } from './awaiting.js';
+export {
+  AgentConnectionTracker,
+  DEFAULT_MAX_AWAITING_AGENTS,
+  type AgentConnectionTrackerOptions,
+  type ConnectedAgent,
+  type ConnectedOutcome,
+  type CreatedAgent,
+} from './tracker.js';

@@ -1,4 +1,4 @@
-import type { AgentLabels } from './metric.js';
+import type { AgentLabels, LabelKey } from './metric.js';
 import type { Instant } from './timestamp.js';
 
 /** One agent as a source reports it: the two timestamps and the label values. */
@@ -18,6 +18,11 @@ export interface AgentQuery {
    * Undefined: every current agent, as the seed's full scan does.
    */
   readonly connectedSince?: Date;
+  /**
+   * Set when the awaiting gauges and the timeouts counter are wanted: the source then also reports
+   * `awaiting` (grouped by these label keys) and `timeouts` (from `connectedSince` on, like connections).
+   */
+  readonly awaiting?: { readonly labels: readonly LabelKey[] };
   /** Aborted when the tick's timeout passes or the poller stops; a source should cancel its query. */
   readonly signal: AbortSignal;
 }
@@ -29,6 +34,34 @@ export interface AgentBatch {
    * watermark never depends on this process's clock. Undefined: the poller uses its own clock.
    */
   readonly sourceTime?: Date;
+  /** With `query.awaiting`: every label set that has agents still waiting for their first connection. */
+  readonly awaiting?: readonly AwaitingAgentGroup[];
+  /**
+   * With `query.awaiting`: agents whose connection timeout passed (at or after `connectedSince` when it is
+   * given), whether they still wait or connected after the timeout.
+   */
+  readonly timeouts?: readonly AgentFirstConnectionTimeout[];
+}
+
+/** The agents of one label set that have not connected yet, on the source's clock. */
+export interface AwaitingAgentGroup {
+  /** The values of the requested label keys (other keys may be absent). */
+  readonly labels: Readonly<Partial<AgentLabels>>;
+  /** How many agents of this label set wait. */
+  readonly count: number;
+  /** How long the longest-waiting of them has waited, in seconds (0 when its creation is in the future). */
+  readonly oldestWaitSeconds: number;
+}
+
+/**
+ * A timeout is an event at `created_at + connection timeout`, which happened when the agent had not
+ * connected by then (Coder's rule for the `timeout` status). It is counted once per agent.
+ */
+export interface AgentFirstConnectionTimeout {
+  readonly agentId: string;
+  /** `created_at` plus the agent's connection timeout (µs text, or a Date). */
+  readonly timedOutAt: Instant;
+  readonly labels: AgentLabels;
 }
 
 /**

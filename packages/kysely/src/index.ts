@@ -43,12 +43,20 @@ export {
   type ConnectedAgentRow,
 } from './agents-query.js';
 export {
+  awaitingAgentsQuery,
+  timedOutAgentsQuery,
+  type AwaitingAgentsRow,
+  type TimedOutAgentRow,
+  type TimedOutAgentsQueryOptions,
+} from './awaiting-query.js';
+export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,
   type CoderAgentBatch,
   type CoderAgentFirstConnection,
   type CoderAgentSource,
   type CoderAgentSourceOptions,
+  type CoderAgentTimeout,
 } from './source.js';
 export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
 export {

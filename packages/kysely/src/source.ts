@@ -1,6 +1,17 @@
-import { settleOrAbort, toEpochMicros, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from '@agentconn/core';
+import {
+  settleOrAbort,
+  toEpochMicros,
+  type AgentBatch,
+  type AgentFirstConnection,
+  type AgentFirstConnectionTimeout,
+  type AgentQuery,
+  type AwaitingAgentGroup,
+  type FirstConnectionSource,
+  type LabelKey,
+} from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
+import { awaitingAgentsQuery, timedOutAgentsQuery, type AwaitingAgentsRow, type TimedOutAgentRow } from './awaiting-query.js';
 import { CoderDatabaseError } from './errors.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -18,6 +29,11 @@ export interface CoderAgentSourceOptions {
    * The returned promise rejects at once on abort either way.
    */
   readonly cancelOnAbort?: boolean;
+  /**
+   * Connection timeout in seconds for agents whose `connection_timeout_seconds` is 0, which Coder never
+   * times out. Default 0: those agents are never counted as timeouts.
+   */
+  readonly fallbackConnectionTimeoutSeconds?: number;
 }
 
 /** An agent as this source reports it: timestamps as µs text, plus the template version's name. */
@@ -34,6 +50,12 @@ export interface CoderAgentBatch extends AgentBatch {
   readonly agents: readonly CoderAgentFirstConnection[];
   /** The database's `now()` at the start of the query's transaction (truncated to ms). */
   readonly sourceTime: Date;
+  readonly timeouts?: readonly CoderAgentTimeout[];
+}
+
+/** A timeout as this source reports it: `timedOutAt` as µs text. */
+export interface CoderAgentTimeout extends AgentFirstConnectionTimeout {
+  readonly timedOutAt: string;
 }
 
 export interface CoderAgentSource extends FirstConnectionSource {
@@ -57,8 +79,14 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const isPglite = db.getExecutor().adapter instanceof PGliteAdapter;
   const cancelOnAbort = options.cancelOnAbort ?? !isPglite;
+  const fallbackTimeoutSeconds = options.fallbackConnectionTimeoutSeconds ?? 0;
+  if (!Number.isSafeInteger(fallbackTimeoutSeconds) || fallbackTimeoutSeconds < 0 || fallbackTimeoutSeconds > 2_147_483_647) {
+    throw new RangeError(
+      `fallbackConnectionTimeoutSeconds must be a non-negative integer of seconds, got ${String(options.fallbackConnectionTimeoutSeconds)}`,
+    );
+  }
 
-  async function listAgents({ connectedSince, signal }: AgentQuery): Promise<CoderAgentBatch> {
+  async function listAgents({ connectedSince, signal, awaiting }: AgentQuery): Promise<CoderAgentBatch> {
     if (connectedSince !== undefined && !Number.isFinite(connectedSince.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('connectedSince is an invalid Date'));
     }
@@ -75,7 +103,13 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
         const rows = await connectedAgentsQuery(trx, connectedSince).execute();
-        return { rows, sourceTime: clock.source_time };
+        if (awaiting === undefined) return { rows, sourceTime: clock.source_time };
+        const groups = (await awaitingAgentsQuery(trx, awaiting.labels).execute()) as AwaitingAgentsRow[];
+        const timedOut = await timedOutAgentsQuery(trx, {
+          ...(connectedSince !== undefined && { timedOutSince: connectedSince }),
+          fallbackTimeoutSeconds,
+        }).execute();
+        return { rows, sourceTime: clock.source_time, groups, timedOut, labels: awaiting.labels };
       })
       .finally(() => {
         settled = true;
@@ -95,7 +129,13 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         });
     };
 
-    let result: { rows: ConnectedAgentRow[]; sourceTime: string };
+    let result: {
+      rows: ConnectedAgentRow[];
+      sourceTime: string;
+      groups?: AwaitingAgentsRow[];
+      timedOut?: TimedOutAgentRow[];
+      labels?: readonly LabelKey[];
+    };
     try {
       result = await settleOrAbort(work, signal, cancel);
     } catch (error) {
@@ -105,9 +145,13 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
     if (sourceMicros === undefined) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${result.sourceTime}`));
     }
+    const batch = { agents: result.rows.map(toAgent), sourceTime: new Date(Math.floor(sourceMicros / 1000)) };
+    if (result.groups === undefined || result.timedOut === undefined) return batch;
+    const labels = result.labels ?? [];
     return {
-      agents: result.rows.map(toAgent),
-      sourceTime: new Date(Math.floor(sourceMicros / 1000)),
+      ...batch,
+      awaiting: result.groups.map((row) => toAwaitingGroup(row, labels)),
+      timeouts: result.timedOut.map(toTimeout),
     };
   }
 
@@ -126,5 +170,24 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
       workspace_name: row.workspace_name,
     },
     templateVersionName: row.template_version_name,
+  };
+}
+
+function toAwaitingGroup(row: AwaitingAgentsRow, labels: readonly LabelKey[]): AwaitingAgentGroup {
+  const values: Partial<Record<LabelKey, string>> = {};
+  for (const key of labels) values[key] = String(row[key] ?? '');
+  return { labels: values, count: Number(row.awaiting), oldestWaitSeconds: Number(row.oldest_wait_s ?? 0) };
+}
+
+function toTimeout(row: TimedOutAgentRow): CoderAgentTimeout {
+  return {
+    agentId: row.agent_id,
+    timedOutAt: row.timed_out_at,
+    labels: {
+      template_name: row.template_name,
+      agent_name: row.agent_name,
+      username: row.username,
+      workspace_name: row.workspace_name,
+    },
   };
 }
