@@ -97,6 +97,11 @@ export class AgentConnectionTracker {
     return this.#waiting.size;
   }
 
+  /** Whether `created()` started this agent's wait and it has not connected yet. */
+  isAwaiting(agentId: string): boolean {
+    return this.#waiting.has(agentId);
+  }
+
   /** Starts an agent's wait (and its timeout timer). A second call for the same agent is ignored. */
   created(agent: CreatedAgent): void {
     try {
