@@ -56,3 +56,4 @@ export {
   type ConnectedOutcome,
   type CreatedAgent,
 } from './tracker.js';
+export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';

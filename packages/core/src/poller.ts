@@ -11,6 +11,7 @@ import type { FirstConnectionRecorder } from './recorder.js';
 import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
+import { CountWindow } from './count-window.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
@@ -106,25 +107,12 @@ export class FirstConnectionPoller {
   #running = false;
   #inFlight: Promise<TickResult> | undefined;
   #abort: AbortController | undefined;
-  /**
-   * Connections before this instant (epoch ms on the source's clock) are not counted; undefined: all
-   * are. It is set in this process's clock (at start, at a takeover) and moved onto the source's clock
-   * with the offset measured at the next query, so a skewed local clock neither drops nor re-counts.
-   */
-  #countFromMs: number | undefined;
-  /** Set while `#countFromMs` is still in this process's clock. */
-  #countFromIsLocal = false;
-  /** Source clock minus this process's clock, from the last query that reported `sourceTime`. */
-  #clockOffsetMs = 0;
-  /** Epoch ms of the source's clock at the last successful incremental query. */
-  #watermarkMs: number | undefined;
+  /** Which connections count and where the next query starts; set when the poller starts. */
+  #window: CountWindow | undefined;
   #lastSuccessMs: number | undefined;
   #failingSinceMs: number | undefined;
   #failedTicks = 0;
   #isLeader = false;
-  /** Epoch ms of the last tick at which another process was leader. */
-  #lastFollowerTickMs: number | undefined;
-  #started = false;
 
   constructor(options: FirstConnectionPollerOptions) {
     this.#source = options.source;
@@ -216,11 +204,12 @@ export class FirstConnectionPoller {
     return run;
   }
 
-  #markStarted(): void {
-    if (this.#started) return;
-    this.#started = true;
-    this.#countFromMs = this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs;
-    this.#countFromIsLocal = this.#countFromMs !== undefined;
+  #markStarted(): CountWindow {
+    this.#window ??= CountWindow.start(
+      { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs },
+      this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs,
+    );
+    return this.#window;
   }
 
   #schedule(delayMs: number): void {
@@ -262,14 +251,15 @@ export class FirstConnectionPoller {
           return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
         }
       }
-      const since = this.#querySince();
+      const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
       const batch: AgentBatch = await this.#source.listAgents(
         since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
       );
       if (abort.signal.aborted) throw abortReason(abort.signal);
-      this.#syncClock(batch, startedMs);
-      const counts = this.#recordBatch(batch);
-      this.#advance(batch, startedMs);
+      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
+      const counts = this.#recordBatch(batch, window);
+      this.#window = window;
+      this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
       this.#rowsRead.add(batch.agents.length);
       this.#polls.add(1, { outcome: 'success' });
@@ -290,33 +280,13 @@ export class FirstConnectionPoller {
     }
   }
 
-  #querySince(): number | undefined {
-    if (this.#mode === 'full-scan') return undefined;
-    const fromWatermark = this.#watermarkMs === undefined ? undefined : this.#watermarkMs - this.#overlapMs;
-    // Not yet on the source's clock: reach back by the overlap too, then filter once the offset is known.
-    if (this.#countFromIsLocal && this.#countFromMs !== undefined) return this.#countFromMs - this.#overlapMs;
-    if (fromWatermark === undefined) return this.#countFromMs;
-    if (this.#countFromMs === undefined) return fromWatermark;
-    return Math.max(fromWatermark, this.#countFromMs);
-  }
-
-  #syncClock(batch: AgentBatch, tickStartedMs: number): void {
-    const sourceMs = batch.sourceTime?.getTime();
-    if (sourceMs !== undefined && Number.isFinite(sourceMs)) this.#clockOffsetMs = sourceMs - tickStartedMs;
-    if (this.#countFromIsLocal && this.#countFromMs !== undefined) {
-      this.#countFromMs += this.#clockOffsetMs;
-      this.#countFromIsLocal = false;
-    }
-  }
-
-  #recordBatch(batch: AgentBatch): { observed: number; dropped: number } {
+  #recordBatch(batch: AgentBatch, window: CountWindow): { observed: number; dropped: number } {
     let observed = 0;
     let dropped = 0;
-    const countFromMicros = this.#countFromMs === undefined ? undefined : this.#countFromMs * 1000;
     for (const agent of batch.agents) {
-      if (countFromMicros !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
+      if (window.countFromMs !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
         const connected = toEpochMicros(agent.firstConnectedAt);
-        if (connected !== undefined && connected < countFromMicros) {
+        if (connected !== undefined && window.isBeforeCountFrom(connected)) {
           // Connected before this process started and outside the backfill: counted by an earlier run.
           this.#recorder.markHandled(agent.agentId, agent.firstConnectedAt);
           continue;
@@ -329,34 +299,25 @@ export class FirstConnectionPoller {
     return { observed, dropped };
   }
 
-  #advance(batch: AgentBatch, tickStartedMs: number): void {
+  /** Keeps the observe-once state to what the next query can return again. */
+  #prune(batch: AgentBatch, window: CountWindow): void {
     if (this.#mode === 'full-scan') {
       this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
       return;
     }
-    const sourceMs = batch.sourceTime?.getTime();
-    this.#watermarkMs = sourceMs !== undefined && Number.isFinite(sourceMs) ? sourceMs : tickStartedMs;
-    const nextSince = this.#querySince();
+    const nextSince = window.querySinceMs;
     if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
   }
 
   #onLeadership(leader: boolean, nowMs: number): void {
-    if (!leader) this.#lastFollowerTickMs = nowMs;
+    const window = this.#markStarted();
+    if (!leader) this.#window = window.followerTick(nowMs);
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
     this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
       leader,
     });
-    if (leader && this.#lastFollowerTickMs !== undefined) {
-      // Taking over: the old leader held the lock at our last follower tick, and it ticked at most one
-      // interval before that. Counting from there misses nothing the old leader had not observed; what
-      // it observed in that last interval may be counted again (the documented failover bound).
-      const takeoverFrom = this.#lastFollowerTickMs - this.#intervalMs;
-      const current = this.#countFromMs === undefined || this.#countFromIsLocal ? this.#countFromMs : this.#countFromMs - this.#clockOffsetMs;
-      this.#countFromMs = current === undefined ? takeoverFrom : Math.max(current, takeoverFrom);
-      this.#countFromIsLocal = true;
-      this.#watermarkMs = undefined;
-    }
+    if (leader) this.#window = window.takeover();
   }
 
   #onSuccess(): void {
