@@ -7,6 +7,7 @@ import {
   SELF_METRICS,
   instrumentOptions,
 } from './metric.js';
+import type { AwaitingAgentsRecorder } from './awaiting.js';
 import type { FirstConnectionRecorder } from './recorder.js';
 import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
@@ -55,6 +56,12 @@ export interface FirstConnectionPollerOptions {
    * so a restart never re-counts them. `'all'` counts every current agent once (the seed's behaviour).
    */
   readonly backfill?: BackfillPolicy;
+  /**
+   * When set, each tick also asks the source for the agents still waiting and the timeouts, and records
+   * them: timeouts count once per agent under the same window as first connections (backfill, overlap,
+   * takeover). A follower reports no awaiting gauges.
+   */
+  readonly awaiting?: AwaitingAgentsRecorder;
   /** When set, ticks are skipped unless this process is the leader. */
   readonly leadership?: Leadership;
   /**
@@ -75,6 +82,8 @@ export interface TickResult {
   readonly observed: number;
   readonly dropped: number;
   readonly durationMs: number;
+  /** Timeouts counted by this tick (only with the `awaiting` option). */
+  readonly timeouts?: number;
   readonly error?: Error;
 }
 
@@ -86,6 +95,7 @@ const MAX_DEFAULT_TIMEOUT_MS = 30_000;
 export class FirstConnectionPoller {
   readonly #source: FirstConnectionSource;
   readonly #recorder: FirstConnectionRecorder;
+  readonly #awaiting: AwaitingAgentsRecorder | undefined;
   readonly #logger: Logger;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
@@ -117,6 +127,7 @@ export class FirstConnectionPoller {
   constructor(options: FirstConnectionPollerOptions) {
     this.#source = options.source;
     this.#recorder = options.recorder;
+    this.#awaiting = options.awaiting;
     this.#logger = options.logger ?? diagLogger;
     this.#intervalMs = positive('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? Math.min(this.#intervalMs, MAX_DEFAULT_TIMEOUT_MS));
@@ -252,12 +263,15 @@ export class FirstConnectionPoller {
         }
       }
       const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
-      const batch: AgentBatch = await this.#source.listAgents(
-        since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
-      );
+      const batch: AgentBatch = await this.#source.listAgents({
+        signal: abort.signal,
+        ...(since !== undefined && { connectedSince: new Date(since) }),
+        ...(this.#awaiting !== undefined && { awaiting: { labels: this.#awaiting.labels } }),
+      });
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
       const counts = this.#recordBatch(batch, window);
+      const timeouts = this.#awaiting?.recordBatch(batch, window.countFromMs);
       this.#window = window;
       this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
@@ -266,7 +280,7 @@ export class FirstConnectionPoller {
       this.#pollDuration.record(durationMs / 1000);
       this.#lastSuccessMs = this.#now();
       this.#onSuccess();
-      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs };
+      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs, ...(timeouts !== undefined && { timeouts }) };
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));
       const durationMs = performance.now() - startedHr;
@@ -303,15 +317,19 @@ export class FirstConnectionPoller {
   #prune(batch: AgentBatch, window: CountWindow): void {
     if (this.#mode === 'full-scan') {
       this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
+      this.#awaiting?.retainOnly(new Set((batch.timeouts ?? []).map((t) => t.agentId)));
       return;
     }
     const nextSince = window.querySinceMs;
     if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
+    if (nextSince !== undefined) this.#awaiting?.forgetTimedOutBefore(new Date(nextSince));
   }
 
   #onLeadership(leader: boolean, nowMs: number): void {
     const window = this.#markStarted();
     if (!leader) this.#window = window.followerTick(nowMs);
+    // A follower does not query: it reports no awaiting gauges rather than stale ones.
+    if (!leader) this.#awaiting?.clearAwaiting();
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
     this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
