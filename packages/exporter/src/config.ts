@@ -24,6 +24,8 @@ export interface ExporterConfig {
   readonly overlapMs: number;
   readonly backfill: BackfillPolicy;
   readonly statementTimeoutMs: number;
+  /** For agents whose `connection_timeout_seconds` is 0 (Coder never times them out); 0: off. */
+  readonly connectionTimeoutSeconds: number;
   readonly leaderElection: boolean;
   readonly exposition: ExpositionKind;
   readonly logLevel: LogLevel;
@@ -58,6 +60,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'overlap', env: 'AGENTCONN_OVERLAP', value: 'DURATION', fallback: '5m', help: 'how far behind the last poll each incremental query reaches (late commits, replica clocks)' },
   { flag: 'backfill', env: 'AGENTCONN_BACKFILL', value: 'none|all|DURATION', fallback: 'none', help: 'connections before start that are counted: none (restart-safe), all, or those within DURATION' },
   { flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', fallback: '30s', help: 'a poll query running longer is cancelled' },
+  { flag: 'connection-timeout', env: 'AGENTCONN_CONNECTION_TIMEOUT', value: 'off|DURATION', fallback: 'off', help: 'timeout for agents whose connection_timeout_seconds is 0 (Coder never times them out), in whole seconds' },
   { flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', fallback: 'true', help: 'with several replicas on one database only the advisory-lock holder observes' },
   { flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', fallback: 'fast', help: 'the /metrics serializer: ours (fast) or @opentelemetry/exporter-prometheus (otel)' },
   { flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', fallback: 'info', help: `one of ${LOG_LEVELS.join(', ')}; logs are JSON lines on stderr` },
@@ -125,6 +128,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): P
       overlapMs: duration(read('overlap'), 300_000, { min: 0 }),
       backfill: parseBackfill(read('backfill')),
       statementTimeoutMs,
+      connectionTimeoutSeconds: read('connection-timeout')?.text === 'off' ? 0 : wholeSeconds(read('connection-timeout')),
       leaderElection: boolean(read('leader-election'), true),
       exposition: oneOf(read('exposition'), ['fast', 'otel'] as const, 'fast'),
       logLevel: oneOf(read('log-level'), LOG_LEVELS, 'info'),
@@ -158,6 +162,12 @@ function duration(input: { text: string; source: string } | undefined, fallback:
   if (ms === undefined) throw new ConfigError(`${input.source}: "${input.text}" is not a duration (e.g. 500ms, 30s, 5m, 1h30m)`);
   if (ms < bounds.min) throw new ConfigError(`${input.source}: ${input.text} is below the minimum of ${formatDurationMs(bounds.min)}`);
   return Math.round(ms);
+}
+
+function wholeSeconds(input: { text: string; source: string } | undefined): number {
+  const ms = duration(input, 0, { min: 1000 });
+  if (ms % 1000 !== 0 || ms / 1000 > 2_147_483_647) throw new ConfigError(`${input?.source ?? ''}: ${input?.text ?? ''} is not a whole number of seconds`);
+  return ms / 1000;
 }
 
 function integer(input: { text: string; source: string } | undefined, fallback: number, min: number): number {

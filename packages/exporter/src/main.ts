@@ -4,6 +4,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import {
+  AwaitingAgentsRecorder,
   FirstConnectionPoller,
   FirstConnectionRecorder,
   errorMessage,
@@ -79,7 +80,11 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   });
 
   const recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
-  const source = withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, password);
+  const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger, ...metricOptions });
+  const source = withContext(createCoderAgentSource(db, {
+      statementTimeoutMs: config.statementTimeoutMs,
+      fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
+    }), databaseForLogs, password);
   const leadership =
     config.leaderElection && options.db === undefined
       ? new AdvisoryLockLeadership({ connectionString: config.databaseUrl, logger })
@@ -87,6 +92,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const poller = new FirstConnectionPoller({
     source,
     recorder,
+    awaiting,
     meterProvider,
     logger,
     intervalMs: config.intervalMs,
