@@ -37,7 +37,9 @@ const DEFAULT_MAX_TRACKED_TIMEOUTS = 1_000_000;
  *
  * A label set that had waiting agents keeps reporting 0 when none waits any more (so a sum over it
  * drops to 0 instead of disappearing), up to the cardinality limit; past it, the overflow series.
- * Without a snapshot (`clearAwaiting()`, e.g. on a follower) the gauges report nothing.
+ * After `clearAwaiting()` (a follower) every known label set reports 0: the SDK keeps reporting a
+ * cumulative gauge's last value for a label set it saw, so 0 is what keeps `sum()` and `max()` over
+ * replicas right. Before any snapshot the gauges report nothing.
  */
 export class AwaitingAgentsRecorder {
   readonly #labels: readonly LabelKey[];
@@ -101,9 +103,9 @@ export class AwaitingAgentsRecorder {
     this.#snapshot = groups;
   }
 
-  /** The gauges report nothing until the next `setAwaiting()` (this process does not observe). */
+  /** Every known label set reports 0 until the next `setAwaiting()` (this process does not observe). */
   clearAwaiting(): void {
-    this.#snapshot = undefined;
+    this.#snapshot = [];
   }
 
   hasCountedTimeout(agentId: string): boolean {

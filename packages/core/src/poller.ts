@@ -59,7 +59,7 @@ export interface FirstConnectionPollerOptions {
   /**
    * When set, each tick also asks the source for the agents still waiting and the timeouts, and records
    * them: timeouts count once per agent under the same window as first connections (backfill, overlap,
-   * takeover). A follower reports no awaiting gauges.
+   * takeover). A follower's awaiting gauges report 0.
    */
   readonly awaiting?: AwaitingAgentsRecorder;
   /** When set, ticks are skipped unless this process is the leader. */
@@ -328,7 +328,7 @@ export class FirstConnectionPoller {
   #onLeadership(leader: boolean, nowMs: number): void {
     const window = this.#markStarted();
     if (!leader) this.#window = window.followerTick(nowMs);
-    // A follower does not query: it reports no awaiting gauges rather than stale ones.
+    // A follower does not query: its awaiting gauges report 0 rather than stale values.
     if (!leader) this.#awaiting?.clearAwaiting();
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
