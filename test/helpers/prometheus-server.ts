@@ -21,17 +21,26 @@ function requireBinary(name: string): void {
 }
 
 /** Starts a real Prometheus on a free loopback port with a temporary data directory, scraping `targets`. */
-export async function startPrometheus(targets: string[], options: { scrapeInterval?: string } = {}): Promise<PrometheusServer> {
+export async function startPrometheus(
+  targets: string[],
+  options: { scrapeInterval?: string; /** Rule files' contents, written next to the configuration. */ rules?: readonly string[] } = {},
+): Promise<PrometheusServer> {
   requireBinary('prometheus');
   const dir = mkdtempSync(join(tmpdir(), 'agentconn-prom-'));
   const port = await freePort();
   const interval = options.scrapeInterval ?? '1s';
+  const ruleFiles = (options.rules ?? []).map((text, i) => {
+    const file = join(dir, `rules-${i}.yml`);
+    writeFileSync(file, text);
+    return file;
+  });
   writeFileSync(
     join(dir, 'prometheus.yml'),
     [
       'global:',
       `  scrape_interval: ${interval}`,
       `  evaluation_interval: ${interval}`,
+      ...(ruleFiles.length > 0 ? ['rule_files:', ...ruleFiles.map((f) => `  - ${JSON.stringify(f)}`)] : []),
       'scrape_configs:',
       '  - job_name: agentconn',
       `    scrape_interval: ${interval}`,
