@@ -153,7 +153,7 @@ export async function runBench(options: BenchOptions, command: string): Promise<
       for (let run = 1; run <= options.runs; run++) {
         for (const mode of options.modes) {
           const modeLabel = `${label} ${mode} run ${run}/${options.runs}`;
-          if (mode === 'incremental-index') {
+          if (mode === 'incremental-index' || mode === 'incremental-index-awaiting') {
             progress(`${label} creating the opt-in index on workspace_agents(first_connected_at)`);
             await createFirstConnectedAtIndex(bench.db);
           }
@@ -196,11 +196,11 @@ export async function runBench(options: BenchOptions, command: string): Promise<
             records.set(mode, record);
             if (run === 1 && !options.noExplain) {
               progress(`${label} EXPLAIN (ANALYZE, BUFFERS) ${mode}`);
-              explain.push(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`));
+              explain.push(...(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`)));
             }
           } finally {
             await resetTrickle(bench.db);
-            if (mode === 'incremental-index') await dropFirstConnectedAtIndex(bench.db);
+            if (mode === 'incremental-index' || mode === 'incremental-index-awaiting') await dropFirstConnectedAtIndex(bench.db);
           }
         }
       }

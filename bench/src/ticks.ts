@@ -6,6 +6,7 @@
 import {
   FIRST_CONNECTION_METRIC_NAME,
   FirstConnectionPoller,
+  AwaitingAgentsRecorder,
   FirstConnectionRecorder,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
@@ -132,6 +133,9 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
       const reader = new CollectingReader();
       const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView()] });
       const recorder = new FirstConnectionRecorder({ meterProvider, logger });
+      const awaiting = config.mode.endsWith('-awaiting')
+        ? new AwaitingAgentsRecorder({ meterProvider, logger, labels: ['template_name', 'agent_name'] })
+        : undefined;
       const timed = timedSource(createCoderAgentSource(db, { statementTimeoutMs: 600_000, cancelOnAbort: false }), clock);
       const poller =
         config.mode === 'seed'
@@ -139,6 +143,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
           : new FirstConnectionPoller({
               source: timed.source,
               recorder,
+              ...(awaiting !== undefined && { awaiting }),
               meterProvider,
               logger,
               intervalMs: config.intervalMs,

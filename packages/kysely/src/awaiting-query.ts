@@ -14,18 +14,44 @@ const LABEL_COLUMNS = {
 /**
  * The agents of the seed's rule that have not connected yet (`first_connected_at IS NULL`), one row per
  * label set of `labels`: how many, and how long the oldest has waited on the database's clock (`now()`,
- * the transaction's start; never negative). With the opt-in index on `first_connected_at` this reads the
- * waiting agents' index entries only (btree indexes keep NULLs), not every agent.
+ * the transaction's start; never negative).
+ *
+ * The waiting agents are selected first, in a MATERIALIZED CTE, and only then joined to their build,
+ * workspace, owner and template by key: left to itself the planner starts from every workspace (it
+ * underestimates the NULLs), which costs the whole population. With the opt-in index on
+ * `first_connected_at` (btree indexes keep NULLs) the CTE reads the waiting agents' index entries only,
+ * so the statement costs the waiting agents, not all agents; without it, one sequential scan.
  */
 export function awaitingAgentsQuery(db: Kysely<CoderDatabase>, labels: readonly LabelKey[]) {
   const columns = labels.map((key) => sql.ref(LABEL_COLUMNS[key]));
-  let query = currentAgents(db)
+  let query = db
+    .with(
+      (wc) => wc('waiting').materialized(),
+      (qb) =>
+        qb
+          .selectFrom('workspace_agents')
+          .select(['id', 'name', 'created_at', 'resource_id'])
+          .where('first_connected_at', 'is', null)
+          .where('deleted', '=', false),
+    )
+    .selectFrom('waiting as wa')
+    .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
+    .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
+    .innerJoin('users as u', 'u.id', 'w.owner_id')
+    .innerJoin('templates as t', 't.id', 'w.template_id')
+    .where('w.deleted', '=', false)
+    .where('wb.build_number', '=', (eb) =>
+      eb
+        .selectFrom('workspace_builds as wb2')
+        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
+        .whereRef('wb2.workspace_id', '=', 'w.id'),
+    )
     .select([
       sql<number>`count(*)::int`.as('awaiting'),
       sql<number>`greatest(0, extract(epoch FROM now() - min(wa.created_at)))::float8`.as('oldest_wait_s'),
       ...labels.map((key, i) => sql<string>`${columns[i]}`.as(key)),
-    ])
-    .where('wa.first_connected_at', 'is', null);
+    ]);
   if (columns.length > 0) query = query.groupBy(columns);
   return query.having(sql<boolean>`count(*) > 0`);
 }
