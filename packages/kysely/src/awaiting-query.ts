@@ -5,10 +5,10 @@ import type { CoderDatabase } from './schema.js';
 
 /** The column each label comes from, in the seed's rule's aliases. */
 const LABEL_COLUMNS = {
-  template_name: 't.name',
+  template_name: 'cur.template_name',
   agent_name: 'wa.name',
-  username: 'u.username',
-  workspace_name: 'w.name',
+  username: 'cur.username',
+  workspace_name: 'cur.workspace_name',
 } as const satisfies Record<LabelKey, string>;
 
 /**
@@ -16,9 +16,9 @@ const LABEL_COLUMNS = {
  * label set of `labels`: how many, and how long the oldest has waited on the database's clock (`now()`,
  * the transaction's start; never negative).
  *
- * The waiting agents are selected first, in a MATERIALIZED CTE, and only then joined to their build,
- * workspace, owner and template by key: left to itself the planner starts from every workspace (it
- * underestimates the NULLs), which costs the whole population. With the opt-in index on
+ * The waiting agents are selected first, in a MATERIALIZED CTE, and only then looked up, one by one,
+ * in their build, workspace, owner and template by key: left to itself the planner starts from every
+ * workspace, or hashes every build and resource, which costs the whole population. With the opt-in index on
  * `first_connected_at` (btree indexes keep NULLs) the CTE reads the waiting agents' index entries only,
  * so the statement costs the waiting agents, not all agents; without it, one sequential scan.
  */
@@ -35,17 +35,28 @@ export function awaitingAgentsQuery(db: Kysely<CoderDatabase>, labels: readonly 
           .where('deleted', '=', false),
     )
     .selectFrom('waiting as wa')
-    .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
-    .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
-    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
-    .innerJoin('users as u', 'u.id', 'w.owner_id')
-    .innerJoin('templates as t', 't.id', 'w.template_id')
-    .where('w.deleted', '=', false)
-    .where('wb.build_number', '=', (eb) =>
-      eb
-        .selectFrom('workspace_builds as wb2')
-        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
-        .whereRef('wb2.workspace_id', '=', 'w.id'),
+    // Per waiting agent, its build, workspace, owner and template by key. OFFSET 0 keeps the planner from
+    // flattening this into hash joins over every build, resource and workspace.
+    .innerJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('workspace_resources as wr')
+          .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
+          .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
+          .innerJoin('users as u', 'u.id', 'w.owner_id')
+          .innerJoin('templates as t', 't.id', 'w.template_id')
+          .whereRef('wr.id', '=', 'wa.resource_id')
+          .where('w.deleted', '=', false)
+          .where('wb.build_number', '=', (eb2) =>
+            eb2
+              .selectFrom('workspace_builds as wb2')
+              .select((eb3) => eb3.fn.max('wb2.build_number').as('max_build_number'))
+              .whereRef('wb2.workspace_id', '=', 'w.id'),
+          )
+          .select(['t.name as template_name', 'u.username as username', 'w.name as workspace_name'])
+          .offset(0)
+          .as('cur'),
+      (join) => join.onTrue(),
     )
     .select([
       sql<number>`count(*)::int`.as('awaiting'),
