@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { awaitingAgentsQuery, connectedAgentsQuery, seedAgentsQuery, timedOutAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { awaitingAgentsQuery, connectedAgentsQuery, seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { BenchMode } from './options.js';
 
@@ -72,16 +72,17 @@ export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Dat
     case 'incremental-index':
     case 'incremental-awaiting':
     case 'incremental-index-awaiting':
-      return connectedAgentsQuery(db, since).compile();
+      return connectedAgentsQuery(db, since, { fallbackTimeoutSeconds: 0 }).compile();
   }
 }
 
-/** Each statement a mode's tick runs after the clock: the agents query, and for `*-awaiting` the two more. */
+/** Each statement a mode's tick runs after the clock: the agents query, and for `*-awaiting` the awaiting reads. */
 export function modeQueries(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): [string, CompiledQuery][] {
   const queries: [string, CompiledQuery][] = [['agents', modeQuery(db, mode, since)]];
   if (mode.endsWith('-awaiting')) {
-    queries.push(['awaiting', awaitingAgentsQuery(db, ['template_name', 'agent_name']).compile()]);
-    queries.push(['timeouts', timedOutAgentsQuery(db, since === undefined ? {} : { timedOutSince: since }).compile()]);
+    // Every tick: the agents created since the lower bound. Once per reconciliation interval: all waiting.
+    queries.push(['awaiting new', awaitingAgentsQuery(db, since === undefined ? {} : { createdSince: since }).compile()]);
+    queries.push(['awaiting reconciliation', awaitingAgentsQuery(db).compile()]);
   }
   return queries;
 }
@@ -95,7 +96,7 @@ export async function explainMode(
 ): Promise<ExplainSummary[]> {
   const summaries: ExplainSummary[] = [];
   for (const [name, query] of modeQueries(db, mode, since === null ? undefined : new Date(since))) {
-    summaries.push(await explainQuery(db, mode, name, query, since, dir, name === 'agents' ? fileStem : `${fileStem}-${name}`));
+    summaries.push(await explainQuery(db, mode, name, query, since, dir, name === 'agents' ? fileStem : `${fileStem}-${name.replaceAll(' ', '-')}`));
   }
   return summaries;
 }

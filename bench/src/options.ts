@@ -11,7 +11,7 @@ export const MODE_DESCRIPTIONS: Readonly<Record<BenchMode, string>> = {
   'full-scan': "FirstConnectionPoller mode full-scan, backfill all: every connected current agent every tick, observe-once Map pruned to the current ids (the seed's rule; the baseline)",
   incremental: 'FirstConnectionPoller mode incremental (overlap 5 min, backfill from start), no index on workspace_agents(first_connected_at), as on a stock Coder database',
   'incremental-index': 'incremental, with the opt-in index from createFirstConnectedAtIndex',
-  'incremental-awaiting': 'incremental, plus the awaiting gauges and the timeouts counter (AwaitingAgentsRecorder, labels template_name and agent_name): two more statements in the tick\'s transaction',
+  'incremental-awaiting': 'incremental, plus the awaiting gauges and the timeouts counter (AwaitingAgentsRecorder, labels template_name and agent_name): the agents created since the last tick every tick, all waiting agents once per 10-minute reconciliation',
   'incremental-index-awaiting': 'incremental-awaiting, with the opt-in index (which also holds the NULL first_connected_at of the waiting agents)',
 };
 

@@ -9,7 +9,8 @@ import {
   type LabelKey,
 } from './metric.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
-import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgentGroup } from './source.js';
+import { AwaitingAgentSet } from './awaiting-set.js';
+import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgent, AwaitingAgentGroup } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 
 export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOptions {
@@ -24,11 +25,35 @@ export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOpti
   readonly collect?: () => readonly AwaitingAgentGroup[] | undefined;
   /** Upper bound on the agent ids remembered for count-once timeouts; the oldest are forgotten first. */
   readonly maxTrackedAgents?: number;
+  /**
+   * A poller's full reconciliation of the waiting agents (deleted or superseded ones drop out) comes at
+   * most this long after the previous one; in between each tick reads only what changed. Default 600 000.
+   */
+  readonly reconcileIntervalMs?: number;
+  /** The clock, for tests. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** What a poller asks its source for, from `nextQuery()`. */
+export interface AwaitingQuery {
+  readonly full: boolean;
+  readonly timeoutCandidates: readonly string[];
+}
+
+/** The poller's bookkeeping for one batch: the count-from bound and the query's lower bound (epoch ms, source clock). */
+export interface AwaitingBatchWindow {
+  readonly countFromMs: number | undefined;
+  readonly sinceMs: number | undefined;
+  /** The source's clock minus this process's, as the poller measured it (for the oldest wait at collection). */
+  readonly clockOffsetMs?: number;
 }
 
 export type TimeoutOutcome = 'counted' | 'duplicate' | 'before_backfill' | 'invalid';
 
 const DEFAULT_MAX_TRACKED_TIMEOUTS = 1_000_000;
+const DEFAULT_RECONCILE_INTERVAL_MS = 600_000;
+/** Most timeout candidates checked per tick; the rest wait for the next one. */
+const MAX_CANDIDATES = 10_000;
 
 /**
  * `coderd_agents_awaiting_first_connection`, `…_oldest_seconds` and
@@ -37,6 +62,11 @@ const DEFAULT_MAX_TRACKED_TIMEOUTS = 1_000_000;
  *
  * A label set that had waiting agents keeps reporting 0 when none waits any more (so a sum over it
  * drops to 0 instead of disappearing), up to the cardinality limit; past it, the overflow series.
+ * Polled (`nextQuery()` / `recordBatch()`), it holds the waiting agents between full reconciliations:
+ * a tick reads the agents created since the last one, drops those that connected, and checks only the
+ * agents whose timeout came due (they may have been deleted meanwhile), so its cost follows what
+ * changed, not how many wait. Memory: one small entry per waiting agent.
+ *
  * After `clearAwaiting()` (a follower) every known label set reports 0: the SDK keeps reporting a
  * cumulative gauge's last value for a label set it saw, so 0 is what keeps `sum()` and `max()` over
  * replicas right. Before any snapshot the gauges report nothing.
@@ -54,7 +84,14 @@ export class AwaitingAgentsRecorder {
   readonly #labelSets = new Map<string, Attributes>();
   /** agent id → epoch µs of its timeout, for count-once. */
   readonly #counted = new Map<string, number>();
-  #snapshot: readonly AwaitingAgentGroup[] | undefined;
+  readonly #set = new AwaitingAgentSet();
+  readonly #reconcileIntervalMs: number;
+  readonly #now: () => number;
+  /** Undefined until a batch or a collect() source says what waits; [] while following. */
+  #active: 'none' | 'polled' | 'following' = 'none';
+  #lastFullMs: number | undefined;
+  #pendingCandidates: string[] = [];
+  #clockOffsetMs = 0;
   #overflowLogged = false;
 
   constructor(options: AwaitingAgentsRecorderOptions = {}) {
@@ -67,6 +104,11 @@ export class AwaitingAgentsRecorder {
     }
     this.#logger = options.logger ?? diagLogger;
     this.#collect = options.collect;
+    this.#reconcileIntervalMs = options.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
+    if (!Number.isFinite(this.#reconcileIntervalMs) || this.#reconcileIntervalMs < 0) {
+      throw new RangeError(`reconcileIntervalMs must be a non-negative number of milliseconds, got ${String(options.reconcileIntervalMs)}`);
+    }
+    this.#now = options.now ?? Date.now;
     const meter =
       options.meter ??
       (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
@@ -76,7 +118,7 @@ export class AwaitingAgentsRecorder {
     meter.addBatchObservableCallback((result) => {
       let groups: readonly AwaitingAgentGroup[] | undefined;
       try {
-        groups = this.#collect === undefined ? this.#snapshot : this.#collect();
+        groups = this.#collect !== undefined ? this.#collect() : this.#polledGroups();
       } catch (error) {
         this.#logger.warn('computing the awaiting agents failed; gauges skipped this collection', { error: String(error) });
         return;
@@ -98,14 +140,29 @@ export class AwaitingAgentsRecorder {
     return this.#counted.size;
   }
 
-  /** Replace the gauges' values with a source's groups (they may carry more labels; they are folded). */
-  setAwaiting(groups: readonly AwaitingAgentGroup[]): void {
-    this.#snapshot = groups;
+  /** How many waiting agents a poller holds. */
+  get awaitingAgents(): number {
+    return this.#set.size;
   }
 
-  /** Every known label set reports 0 until the next `setAwaiting()` (this process does not observe). */
+  /** Every known label set reports 0 until the next batch (this process does not observe); the next query is full. */
   clearAwaiting(): void {
-    this.#snapshot = [];
+    this.#set.clear();
+    this.#active = this.#active === 'none' ? 'none' : 'following';
+    this.#lastFullMs = undefined;
+    this.#pendingCandidates = [];
+  }
+
+  /**
+   * What the next query asks for: a full reconciliation when due, and the agents whose timeout is due
+   * by `sourceNowMs` (this process's estimate of the source's clock). Candidates taken and not
+   * answered (a failed tick) are asked for again.
+   */
+  nextQuery(sourceNowMs: number): AwaitingQuery {
+    const full = this.#lastFullMs === undefined || sourceNowMs - this.#lastFullMs >= this.#reconcileIntervalMs;
+    const room = Math.max(0, MAX_CANDIDATES - this.#pendingCandidates.length);
+    this.#pendingCandidates.push(...this.#set.takeDue((sourceNowMs + 1000) * 1000, room));
+    return { full, timeoutCandidates: [...this.#pendingCandidates] };
   }
 
   hasCountedTimeout(agentId: string): boolean {
@@ -136,17 +193,99 @@ export class AwaitingAgentsRecorder {
   }
 
   /**
-   * A poller's batch: the timeouts (counted once, those before `countFromMs` skipped) and the awaiting
-   * groups. Returns how many timeouts were counted.
+   * A poller's batch: the waiting agents (all of them after a reconciliation, else the new ones), the
+   * connected agents (they stop waiting; one that connected after its timeout counts that timeout), and
+   * the answers for the timeout candidates. Timeouts before `countFromMs` are not counted; a timeout of
+   * a connected agent counts only inside the query's window (`sinceMs`), as its first connection.
+   * Returns how many timeouts were counted.
    */
-  recordBatch(batch: AgentBatch, countFromMs: number | undefined): number {
-    if (batch.awaiting !== undefined) this.setAwaiting(batch.awaiting);
+  recordBatch(batch: AgentBatch, window: AwaitingBatchWindow): number {
+    if (batch.awaitingAgents === undefined) return 0;
+    const countFromMicros = window.countFromMs === undefined ? undefined : window.countFromMs * 1000;
+    const sinceMicros = window.sinceMs === undefined ? undefined : window.sinceMs * 1000;
+    const sourceMs = batch.sourceTime?.getTime();
+    if (window.clockOffsetMs !== undefined) this.#clockOffsetMs = window.clockOffsetMs;
+    else if (sourceMs !== undefined && Number.isFinite(sourceMs)) this.#clockOffsetMs = sourceMs - this.#now();
+    this.#active = 'polled';
     let counted = 0;
-    const countFromMicros = countFromMs === undefined ? undefined : countFromMs * 1000;
-    for (const timeout of batch.timeouts ?? []) {
-      if (this.recordTimeout(timeout, countFromMicros) === 'counted') counted++;
+
+    if (batch.awaitingComplete === true) {
+      const current = new Set(batch.awaitingAgents.map((a) => a.agentId));
+      for (const id of [...this.#set.ids()]) if (!current.has(id)) this.#set.delete(id);
+      this.#lastFullMs = sourceMs ?? this.#now();
     }
+    for (const agent of batch.awaitingAgents) {
+      this.#addWaiting(agent, countFromMicros);
+      // Read now and already past its timeout (new since the last tick, or a reconciliation after start).
+      const entry = agent.due === true ? this.#set.get(agent.agentId) : undefined;
+      if (entry !== undefined && !entry.timeoutHandled && agent.timedOutAt !== null) {
+        entry.timeoutHandled = true;
+        if (this.recordTimeout({ agentId: agent.agentId, timedOutAt: agent.timedOutAt, labels: agent.labels }, countFromMicros) === 'counted') counted++;
+      }
+    }
+
+    for (const agent of batch.agents) {
+      const entry = this.#set.get(agent.agentId);
+      const timedOutAt = agent.timedOutAt;
+      if (timedOutAt !== null && timedOutAt !== undefined && entry?.timeoutHandled !== true) {
+        const micros = toEpochMicros(timedOutAt);
+        const inWindow = micros !== undefined && (sinceMicros === undefined || micros >= sinceMicros);
+        if (inWindow && this.recordTimeout({ agentId: agent.agentId, timedOutAt, labels: agent.labels }, countFromMicros) === 'counted') counted++;
+      }
+      this.#set.delete(agent.agentId);
+    }
+
+    const answered = new Set<string>();
+    for (const check of batch.timeoutChecks ?? []) {
+      answered.add(check.agentId);
+      const entry = this.#set.get(check.agentId);
+      if (entry === undefined || entry.timeoutHandled) continue;
+      if (!check.due) {
+        this.#set.putBack(check.agentId);
+        continue;
+      }
+      entry.timeoutHandled = true;
+      if (this.recordTimeout(check, countFromMicros) === 'counted') counted++;
+    }
+    // A candidate the source did not answer for no longer waits: connected, deleted or superseded.
+    for (const id of this.#pendingCandidates) if (!answered.has(id)) this.#set.delete(id);
+    this.#pendingCandidates = [];
     return counted;
+  }
+
+  #addWaiting(agent: AwaitingAgent, countFromMicros: number | undefined): void {
+    const createdMicros = toEpochMicros(agent.createdAt);
+    if (createdMicros === undefined) return;
+    const timeoutMicros = agent.timedOutAt === null ? undefined : toEpochMicros(agent.timedOutAt);
+    const held = this.#set.get(agent.agentId);
+    if (held !== undefined) {
+      if (held.createdMicros === createdMicros && held.timeoutMicros === timeoutMicros) return;
+      // Coder never rewrites them, but a row read again with other values replaces what was held.
+      this.#set.delete(agent.agentId);
+    }
+    const attributes = this.#attributes(agent.labels);
+    this.#set.add(agent.agentId, {
+      createdMicros,
+      timeoutMicros,
+      labelKey: JSON.stringify(attributes),
+      timeoutHandled:
+        timeoutMicros === undefined ||
+        this.#counted.has(agent.agentId) ||
+        (countFromMicros !== undefined && timeoutMicros < countFromMicros),
+    });
+  }
+
+  #polledGroups(): AwaitingAgentGroup[] | undefined {
+    if (this.#active === 'none') return undefined;
+    if (this.#active === 'following') return [];
+    const nowMicros = (this.#now() + this.#clockOffsetMs) * 1000;
+    const groups: AwaitingAgentGroup[] = [];
+    for (const [key, count, oldestMicros] of this.#set.groups()) {
+      const attributes = this.#labelSets.get(key);
+      if (attributes === undefined) continue;
+      groups.push({ labels: attributes as Partial<Record<LabelKey, string>>, count, oldestWaitSeconds: Math.max(0, (nowMicros - oldestMicros) / 1e6) });
+    }
+    return groups;
   }
 
   /** Incremental pruning: a source queried from `instant` on never returns earlier timeouts again. */
@@ -157,10 +296,10 @@ export class AwaitingAgentsRecorder {
     }
   }
 
-  /** Full-scan pruning: forget every agent id that is not in `currentIds`. */
+  /** Full-scan pruning: forget every agent id that is not in `currentIds` (or still waiting). */
   retainOnly(currentIds: ReadonlySet<string>): void {
     for (const id of this.#counted.keys()) {
-      if (!currentIds.has(id)) this.#counted.delete(id);
+      if (!currentIds.has(id) && this.#set.get(id) === undefined) this.#counted.delete(id);
     }
   }
 

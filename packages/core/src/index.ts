@@ -25,6 +25,8 @@ export type {
   AgentFirstConnection,
   AgentFirstConnectionTimeout,
   AgentQuery,
+  AgentTimeoutCheck,
+  AwaitingAgent,
   AwaitingAgentGroup,
   FirstConnectionSource,
 } from './source.js';

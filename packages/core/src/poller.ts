@@ -263,15 +263,16 @@ export class FirstConnectionPoller {
         }
       }
       const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
+      const awaiting = this.#awaiting?.nextQuery(startedMs + this.#markStarted().clockOffsetMs);
       const batch: AgentBatch = await this.#source.listAgents({
         signal: abort.signal,
         ...(since !== undefined && { connectedSince: new Date(since) }),
-        ...(this.#awaiting !== undefined && { awaiting: { labels: this.#awaiting.labels } }),
+        ...(awaiting !== undefined && { awaiting }),
       });
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs);
       const counts = this.#recordBatch(batch, window);
-      const timeouts = this.#awaiting?.recordBatch(batch, window.countFromMs);
+      const timeouts = this.#awaiting?.recordBatch(batch, { countFromMs: window.countFromMs, sinceMs: since, clockOffsetMs: window.clockOffsetMs });
       this.#window = window;
       this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
@@ -317,7 +318,7 @@ export class FirstConnectionPoller {
   #prune(batch: AgentBatch, window: CountWindow): void {
     if (this.#mode === 'full-scan') {
       this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
-      this.#awaiting?.retainOnly(new Set((batch.timeouts ?? []).map((t) => t.agentId)));
+      this.#awaiting?.retainOnly(new Set(batch.agents.filter((a) => a.timedOutAt != null).map((a) => a.agentId)));
       return;
     }
     const nextSince = window.querySinceMs;

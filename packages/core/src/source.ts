@@ -1,4 +1,4 @@
-import type { AgentLabels, LabelKey } from './metric.js';
+import type { AgentLabels } from './metric.js';
 import type { Instant } from './timestamp.js';
 
 /** One agent as a source reports it: the two timestamps and the label values. */
@@ -10,6 +10,11 @@ export interface AgentFirstConnection {
   /** `workspace_agents.first_connected_at`; `null` while the agent has never connected. */
   readonly firstConnectedAt: Instant | null;
   readonly labels: AgentLabels;
+  /**
+   * Only when the query asked for `awaiting`: the instant of the connection timeout this agent passed
+   * before it connected (`created_at` + timeout, when it connected after it), else null.
+   */
+  readonly timedOutAt?: Instant | null;
 }
 
 export interface AgentQuery {
@@ -19,10 +24,16 @@ export interface AgentQuery {
    */
   readonly connectedSince?: Date;
   /**
-   * Set when the awaiting gauges and the timeouts counter are wanted: the source then also reports
-   * `awaiting` (grouped by these label keys) and `timeouts` (from `connectedSince` on, like connections).
+   * Set when the awaiting gauges and the timeouts counter are wanted. The source then also reports
+   * `awaitingAgents` (with `full`, every waiting agent; otherwise those created at or after
+   * `connectedSince`), `timeoutChecks` for the candidates, and `timedOutAt` on connected agents.
    */
-  readonly awaiting?: { readonly labels: readonly LabelKey[] };
+  readonly awaiting?: {
+    /** A reconciliation: every waiting agent of the rule, so deleted or superseded ones drop out. */
+    readonly full: boolean;
+    /** Agent ids whose timeout may have passed; the source tells which of them still wait. */
+    readonly timeoutCandidates: readonly string[];
+  };
   /** Aborted when the tick's timeout passes or the poller stops; a source should cancel its query. */
   readonly signal: AbortSignal;
 }
@@ -34,13 +45,31 @@ export interface AgentBatch {
    * watermark never depends on this process's clock. Undefined: the poller uses its own clock.
    */
   readonly sourceTime?: Date;
-  /** With `query.awaiting`: every label set that has agents still waiting for their first connection. */
-  readonly awaiting?: readonly AwaitingAgentGroup[];
+  /** With `query.awaiting`: waiting agents (all of them when `awaitingComplete`). */
+  readonly awaitingAgents?: readonly AwaitingAgent[];
+  /** True when `awaitingAgents` is every waiting agent (the query asked for `full`). */
+  readonly awaitingComplete?: boolean;
   /**
-   * With `query.awaiting`: agents whose connection timeout passed (at or after `connectedSince` when it is
-   * given), whether they still wait or connected after the timeout.
+   * With `query.awaiting`: the candidates that still wait (current, not connected), with their timeout
+   * and whether it has passed on the source's clock. A candidate missing here no longer waits.
    */
-  readonly timeouts?: readonly AgentFirstConnectionTimeout[];
+  readonly timeoutChecks?: readonly AgentTimeoutCheck[];
+}
+
+/** An agent of the rule whose `first_connected_at` is still NULL. */
+export interface AwaitingAgent {
+  readonly agentId: string;
+  readonly createdAt: Instant;
+  /** `created_at` + its connection timeout, or null when it never times out. */
+  readonly timedOutAt: Instant | null;
+  /** Whether `timedOutAt` is before the source's clock (strictly, as Coder's rule). */
+  readonly due?: boolean;
+  readonly labels: AgentLabels;
+}
+
+export interface AgentTimeoutCheck extends AgentFirstConnectionTimeout {
+  /** Whether `timedOutAt` is before the source's clock (strictly, as Coder's rule). */
+  readonly due: boolean;
 }
 
 /** The agents of one label set that have not connected yet, on the source's clock. */

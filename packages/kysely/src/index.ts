@@ -44,10 +44,10 @@ export {
 } from './agents-query.js';
 export {
   awaitingAgentsQuery,
-  timedOutAgentsQuery,
-  type AwaitingAgentsRow,
-  type TimedOutAgentRow,
-  type TimedOutAgentsQueryOptions,
+  effectiveTimeoutSeconds,
+  passedTimeoutText,
+  type AwaitingAgentRow,
+  type AwaitingAgentsQueryOptions,
 } from './awaiting-query.js';
 export {
   createCoderAgentSource,
@@ -56,7 +56,6 @@ export {
   type CoderAgentFirstConnection,
   type CoderAgentSource,
   type CoderAgentSourceOptions,
-  type CoderAgentTimeout,
 } from './source.js';
 export { CoderDatabaseError, describeError, redactCredentials } from './errors.js';
 export {

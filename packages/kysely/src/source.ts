@@ -3,15 +3,15 @@ import {
   toEpochMicros,
   type AgentBatch,
   type AgentFirstConnection,
-  type AgentFirstConnectionTimeout,
+  type AgentLabels,
   type AgentQuery,
-  type AwaitingAgentGroup,
+  type AgentTimeoutCheck,
+  type AwaitingAgent,
   type FirstConnectionSource,
-  type LabelKey,
 } from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
-import { awaitingAgentsQuery, timedOutAgentsQuery, type AwaitingAgentsRow, type TimedOutAgentRow } from './awaiting-query.js';
+import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
 import { CoderDatabaseError } from './errors.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -42,6 +42,8 @@ export interface CoderAgentFirstConnection extends AgentFirstConnection {
   readonly createdAt: string;
   /** `workspace_agents.first_connected_at`, same form. Never null: the query returns connected agents only. */
   readonly firstConnectedAt: string;
+  /** With `awaiting` in the query: the timeout it passed before connecting (µs text), else null. */
+  readonly timedOutAt: string | null;
   /** `template_versions.name` of the latest build; null when the version row is missing (LEFT JOIN). */
   readonly templateVersionName: string | null;
 }
@@ -50,12 +52,6 @@ export interface CoderAgentBatch extends AgentBatch {
   readonly agents: readonly CoderAgentFirstConnection[];
   /** The database's `now()` at the start of the query's transaction (truncated to ms). */
   readonly sourceTime: Date;
-  readonly timeouts?: readonly CoderAgentTimeout[];
-}
-
-/** A timeout as this source reports it: `timedOutAt` as µs text. */
-export interface CoderAgentTimeout extends AgentFirstConnectionTimeout {
-  readonly timedOutAt: string;
 }
 
 export interface CoderAgentSource extends FirstConnectionSource {
@@ -102,14 +98,19 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
-        const rows = await connectedAgentsQuery(trx, connectedSince).execute();
+        const timeouts = awaiting === undefined ? undefined : { fallbackTimeoutSeconds };
+        const rows = await connectedAgentsQuery(trx, connectedSince, timeouts).execute();
         if (awaiting === undefined) return { rows, sourceTime: clock.source_time };
-        const groups = (await awaitingAgentsQuery(trx, awaiting.labels).execute()) as AwaitingAgentsRow[];
-        const timedOut = await timedOutAgentsQuery(trx, {
-          ...(connectedSince !== undefined && { timedOutSince: connectedSince }),
+        const complete = awaiting.full || connectedSince === undefined;
+        const waiting = await awaitingAgentsQuery(trx, {
+          ...(!complete && connectedSince !== undefined && { createdSince: connectedSince }),
           fallbackTimeoutSeconds,
         }).execute();
-        return { rows, sourceTime: clock.source_time, groups, timedOut, labels: awaiting.labels };
+        const checks =
+          awaiting.timeoutCandidates.length === 0
+            ? []
+            : await awaitingAgentsQuery(trx, { ids: awaiting.timeoutCandidates, fallbackTimeoutSeconds }).execute();
+        return { rows, sourceTime: clock.source_time, waiting, checks, complete };
       })
       .finally(() => {
         settled = true;
@@ -132,9 +133,9 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
     let result: {
       rows: ConnectedAgentRow[];
       sourceTime: string;
-      groups?: AwaitingAgentsRow[];
-      timedOut?: TimedOutAgentRow[];
-      labels?: readonly LabelKey[];
+      waiting?: AwaitingAgentRow[];
+      checks?: AwaitingAgentRow[];
+      complete?: boolean;
     };
     try {
       result = await settleOrAbort(work, signal, cancel);
@@ -146,12 +147,12 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
       throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${result.sourceTime}`));
     }
     const batch = { agents: result.rows.map(toAgent), sourceTime: new Date(Math.floor(sourceMicros / 1000)) };
-    if (result.groups === undefined || result.timedOut === undefined) return batch;
-    const labels = result.labels ?? [];
+    if (result.waiting === undefined) return batch;
     return {
       ...batch,
-      awaiting: result.groups.map((row) => toAwaitingGroup(row, labels)),
-      timeouts: result.timedOut.map(toTimeout),
+      awaitingAgents: result.waiting.map(toAwaitingAgent),
+      awaitingComplete: result.complete === true,
+      timeoutChecks: (result.checks ?? []).filter((row) => row.timed_out_at !== null).map(toTimeoutCheck),
     };
   }
 
@@ -163,6 +164,7 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
     agentId: row.agent_id,
     createdAt: row.created_at,
     firstConnectedAt: row.first_connected_at,
+    timedOutAt: row.timed_out_at,
     labels: {
       template_name: row.template_name,
       agent_name: row.agent_name,
@@ -173,21 +175,14 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
   };
 }
 
-function toAwaitingGroup(row: AwaitingAgentsRow, labels: readonly LabelKey[]): AwaitingAgentGroup {
-  const values: Partial<Record<LabelKey, string>> = {};
-  for (const key of labels) values[key] = String(row[key] ?? '');
-  return { labels: values, count: Number(row.awaiting), oldestWaitSeconds: Number(row.oldest_wait_s ?? 0) };
+function labelsOf(row: { template_name: string; agent_name: string; username: string; workspace_name: string }): AgentLabels {
+  return { template_name: row.template_name, agent_name: row.agent_name, username: row.username, workspace_name: row.workspace_name };
 }
 
-function toTimeout(row: TimedOutAgentRow): CoderAgentTimeout {
-  return {
-    agentId: row.agent_id,
-    timedOutAt: row.timed_out_at,
-    labels: {
-      template_name: row.template_name,
-      agent_name: row.agent_name,
-      username: row.username,
-      workspace_name: row.workspace_name,
-    },
-  };
+function toAwaitingAgent(row: AwaitingAgentRow): AwaitingAgent {
+  return { agentId: row.agent_id, createdAt: row.created_at, timedOutAt: row.timed_out_at, due: row.due, labels: labelsOf(row) };
+}
+
+function toTimeoutCheck(row: AwaitingAgentRow): AgentTimeoutCheck {
+  return { agentId: row.agent_id, timedOutAt: row.timed_out_at ?? '', due: row.due, labels: labelsOf(row) };
 }

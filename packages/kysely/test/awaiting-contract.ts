@@ -24,10 +24,11 @@ class Pipeline {
   readonly meterProvider = new MeterProvider({ readers: [this.exporter] });
   readonly logger = memoryLogger();
   readonly recorder = new FirstConnectionRecorder({ meterProvider: this.meterProvider, logger: this.logger, labels: [...LABELS] });
-  readonly awaiting = new AwaitingAgentsRecorder({ meterProvider: this.meterProvider, logger: this.logger, labels: [...LABELS] });
+  readonly awaiting: AwaitingAgentsRecorder;
   readonly poller: FirstConnectionPoller;
 
-  constructor(source: CoderAgentSource, backfill?: BackfillPolicy) {
+  constructor(source: CoderAgentSource, backfill?: BackfillPolicy, options: { reconcileIntervalMs?: number } = {}) {
+    this.awaiting = new AwaitingAgentsRecorder({ meterProvider: this.meterProvider, logger: this.logger, labels: [...LABELS], ...options });
     this.poller = new FirstConnectionPoller({
       source,
       recorder: this.recorder,
@@ -81,37 +82,63 @@ export function defineAwaitingContract(name: string, open: OpenTestDatabase): vo
       const build1 = await fixture.build({ workspaceId, buildNumber: 1, versionId });
       await fixture.agent({ resourceId: build1, name: 'main', createdAt: iso(now - 3_600_000), firstConnectedAt: null }); // old build
       const build2 = await fixture.build({ workspaceId, buildNumber: 2, versionId });
-      await fixture.agent({ resourceId: build2, name: 'main', createdAt: '2026-01-01T00:00:00.000001Z', firstConnectedAt: null });
-      await fixture.agent({ resourceId: build2, name: 'main', createdAt: iso(now - 5000), firstConnectedAt: null });
+      const oldest = await fixture.agent({ resourceId: build2, name: 'main', createdAt: '2026-01-01T00:00:00.000001Z', firstConnectedAt: null });
+      const recent = await fixture.agent({ resourceId: build2, name: 'main', createdAt: iso(now - 5000), firstConnectedAt: null });
       await fixture.agent({ resourceId: build2, name: 'main', createdAt: iso(now - 99_000_000), firstConnectedAt: iso(now - 1000) }); // connected
       await fixture.agent({ resourceId: build2, name: 'main', createdAt: '2025-01-01T00:00:00Z', firstConnectedAt: null, deleted: true });
       const goneWorkspace = await fixture.workspace({ ownerId: await fixture.user(), templateId, deleted: true });
       const gone = await fixture.build({ workspaceId: goneWorkspace, buildNumber: 1, versionId });
       await fixture.agent({ resourceId: gone, name: 'main', createdAt: '2025-01-01T00:00:00Z', firstConnectedAt: null });
 
-      const batch = await source.listAgents({ signal: never, awaiting: { labels: LABELS } });
-      const groups = batch.awaiting?.filter((g) => g.labels.template_name === templateName);
-      expect(groups).toHaveLength(1);
-      expect(groups![0]!.labels).toEqual({ template_name: templateName, agent_name: 'main' });
-      expect(groups![0]!.count).toBe(2);
-      // now() minus the oldest created_at, to the microsecond (sourceTime is now() truncated to ms).
-      const expected = (batch.sourceTime.getTime() * 1000 - toEpochMicros('2026-01-01T00:00:00.000001Z')!) / 1e6;
-      expect(groups![0]!.oldestWaitSeconds).toBeGreaterThanOrEqual(expected);
-      expect(groups![0]!.oldestWaitSeconds - expected).toBeLessThan(0.001);
+      const batch = await source.listAgents({ signal: never, awaiting: { full: true, timeoutCandidates: [] } });
+      expect(batch.awaitingComplete).toBe(true);
+      const mine = batch.awaitingAgents?.filter((a) => a.labels.template_name === templateName);
+      expect(new Set(mine?.map((a) => a.agentId))).toEqual(new Set([oldest, recent]));
+      expect(mine?.find((a) => a.agentId === oldest)?.createdAt).toBe('2026-01-01T00:00:00.000001Z');
+
+      // Through the poller and the official exporter: the count, and the oldest wait to the microsecond
+      // on the database's clock (this process's clock plus the offset the query measured).
+      const pipeline = new Pipeline(source);
+      try {
+        await pipeline.poller.tick();
+        const before = Date.now();
+        const waited = await pipeline.value(OLDEST, templateName);
+        const after = Date.now();
+        expect(await pipeline.value(AWAITING, templateName)).toBe(2);
+        const created = toEpochMicros('2026-01-01T00:00:00.000001Z')! / 1e6;
+        // The clock offset is measured at the tick (sourceTime is now() at its transaction start, truncated to ms): allow 50 ms.
+        expect(waited).toBeGreaterThanOrEqual(before / 1000 - created - 0.05);
+        expect(waited).toBeLessThanOrEqual(after / 1000 - created + 0.05);
+      } finally {
+        await pipeline.shutdown();
+      }
     });
 
-    it('groups by the requested labels only', async () => {
+    it('the gauges fold the waiting agents by the configured labels only', async () => {
       const templateName = template();
       const { templateId, versionId } = await fixture.template(templateName);
       const resourceId = await fixture.build({ workspaceId: await fixture.workspace({ ownerId: await fixture.user(), templateId }), buildNumber: 1, versionId });
       const other = { resourceId: await fixture.build({ workspaceId: await fixture.workspace({ ownerId: await fixture.user(), templateId }), buildNumber: 1, versionId }) };
       await fixture.agent({ resourceId, name: 'a', createdAt: iso(Date.now()), firstConnectedAt: null });
       await fixture.agent({ resourceId: other.resourceId, name: 'b', createdAt: iso(Date.now()), firstConnectedAt: null });
-      const byTemplate = await source.listAgents({ signal: never, awaiting: { labels: ['template_name'] } });
-      expect(byTemplate.awaiting?.filter((g) => g.labels.template_name === templateName).map((g) => g.count)).toEqual([2]);
-      const byAgent = await source.listAgents({ signal: never, awaiting: { labels: ['template_name', 'agent_name'] } });
-      expect(byAgent.awaiting?.filter((g) => g.labels.template_name === templateName).map((g) => g.count)).toEqual([1, 1]);
-      expect(byAgent.awaiting?.filter((g) => g.labels.template_name === templateName).map((g) => g.labels.agent_name).sort()).toEqual(['a', 'b']);
+      const exporter = new PrometheusExporter({ preventServerStart: true });
+      const meterProvider = new MeterProvider({ readers: [exporter] });
+      const poller = new FirstConnectionPoller({
+        source,
+        recorder: new FirstConnectionRecorder({ meterProvider, labels: ['template_name'] }),
+        awaiting: new AwaitingAgentsRecorder({ meterProvider, labels: ['template_name'] }),
+        meterProvider,
+      });
+      try {
+        await poller.tick();
+        const { PrometheusSerializer } = await import('@opentelemetry/exporter-prometheus');
+        const series = parseExposition(new PrometheusSerializer().serialize((await exporter.collect()).resourceMetrics)).filter(
+          (s) => s.name === AWAITING && s.labels.template_name === templateName,
+        );
+        expect(series.map((s) => [s.labels.agent_name, s.value])).toEqual([[undefined, 2]]);
+      } finally {
+        await meterProvider.shutdown();
+      }
     });
 
     it("applies Coder's rule: timed out when not connected by created_at + timeout (strictly), 0 never, connecting late still counts", async () => {
@@ -123,26 +150,55 @@ export function defineAwaitingContract(name: string, open: OpenTestDatabase): vo
       const exactly = await fixture.agent({ resourceId, createdAt: created, firstConnectedAt: '2026-02-01T10:02:00.000000Z', connectionTimeoutSeconds: 120 });
       const inTime = await fixture.agent({ resourceId, createdAt: created, firstConnectedAt: '2026-02-01T10:01:00Z', connectionTimeoutSeconds: 120 });
       const noTimeout = await fixture.agent({ resourceId, createdAt: created, firstConnectedAt: null, connectionTimeoutSeconds: 0 });
-      const notYet = await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now()), firstConnectedAt: null, connectionTimeoutSeconds: 3600 });
+      const notYet = await fixture.agent({ resourceId, createdAt: iso(Date.now()), firstConnectedAt: null, connectionTimeoutSeconds: 3600 });
 
-      const timedOut = async (s: CoderAgentSource, connectedSince?: Date) => {
-        const batch = await s.listAgents({ signal: never, awaiting: { labels: LABELS }, ...(connectedSince !== undefined && { connectedSince }) });
-        return new Map((batch.timeouts ?? []).filter((t) => t.labels.template_name === templateName).map((t) => [t.agentId, t.timedOutAt]));
+      const read = async (s: CoderAgentSource) => {
+        const batch = await s.listAgents({ signal: never, awaiting: { full: true, timeoutCandidates: [waiting, noTimeout, notYet, late] } });
+        const passed = new Map(batch.agents.filter((a) => a.labels.template_name === templateName).map((a) => [a.agentId, a.timedOutAt]));
+        const checks = new Map((batch.timeoutChecks ?? []).map((c) => [c.agentId, c]));
+        const waitingRows = new Map((batch.awaitingAgents ?? []).filter((a) => a.labels.template_name === templateName).map((a) => [a.agentId, a]));
+        return { passed, checks, waitingRows };
       };
-      const all = await timedOut(source);
-      expect([...all.keys()].sort()).toEqual([waiting, late].sort());
-      expect(all.get(waiting)).toBe('2026-02-01T10:02:00.000000Z');
-      for (const id of [exactly, inTime, noTimeout, notYet]) expect(all.has(id)).toBe(false);
-
-      // The incremental window: timeouts at or after `since` only.
-      expect((await timedOut(source, new Date('2026-02-01T10:02:00.001Z'))).size).toBe(0);
-      expect([...(await timedOut(source, new Date('2026-02-01T10:02:00.000Z'))).keys()].sort()).toEqual([waiting, late].sort());
+      const { passed, checks, waitingRows } = await read(source);
+      expect(passed.get(late)).toBe('2026-02-01T10:02:00.000000Z');
+      expect(passed.get(exactly)).toBeNull();
+      expect(passed.get(inTime)).toBeNull();
+      expect(checks.get(waiting)).toMatchObject({ timedOutAt: '2026-02-01T10:02:00.000000Z', due: true });
+      expect(checks.get(notYet)?.due).toBe(false);
+      expect(checks.has(noTimeout)).toBe(false); // 0: never times out
+      expect(checks.has(late)).toBe(false); // connected: no longer waits
+      expect(waitingRows.get(noTimeout)?.timedOutAt).toBeNull();
+      expect(waitingRows.get(waiting)?.due).toBe(true);
 
       // connection_timeout_seconds = 0 times out only with a fallback (--connection-timeout).
-      const withFallback = await timedOut(createCoderAgentSource(database.db, { fallbackConnectionTimeoutSeconds: 60 }));
-      expect(withFallback.get(noTimeout)).toBe('2026-02-01T10:01:00.000000Z');
-      expect(withFallback.has(waiting)).toBe(true); // its own 120 s still wins
+      const withFallback = await read(createCoderAgentSource(database.db, { fallbackConnectionTimeoutSeconds: 60 }));
+      expect(withFallback.checks.get(noTimeout)).toMatchObject({ timedOutAt: '2026-02-01T10:01:00.000000Z', due: true });
+      expect(withFallback.checks.get(waiting)?.timedOutAt).toBe('2026-02-01T10:02:00.000000Z'); // its own 120 s wins
       expect(() => createCoderAgentSource(database.db, { fallbackConnectionTimeoutSeconds: -1 })).toThrow(/fallbackConnectionTimeoutSeconds/);
+    });
+
+    it('reads only the agents created since the lower bound between reconciliations, and drops deleted ones at the next one', async () => {
+      const templateName = template();
+      const { resourceId } = await fixture.workspaceWithBuild({ templateName });
+      const pipeline = new Pipeline(source, undefined, { reconcileIntervalMs: 3_600_000 });
+      try {
+        await pipeline.poller.tick(); // a reconciliation
+        const a1 = await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now()), firstConnectedAt: null });
+        await pipeline.poller.tick(); // incremental: a1 is new
+        expect(await pipeline.value(AWAITING, templateName)).toBe(1);
+        await database.db.updateTable('workspace_agents').set({ deleted: true }).where('id', '=', a1).execute();
+        await pipeline.poller.tick();
+        expect(await pipeline.value(AWAITING, templateName)).toBe(1); // not seen until the next reconciliation
+      } finally {
+        await pipeline.shutdown();
+      }
+      const eager = new Pipeline(source, undefined, { reconcileIntervalMs: 0 });
+      try {
+        await eager.poller.tick();
+        expect(await eager.value(AWAITING, templateName)).toBeUndefined();
+      } finally {
+        await eager.shutdown();
+      }
     });
 
     it('an agent with connection_timeout_seconds = 1 is counted once after it passes, never again across ticks or a restart', async () => {
