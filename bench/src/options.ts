@@ -12,7 +12,7 @@ export const MODE_DESCRIPTIONS: Readonly<Record<BenchMode, string>> = {
   incremental: 'FirstConnectionPoller mode incremental (overlap 5 min, backfill from start), no index on workspace_agents(first_connected_at), as on a stock Coder database',
   'incremental-index': 'incremental, with the opt-in index from createFirstConnectedAtIndex',
   'incremental-awaiting': 'incremental, plus the awaiting gauges and the timeouts counter (AwaitingAgentsRecorder, labels template_name and agent_name): the agents created since the last tick every tick, all waiting agents once per 10-minute reconciliation',
-  'incremental-index-awaiting': 'incremental-awaiting, with the opt-in index (which also holds the NULL first_connected_at of the waiting agents)',
+  'incremental-index-awaiting': 'incremental-awaiting, with the opt-in index on first_connected_at and the opt-in partial index on the waiting agents\' created_at (createAwaitingCreatedAtIndex)',
 };
 
 /** What one `pnpm bench` invocation measures. */

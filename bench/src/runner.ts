@@ -7,7 +7,9 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  createAwaitingCreatedAtIndex,
   createFirstConnectedAtIndex,
+  dropAwaitingCreatedAtIndex,
   dropFirstConnectedAtIndex,
   openBenchDatabase,
   resetTrickle,
@@ -157,6 +159,7 @@ export async function runBench(options: BenchOptions, command: string): Promise<
             progress(`${label} creating the opt-in index on workspace_agents(first_connected_at)`);
             await createFirstConnectedAtIndex(bench.db);
           }
+          if (mode === 'incremental-index-awaiting') await createAwaitingCreatedAtIndex(bench.db);
           try {
             const started = performance.now();
             const result = await runTickProcess(
@@ -201,6 +204,7 @@ export async function runBench(options: BenchOptions, command: string): Promise<
           } finally {
             await resetTrickle(bench.db);
             if (mode === 'incremental-index' || mode === 'incremental-index-awaiting') await dropFirstConnectedAtIndex(bench.db);
+            if (mode === 'incremental-index-awaiting') await dropAwaitingCreatedAtIndex(bench.db);
           }
         }
       }

@@ -26,6 +26,10 @@ export {
   type WorkspacesTable,
 } from './schema.js';
 export {
+  AWAITING_CREATED_AT_INDEX_NAME,
+  awaitingCreatedAtIndexMigration,
+  createAwaitingCreatedAtIndex,
+  dropAwaitingCreatedAtIndex,
   FIRST_CONNECTED_AT_INDEX_NAME,
   coderSchemaMigrations,
   coderSchemaSubsetMigration,

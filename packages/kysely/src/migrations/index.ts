@@ -3,9 +3,11 @@ import { Migrator, type MigrationProvider } from 'kysely/migration';
 import { CoderDatabaseError } from '../errors.js';
 import { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
 import { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
+import { AWAITING_CREATED_AT_INDEX_NAME, awaitingCreatedAtIndexMigration } from './awaiting-created-at-index.js';
 
 export { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
 export { FIRST_CONNECTED_AT_INDEX_NAME, firstConnectedAtIndexMigration } from './first-connected-at-index.js';
+export { AWAITING_CREATED_AT_INDEX_NAME, awaitingCreatedAtIndexMigration } from './awaiting-created-at-index.js';
 
 /**
  * The Coder schema subset as Kysely migrations, for the demo, the tests and the benchmark.
@@ -93,5 +95,23 @@ export async function dropFirstConnectedAtIndex<DB>(db: Kysely<DB>): Promise<voi
     await firstConnectedAtIndexMigration.down!(db);
   } catch (error) {
     throw new CoderDatabaseError(`dropping the index ${FIRST_CONNECTED_AT_INDEX_NAME} failed`, error);
+  }
+}
+
+/** Opt-in, for operators: the partial index of the waiting agents' `created_at`, concurrently, if missing. */
+export async function createAwaitingCreatedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
+  try {
+    await awaitingCreatedAtIndexMigration.up(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`creating the index ${AWAITING_CREATED_AT_INDEX_NAME} failed`, error);
+  }
+}
+
+/** Drops the opt-in partial index if it exists (concurrently). */
+export async function dropAwaitingCreatedAtIndex<DB>(db: Kysely<DB>): Promise<void> {
+  try {
+    await awaitingCreatedAtIndexMigration.down!(db);
+  } catch (error) {
+    throw new CoderDatabaseError(`dropping the index ${AWAITING_CREATED_AT_INDEX_NAME} failed`, error);
   }
 }
