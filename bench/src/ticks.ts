@@ -291,7 +291,7 @@ function timedSource(
         const batch = await inner.listAgents(query);
         // The poller's watermark comes from the source's clock; on the simulated clock a minute passes
         // between back-to-back ticks, and that is the only thing this wrapper changes.
-        return { agents: batch.agents, sourceTime: new Date(clock.nowMs) };
+        return { ...batch, sourceTime: new Date(clock.nowMs) };
       } finally {
         state.lastQueryMs = performance.now() - started;
         state.lastSince = query.connectedSince;
