@@ -19,8 +19,8 @@ export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOpti
   readonly meterProvider?: MeterProvider;
   readonly logger?: Logger;
   /**
-   * Where the gauges' values come from at each collection. Default: the last `setAwaiting()` snapshot
-   * (a poller's); the in-service tracker computes them from the agents it holds.
+   * Where the gauges' values come from at each collection. Default: the waiting agents held from a
+   * poller's batches; the in-service tracker computes them from the agents it holds.
    */
   readonly collect?: () => readonly AwaitingAgentGroup[] | undefined;
   /** Upper bound on the agent ids remembered for count-once timeouts; the oldest are forgotten first. */
