@@ -345,7 +345,7 @@ export class AwaitingAgentsRecorder {
     }
     if (!this.#overflowLogged) {
       this.#overflowLogged = true;
-      this.#logger.warn('cardinality limit of label sets reached; new label sets go to the otel_metric_overflow series', {
+      this.#logger.warn('awaiting agents: cardinality limit of label sets reached; new label sets of the awaiting gauges and timeouts go to the otel_metric_overflow series', {
         metric: AWAITING_METRICS.awaiting.name,
         cardinality_limit: this.#labelSetCapacity + 1,
       });
