@@ -196,7 +196,7 @@ describe('least privilege', () => {
     await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'Ro-Secret-1'`);
     await admin.query(`GRANT CONNECT ON DATABASE ${f.database.name} TO ${role}`);
     await admin.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
-    await admin.query(`GRANT SELECT (id, created_at, name, first_connected_at, resource_id, deleted) ON workspace_agents TO ${role}`);
+    await admin.query(`GRANT SELECT (id, created_at, name, first_connected_at, resource_id, deleted, connection_timeout_seconds) ON workspace_agents TO ${role}`);
     await admin.query(`GRANT SELECT (id, job_id) ON workspace_resources TO ${role}`);
     await admin.query(`GRANT SELECT (workspace_id, template_version_id, build_number, job_id) ON workspace_builds TO ${role}`);
     await admin.query(`GRANT SELECT (id, owner_id, template_id, deleted, name) ON workspaces TO ${role}`);

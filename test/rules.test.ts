@@ -11,13 +11,13 @@ import { describe, expect, it } from 'vitest';
 // The contract module itself, not '@agentconn/core': under Vitest that resolves to the package's dist/
 // (vitest.config.ts sets resolve.conditions, which the server environment does not read), which is
 // missing before a build and stale after an edit.
-import { DROP_REASONS, FIRST_CONNECTION_METRIC_NAME, SELF_METRICS } from '../packages/core/src/metric.js';
+import { AWAITING_METRICS, DROP_REASONS, FIRST_CONNECTION_METRIC_NAME, SELF_METRICS } from '../packages/core/src/metric.js';
 import { describeRun, findPromtool, runPromtool } from './helpers/promtool.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const prometheusDir = join(root, 'examples', 'prometheus');
 const dashboardPath = join(root, 'examples', 'grafana', 'agentconn-dashboard.json');
-const ruleFiles = ['recording-rules.yml', 'alert-rules.yml'];
+const ruleFiles = ['recording-rules.yml', 'alert-rules.yml', 'sli-rules.yml'];
 const ruleTestFiles = readdirSync(prometheusDir).filter((name) => name.endsWith('.test.yml')).sort();
 
 const read = (path: string): string => readFileSync(path, 'utf8');
@@ -47,6 +47,9 @@ function exposedNames(name: string, type: 'counter' | 'gauge' | 'histogram'): st
 
 const servedFamilies = new Map<string, string[]>([
   [FIRST_CONNECTION_METRIC_NAME, exposedNames(FIRST_CONNECTION_METRIC_NAME, 'histogram')],
+  [AWAITING_METRICS.awaiting.name, exposedNames(AWAITING_METRICS.awaiting.name, 'gauge')],
+  [AWAITING_METRICS.oldestWait.name, exposedNames(AWAITING_METRICS.oldestWait.name, 'gauge')],
+  [AWAITING_METRICS.timeouts.name, exposedNames(AWAITING_METRICS.timeouts.name, 'counter')],
   ...Object.entries(SELF_METRICS).map(([key, metric]): [string, string[]] => [
     metric.name,
     exposedNames(metric.name, SELF_METRIC_TYPES[key as keyof typeof SELF_METRICS]),
@@ -206,14 +209,14 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
   });
 
   it('passes promtool test rules', async () => {
-    expect(ruleTestFiles).toEqual(expect.arrayContaining(['alert-rules.test.yml', 'recording-rules.test.yml']));
+    expect(ruleTestFiles).toEqual(expect.arrayContaining(['alert-rules.test.yml', 'recording-rules.test.yml', 'sli-rules.test.yml']));
     const args = ['test', 'rules', ...ruleTestFiles];
     const result = await runPromtool(args, { cwd: prometheusDir });
     expect(result.code, describeRun(args, result)).toBe(0);
   });
 
   it('tests every alert with a case where it fires and one where it does not', () => {
-    const alerts = [...read(join(prometheusDir, 'alert-rules.yml')).matchAll(/^\s*- alert:\s*(\S+)\s*$/gm)].map((m) => m[1]!);
+    const alerts = ruleFiles.flatMap((file) => [...read(join(prometheusDir, file)).matchAll(/^\s*- alert:\s*(\S+)\s*$/gm)].map((m) => m[1]!));
     expect(alerts.length).toBeGreaterThanOrEqual(9);
     const cases = ruleTestFiles.flatMap((file) => alertCases(file, read(join(prometheusDir, file))));
 

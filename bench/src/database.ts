@@ -6,7 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import {
   FIRST_CONNECTED_AT_INDEX_NAME,
+  createAwaitingCreatedAtIndex as createAwaitingIndex,
   createFirstConnectedAtIndex as createIndex,
+  dropAwaitingCreatedAtIndex as dropAwaitingIndex,
   dropFirstConnectedAtIndex as dropIndex,
   type CoderDatabase,
 } from '@agentconn/kysely';
@@ -279,6 +281,15 @@ export async function dropFirstConnectedAtIndex(db: Kysely<CoderDatabase>): Prom
   await dropIndex(db);
   const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM pg_indexes WHERE indexname = ${FIRST_CONNECTED_AT_INDEX_NAME}`.execute(db);
   if (Number(rows[0]?.n) !== 0) throw new Error(`index ${FIRST_CONNECTED_AT_INDEX_NAME} is still there after dropping it`);
+}
+
+/** The opt-in partial index of the waiting agents' created_at, for the `incremental-index-awaiting` mode. */
+export async function createAwaitingCreatedAtIndex(db: Kysely<CoderDatabase>): Promise<void> {
+  await createAwaitingIndex(db);
+}
+
+export async function dropAwaitingCreatedAtIndex(db: Kysely<CoderDatabase>): Promise<void> {
+  await dropAwaitingIndex(db);
 }
 
 export async function serverFacts(db: Kysely<CoderDatabase>): Promise<Record<string, string>> {

@@ -4,12 +4,14 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectedAgentsQuery, seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { awaitingAgentsQuery, connectedAgentsQuery, seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { BenchMode } from './options.js';
 
 export interface ExplainSummary {
   readonly mode: BenchMode;
+  /** Which of the mode's statements: `agents` (the connected agents), `awaiting` or `timeouts`. */
+  readonly query: string;
   readonly since: string | null;
   readonly executionMs: number;
   readonly planningMs: number;
@@ -68,8 +70,21 @@ export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Dat
       return connectedAgentsQuery(db).compile();
     case 'incremental':
     case 'incremental-index':
-      return connectedAgentsQuery(db, since).compile();
+    case 'incremental-awaiting':
+    case 'incremental-index-awaiting':
+      return connectedAgentsQuery(db, since, { fallbackTimeoutSeconds: 0 }).compile();
   }
+}
+
+/** Each statement a mode's tick runs after the clock: the agents query, and for `*-awaiting` the awaiting reads. */
+export function modeQueries(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): [string, CompiledQuery][] {
+  const queries: [string, CompiledQuery][] = [['agents', modeQuery(db, mode, since)]];
+  if (mode.endsWith('-awaiting')) {
+    // Every tick: the agents created since the lower bound. Once per reconciliation interval: all waiting.
+    queries.push(['awaiting new', awaitingAgentsQuery(db, since === undefined ? {} : { createdSince: since }).compile()]);
+    queries.push(['awaiting reconciliation', awaitingAgentsQuery(db).compile()]);
+  }
+  return queries;
 }
 
 export async function explainMode(
@@ -78,8 +93,23 @@ export async function explainMode(
   since: string | null,
   dir: string,
   fileStem: string,
+): Promise<ExplainSummary[]> {
+  const summaries: ExplainSummary[] = [];
+  for (const [name, query] of modeQueries(db, mode, since === null ? undefined : new Date(since))) {
+    summaries.push(await explainQuery(db, mode, name, query, since, dir, name === 'agents' ? fileStem : `${fileStem}-${name.replaceAll(' ', '-')}`));
+  }
+  return summaries;
+}
+
+async function explainQuery(
+  db: Kysely<CoderDatabase>,
+  mode: BenchMode,
+  name: string,
+  query: CompiledQuery,
+  since: string | null,
+  dir: string,
+  fileStem: string,
 ): Promise<ExplainSummary> {
-  const query = modeQuery(db, mode, since === null ? undefined : new Date(since));
   const json = await db.executeQuery<{ 'QUERY PLAN': ExplainJson[] }>(
     CompiledQuery.raw(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${query.sql}`, [...query.parameters]),
   );
@@ -89,7 +119,7 @@ export async function explainMode(
   const plan = json.rows[0]!['QUERY PLAN'][0]!;
   const textFile = join(dir, `${fileStem}.txt`);
   const jsonFile = join(dir, `${fileStem}.json`);
-  const header = `-- ${mode}${since === null ? '' : `, connectedSince ${since}`}\n-- ${query.sql}\n-- parameters: ${JSON.stringify(query.parameters)}\n\n`;
+  const header = `-- ${mode} (${name})${since === null ? '' : `, connectedSince ${since}`}\n-- ${query.sql}\n-- parameters: ${JSON.stringify(query.parameters)}\n\n`;
   await writeFile(textFile, header + text.rows.map((r) => r['QUERY PLAN']).join('\n') + '\n');
   await writeFile(jsonFile, JSON.stringify({ mode, since, sql: query.sql, parameters: query.parameters, plan: json.rows[0]!['QUERY PLAN'] }, null, 2) + '\n');
 
@@ -104,6 +134,7 @@ export async function explainMode(
   for (const n of nodes) counts.set(n['Node Type'], (counts.get(n['Node Type']) ?? 0) + 1);
   return {
     mode,
+    query: name,
     since,
     executionMs: plan['Execution Time'],
     planningMs: plan['Planning Time'],

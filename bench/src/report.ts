@@ -218,7 +218,7 @@ export function renderMarkdown(report: BenchReport): string {
     for (const s of report.sizes) {
       for (const e of s.explain) {
         lines.push(
-          `| ${formatCount(s.agents)} | ${e.mode} | ${e.agentsAccess} | ${fmtInt(e.agentsRowsRemoved)} | ${e.nodes} | ${e.workersLaunched} | ${e.jit ? 'yes' : 'no'} | ` +
+          `| ${formatCount(s.agents)} | ${e.mode}${e.query === 'agents' ? '' : ` (${e.query})`} | ${e.agentsAccess} | ${fmtInt(e.agentsRowsRemoved)} | ${e.nodes} | ${e.workersLaunched} | ${e.jit ? 'yes' : 'no'} | ` +
             `${fmtMs(e.executionMs)} | ${fmtMs(e.planningMs)} | ${fmtInt(e.sharedHit)} | ${fmtInt(e.sharedRead)} | ${fmtInt(e.rows)} |`,
         );
       }

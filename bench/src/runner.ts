@@ -7,7 +7,9 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  createAwaitingCreatedAtIndex,
   createFirstConnectedAtIndex,
+  dropAwaitingCreatedAtIndex,
   dropFirstConnectedAtIndex,
   openBenchDatabase,
   resetTrickle,
@@ -153,10 +155,11 @@ export async function runBench(options: BenchOptions, command: string): Promise<
       for (let run = 1; run <= options.runs; run++) {
         for (const mode of options.modes) {
           const modeLabel = `${label} ${mode} run ${run}/${options.runs}`;
-          if (mode === 'incremental-index') {
+          if (mode === 'incremental-index' || mode === 'incremental-index-awaiting') {
             progress(`${label} creating the opt-in index on workspace_agents(first_connected_at)`);
             await createFirstConnectedAtIndex(bench.db);
           }
+          if (mode === 'incremental-index-awaiting') await createAwaitingCreatedAtIndex(bench.db);
           try {
             const started = performance.now();
             const result = await runTickProcess(
@@ -196,11 +199,12 @@ export async function runBench(options: BenchOptions, command: string): Promise<
             records.set(mode, record);
             if (run === 1 && !options.noExplain) {
               progress(`${label} EXPLAIN (ANALYZE, BUFFERS) ${mode}`);
-              explain.push(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`));
+              explain.push(...(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`)));
             }
           } finally {
             await resetTrickle(bench.db);
-            if (mode === 'incremental-index') await dropFirstConnectedAtIndex(bench.db);
+            if (mode === 'incremental-index' || mode === 'incremental-index-awaiting') await dropFirstConnectedAtIndex(bench.db);
+            if (mode === 'incremental-index-awaiting') await dropAwaitingCreatedAtIndex(bench.db);
           }
         }
       }

@@ -6,6 +6,7 @@
 import {
   FIRST_CONNECTION_METRIC_NAME,
   FirstConnectionPoller,
+  AwaitingAgentsRecorder,
   FirstConnectionRecorder,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
@@ -135,6 +136,9 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
       const labels = [...LABEL_KEYS];
       const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView({ labels })] });
       const recorder = new FirstConnectionRecorder({ meterProvider, logger, labels });
+      const awaiting = config.mode.endsWith('-awaiting')
+        ? new AwaitingAgentsRecorder({ meterProvider, logger, labels: ['template_name', 'agent_name'] })
+        : undefined;
       const timed = timedSource(createCoderAgentSource(db, { statementTimeoutMs: 600_000, cancelOnAbort: false }), clock);
       const poller =
         config.mode === 'seed'
@@ -142,6 +146,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
           : new FirstConnectionPoller({
               source: timed.source,
               recorder,
+              ...(awaiting !== undefined && { awaiting }),
               meterProvider,
               logger,
               intervalMs: config.intervalMs,
@@ -289,7 +294,7 @@ function timedSource(
         const batch = await inner.listAgents(query);
         // The poller's watermark comes from the source's clock; on the simulated clock a minute passes
         // between back-to-back ticks, and that is the only thing this wrapper changes.
-        return { agents: batch.agents, sourceTime: new Date(clock.nowMs) };
+        return { ...batch, sourceTime: new Date(clock.nowMs) };
       } finally {
         state.lastQueryMs = performance.now() - started;
         state.lastSince = query.connectedSince;

@@ -28,6 +28,8 @@ export interface PrometheusOptions {
   readonly scheme?: 'http' | 'https';
   /** Extra lines of the scrape job (e.g. `tls_config:` and `basic_auth:` blocks). */
   readonly jobLines?: readonly string[];
+  /** Rule files' contents, written next to the configuration. */
+  readonly rules?: readonly string[];
 }
 
 function requireBinary(name: string): void {
@@ -43,12 +45,18 @@ export async function startPrometheus(targets: string[], options: PrometheusOpti
   const dir = mkdtempSync(join(tmpdir(), 'agentconn-prom-'));
   const port = await freePort();
   const interval = options.scrapeInterval ?? '1s';
+  const ruleFiles = (options.rules ?? []).map((text, i) => {
+    const file = join(dir, `rules-${i}.yml`);
+    writeFileSync(file, text);
+    return file;
+  });
   writeFileSync(
     join(dir, 'prometheus.yml'),
     [
       'global:',
       `  scrape_interval: ${interval}`,
       `  evaluation_interval: ${interval}`,
+      ...(ruleFiles.length > 0 ? ['rule_files:', ...ruleFiles.map((f) => `  - ${JSON.stringify(f)}`)] : []),
       'scrape_configs:',
       '  - job_name: agentconn',
       `    scrape_interval: ${interval}`,

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { FirstConnectionRecorder, firstConnectionView, type Logger } from '@agentconn/core';
+import { AgentConnectionTracker, firstConnectionView, type Logger } from '@agentconn/core';
 
 /** The labels Coder #24355 keeps for the event-driven metric. */
 const LABELS = ['template_name', 'agent_name'] as const;
@@ -13,6 +13,8 @@ export interface AgentServiceOptions {
   /** 0 picks a free port. */
   readonly port?: number;
   readonly logger?: Logger;
+  /** Connection timeout for agents created without `connection_timeout_seconds`. Default 0: none. */
+  readonly connectionTimeoutMs?: number;
 }
 
 export interface AgentService {
@@ -21,8 +23,10 @@ export interface AgentService {
 }
 
 /**
- * A stand-in for a control plane: `POST /agents/{id}/connected` is what it calls when an agent
- * connects; the first call per agent observes `coderd_agents_first_connection_seconds`. It has its
+ * A stand-in for a control plane: `POST /agents/{id}/created` is what it calls when it creates an
+ * agent (the wait starts, and its timeout timer), `POST /agents/{id}/connected` when an agent
+ * connects; the first call per agent observes `coderd_agents_first_connection_seconds`. The awaiting
+ * gauges and the timeouts counter come from the same tracker. It has its
  * own MeterProvider with its own metrics (requests by route) next to ours, served on `/metrics`.
  */
 export async function startAgentService(options: AgentServiceOptions = {}): Promise<AgentService> {
@@ -34,10 +38,11 @@ export async function startAgentService(options: AgentServiceOptions = {}): Prom
   });
   const meter = meterProvider.getMeter('agent-service-example');
   const requests = meter.createCounter('agent_service_http_requests', { description: 'HTTP requests by route and status.' });
-  const recorder = new FirstConnectionRecorder({
+  const tracker = new AgentConnectionTracker({
     meterProvider,
     labels: [...LABELS],
     ...(options.logger !== undefined && { logger: options.logger }),
+    ...(options.connectionTimeoutMs !== undefined && { connectionTimeoutMs: options.connectionTimeoutMs }),
   });
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<string> => {
@@ -46,30 +51,52 @@ export async function startAgentService(options: AgentServiceOptions = {}): Prom
       prometheus.getMetricsRequestHandler(request, response);
       return 'metrics';
     }
-    const connected = /^\/agents\/([^/]+)\/connected$/.exec(path);
-    if (request.method === 'POST' && connected) {
+    const route = /^\/agents\/([^/]+)\/(created|connected)$/.exec(path);
+    if (request.method === 'POST' && route) {
+      const agentId = decodeURIComponent(route[1] ?? '');
       const body = await readJson(request);
       if (typeof body !== 'object' || body === null) {
         send(response, 400, { error: 'body must be a JSON object' });
-        return 'connected';
+        return route[2] ?? 'other';
       }
       const fields = body as Record<string, unknown>;
-      const missing = ['created_at', 'template_name', 'agent_name'].filter((k) => typeof fields[k] !== 'string');
-      if (missing.length > 0) {
+      const text = (key: string) => (typeof fields[key] === 'string' ? (fields[key] as string) : undefined);
+      const labels = {
+        template_name: text('template_name') ?? '',
+        agent_name: text('agent_name') ?? '',
+        username: text('username') ?? '',
+        workspace_name: text('workspace_name') ?? '',
+      };
+      // A connection of an agent created through /created needs no fields; any other one needs these.
+      const needed = route[2] === 'created' || !tracker.isAwaiting(agentId) ? ['template_name', 'agent_name'] : [];
+      const missing = needed.filter((k) => text(k) === undefined);
+      if (missing.length > 0 && !(route[2] === 'connected' && text('created_at') === undefined)) {
         send(response, 400, { error: `missing string field(s): ${missing.join(', ')}` });
+        return route[2] ?? 'other';
+      }
+      if (route[2] === 'created') {
+        const timeout = fields['connection_timeout_seconds'];
+        const createdAt = text('created_at');
+        tracker.created({
+          agentId,
+          labels,
+          ...(createdAt !== undefined && { createdAt }),
+          ...(typeof timeout === 'number' && { connectionTimeoutMs: timeout * 1000 }),
+        });
+        send(response, 200, { awaiting: tracker.isAwaiting(agentId) });
+        return 'created';
+      }
+      const createdAt = text('created_at');
+      const outcome = tracker.connected({
+        agentId,
+        connectedAt: text('first_connected_at') ?? new Date(),
+        labels,
+        ...(createdAt !== undefined && { createdAt }),
+      });
+      if (outcome === 'unknown_agent') {
+        send(response, 400, { error: 'missing string field(s): created_at, template_name, agent_name (agent not created through /created)' });
         return 'connected';
       }
-      const outcome = recorder.record({
-        agentId: decodeURIComponent(connected[1] ?? ''),
-        createdAt: fields['created_at'] as string,
-        firstConnectedAt: typeof fields['first_connected_at'] === 'string' ? fields['first_connected_at'] : new Date(),
-        labels: {
-          template_name: fields['template_name'] as string,
-          agent_name: fields['agent_name'] as string,
-          username: typeof fields['username'] === 'string' ? fields['username'] : '',
-          workspace_name: typeof fields['workspace_name'] === 'string' ? fields['workspace_name'] : '',
-        },
-      });
       send(response, outcome === 'invalid' ? 400 : 200, { outcome });
       return 'connected';
     }
@@ -98,6 +125,7 @@ export async function startAgentService(options: AgentServiceOptions = {}): Prom
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      tracker.destroy();
       await meterProvider.shutdown();
     },
   };

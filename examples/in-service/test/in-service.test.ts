@@ -46,3 +46,38 @@ describe('in-service example (event-driven, no polling)', () => {
     expect(text).toMatch(/agentconn_samples_dropped_total\{[^}]*reason="negative_duration"[^}]*\} 1/);
   });
 });
+
+describe('in-service example: the agents that wait and the ones that time out', () => {
+  async function post(id: string, action: 'created' | 'connected', body: Record<string, unknown>) {
+    const response = await fetch(`${service!.url}/agents/${id}/${action}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+  const value = (text: string, name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes('template_name="docker",agent_name="main"'));
+    return line === undefined ? undefined : Number(line.split(' ').pop());
+  };
+
+  it('created → awaiting; a timeout counts once; connecting later observes once and awaiting drops to 0', async () => {
+    service = await startAgentService({ logger: silent });
+    const base = { template_name: 'docker', agent_name: 'main' };
+    expect(await post('w1', 'created', { ...base, connection_timeout_seconds: 0.05 })).toEqual({ status: 200, body: { awaiting: true } });
+    expect((await post('w2', 'created', { ...base })).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    let text = await (await fetch(`${service.url}/metrics`)).text();
+    expect(value(text, 'coderd_agents_awaiting_first_connection')).toBe(2);
+    expect(value(text, 'coderd_agents_awaiting_first_connection_oldest_seconds')).toBeGreaterThanOrEqual(0.15);
+    expect(value(text, 'coderd_agents_first_connection_timeouts_total')).toBe(1);
+
+    expect((await post('w1', 'connected', {})).body).toEqual({ outcome: 'observed' });
+    expect((await post('w2', 'connected', {})).body).toEqual({ outcome: 'observed' });
+    expect((await post('w1', 'connected', {})).body).toEqual({ outcome: 'duplicate' });
+    text = await (await fetch(`${service.url}/metrics`)).text();
+    expect(value(text, 'coderd_agents_awaiting_first_connection')).toBe(0);
+    expect(value(text, 'coderd_agents_first_connection_timeouts_total')).toBe(1);
+    expect(value(text, 'coderd_agents_first_connection_seconds_count')).toBe(2);
+  });
+});

@@ -1,4 +1,5 @@
 export {
+  AWAITING_METRICS,
   DEFAULT_CARDINALITY_LIMIT,
   DROP_REASONS,
   FIRST_CONNECTION_BUCKET_BOUNDARIES,
@@ -24,7 +25,16 @@ export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOption
 export { firstConnectionView } from './view.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
-export type { AgentBatch, AgentFirstConnection, AgentQuery, FirstConnectionSource } from './source.js';
+export type {
+  AgentBatch,
+  AgentFirstConnection,
+  AgentFirstConnectionTimeout,
+  AgentQuery,
+  AgentTimeoutCheck,
+  AwaitingAgent,
+  AwaitingAgentGroup,
+  FirstConnectionSource,
+} from './source.js';
 export {
   createFirstConnectionHistogram,
   DEFAULT_MAX_TRACKED_AGENTS,
@@ -45,6 +55,15 @@ export {
 } from './poller.js';
 export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
+export { AwaitingAgentsRecorder, type AwaitingAgentsRecorderOptions, type TimeoutOutcome } from './awaiting.js';
+export {
+  AgentConnectionTracker,
+  DEFAULT_MAX_AWAITING_AGENTS,
+  type AgentConnectionTrackerOptions,
+  type ConnectedAgent,
+  type ConnectedOutcome,
+  type CreatedAgent,
+} from './tracker.js';
 export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';
 export {
   parsePollerState,

@@ -13,6 +13,33 @@ export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.free
   1, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ]);
 
+/**
+ * The agents that never connected: same population and labels as the histogram. Values on the
+ * database's clock for a poller; on the host's clock for in-service use.
+ */
+export const AWAITING_METRICS = {
+  awaiting: {
+    name: 'coderd_agents_awaiting_first_connection',
+    description: 'Agents of the latest build of non-deleted workspaces that have not connected to the control plane yet.',
+    unit: '{agent}',
+  },
+  oldestWait: {
+    name: 'coderd_agents_awaiting_first_connection_oldest_seconds',
+    description: 'How long the longest-waiting agent that has not connected yet has waited since its creation, in seconds.',
+    unit: 's',
+  },
+  /**
+   * A monotonic sum: the Prometheus exporter appends `_total` (as Prometheus's OTLP receiver does), so
+   * the family is `coderd_agents_first_connection_timeouts_total`.
+   */
+  timeouts: {
+    name: 'coderd_agents_first_connection_timeouts',
+    description:
+      'Agents whose wait for their first connection passed their connection timeout (Coder shows them as timeout), counted once per agent.',
+    unit: '{agent}',
+  },
+} as const;
+
 /** Every label key a series may carry, in Coder PR #24179's order. */
 export const LABEL_KEYS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
 export type LabelKey = (typeof LABEL_KEYS)[number];

@@ -7,6 +7,7 @@ import {
   SELF_METRICS,
   instrumentOptions,
 } from './metric.js';
+import type { AwaitingAgentsRecorder } from './awaiting.js';
 import type { FirstConnectionRecorder } from './recorder.js';
 import type { AgentBatch, FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
@@ -86,6 +87,12 @@ export interface FirstConnectionPollerOptions {
    * two saves never overlap. A rejection is logged as a warning; the tick still succeeded.
    */
   readonly saveState?: (state: PollerState) => Promise<void> | void;
+  /**
+   * When set, each tick also asks the source for the agents still waiting and the timeouts, and records
+   * them: timeouts count once per agent under the same window as first connections (backfill, overlap,
+   * takeover). A follower's awaiting gauges report 0.
+   */
+  readonly awaiting?: AwaitingAgentsRecorder;
   /** When set, ticks are skipped unless this process is the leader. */
   readonly leadership?: Leadership;
   /**
@@ -106,6 +113,8 @@ export interface TickResult {
   readonly observed: number;
   readonly dropped: number;
   readonly durationMs: number;
+  /** Timeouts counted by this tick (only with the `awaiting` option). */
+  readonly timeouts?: number;
   readonly error?: Error;
 }
 
@@ -119,6 +128,7 @@ const MAX_DEFAULT_TIMEOUT_MS = 30_000;
 export class FirstConnectionPoller {
   readonly #source: FirstConnectionSource;
   readonly #recorder: FirstConnectionRecorder;
+  readonly #awaiting: AwaitingAgentsRecorder | undefined;
   readonly #logger: Logger;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
@@ -153,6 +163,7 @@ export class FirstConnectionPoller {
   constructor(options: FirstConnectionPollerOptions) {
     this.#source = options.source;
     this.#recorder = options.recorder;
+    this.#awaiting = options.awaiting;
     this.#logger = options.logger ?? diagLogger;
     this.#intervalMs = positive('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? Math.min(this.#intervalMs, MAX_DEFAULT_TIMEOUT_MS));
@@ -322,15 +333,19 @@ export class FirstConnectionPoller {
         return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
       }
       const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
-      const batch: AgentBatch = await this.#source.listAgents(
-        since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
-      );
+      const awaiting = this.#awaiting?.nextQuery(startedMs + this.#markStarted().clockOffsetMs);
+      const batch: AgentBatch = await this.#source.listAgents({
+        signal: abort.signal,
+        ...(since !== undefined && { connectedSince: new Date(since) }),
+        ...(awaiting !== undefined && { awaiting }),
+      });
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
       this.#replayLag.update(batch.replayLagMs, this.#now());
       await this.#publishProgress(window, abort.signal);
       const counts = this.#recordBatch(batch, window);
+      const timeouts = this.#awaiting?.recordBatch(batch, { countFromMs: window.countFromMs, sinceMs: since, clockOffsetMs: window.clockOffsetMs });
       this.#window = window;
       this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
@@ -340,7 +355,7 @@ export class FirstConnectionPoller {
       this.#lastSuccessMs = this.#now();
       this.#onSuccess();
       await this.#save();
-      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs };
+      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs, ...(timeouts !== undefined && { timeouts }) };
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));
       const durationMs = performance.now() - startedHr;
@@ -404,15 +419,19 @@ export class FirstConnectionPoller {
   #prune(batch: AgentBatch, window: CountWindow): void {
     if (this.#mode === 'full-scan') {
       this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
+      this.#awaiting?.retainOnly(new Set(batch.agents.filter((a) => a.timedOutAt != null).map((a) => a.agentId)));
       return;
     }
     const nextSince = window.querySinceMs;
     if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
+    if (nextSince !== undefined) this.#awaiting?.forgetTimedOutBefore(new Date(nextSince));
   }
 
   #onLeadership(leader: boolean, nowMs: number): void {
     const window = this.#markStarted();
     if (!leader) this.#window = window.followerTick(nowMs);
+    // A follower does not query: its awaiting gauges report 0 rather than stale values.
+    if (!leader) this.#awaiting?.clearAwaiting();
     if (leader === this.#isLeader) return;
     this.#isLeader = leader;
     this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {

@@ -10,6 +10,11 @@ export interface AgentFirstConnection {
   /** `workspace_agents.first_connected_at`; `null` while the agent has never connected. */
   readonly firstConnectedAt: Instant | null;
   readonly labels: AgentLabels;
+  /**
+   * Only when the query asked for `awaiting`: the instant of the connection timeout this agent passed
+   * before it connected (`created_at` + timeout, when it connected after it), else null.
+   */
+  readonly timedOutAt?: Instant | null;
 }
 
 export interface AgentQuery {
@@ -18,6 +23,17 @@ export interface AgentQuery {
    * Undefined: every current agent, as the seed's full scan does.
    */
   readonly connectedSince?: Date;
+  /**
+   * Set when the awaiting gauges and the timeouts counter are wanted. The source then also reports
+   * `awaitingAgents` (with `full`, every waiting agent; otherwise those created at or after
+   * `connectedSince`), `timeoutChecks` for the candidates, and `timedOutAt` on connected agents.
+   */
+  readonly awaiting?: {
+    /** A reconciliation: every waiting agent of the rule, so deleted or superseded ones drop out. */
+    readonly full: boolean;
+    /** Agent ids whose timeout may have passed; the source tells which of them still wait. */
+    readonly timeoutCandidates: readonly string[];
+  };
   /** Aborted when the tick's timeout passes or the poller stops; a source should cancel its query. */
   readonly signal: AbortSignal;
 }
@@ -41,6 +57,52 @@ export interface AgentBatch {
    * when it has replayed all it received. Undefined: not a replica.
    */
   readonly replayLagMs?: number;
+  /** With `query.awaiting`: waiting agents (all of them when `awaitingComplete`). */
+  readonly awaitingAgents?: readonly AwaitingAgent[];
+  /** True when `awaitingAgents` is every waiting agent (the query asked for `full`). */
+  readonly awaitingComplete?: boolean;
+  /**
+   * With `query.awaiting`: the candidates that still wait (current, not connected), with their timeout
+   * and whether it has passed on the source's clock. A candidate missing here no longer waits.
+   */
+  readonly timeoutChecks?: readonly AgentTimeoutCheck[];
+}
+
+/** An agent of the rule whose `first_connected_at` is still NULL. */
+export interface AwaitingAgent {
+  readonly agentId: string;
+  readonly createdAt: Instant;
+  /** `created_at` + its connection timeout, or null when it never times out. */
+  readonly timedOutAt: Instant | null;
+  /** Whether `timedOutAt` is before the source's clock (strictly, as Coder's rule). */
+  readonly due?: boolean;
+  readonly labels: AgentLabels;
+}
+
+export interface AgentTimeoutCheck extends AgentFirstConnectionTimeout {
+  /** Whether `timedOutAt` is before the source's clock (strictly, as Coder's rule). */
+  readonly due: boolean;
+}
+
+/** The agents of one label set that have not connected yet, on the source's clock. */
+export interface AwaitingAgentGroup {
+  /** The values of the requested label keys (other keys may be absent). */
+  readonly labels: Readonly<Partial<AgentLabels>>;
+  /** How many agents of this label set wait. */
+  readonly count: number;
+  /** How long the longest-waiting of them has waited, in seconds (0 when its creation is in the future). */
+  readonly oldestWaitSeconds: number;
+}
+
+/**
+ * A timeout is an event at `created_at + connection timeout`, which happened when the agent had not
+ * connected by then (Coder's rule for the `timeout` status). It is counted once per agent.
+ */
+export interface AgentFirstConnectionTimeout {
+  readonly agentId: string;
+  /** `created_at` plus the agent's connection timeout (µs text, or a Date). */
+  readonly timedOutAt: Instant;
+  readonly labels: AgentLabels;
 }
 
 /**

@@ -27,6 +27,8 @@ export interface ExporterSettings {
   /** Where the poller's state is kept across restarts; undefined: none (the backfill policy at each start). */
   readonly stateFile: string | undefined;
   readonly statementTimeoutMs: number;
+  /** For agents whose `connection_timeout_seconds` is 0 (Coder never times them out); 0: off. */
+  readonly connectionTimeoutSeconds: number;
   readonly leaderElection: boolean;
   /** A direct (or session-mode) connection used only by the leader lock; default: the database URL. */
   readonly leaderDatabaseUrl: string | undefined;
@@ -155,6 +157,11 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS - POLL_TIMEOUT_GRACE_MS, why: "the poll's timeout, 5s more, must fit Node's timers (2^31-1 ms)" }),
   },
   {
+    flag: 'connection-timeout', env: 'AGENTCONN_CONNECTION_TIMEOUT', value: 'off|DURATION', key: 'connectionTimeoutSeconds', default: 'off',
+    help: 'timeout for agents whose connection_timeout_seconds is 0 (Coder never times them out), in whole seconds',
+    parse: connectionTimeout,
+  },
+  {
     flag: 'leader-election', env: 'AGENTCONN_LEADER_ELECTION', value: 'true|false', key: 'leaderElection', default: 'true',
     help: 'with several replicas on one database only the advisory-lock holder observes',
     parse: boolean,
@@ -272,4 +279,12 @@ function backfill(text: string): BackfillPolicy {
   if (text === 'all') return 'all';
   if (parseDurationMs(text) === undefined) throw new Error(`"${text}" is not none, all or a duration (e.g. 1h)`);
   return { sinceMs: duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist; all counts every connection' }) };
+}
+
+/** `off` (0) or a whole number of seconds that fits PostgreSQL's integer, as `connection_timeout_seconds` does. */
+function connectionTimeout(text: string): number {
+  if (text === 'off') return 0;
+  const ms = duration(text, { min: 1000, max: 2_147_483_647_000, why: 'connection_timeout_seconds is a PostgreSQL integer' });
+  if (ms % 1000 !== 0) throw new Error(`${text} is not a whole number of seconds`);
+  return ms / 1000;
 }

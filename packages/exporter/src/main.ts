@@ -2,6 +2,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import {
+  AwaitingAgentsRecorder,
   FirstConnectionPoller,
   FirstConnectionRecorder,
   INSTRUMENTATION_SCOPE,
@@ -103,9 +104,17 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
+  const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger, ...metricOptions });
   const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets);
   const source = readiness.watchSource(
-    withContext(createCoderAgentSource(db, { statementTimeoutMs: config.statementTimeoutMs }), databaseForLogs, stuck),
+    withContext(
+      createCoderAgentSource(db, {
+        statementTimeoutMs: config.statementTimeoutMs,
+        fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
+      }),
+      databaseForLogs,
+      stuck,
+    ),
   );
   const leaderUrl = config.leaderDatabaseUrl ?? database.url?.text;
   const leaderLock =
@@ -121,6 +130,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const poller = new FirstConnectionPoller({
     source,
     recorder,
+    awaiting,
     meterProvider,
     logger,
     intervalMs: config.intervalMs,

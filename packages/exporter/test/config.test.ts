@@ -15,6 +15,14 @@ function config(argv: string[], env: NodeJS.ProcessEnv = {}) {
 }
 
 describe('parseCommand', () => {
+  it('--connection-timeout is off by default, in whole seconds, also from AGENTCONN_CONNECTION_TIMEOUT', () => {
+    expect(config(URL_OK).connectionTimeoutSeconds).toBe(0);
+    expect(config([...URL_OK, '--connection-timeout', 'off']).connectionTimeoutSeconds).toBe(0);
+    expect(config([...URL_OK, '--connection-timeout', '10m']).connectionTimeoutSeconds).toBe(600);
+    expect(config(URL_OK, { AGENTCONN_CONNECTION_TIMEOUT: '2m' }).connectionTimeoutSeconds).toBe(120);
+    expect(helpText('x')).toMatch(/--connection-timeout off\|DURATION[\s\S]*default: off \[env AGENTCONN_CONNECTION_TIMEOUT\]/);
+  });
+
   it('has safe defaults: loopback, 60 s, Coder #24355\'s two labels, incremental, no backfill, leader election', () => {
     const c = config(URL_OK);
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9464 });
@@ -74,6 +82,9 @@ describe('parseCommand', () => {
     [['--otlp-endpoint', 'grpc://x'], /--otlp-endpoint/],
     [['--log-level', 'loud'], /--log-level/],
     [['--backfill', 'some'], /--backfill/],
+    [['--connection-timeout', '1500ms'], /--connection-timeout: 1500ms is not a whole number of seconds/],
+    [['--connection-timeout', '500ms'], /--connection-timeout: 500ms is below the minimum of 1s/],
+    [['--connection-timeout', 'never'], /--connection-timeout: "never" is not a duration/],
     [['--database-url', 'mysql://x'], /--database-url: scheme "mysql"/],
     [['stray'], /unexpected argument "stray"/],
   ])('%j gives a ConfigError naming the flag', (argv, message) => {

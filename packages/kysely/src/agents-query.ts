@@ -1,4 +1,5 @@
 import { sql, type Expression, type Kysely, type RawBuilder } from 'kysely';
+import { passedTimeoutText } from './awaiting-query.js';
 import type { CoderDatabase } from './schema.js';
 
 /**
@@ -18,9 +19,10 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
  * (`build_number` = the workspace's maximum) of non-deleted workspaces, agents not deleted; joined to
  * the owner's username, the template's name and (LEFT JOIN, as the seed) the template version's name.
  * Added: only agents that have connected, and with `connectedSince` only those that first connected
- * at or after it (the incremental query).
+ * at or after it (the incremental query). With `timeouts`, also `timed_out_at`: the timeout the agent
+ * passed before it connected, or NULL.
  */
-export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date) {
+export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date, timeouts?: { readonly fallbackTimeoutSeconds: number }) {
   let query = currentAgents(db)
     .select((eb) => [
       'wa.id as agent_id',
@@ -31,6 +33,7 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
       'w.name as workspace_name',
       't.name as template_name',
       'tv.name as template_version_name',
+      (timeouts === undefined ? sql<string | null>`NULL::text` : passedTimeoutText(timeouts.fallbackTimeoutSeconds)).as('timed_out_at'),
     ])
     .where('wa.first_connected_at', 'is not', null);
   if (connectedSince !== undefined) query = query.where('wa.first_connected_at', '>=', connectedSince);

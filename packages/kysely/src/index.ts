@@ -27,6 +27,12 @@ export {
   type WorkspacesTable,
 } from './schema.js';
 export {
+  AWAITING_CREATED_AT_INDEX_NAME,
+  awaitingCreatedAtIndexMigration,
+  createAwaitingCreatedAtIndex,
+  dropAwaitingCreatedAtIndex,
+} from './awaiting-created-at-index.js';
+export {
   FIRST_CONNECTED_AT_INDEX_NAME,
   createFirstConnectedAtIndex,
   dropFirstConnectedAtIndex,
@@ -39,6 +45,13 @@ export {
   utcMicrosText,
   type ConnectedAgentRow,
 } from './agents-query.js';
+export {
+  awaitingAgentsQuery,
+  effectiveTimeoutSeconds,
+  passedTimeoutText,
+  type AwaitingAgentRow,
+  type AwaitingAgentsQueryOptions,
+} from './awaiting-query.js';
 export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,

@@ -172,7 +172,7 @@ export const CODER_TABLES = [
  * `GRANT SELECT (...) ON ...` so the exporter's role cannot read password hashes, emails or agent tokens.
  */
 export const AGENT_SOURCE_COLUMNS = {
-  workspace_agents: ['id', 'created_at', 'name', 'first_connected_at', 'resource_id', 'deleted'],
+  workspace_agents: ['id', 'created_at', 'name', 'first_connected_at', 'resource_id', 'deleted', 'connection_timeout_seconds'],
   workspace_resources: ['id', 'job_id'],
   workspace_builds: ['workspace_id', 'template_version_id', 'build_number', 'job_id'],
   workspaces: ['id', 'owner_id', 'template_id', 'deleted', 'name'],

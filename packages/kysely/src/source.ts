@@ -1,6 +1,17 @@
-import { settleOrAbort, toEpochMicros, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from '@agentconn/core';
+import {
+  settleOrAbort,
+  toEpochMicros,
+  type AgentBatch,
+  type AgentFirstConnection,
+  type AgentLabels,
+  type AgentQuery,
+  type AgentTimeoutCheck,
+  type AwaitingAgent,
+  type FirstConnectionSource,
+} from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
+import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
 import { CoderDatabaseError } from './errors.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -18,6 +29,11 @@ export interface CoderAgentSourceOptions {
    * The returned promise rejects at once on abort either way.
    */
   readonly cancelOnAbort?: boolean;
+  /**
+   * Connection timeout in seconds for agents whose `connection_timeout_seconds` is 0, which Coder never
+   * times out. Default 0: those agents are never counted as timeouts.
+   */
+  readonly fallbackConnectionTimeoutSeconds?: number;
 }
 
 /** An agent as this source reports it: timestamps as µs text, plus the template version's name. */
@@ -26,6 +42,8 @@ export interface CoderAgentFirstConnection extends AgentFirstConnection {
   readonly createdAt: string;
   /** `workspace_agents.first_connected_at`, same form. Never null: the query returns connected agents only. */
   readonly firstConnectedAt: string;
+  /** With `awaiting` in the query: the timeout it passed before connecting (µs text), else null. */
+  readonly timedOutAt: string | null;
   /** `template_versions.name` of the latest build; null when the version row is missing (LEFT JOIN). */
   readonly templateVersionName: string | null;
 }
@@ -64,8 +82,14 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const isPglite = db.getExecutor().adapter instanceof PGliteAdapter;
   const cancelOnAbort = options.cancelOnAbort ?? !isPglite;
+  const fallbackTimeoutSeconds = options.fallbackConnectionTimeoutSeconds ?? 0;
+  if (!Number.isSafeInteger(fallbackTimeoutSeconds) || fallbackTimeoutSeconds < 0 || fallbackTimeoutSeconds > 2_147_483_647) {
+    throw new RangeError(
+      `fallbackConnectionTimeoutSeconds must be a non-negative integer of seconds, got ${String(options.fallbackConnectionTimeoutSeconds)}`,
+    );
+  }
 
-  async function listAgents({ connectedSince, signal }: AgentQuery): Promise<CoderAgentBatch> {
+  async function listAgents({ connectedSince, signal, awaiting }: AgentQuery): Promise<CoderAgentBatch> {
     if (connectedSince !== undefined && !Number.isFinite(connectedSince.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('connectedSince is an invalid Date'));
     }
@@ -81,8 +105,19 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
-        const rows = await connectedAgentsQuery(trx, connectedSince).execute();
-        return { rows, clock };
+        const timeouts = awaiting === undefined ? undefined : { fallbackTimeoutSeconds };
+        const rows = await connectedAgentsQuery(trx, connectedSince, timeouts).execute();
+        if (awaiting === undefined) return { rows, clock };
+        const complete = awaiting.full || connectedSince === undefined;
+        const waiting = await awaitingAgentsQuery(trx, {
+          ...(!complete && connectedSince !== undefined && { createdSince: connectedSince }),
+          fallbackTimeoutSeconds,
+        }).execute();
+        const checks =
+          awaiting.timeoutCandidates.length === 0
+            ? []
+            : await awaitingAgentsQuery(trx, { ids: awaiting.timeoutCandidates, fallbackTimeoutSeconds }).execute();
+        return { rows, clock, waiting, checks, complete };
       })
       .finally(() => {
         settled = true;
@@ -102,7 +137,13 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         });
     };
 
-    let result: { rows: ConnectedAgentRow[]; clock: { source_time: string; in_recovery: boolean; replayed_until: string | null; replay_lag_s: number | null } };
+    let result: {
+      rows: ConnectedAgentRow[];
+      clock: { source_time: string; in_recovery: boolean; replayed_until: string | null; replay_lag_s: number | null };
+      waiting?: AwaitingAgentRow[];
+      checks?: AwaitingAgentRow[];
+      complete?: boolean;
+    };
     try {
       result = await settleOrAbort(work, signal, cancel);
     } catch (error) {
@@ -114,10 +155,19 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
       throw new CoderDatabaseError(FAILURE_CONTEXT, new Error(`the database clock now() is not a valid time: ${clock.source_time}`));
     }
     const batch = { agents: result.rows.map(toAgent), sourceTime: new Date(Math.floor(sourceMicros / 1000)) };
-    if (!clock.in_recovery) return batch;
+    const withAwaiting: CoderAgentBatch =
+      result.waiting === undefined
+        ? batch
+        : {
+            ...batch,
+            awaitingAgents: result.waiting.map(toAwaitingAgent),
+            awaitingComplete: result.complete === true,
+            timeoutChecks: (result.checks ?? []).filter((row) => row.timed_out_at !== null).map(toTimeoutCheck),
+          };
+    if (!clock.in_recovery) return withAwaiting;
     const replayedMicros = clock.replayed_until === null ? undefined : toEpochMicros(clock.replayed_until);
     return {
-      ...batch,
+      ...withAwaiting,
       visibleUntil: replayedMicros === undefined ? null : new Date(Math.floor(replayedMicros / 1000)),
       ...(clock.replay_lag_s !== null && { replayLagMs: clock.replay_lag_s * 1000 }),
     };
@@ -131,6 +181,7 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
     agentId: row.agent_id,
     createdAt: row.created_at,
     firstConnectedAt: row.first_connected_at,
+    timedOutAt: row.timed_out_at,
     labels: {
       template_name: row.template_name,
       agent_name: row.agent_name,
@@ -139,4 +190,16 @@ function toAgent(row: ConnectedAgentRow): CoderAgentFirstConnection {
     },
     templateVersionName: row.template_version_name,
   };
+}
+
+function labelsOf(row: { template_name: string; agent_name: string; username: string; workspace_name: string }): AgentLabels {
+  return { template_name: row.template_name, agent_name: row.agent_name, username: row.username, workspace_name: row.workspace_name };
+}
+
+function toAwaitingAgent(row: AwaitingAgentRow): AwaitingAgent {
+  return { agentId: row.agent_id, createdAt: row.created_at, timedOutAt: row.timed_out_at, due: row.due, labels: labelsOf(row) };
+}
+
+function toTimeoutCheck(row: AwaitingAgentRow): AgentTimeoutCheck {
+  return { agentId: row.agent_id, timedOutAt: row.timed_out_at ?? '', due: row.due, labels: labelsOf(row) };
 }

@@ -125,6 +125,7 @@ export class CoderFixture {
     createdAt: string;
     firstConnectedAt: string | null;
     deleted?: boolean;
+    connectionTimeoutSeconds?: number;
   }): Promise<string> {
     const id = randomUUID();
     await this.#db
@@ -140,6 +141,7 @@ export class CoderFixture {
         architecture: 'amd64',
         operating_system: 'linux',
         deleted: options.deleted ?? false,
+        ...(options.connectionTimeoutSeconds !== undefined && { connection_timeout_seconds: options.connectionTimeoutSeconds }),
       })
       .execute();
     return id;

@@ -1,0 +1,4 @@
+import { defineAwaitingContract } from './awaiting-contract.js';
+import { openPgliteTestDatabase } from './helpers/databases.js';
+
+defineAwaitingContract('PGlite', openPgliteTestDatabase);

@@ -1,0 +1,4 @@
+import { defineAwaitingContract } from './awaiting-contract.js';
+import { openPostgresTestDatabase } from './helpers/databases.js';
+
+defineAwaitingContract('PostgreSQL server', openPostgresTestDatabase);
