@@ -114,7 +114,8 @@ describe('AgentConnectionTracker (in-service, Coder #24355 style)', () => {
     expect(logger.records.some((r) => r.message.startsWith('too many agents waiting'))).toBe(true);
     // 'a' was forgotten: its timer is cleared, so only b and c time out.
     await vi.advanceTimersByTimeAsync(2000);
-    expect(samples(await metrics.text(), TIMEOUTS).get(`${TIMEOUTS}{template_name="docker",agent_name="main",username="alice",workspace_name="ws-1"}`)).toBe(2);
+    // The default labels (Coder #24355's two).
+    expect(samples(await metrics.text(), TIMEOUTS).get(`${TIMEOUTS}{${LABELS}}`)).toBe(2);
     expect(() => new AgentConnectionTracker({ connectionTimeoutMs: -1 })).toThrow(/connectionTimeoutMs/);
   });
 
