@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { sql } from 'kysely';
+import { connectNow, createCoderFixture, observedCount, scrape, sumSamples, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from './helpers/ports.js';
 
@@ -125,5 +126,35 @@ describe('restarts with --state-file', () => {
     const saved = JSON.parse(await readFile(stateFile, 'utf8')) as { handled: [string, number][] };
     expect(saved.handled.map(([id]) => id).sort()).toEqual(f.counting.slice(0, 4).map((a) => a.id).sort());
     expect(run.process.logs.filter((l) => l.level === 'error')).toHaveLength(1);
+  }, 60_000);
+
+  it('timeouts counted before a kill -9 are not counted again after the restart with --state-file; those of the downtime are', async () => {
+    const f = await fixture();
+    const stateFile = join(await stateDirectory(), 'agentconn.state');
+    const timeouts = async (url: string) => sumSamples(await scrape(url), 'coderd_agents_first_connection_timeouts_total');
+    // Agents that start waiting now (database clock) and time out after 1 s, as Coder's rule says.
+    const startWaiting = async (ids: readonly string[]) =>
+      sql`UPDATE workspace_agents SET created_at = clock_timestamp(), connection_timeout_seconds = 1
+        WHERE id = ANY(${ids}::uuid[])`.execute(f.db);
+    const first = await exporter(f.database.url, ['--state-file', stateFile]);
+    await afterPolls(first.url, 1);
+    const before = f.counting.slice(0, 4).map((a) => a.id);
+    await startWaiting(before);
+    await waitFor(async () => (await timeouts(first.url)) === before.length, 15_000, 'first run counts the timeouts');
+    await afterPolls(first.url, 2);
+    first.process.child.kill('SIGKILL');
+    await first.process.exited;
+
+    const downtime = f.counting.slice(4, 7).map((a) => a.id);
+    await startWaiting(downtime);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+
+    // The first run's four still wait and are read again at the restart's first full reconciliation,
+    // inside the saved overlap window: without their ids in the state file they were counted again (7, not 3).
+    const second = await exporter(f.database.url, ['--state-file', stateFile]);
+    await second.process.waitForLog((l) => l.msg === 'resuming from the state file');
+    await waitFor(async () => (await timeouts(second.url)) >= downtime.length, 15_000, 'second run counts the downtime');
+    await afterPolls(second.url, 3);
+    expect(await timeouts(second.url)).toBe(downtime.length);
   }, 60_000);
 });

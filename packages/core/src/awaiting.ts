@@ -12,6 +12,7 @@ import { validateMetricOptions, type FirstConnectionMetricOptions } from './opti
 import { AwaitingAgentSet } from './awaiting-set.js';
 import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgent, AwaitingAgentGroup } from './source.js';
 import { toEpochMicros } from './timestamp.js';
+import type { CountedTimeout } from './poller-state.js';
 
 export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOptions {
   readonly meter?: Meter;
@@ -286,6 +287,18 @@ export class AwaitingAgentsRecorder {
       groups.push({ labels: attributes as Partial<Record<LabelKey, string>>, count, oldestWaitSeconds: Math.max(0, (nowMicros - oldestMicros) / 1e6) });
     }
     return groups;
+  }
+
+  /** The timeouts counted (or ruled out) at or after `micros`, for a poller's saved state. */
+  countedSince(micros: number): CountedTimeout[] {
+    const result: CountedTimeout[] = [];
+    for (const [agentId, timedOutMicros] of this.#counted) if (timedOutMicros >= micros) result.push({ agentId, timedOutMicros });
+    return result;
+  }
+
+  /** Remembers timeouts a previous run counted (from `countedSince`), so they are not counted again. */
+  restoreCounted(timeouts: Iterable<CountedTimeout>): void {
+    for (const { agentId, timedOutMicros } of timeouts) this.#remember(agentId, timedOutMicros);
   }
 
   /** Incremental pruning: a source queried from `instant` on never returns earlier timeouts again. */

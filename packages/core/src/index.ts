@@ -70,6 +70,7 @@ export {
   POLLER_STATE_VERSION,
   PollerStateError,
   serializePollerState,
+  type CountedTimeout,
   type HandledAgent,
   type PollerState,
 } from './poller-state.js';

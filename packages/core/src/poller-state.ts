@@ -17,6 +17,13 @@ export interface HandledAgent {
   readonly firstConnectedMicros: number | null;
 }
 
+/** A timeout the run that saved the state already counted (or ruled out), so it is not counted again. */
+export interface CountedTimeout {
+  readonly agentId: string;
+  /** Epoch µs of `created_at` + the agent's connection timeout (source clock). */
+  readonly timedOutMicros: number;
+}
+
 export interface PollerState {
   readonly version: typeof POLLER_STATE_VERSION;
   /** The source's clock (epoch ms) at the last successful query. */
@@ -29,6 +36,8 @@ export interface PollerState {
    */
   readonly countFromMs: number;
   readonly handled: readonly HandledAgent[];
+  /** Timeouts counted from `countFromMs` on (with the awaiting metrics on); absent in older files: none. */
+  readonly timeouts?: readonly CountedTimeout[];
 }
 
 /** A saved state that cannot be used; the message says what is wrong with it. */
@@ -44,6 +53,7 @@ export function serializePollerState(state: PollerState): string {
     clock_offset_ms: state.clockOffsetMs,
     count_from_ms: state.countFromMs,
     handled: state.handled.map((a) => [a.agentId, a.firstConnectedMicros]),
+    ...(state.timeouts !== undefined && { timeouts: state.timeouts.map((t) => [t.agentId, t.timedOutMicros]) }),
   })}\n`;
 }
 
@@ -71,12 +81,22 @@ export function parsePollerState(text: string): PollerState {
     }
     return { agentId, firstConnectedMicros: micros };
   });
+  const timeoutsValue = record['timeouts'];
+  if (timeoutsValue !== undefined && !Array.isArray(timeoutsValue)) throw new PollerStateError('timeouts is not a list');
+  const timeouts = (timeoutsValue ?? []).map((entry: unknown, index): CountedTimeout => {
+    if (!Array.isArray(entry) || entry.length !== 2) throw new PollerStateError(`timeouts[${index}] is not [agent_id, timed_out_us]`);
+    const [agentId, micros] = entry as [unknown, unknown];
+    if (typeof agentId !== 'string' || agentId.length === 0) throw new PollerStateError(`timeouts[${index}] has no agent id`);
+    if (!(typeof micros === 'number' && Number.isFinite(micros))) throw new PollerStateError(`timeouts[${index}] instant is not a number of µs`);
+    return { agentId, timedOutMicros: micros };
+  });
   return {
     version: POLLER_STATE_VERSION,
     watermarkMs: instant(record, 'watermark_ms'),
     clockOffsetMs: instant(record, 'clock_offset_ms'),
     countFromMs: instant(record, 'count_from_ms'),
     handled,
+    ...(timeoutsValue !== undefined && { timeouts }),
   };
 }
 

@@ -272,6 +272,7 @@ export class FirstConnectionPoller {
       clockOffsetMs: window.clockOffsetMs,
       countFromMs,
       handled: this.#recorder.handledSince(countFromMs * 1000),
+      ...(this.#awaiting !== undefined && { timeouts: this.#awaiting.countedSince(countFromMs * 1000) }),
     };
   }
 
@@ -280,6 +281,7 @@ export class FirstConnectionPoller {
     const options = { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs };
     if (this.#resumeFrom !== undefined) {
       this.#recorder.restoreHandled(this.#resumeFrom.handled);
+      this.#awaiting?.restoreCounted(this.#resumeFrom.timeouts ?? []);
       this.#window = CountWindow.resume(options, this.#resumeFrom);
     } else {
       this.#window = CountWindow.start(options, this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs);
