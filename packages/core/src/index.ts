@@ -37,5 +37,4 @@ export {
   type TickOutcome,
   type TickResult,
 } from './poller.js';
-export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+
 /**
  * The metric contract: one place for every name, unit, description, bucket bound and label key.
  * Names are final Prometheus names: the exporter appends no unit suffix, so the instrument carries it.
@@ -27,9 +29,11 @@ export const DEFAULT_CARDINALITY_LIMIT = 50_000;
 /** The attribute of the one series that takes label sets past the cardinality limit (the SDK's own). */
 export const OVERFLOW_ATTRIBUTE = 'otel.metric.overflow';
 
-/** Instrumentation scope of every instrument this package creates. */
+/** Instrumentation scope of every instrument this package creates: this package's name and version. */
 export const INSTRUMENTATION_SCOPE = '@agentconn/core';
-export const INSTRUMENTATION_VERSION = '0.1.0';
+// package.json sits one level above both src/ and dist/.
+export const INSTRUMENTATION_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 /** Self-metrics: how the recorder and the poller are doing. Counters get `_total` from the Prometheus exporter. */
 export const SELF_METRICS = {
