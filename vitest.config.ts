@@ -2,14 +2,34 @@ import { defineConfig } from 'vitest/config';
 
 const sourceConditions = ['@agentconn/source'];
 
+/** Pure unit tests: no PostgreSQL, no PGlite, no Prometheus server (`pnpm test:unit`). */
+const UNIT_TESTS = [
+  'packages/core/test/**/*.test.ts',
+  'packages/exposition/test/**/*.test.ts',
+  'packages/exporter/test/**/*.test.ts',
+  'packages/kysely/test/errors.test.ts',
+];
+
 export default defineConfig({
   // Workspace packages resolve to their TypeScript sources in tests (see each package's exports map),
   // so tests never run stale dist/ code. Vitest runs tests in Vite's server (SSR) environment.
   resolve: { conditions: sourceConditions },
   ssr: { resolve: { conditions: sourceConditions, externalConditions: sourceConditions } },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/**/*.test.ts', 'bench/test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      {
+        extends: true,
+        test: {
+          // The PGlite and PostgreSQL contract, the adapter's faults, and the end-to-end runs (real exporter
+          // processes, a real Prometheus, promtool on the rules).
+          name: 'integration',
+          include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/**/*.test.ts', 'bench/test/**/*.test.ts'],
+          exclude: UNIT_TESTS,
+        },
+      },
+    ],
   },
 });

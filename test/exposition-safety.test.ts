@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { promtoolCheckMetrics } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { promtoolCheckMetrics } from '@agentconn/test-support/promtool';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../../test/helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 
 const DEMO = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 

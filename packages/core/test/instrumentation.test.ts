@@ -4,7 +4,8 @@ import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { afterEach, describe, expect, it } from 'vitest';
 import { firstConnectionView, INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION } from '../src/index.js';
 import { FirstConnectionInstrumentation } from '../src/instrumentation.js';
-import { agent, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { samples } from '@agentconn/test-support/exposition-parser';
+import { agent, createTestMetrics, type TestMetrics } from './helpers.js';
 
 let metrics: TestMetrics | undefined;
 afterEach(async () => {
