@@ -326,7 +326,9 @@ function histogramTotals(resourceMetrics: Awaited<ReturnType<MetricReader['colle
         count += value.count;
         sum += value.sum ?? 0;
         if (buckets.length === 0) buckets = value.buckets.counts.map(() => 0);
-        value.buckets.counts.forEach((n, i) => (buckets[i] = (buckets[i] ?? 0) + n));
+        value.buckets.counts.forEach((n, i) => {
+          buckets[i] = (buckets[i] ?? 0) + n;
+        });
       }
     }
   }

@@ -277,7 +277,9 @@ describe('the metric contract of SPEC §1, byte for byte', () => {
       });
     const labels: Attributes = {};
     const values = ['docker "dev"', 'main', 'ünïcode\\user', 'ws\nnewline'];
-    LABEL_KEYS.forEach((key, i) => (labels[key] = values[i]));
+    LABEL_KEYS.forEach((key, i) => {
+      labels[key] = values[i];
+    });
     for (const seconds of [1, 1.000001, 4000]) histogram.record(seconds, labels);
     const text = await reader.serializeToString();
     await provider.shutdown();

@@ -242,6 +242,8 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
           const byId = new Map(agents.map((a) => [a.agentId, a]));
           expect(byId.get(above)?.createdAt).toBe(createdAt);
           expect(byId.get(above)?.firstConnectedAt).toBe('2026-03-08T05:31:00.000000Z');
+          expect(byId.get(exact)?.firstConnectedAt).toBe('2026-03-08T05:30:59.999999Z');
+          expect(byId.get(below)?.firstConnectedAt).toBe('2026-03-08T05:30:59.999998Z');
           for (const agent of agents) expect(harness.recorder.record(agent)).toBe('observed');
 
           const series = histogramBy(parseSamples(await harness.scrape()), FIRST_CONNECTION_METRIC_NAME, 'template_name').get(templateName);

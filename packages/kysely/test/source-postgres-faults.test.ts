@@ -30,7 +30,6 @@ async function closedPort(): Promise<number> {
 
 describe('Coder agent source on a PostgreSQL server: faults', () => {
   let database: TestDatabase;
-  let blocker: TestDatabase;
 
   beforeAll(async () => {
     database = await openPostgresTestDatabase();
