@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const sourceConditions = ['@agentconn/source'];
 
@@ -27,7 +27,7 @@ export default defineConfig({
           // processes, a real Prometheus, promtool on the rules).
           name: 'integration',
           include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/**/*.test.ts', 'bench/test/**/*.test.ts'],
-          exclude: UNIT_TESTS,
+          exclude: [...configDefaults.exclude, ...UNIT_TESTS],
         },
       },
     ],
