@@ -74,6 +74,8 @@ export type { PgliteFactory };
 
 describe('the published packages, packed and installed with npm', () => {
   let dir: string;
+  /** Tarball file name → the paths it holds. */
+  const contents = new Map<string, string[]>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'agentconn-pack-'));
@@ -84,6 +86,7 @@ describe('the published packages, packed and installed with npm', () => {
     );
     const files = readdirSync(tarballs).filter((f) => f.endsWith('.tgz'));
     expect(files).toHaveLength(PUBLISHED.length);
+    for (const file of files) contents.set(file, (await mustRun('tar', ['-tzf', join(tarballs, file)], dir)).stdout.split('\n'));
     const app = join(dir, 'app');
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2));
@@ -114,6 +117,29 @@ describe('the published packages, packed and installed with npm', () => {
 
   afterAll(() => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ship their LICENSE, README, CHANGELOG, declarations, and where the code lives', () => {
+    expect([...contents.keys()].sort()).toEqual(PUBLISHED.map((name) => `agentconn-${name}-0.1.0.tgz`).sort());
+    for (const [file, paths] of contents) {
+      for (const wanted of ['package/LICENSE', 'package/README.md', 'package/CHANGELOG.md', 'package/dist/index.d.ts']) {
+        expect({ file, has: paths.includes(wanted) }).toEqual({ file, has: true });
+      }
+      expect({ file, stray: paths.filter((p) => /tsbuildinfo|\/test\//.test(p)) }).toEqual({ file, stray: [] });
+    }
+    for (const name of PUBLISHED) {
+      const pkg = JSON.parse(readFileSync(join(dir, 'app', 'node_modules', '@agentconn', name, 'package.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      expect({ name, license: pkg['license'], has: ['repository', 'homepage', 'bugs'].filter((k) => pkg[k] !== undefined) }).toEqual({
+        name,
+        license: 'Apache-2.0',
+        has: ['repository', 'homepage', 'bugs'],
+      });
+      // Installed from the tarball: no workspace protocol left for npm to choke on.
+      expect(JSON.stringify(pkg)).not.toContain('workspace:');
+    }
   });
 
   it('installs a working agentconn-exporter: --help lists the flags', async () => {
