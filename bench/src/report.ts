@@ -230,7 +230,7 @@ export function renderMarkdown(report: BenchReport): string {
   if (verdicts.length > 0) {
     lines.push('## SPEC §7 targets');
     lines.push('');
-    lines.push("Seed's own map work (Go) for reference: 100k agents 24–44 ms/tick and 2.8 MB retained; 1M agents 460–800 ms/tick and 40 MB.");
+    lines.push("Coder PR #24179's own map work (Go) for reference: 100k agents 24–44 ms/tick and 2.8 MB retained; 1M agents 460–800 ms/tick and 40 MB.");
     lines.push('');
     lines.push('| target | mode | verdict | measured |');
     lines.push('|---|---|---|---|');

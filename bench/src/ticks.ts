@@ -48,13 +48,13 @@ export interface TickSample {
   readonly phase: TickPhase;
   /** First connections set just before this tick. */
   readonly trickled: number;
-  /** Wall time of `poller.tick()` (or the seed loop's tick). */
+  /** Wall time of `poller.tick()` (or the Coder-equivalent loop's tick). */
   readonly wallMs: number;
   /** `process.cpuUsage()` delta over the tick: user + system, all threads of this process. */
   readonly cpuMs: number;
   readonly cpuUserMs: number;
   readonly cpuSystemMs: number;
-  /** Time inside `source.listAgents` (the seed loop: inside its query), including row parsing. */
+  /** Time inside `source.listAgents` (the loop equivalent to Coder PR #24179: inside its query), including row parsing. */
   readonly queryMs: number;
   readonly rows: number;
   /** Bytes the one database connection received during the tick. */
@@ -308,7 +308,7 @@ function timedSource(
 export interface HistogramTotals {
   readonly count: number;
   readonly sum: number;
-  /** Per bucket, the seed's bounds then +Inf. */
+  /** Per bucket, Coder PR #24179's bounds then +Inf. */
   readonly buckets: readonly number[];
 }
 

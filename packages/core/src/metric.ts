@@ -10,12 +10,12 @@ export const FIRST_CONNECTION_METRIC_DESCRIPTION =
   'Duration from agent creation to first connection to the control plane in seconds.';
 export const FIRST_CONNECTION_METRIC_UNIT = 's';
 
-/** Upper bounds of the explicit buckets, in seconds (`+Inf` is implicit). The seed's, unchanged. */
+/** Upper bounds of the explicit buckets, in seconds (`+Inf` is implicit). Coder PR #24179's, unchanged. */
 export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.freeze([
   1, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ]);
 
-/** Label keys in the seed's order. */
+/** Label keys in Coder PR #24179's order. */
 export const LABEL_KEYS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
 export type LabelKey = (typeof LABEL_KEYS)[number];
 export type AgentLabels = { readonly [K in LabelKey]: string };

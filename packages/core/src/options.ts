@@ -3,8 +3,8 @@ import { DEFAULT_CARDINALITY_LIMIT, LABEL_KEYS, type LabelKey } from './metric.j
 /** Shared by the View and the recorder, so both agree on labels and the cardinality limit. */
 export interface FirstConnectionMetricOptions {
   /**
-   * Label keys to keep, any subset of the four (kept in the seed's order). Default: all four.
-   * Coder #24355 keeps `['template_name', 'agent_name']`.
+   * Label keys to keep, any subset of the four (kept in Coder PR #24179's order). Default: all four.
+   * Coder PR #24355 keeps `['template_name', 'agent_name']`.
    */
   readonly labels?: readonly LabelKey[];
   /** Most label sets kept for the histogram; beyond it samples go to the overflow series. Default 50 000. */

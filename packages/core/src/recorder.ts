@@ -85,7 +85,7 @@ export class FirstConnectionRecorder {
     this.#overflow.add(0);
   }
 
-  /** Label keys attached to each sample, in the seed's order. */
+  /** Label keys attached to each sample, in Coder PR #24179's order. */
   get labels(): readonly LabelKey[] {
     return this.#labels;
   }
@@ -159,7 +159,7 @@ export class FirstConnectionRecorder {
     return 'observed';
   }
 
-  /** The seed's pruning rule: forget every agent id that is not in `currentIds`. */
+  /** Coder PR #24179's pruning rule: forget every agent id that is not in `currentIds`. */
   retainOnly(currentIds: ReadonlySet<string>): void {
     for (const id of this.#handled.keys()) {
       if (!currentIds.has(id)) this.#handled.delete(id);
