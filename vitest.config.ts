@@ -1,6 +1,15 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const sourceConditions = ['@agentconn/source'];
+
+/** Pure unit tests: no PostgreSQL, no PGlite, no Prometheus server (`pnpm test:unit`). */
+const UNIT_TESTS = [
+  'packages/core/test/**/*.test.ts',
+  'packages/exposition/test/{compression,exposition,exposition-gzip,exposition-http,openmetrics,shared-render}.test.ts',
+  'packages/exporter/test/{config,log,readiness}.test.ts',
+  'packages/kysely/test/errors.test.ts',
+  'packages/kysely/test/redact.test.ts',
+];
 
 export default defineConfig({
   // Workspace packages resolve to their TypeScript sources in tests (see each package's exports map),
@@ -8,8 +17,20 @@ export default defineConfig({
   resolve: { conditions: sourceConditions },
   ssr: { resolve: { conditions: sourceConditions, externalConditions: sourceConditions } },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/**/*.test.ts', 'bench/test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      {
+        extends: true,
+        test: {
+          // The PGlite and PostgreSQL contract, the adapter's faults, and the end-to-end runs (real exporter
+          // processes, a real Prometheus, promtool on the rules).
+          name: 'integration',
+          include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts', 'test/**/*.test.ts', 'bench/test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...UNIT_TESTS],
+        },
+      },
+    ],
   },
 });

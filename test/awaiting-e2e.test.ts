@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createCoderFixture, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { startPrometheus, type PrometheusServer } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
 
 const SLI_RULES = fileURLToPath(new URL('../examples/prometheus/sli-rules.yml', import.meta.url));
 

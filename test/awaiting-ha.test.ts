@@ -4,9 +4,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { createCoderFixture, scrape, sumSamples, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { createCoderFixture, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 import type { GeneratedAgent } from '@agentconn/kysely/testing';
 
 const INTERVAL_MS = 1000;

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { promtoolCheckMetrics } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { promtoolCheckMetrics } from '@agentconn/test-support/promtool';
 
 /** Coder PR #24179's four labels: one series per workspace (the default is Coder #24355's two). */
 const FOUR_LABELS = 'template_name,agent_name,username,workspace_name';
@@ -43,6 +43,7 @@ describe('label values and cardinality through the exporter', () => {
   it('hostile label values (quotes, backslashes, newlines, Unicode) come out escaped, round-trip, and pass promtool', async () => {
     const { f, url } = await setup({ specialLabels: true, workspaces: 12 }, ['--labels', FOUR_LABELS]);
     const agents = f.counting.slice(0, 8);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: \x00-\x7f is the ASCII range; the test wants a name outside it.
     expect(agents.some((a) => /["\\\n]/.test(a.workspaceName) && /[^\x00-\x7f]/.test(a.workspaceName))).toBe(true);
     await new Promise((r) => setTimeout(r, 700));
     await connectNow(f.db, agents);

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { EXPORTER_CLI, spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   // An accepted value would start the exporter: the timeout then ends it and the status is null, not 2.

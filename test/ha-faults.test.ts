@@ -1,12 +1,13 @@
 import pg from 'pg';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectNow, createCoderFixture, observedCount, scrape, sumSamples, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { sumSamples } from '@agentconn/test-support/exposition-parser';
+import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { BASE_DATABASE_URL } from './helpers/postgres.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
+import { startTcpProxy, type TcpProxy } from '@agentconn/test-support/tcp-proxy';
 import { startPgBouncer } from './helpers/pgbouncer.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
 const INTERVAL_MS = 1000;
 const cleanups: Array<() => Promise<unknown>> = [];

@@ -4,8 +4,8 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LogFields, Logger } from '@agentconn/core';
 import { AdvisoryLockLeadership } from '../packages/exporter/src/leader.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { startTcpProxy, type TcpProxy } from '@agentconn/test-support/tcp-proxy';
 
 const never = new AbortController().signal;
 const cleanups: Array<() => Promise<unknown>> = [];

@@ -3,8 +3,8 @@ import { generateCoderData, migrateToLatest } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { startOtlpReceiver } from '../examples/otlp/src/receiver.js';
 import { spawnExporter } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
 
 function failures(text: string): number {
   const match = /^agentconn_otlp_exports_total\{[^}]*outcome="failure"[^}]*\} (\d+)/m.exec(text);

@@ -5,9 +5,9 @@ import { addWorkspaces, generateCoderData, migrateToLatest, type GeneratedAgent 
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { waitFor } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
-import { startPrometheus, type PrometheusServer } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
 
 /**
  * What a new user sees with the exporter's default flags. With the four labels of Coder PR #24179 as the

@@ -5,9 +5,10 @@ import { generateCoderData, migrateToLatest, type GeneratedAgent } from '@agentc
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { waitFor } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
-import { promtoolCheckMetrics, startPrometheus, type PrometheusServer } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
+import { promtoolCheckMetrics } from '@agentconn/test-support/promtool';
 
 const SEED_PROMQL =
   'histogram_quantile(0.95, sum(rate(coderd_agents_first_connection_seconds_bucket[1h])) by (le, template_name))';

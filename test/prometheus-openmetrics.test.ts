@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createCoderFixture, observedCount, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { startPrometheus, type PrometheusServer } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
 
 /** What Prometheus 2.42 sends by default: OpenMetrics first. */
 const PROMETHEUS_ACCEPT =
@@ -100,6 +100,7 @@ describe('OpenMetrics with exemplars, scraped by a real Prometheus (2.42, --enab
   it('ingests every series of the OpenMetrics answer, hostile label values and exemplars included', async () => {
     const { f, url, prometheus } = await setup({ workspaces: 16, specialLabels: true });
     const agents = f.counting.slice(0, 8);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the range of non-ASCII characters starts after \x7f
     expect(agents.some((a) => /["\\\n]/.test(a.workspaceName) && /[^\x00-\x7f]/.test(a.workspaceName))).toBe(true);
     await prometheus.waitForScrapes(1);
     for (const [i, agent] of agents.entries()) await connectWithDuration(f, agent.id, 5 + i * 40);

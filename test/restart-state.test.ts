@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { connectNow, createCoderFixture, observedCount, scrape, sumSamples, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 
 const INTERVAL_MS = 1000;
 const cleanups: Array<() => Promise<unknown>> = [];

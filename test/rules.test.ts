@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 // (vitest.config.ts sets resolve.conditions, which the server environment does not read), which is
 // missing before a build and stale after an edit.
 import { AWAITING_METRICS, DROP_REASONS, FIRST_CONNECTION_METRIC_NAME, SELF_METRICS } from '../packages/core/src/metric.js';
-import { describeRun, findPromtool, runPromtool } from './helpers/promtool.js';
+import { describeRun, findPromtool, runPromtool } from '@agentconn/test-support/promtool';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const prometheusDir = join(root, 'examples', 'prometheus');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXPORTER_CLI, spawnExporter } from './helpers/exporter-process.js';
 import { startPasswordCaptureServer, type PasswordCaptureServer } from './helpers/password-capture-server.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 
 let dir: string;
 let server: PasswordCaptureServer;
@@ -70,7 +70,7 @@ describe('secrets from files', () => {
     expect(printed).not.toContain('Env-File-Pw');
   });
 
-  it.each([
+  it.each<[string, () => string[], NodeJS.ProcessEnv, () => string]>([
     ['a missing URL file', () => ['--database-url-file', join(dir, 'nope')], {}, () => `--database-url-file: cannot read "${join(dir, 'nope')}" (ENOENT)`],
     ['a URL file that is a directory', () => ['--database-url-file', dir], {}, () => `--database-url-file: cannot read "${dir}" (EISDIR)`],
     [

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnExporter } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { BASE_DATABASE_URL, createTestDatabase, type TestDatabase } from './helpers/postgres.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { BASE_DATABASE_URL, createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
 
 /**
  * The password must be written nowhere, whatever its place in the database URL: userinfo,

@@ -11,7 +11,7 @@ import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { generateCoderData, migrateToLatest, type GeneratedAgent } from '@agentconn/kysely/testing';
 import { connectNow, observedCount, scrape, waitFor } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '@agentconn/test-support/ports';
 import { createStreamingPair, type StreamingPair } from './helpers/standby.js';
 
 const INTERVAL_MS = 1000;

@@ -9,9 +9,9 @@ import bcrypt from 'bcryptjs';
 import { generateCoderData, migrateToLatest } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { EXPORTER_CLI, spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
-import { startPrometheus, type PrometheusServer } from './helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
 
 const PASSWORD = 'c0rrect-horse';
 

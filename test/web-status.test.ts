@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { spawnExporter } from './helpers/exporter-process.js';
-import { freePort } from './helpers/ports.js';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { startTcpProxy, type TcpProxy } from '@agentconn/test-support/tcp-proxy';
 
 async function status(url: string): Promise<{ code: number; body: string }> {
   const response = await fetch(url);

@@ -51,7 +51,7 @@ export interface Population {
   readonly agents: number;
   readonly seed: number;
   readonly counts: GeneratedCounts;
-  /** Agents the seed's rule counts: latest build of a live workspace, agent not deleted. */
+  /** Agents Coder PR #24179's rule counts: latest build of a live workspace, agent not deleted. */
   readonly currentAgents: number;
   /** Of those, connected (the history). */
   readonly connectedAgents: number;

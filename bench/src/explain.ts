@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { awaitingAgentsQuery, connectedAgentsQuery, seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { awaitingAgentsQuery, connectedAgentsQuery, workspaceAgentsForMetricsQuery, type CoderDatabase } from '@agentconn/kysely';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { BenchMode } from './options.js';
 
@@ -65,7 +65,7 @@ function describeAccess(node: PlanNode): string {
 export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): CompiledQuery {
   switch (mode) {
     case 'seed':
-      return seedAgentsQuery(db).compile();
+      return workspaceAgentsForMetricsQuery(db).compile();
     case 'full-scan':
       return connectedAgentsQuery(db).compile();
     case 'incremental':

@@ -7,8 +7,8 @@ export const BASELINE_MODE: BenchMode = 'full-scan';
 export const DEFAULT_MODES: readonly BenchMode[] = ['full-scan', 'incremental', 'incremental-index'];
 
 export const MODE_DESCRIPTIONS: Readonly<Record<BenchMode, string>> = {
-  seed: "seed-equivalent loop: Coder's GetWorkspaceAgentsForMetrics (every column of every current agent, timestamps parsed to Date), a Map of observed ids and a Set of current ids to prune it, every tick",
-  'full-scan': "FirstConnectionPoller mode full-scan, backfill all: every connected current agent every tick, observe-once Map pruned to the current ids (the seed's rule; the baseline)",
+  seed: "loop equivalent to Coder PR #24179's: Coder's GetWorkspaceAgentsForMetrics (every column of every current agent, timestamps parsed to Date), a Map of observed ids and a Set of current ids to prune it, every tick",
+  'full-scan': "FirstConnectionPoller mode full-scan, backfill all: every connected current agent every tick, observe-once Map pruned to the current ids (Coder PR #24179's rule; the baseline)",
   incremental: 'FirstConnectionPoller mode incremental (overlap 5 min, backfill from start), no index on workspace_agents(first_connected_at), as on a stock Coder database',
   'incremental-index': 'incremental, with the opt-in index from createFirstConnectedAtIndex',
   'incremental-awaiting': 'incremental, plus the awaiting gauges and the timeouts counter (AwaitingAgentsRecorder, labels template_name and agent_name): the agents created since the last tick every tick, all waiting agents once per 10-minute reconciliation',
@@ -61,7 +61,7 @@ export const DEFAULTS = {
   overlapMs: 300_000,
 } as const;
 
-export const HELP = `pnpm bench [options]: the poller's steady-state tick cost, ours against the seed's full scan,
+export const HELP = `pnpm bench [options]: the poller's steady-state tick cost, ours against Coder PR #24179's full scan,
 on freshly generated Coder databases on a real PostgreSQL server.
 
   --agents LIST        population sizes (workspaces, one agent each; 10k, 1M)  default ${DEFAULTS.agents.join(',')}

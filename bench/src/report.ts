@@ -1,6 +1,6 @@
 /** The bench's Markdown report and its verdicts on SPEC §7's targets. */
 import { BASELINE_MODE, MODE_DESCRIPTIONS, MODES, type BenchMode } from './options.js';
-import { formatCount, type BenchReport, type SizeResult } from './runner.js';
+import { formatCount, type BenchReport } from './runner.js';
 
 /** SPEC §7: steady-state tick at 100k agents under this much CPU in our process. */
 export const TARGET_CPU_MS_AT_100K = 5;
@@ -169,7 +169,17 @@ export function renderMarkdown(report: BenchReport): string {
 
   lines.push('## Steady-state tick');
   lines.push('');
-  lines.push('Median over the measured ticks, then the median over runs; p95 in parentheses. CPU is `process.cpuUsage()` of the process running the poller (user + system, all its threads); query is the time inside `source.listAgents` (round trips and row parsing); heap retained is the heap after a forced GC after the last tick minus the same before the first (growth: its change per measured tick); observe-once state is the heap freed by emptying it at the end, metrics SDK the heap freed by then dropping the MeterProvider (its series) and the poller; series are the histogram\'s at each collection.');
+  lines.push(
+    [
+      'Median over the measured ticks, then the median over runs; p95 in parentheses.',
+      'CPU is `process.cpuUsage()` of the process running the poller (user + system, all its threads);',
+      'query is the time inside `source.listAgents` (round trips and row parsing);',
+      'heap retained is the heap after a forced GC after the last tick minus the same before the first (growth: its change per measured tick);',
+      'observe-once state is the heap freed by emptying it at the end,',
+      'metrics SDK the heap freed by then dropping the MeterProvider (its series) and the poller;',
+      'series are the histogram\'s at each collection.',
+    ].join(' '),
+  );
   lines.push('');
   lines.push('| agents | mode | rows / tick | received KB | query ms | wall ms | CPU ms | CPU µs / row | heap retained MB | growth KB / tick | observe-once state MB | metrics SDK MB | tracked ids (max) | series | start tick wall / CPU ms |');
   lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -211,7 +221,12 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.sizes.some((s) => s.explain.length > 0)) {
     lines.push('## EXPLAIN (ANALYZE, BUFFERS) of each mode\'s query');
     lines.push('');
-    lines.push('Run once per mode after its first run\'s last tick (the incremental query with its last lower bound); full plans in `explain/`. Buffers are 8 KiB pages over the whole plan: hit = in shared_buffers, read = from the OS (page cache or disk).');
+    lines.push(
+      [
+        'Run once per mode after its first run\'s last tick (the incremental query with its last lower bound); full plans in `explain/`.',
+        'Buffers are 8 KiB pages over the whole plan: hit = in shared_buffers, read = from the OS (page cache or disk).',
+      ].join(' '),
+    );
     lines.push('');
     lines.push('| agents | mode | workspace_agents read by | rows removed by filter | plan nodes | workers | JIT | execution ms | planning ms | shared hit | shared read | rows |');
     lines.push('|---:|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|');
@@ -230,7 +245,7 @@ export function renderMarkdown(report: BenchReport): string {
   if (verdicts.length > 0) {
     lines.push('## SPEC §7 targets');
     lines.push('');
-    lines.push("Seed's own map work (Go) for reference: 100k agents 24–44 ms/tick and 2.8 MB retained; 1M agents 460–800 ms/tick and 40 MB.");
+    lines.push("Coder PR #24179's own map work (Go) for reference: 100k agents 24–44 ms/tick and 2.8 MB retained; 1M agents 460–800 ms/tick and 40 MB.");
     lines.push('');
     lines.push('| target | mode | verdict | measured |');
     lines.push('|---|---|---|---|');

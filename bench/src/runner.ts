@@ -44,7 +44,7 @@ export interface RunSummary {
   readonly run: number;
   readonly measuredTicks: number;
   readonly ticks: Readonly<Record<TickMetric, Spread>>;
-  /** The start tick (the seed's restart burst in full-scan and seed modes). */
+  /** The start tick (Coder PR #24179's restart burst in full-scan and seed modes). */
   readonly startTick: Pick<TickSample, 'wallMs' | 'cpuMs' | 'queryMs' | 'rows' | 'observed'>;
   readonly observeOnceBytes: number;
   readonly metricsBytes: number;

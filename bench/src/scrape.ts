@@ -1,5 +1,5 @@
 /**
- * The /metrics half of issue 7 lives in the exporter package (`packages/exposition/bench/exposition.bench.mjs`,
+ * The /metrics half of the benchmark lives in the exposition package (`packages/exposition/bench/exposition.bench.mjs`,
  * flags `--sizes LIST --json FILE`). When that script is present, the bench runs it after the tick
  * benchmark and carries its JSON into the report, so one `pnpm bench` gives both halves.
  */

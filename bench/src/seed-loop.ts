@@ -1,6 +1,6 @@
 import type { Histogram } from '@opentelemetry/api';
 import type { Logger } from '@agentconn/core';
-import { seedAgentsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { workspaceAgentsForMetricsQuery, type CoderDatabase } from '@agentconn/kysely';
 import type { Kysely } from 'kysely';
 
 export interface SeedTickResult {
@@ -11,11 +11,11 @@ export interface SeedTickResult {
 }
 
 /**
- * What the seed does inside coderd's `Agents()` loop, written in this process's language so its cost
+ * What Coder PR #24179 does inside coderd's `Agents()` loop, written in this process's language so its cost
  * is comparable: Coder's `GetWorkspaceAgentsForMetrics` (every column of every current agent, connected
  * or not; the driver parses timestamps to Dates), observe each connected agent not in the observed map,
- * then prune the map to a set of the ids fetched this tick (the seed's two maps). Negative durations
- * are dropped and remembered, as the seed does after review.
+ * then prune the map to a set of the ids fetched this tick (Coder PR #24179's two maps). Negative durations
+ * are dropped and remembered, as Coder PR #24179 does after review.
  */
 export class SeedEquivalentLoop {
   readonly #db: Kysely<CoderDatabase>;
@@ -41,7 +41,7 @@ export class SeedEquivalentLoop {
 
   async tick(): Promise<SeedTickResult> {
     const started = performance.now();
-    const rows = await seedAgentsQuery(this.#db).execute();
+    const rows = await workspaceAgentsForMetricsQuery(this.#db).execute();
     const queryMs = performance.now() - started;
     let observed = 0;
     let dropped = 0;

@@ -50,13 +50,13 @@ export interface TickSample {
   readonly phase: TickPhase;
   /** First connections set just before this tick. */
   readonly trickled: number;
-  /** Wall time of `poller.tick()` (or the seed loop's tick). */
+  /** Wall time of `poller.tick()` (or the Coder-equivalent loop's tick). */
   readonly wallMs: number;
   /** `process.cpuUsage()` delta over the tick: user + system, all threads of this process. */
   readonly cpuMs: number;
   readonly cpuUserMs: number;
   readonly cpuSystemMs: number;
-  /** Time inside `source.listAgents` (the seed loop: inside its query), including row parsing. */
+  /** Time inside `source.listAgents` (the loop equivalent to Coder PR #24179: inside its query), including row parsing. */
   readonly queryMs: number;
   readonly rows: number;
   /** Bytes the one database connection received during the tick. */
@@ -316,7 +316,7 @@ function timedSource(
 export interface HistogramTotals {
   readonly count: number;
   readonly sum: number;
-  /** Per bucket, the seed's bounds then +Inf. */
+  /** Per bucket, Coder PR #24179's bounds then +Inf. */
   readonly buckets: readonly number[];
 }
 
@@ -334,7 +334,9 @@ function histogramTotals(resourceMetrics: Awaited<ReturnType<MetricReader['colle
         count += value.count;
         sum += value.sum ?? 0;
         if (buckets.length === 0) buckets = value.buckets.counts.map(() => 0);
-        value.buckets.counts.forEach((n, i) => (buckets[i] = (buckets[i] ?? 0) + n));
+        value.buckets.counts.forEach((n, i) => {
+          buckets[i] = (buckets[i] ?? 0) + n;
+        });
       }
     }
   }

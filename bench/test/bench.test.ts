@@ -125,7 +125,7 @@ describe('pnpm bench', () => {
       const observed = size.modes[mode]!.runs[0]!.observedAfterStart;
       expect(observed.count, mode).toBe(expected);
       expect(observed.buckets, mode).toEqual(reference.buckets);
-      // The seed loop parses timestamps to Dates (ms): its sum may differ by < 1 ms per sample.
+      // The loop equivalent to Coder PR #24179 parses timestamps to Dates (ms): its sum may differ by < 1 ms per sample.
       expect(Math.abs(observed.sum - reference.sum), mode).toBeLessThan(1e-3 * expected);
     }
     expect(size.checks.filter((c) => !c.pass)).toEqual([]);

@@ -2,7 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import { type CoderDatabase } from '@agentconn/kysely';
 import { generateCoderData, migrateToLatest, type GeneratedAgent, type GeneratedCoderData } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
-import { createTestDatabase, type TestDatabase } from './postgres.js';
+import { sumSamples } from '@agentconn/test-support/exposition-parser';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
 
 export interface CoderFixture {
   readonly database: TestDatabase;
@@ -53,15 +54,6 @@ export async function connectNow(db: Kysely<CoderDatabase>, agents: readonly Gen
     SET created_at = clock_timestamp() - make_interval(secs => ${delaySeconds}),
         first_connected_at = clock_timestamp(), last_connected_at = clock_timestamp()
     WHERE id = ANY(${agents.map((a) => a.id)}::uuid[])`.execute(db);
-}
-
-/** Sum of a family's samples in exposition text (e.g. all `_count` series of the histogram). */
-export function sumSamples(text: string, name: string): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
 }
 
 export async function scrape(url: string): Promise<string> {

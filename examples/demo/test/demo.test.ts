@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../../test/helpers/ports.js';
-import { startPrometheus, type PrometheusServer } from '../../../test/helpers/prometheus-server.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { startPrometheus, type PrometheusServer } from '@agentconn/test-support/prometheus-server';
 
 const DEMO = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 

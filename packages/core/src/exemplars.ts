@@ -69,7 +69,7 @@ export function exemplarLabels(agentId: string, labels: AgentLabels, seriesLabel
     budget -= Math.min(values[i]!.length, share);
     left--;
   }
-  rest.forEach((key, i) => (result[key] = shortened[i] ?? ''));
+  for (const [i, key] of rest.entries()) result[key] = shortened[i] ?? '';
   return result;
 }
 

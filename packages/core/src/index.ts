@@ -53,7 +53,6 @@ export {
   type TickOutcome,
   type TickResult,
 } from './poller.js';
-export { FirstConnectionInstrumentation, type FirstConnectionInstrumentationConfig } from './instrumentation.js';
 export { abortReason, settleOrAbort } from './abort.js';
 export { AwaitingAgentsRecorder, type AwaitingAgentsRecorderOptions, type TimeoutOutcome } from './awaiting.js';
 export {

@@ -1,62 +1,76 @@
-import { metrics, type MeterProvider, type TracerProvider } from '@opentelemetry/api';
-import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION } from './metric.js';
-import type { FirstConnectionMetricOptions } from './options.js';
+import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation';
 import type { Logger } from './logger.js';
+import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION } from './metric.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
 import { FirstConnectionRecorder, type RecordOutcome } from './recorder.js';
 import type { AgentFirstConnection } from './source.js';
 
-export interface FirstConnectionInstrumentationConfig extends FirstConnectionMetricOptions {
-  /** Default true: enabled on construction, as OpenTelemetry instrumentations are. */
-  readonly enabled?: boolean;
+export interface FirstConnectionInstrumentationConfig extends InstrumentationConfig, FirstConnectionMetricOptions {
+  /** Default: OpenTelemetry `diag`. */
   readonly logger?: Logger;
 }
 
+const DEFAULT_CONFIG: FirstConnectionInstrumentationConfig = { enabled: true };
+
 /**
- * Fits `registerInstrumentations({ instrumentations: [...] })` and the Node SDK's `instrumentations`
- * option; uses the MeterProvider they hand it (or the global one). It patches nothing: the host calls
- * `recordFirstConnection()` when an agent first connects (the event-driven use of Coder #24355).
+ * An OpenTelemetry instrumentation for `registerInstrumentations({ instrumentations: [...] })` and the
+ * Node SDK's `instrumentations` option: it records on the MeterProvider they hand it (or the global one).
+ * The host calls `recordFirstConnection()` when an agent first connects (the event-driven use of
+ * Coder PR #24355). While disabled it holds no instruments, so a disabled instance adds no series.
  */
-export class FirstConnectionInstrumentation {
-  readonly instrumentationName = INSTRUMENTATION_SCOPE;
-  readonly instrumentationVersion = INSTRUMENTATION_VERSION;
-  #config: FirstConnectionInstrumentationConfig;
-  #meterProvider: MeterProvider | undefined;
+export class FirstConnectionInstrumentation extends InstrumentationBase<FirstConnectionInstrumentationConfig> {
   #recorder: FirstConnectionRecorder | undefined;
 
+  // The base constructor calls setConfig, _updateMetricInstruments and enable before this class's fields
+  // exist; `#recorder in this` is false then, and those overrides leave the work to the constructor.
   constructor(config: FirstConnectionInstrumentationConfig = {}) {
-    this.#config = { ...config, enabled: config.enabled ?? true };
-    // Fail on bad options at construction, not at the first record.
-    this.#recorder = this.#createRecorder();
-    if (!this.#config.enabled) this.#recorder = undefined;
+    super(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION, { ...DEFAULT_CONFIG, ...config });
+    this._updateMetricInstruments();
   }
 
-  enable(): void {
-    this.#config = { ...this.#config, enabled: true };
+  /** Called by the base class whenever the Meter changes (a new MeterProvider): instruments belong to one. */
+  protected override _updateMetricInstruments(): void {
+    if (!(#recorder in this)) return;
+    // Observe-once state restarts with the new instruments.
+    this.#recorder = this.isEnabled() ? this.#createRecorder() : undefined;
+  }
+
+  protected override init(): void {
+    // Nothing to patch: the host calls recordFirstConnection() itself.
+  }
+
+  override enable(): void {
+    super.enable();
+    if (!(#recorder in this)) return;
+    this._config = { ...this._config, enabled: true };
     this.#recorder ??= this.#createRecorder();
   }
 
-  disable(): void {
-    this.#config = { ...this.#config, enabled: false };
+  override disable(): void {
+    super.disable();
+    if (!(#recorder in this)) return;
+    this._config = { ...this._config, enabled: false };
     this.#recorder = undefined;
   }
 
-  setMeterProvider(meterProvider: MeterProvider): void {
-    this.#meterProvider = meterProvider;
-    // Instruments belong to a provider: a new provider needs new instruments (observe-once state restarts).
-    if (this.#recorder !== undefined) this.#recorder = this.#createRecorder();
-  }
-
-  setTracerProvider(_tracerProvider: TracerProvider): void {
-    // No spans.
-  }
-
-  getConfig(): FirstConnectionInstrumentationConfig {
-    return this.#config;
-  }
-
-  setConfig(config: FirstConnectionInstrumentationConfig): void {
-    this.#config = { ...config, enabled: this.#config.enabled ?? true };
-    if (this.#recorder !== undefined) this.#recorder = this.#createRecorder();
+  /**
+   * Replaces the config (bad options throw, and the old config stays). `enabled: true | false` enables or
+   * disables; without `enabled` the current state is kept. New options take effect with new instruments.
+   */
+  override setConfig(config: FirstConnectionInstrumentationConfig): void {
+    validateMetricOptions(config);
+    if (!(#recorder in this)) {
+      super.setConfig(config);
+      return;
+    }
+    const enabled = config.enabled ?? this.isEnabled();
+    super.setConfig({ ...config, enabled });
+    if (enabled !== this.isEnabled()) {
+      if (enabled) this.enable();
+      else this.disable();
+    } else {
+      this._updateMetricInstruments();
+    }
   }
 
   /** The recorder in use, while enabled. */
@@ -70,9 +84,9 @@ export class FirstConnectionInstrumentation {
   }
 
   #createRecorder(): FirstConnectionRecorder {
-    const { labels, cardinalityLimit, logger } = this.#config;
+    const { labels, cardinalityLimit, logger } = this._config;
     return new FirstConnectionRecorder({
-      meterProvider: this.#meterProvider ?? metrics.getMeterProvider(),
+      meter: this.meter,
       ...(labels !== undefined && { labels }),
       ...(cardinalityLimit !== undefined && { cardinalityLimit }),
       ...(logger !== undefined && { logger }),

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+
 /**
  * The metric contract: one place for every name, unit, description, bucket bound and label key.
  * Names are final Prometheus names: the exporter appends no unit suffix, so the instrument carries it.
@@ -8,7 +10,7 @@ export const FIRST_CONNECTION_METRIC_DESCRIPTION =
   'Duration from agent creation to first connection to the control plane in seconds.';
 export const FIRST_CONNECTION_METRIC_UNIT = 's';
 
-/** Upper bounds of the explicit buckets, in seconds (`+Inf` is implicit). The seed's, unchanged. */
+/** Upper bounds of the explicit buckets, in seconds (`+Inf` is implicit). Coder PR #24179's, unchanged. */
 export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.freeze([
   1, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ]);
@@ -75,9 +77,11 @@ export const DEFAULT_CARDINALITY_LIMIT = 50_000;
 /** The attribute of the one series that takes label sets past the cardinality limit (the SDK's own). */
 export const OVERFLOW_ATTRIBUTE = 'otel.metric.overflow';
 
-/** Instrumentation scope of every instrument this package creates. */
+/** Instrumentation scope of every instrument this package creates: this package's name and version. */
 export const INSTRUMENTATION_SCOPE = '@agentconn/core';
-export const INSTRUMENTATION_VERSION = '0.1.0';
+// package.json sits one level above both src/ and dist/.
+export const INSTRUMENTATION_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 /** Self-metrics: how the recorder and the poller are doing. Counters get `_total` from the Prometheus exporter. */
 export const SELF_METRICS = {

@@ -18,7 +18,7 @@ import { ReplayLagMonitor } from './replay-lag.js';
 
 /**
  * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
- * window; the observe-once state holds only that window. `full-scan`: the seed's rule, every current
+ * window; the observe-once state holds only that window. `full-scan`: Coder PR #24179's rule, every current
  * agent each tick, state pruned to the current ids (kept as the benchmark's baseline).
  */
 export type DiscoveryMode = 'incremental' | 'full-scan';
@@ -61,7 +61,7 @@ export interface FirstConnectionPollerOptions {
   readonly meterProvider?: MeterProvider;
   readonly meter?: Meter;
   readonly logger?: Logger;
-  /** Time between tick starts. Default 60 000 ms, the seed's. */
+  /** Time between tick starts. Default 60 000 ms, Coder PR #24179's. */
   readonly intervalMs?: number;
   /** A tick's query is aborted after this long. Default: the interval, at most 30 000 ms. */
   readonly timeoutMs?: number;
@@ -74,7 +74,7 @@ export interface FirstConnectionPollerOptions {
   readonly overlapMs?: number;
   /**
    * Default `{ sinceMs: 0 }`: agents that first connected before the poller started are not counted,
-   * so a restart never re-counts them. `'all'` counts every current agent once (the seed's behaviour).
+   * so a restart never re-counts them. `'all'` counts every current agent once (Coder PR #24179's behaviour).
    */
   readonly backfill?: BackfillPolicy;
   /**

@@ -181,7 +181,7 @@ export class FirstConnectionRecorder {
     return 'observed';
   }
 
-  /** The seed's pruning rule: forget every agent id that is not in `currentIds`. */
+  /** Coder PR #24179's pruning rule: forget every agent id that is not in `currentIds`. */
   retainOnly(currentIds: ReadonlySet<string>): void {
     for (const id of this.#handled.keys()) {
       if (!currentIds.has(id)) this.#handled.delete(id);

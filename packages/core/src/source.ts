@@ -20,7 +20,7 @@ export interface AgentFirstConnection {
 export interface AgentQuery {
   /**
    * Only agents with `first_connected_at >= connectedSince` are needed (incremental discovery).
-   * Undefined: every current agent, as the seed's full scan does.
+   * Undefined: every current agent, as Coder PR #24179's full scan does.
    */
   readonly connectedSince?: Date;
   /**

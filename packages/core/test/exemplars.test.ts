@@ -11,7 +11,8 @@ import {
   MAX_EXEMPLAR_LABEL_CHARACTERS,
   OVERFLOW_ATTRIBUTE,
 } from '../src/index.js';
-import { createMemoryLogger, createTestMetrics, type TestMetrics } from './helpers.js';
+import { createTestMetrics, type TestMetrics } from './helpers.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 
 const AGENT_ID = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 const chars = (text: string) => Array.from(text).length;

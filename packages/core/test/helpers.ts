@@ -1,6 +1,6 @@
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider, type ViewOptions } from '@opentelemetry/sdk-metrics';
-import type { AgentFirstConnection, LogFields, Logger } from '../src/index.js';
+import type { AgentFirstConnection } from '../src/index.js';
 
 export interface TestMetrics {
   readonly meterProvider: MeterProvider;
@@ -22,38 +22,6 @@ export function createTestMetrics(views: ViewOptions[] = []): TestMetrics {
     },
     shutdown: () => meterProvider.shutdown(),
   };
-}
-
-export interface LogRecord {
-  readonly level: 'debug' | 'info' | 'warn' | 'error';
-  readonly message: string;
-  readonly fields: LogFields;
-}
-
-export function createMemoryLogger(): Logger & { readonly records: LogRecord[] } {
-  const records: LogRecord[] = [];
-  const log = (level: LogRecord['level']) => (message: string, fields: LogFields = {}) => {
-    records.push({ level, message, fields });
-  };
-  return { records, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
-
-/** Sample lines of one family, as `suffix{labels} value` → value, labels without otel_scope_* noise. */
-export function samples(text: string, family: string): Map<string, number> {
-  const result = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(family)) continue;
-    const match = /^(\S+?)(\{.*\})? (\S+)$/.exec(line);
-    if (!match) continue;
-    const [, name = '', rawLabels = '', value = ''] = match;
-    const labels = rawLabels
-      .replace(/^\{|\}$/g, '')
-      .split(/,(?=[a-z_]+=")/)
-      .filter((l) => l.length > 0 && !l.startsWith('otel_scope_'))
-      .join(',');
-    result.set(`${name}{${labels}}`, Number(value));
-  }
-  return result;
 }
 
 let counter = 0;

@@ -14,7 +14,9 @@ import {
   type FirstConnectionSource,
   type PollerState,
 } from '../src/index.js';
-import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { agent, createTestMetrics, type TestMetrics } from './helpers.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { samples } from '@agentconn/test-support/exposition-parser';
 
 /** An in-memory agent table with its own clock, honouring connectedSince like a database. */
 class TableSource implements FirstConnectionSource {

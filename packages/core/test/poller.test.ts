@@ -9,7 +9,9 @@ import {
   type FirstConnectionSource,
   type Takeover,
 } from '../src/index.js';
-import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { samples } from '@agentconn/test-support/exposition-parser';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { agent, createTestMetrics, type TestMetrics } from './helpers.js';
 
 const NAME = 'coderd_agents_first_connection_seconds';
 

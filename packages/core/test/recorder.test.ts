@@ -6,7 +6,9 @@ import {
   LABEL_KEYS,
   type AgentFirstConnection,
 } from '../src/index.js';
-import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { samples } from '@agentconn/test-support/exposition-parser';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { agent, createTestMetrics, type TestMetrics } from './helpers.js';
 
 const NAME = 'coderd_agents_first_connection_seconds';
 /** Coder PR #24179's four labels, for the tests about them (the default is Coder #24355's two). */

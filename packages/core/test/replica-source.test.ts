@@ -9,7 +9,9 @@ import {
   type AgentQuery,
   type FirstConnectionSource,
 } from '../src/index.js';
-import { agent, createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { agent, createTestMetrics, type TestMetrics } from './helpers.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { samples } from '@agentconn/test-support/exposition-parser';
 
 const START_MS = Date.parse('2026-11-25T12:00:00Z');
 

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AgentConnectionTracker, firstConnectionView } from '../src/index.js';
-import { createMemoryLogger, createTestMetrics, samples, type TestMetrics } from './helpers.js';
+import { createTestMetrics, type TestMetrics } from './helpers.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { samples } from '@agentconn/test-support/exposition-parser';
 
 const HISTOGRAM = 'coderd_agents_first_connection_seconds';
 const TIMEOUTS = 'coderd_agents_first_connection_timeouts_total';

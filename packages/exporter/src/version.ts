@@ -1,1 +1,4 @@
-export const EXPORTER_VERSION = '0.1.0';
+import { createRequire } from 'node:module';
+
+// package.json sits one level above both src/ and dist/.
+export const EXPORTER_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;

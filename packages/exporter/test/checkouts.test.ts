@@ -3,8 +3,8 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '@agentconn/core';
 import { watchCheckouts } from '../src/checkouts.js';
-import { BASE_DATABASE_URL } from '../../../test/helpers/postgres.js';
-import { startTcpProxy } from '../../../test/helpers/tcp-proxy.js';
+import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
+import { startTcpProxy } from '@agentconn/test-support/tcp-proxy';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const cleanups: Array<() => Promise<unknown>> = [];

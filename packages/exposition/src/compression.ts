@@ -77,7 +77,7 @@ export class GzipSegmentCache {
 
   lookup(index: number, digest: Buffer): Segment | undefined {
     const entry = this.#entries[index];
-    return entry?.digest !== undefined && entry.digest.equals(digest) ? entry : undefined;
+    return entry?.digest?.equals(digest) === true ? entry : undefined;
   }
 
   store(index: number, entry: Segment): void {

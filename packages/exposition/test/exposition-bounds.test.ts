@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions, type MetricsServerOptions } from '../src/index.js';
-import { recordingLogger } from './exposition-support.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 
 const TARGET = fileURLToPath(new URL('./fixtures/scrape-target.mjs', import.meta.url));
 
@@ -129,7 +129,9 @@ describe('bounded serving', () => {
       socket.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n');
       sockets.push(socket);
     }
-    cleanup.push(() => sockets.forEach((s) => s.destroy()));
+    cleanup.push(() => {
+      for (const s of sockets) s.destroy();
+    });
     const trickle = setInterval(() => {
       for (const socket of sockets) if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
     }, 200);
@@ -184,7 +186,7 @@ describe('bounded serving', () => {
     const { server, logger, reader } = await setup({ responseTimeoutMillis: 500, chunkBytes: 4096 }, {}, 20_000);
     const stalled = slowReader(server.port, 0);
     await sleep(1500);
-    expect(logger.events.some((e) => e.message === 'metrics response timed out; connection closed')).toBe(true);
+    expect(logger.records.some((e) => e.message === 'metrics response timed out; connection closed')).toBe(true);
     // The cut connection ends without the whole body.
     let bytes = 0;
     stalled.socket.on('data', (part: Buffer) => (bytes += part.length));
@@ -201,7 +203,7 @@ describe('bounded serving', () => {
 });
 
 async function setup(options: FastPrometheusReaderOptions = {}, serverOptions: Partial<MetricsServerOptions> = {}, series = 3) {
-  const logger = recordingLogger();
+  const logger = createMemoryLogger();
   const reader = new FastPrometheusReader({ logger, ...options });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'bounds-test' }),

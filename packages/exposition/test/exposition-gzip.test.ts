@@ -9,7 +9,7 @@ import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { acceptsGzip } from '../src/compression.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
-import { parseExposition } from './exposition-text-parser.js';
+import { parseExposition } from '@agentconn/test-support/exposition-parser';
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {

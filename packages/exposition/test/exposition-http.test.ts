@@ -11,8 +11,8 @@ import {
   type FastPrometheusReaderOptions,
   type MetricsServer,
 } from '../src/index.js';
-import { parseExposition } from './exposition-text-parser.js';
-import { recordingLogger } from './exposition-support.js';
+import { parseExposition } from '@agentconn/test-support/exposition-parser';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -23,11 +23,11 @@ interface Setup {
   readonly reader: FastPrometheusReader;
   readonly provider: MeterProvider;
   readonly server: MetricsServer;
-  readonly logger: ReturnType<typeof recordingLogger>;
+  readonly logger: ReturnType<typeof createMemoryLogger>;
 }
 
 async function setup(options: FastPrometheusReaderOptions = {}, series = 3): Promise<Setup> {
-  const logger = recordingLogger();
+  const logger = createMemoryLogger();
   const reader = new FastPrometheusReader({ logger, ...options });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'http-test' }),
@@ -111,7 +111,7 @@ describe('handleMetricsRequest over HTTP', () => {
 
   it('answers 500 with a short message when collect fails, and keeps serving', async () => {
     let fail = true;
-    const logger = recordingLogger();
+    const logger = createMemoryLogger();
     const reader = new FastPrometheusReader({
       logger,
       metricProducers: [
@@ -128,13 +128,13 @@ describe('handleMetricsRequest over HTTP', () => {
     expect(failed.status).toBe(500);
     expect(failed.body).toBe('failed to collect metrics\n');
     expect(failed.body).not.toContain('hunter2');
-    expect(logger.events.some((e) => e.level === 'error' && e.message === 'metrics collection failed')).toBe(true);
+    expect(logger.records.some((e) => e.level === 'error' && e.message === 'metrics collection failed')).toBe(true);
     fail = false;
     expect((await get(server.url)).status).toBe(200);
   });
 
   it('answers 500 when the reader is not registered with a MeterProvider', async () => {
-    const reader = new FastPrometheusReader({ logger: recordingLogger() });
+    const reader = new FastPrometheusReader({ logger: createMemoryLogger() });
     const server = await createMetricsServer({ reader, port: 0 });
     cleanup.push(() => server.close());
     const reply = await get(server.url);
@@ -143,7 +143,7 @@ describe('handleMetricsRequest over HTTP', () => {
   });
 
   it('serves what was collected when one observable callback throws, and logs it', async () => {
-    const logger = recordingLogger();
+    const logger = createMemoryLogger();
     const reader = new FastPrometheusReader({ logger });
     const provider = new MeterProvider({ readers: [reader] });
     const meter = provider.getMeter('test');
@@ -156,7 +156,7 @@ describe('handleMetricsRequest over HTTP', () => {
     const reply = await get(server.url);
     expect(reply.status).toBe(200);
     expect(reply.body).toContain('healthy{otel_scope_name="test"} 1\n');
-    expect(logger.events.some((e) => e.level === 'error' && e.fields?.['error'] === 'callback failed')).toBe(true);
+    expect(logger.records.some((e) => e.level === 'error' && e.fields?.['error'] === 'callback failed')).toBe(true);
   });
 
   it('answers 500 when serialization fails before the first byte', async () => {
@@ -180,7 +180,7 @@ describe('handleMetricsRequest over HTTP', () => {
       },
       errors: [],
     };
-    const logger = recordingLogger();
+    const logger = createMemoryLogger();
     const reader = new FastPrometheusReader({ logger, metricProducers: [producer(async () => poisoned)] });
     const provider = new MeterProvider({ readers: [reader] });
     const server = await createMetricsServer({ reader, port: 0 });
@@ -188,12 +188,12 @@ describe('handleMetricsRequest over HTTP', () => {
     const reply = await get(server.url);
     expect(reply.status).toBe(500);
     expect(reply.body).toBe('failed to serialize metrics\n');
-    expect(logger.events.some((e) => e.message === 'metrics serialization failed')).toBe(true);
+    expect(logger.records.some((e) => e.message === 'metrics serialization failed')).toBe(true);
   });
 
   it('cuts the connection when serialization fails mid-stream, so the scrape fails instead of looking complete', async () => {
     const big = 1500; // under the SDK default cardinality limit of 2000
-    const logger = recordingLogger();
+    const logger = createMemoryLogger();
     let poison = true;
     const reader = new FastPrometheusReader({
       logger,
@@ -230,7 +230,7 @@ describe('handleMetricsRequest over HTTP', () => {
     const server = await createMetricsServer({ reader, port: 0 });
     cleanup.push(() => provider.shutdown(), () => server.close());
     await expect(get(server.url)).rejects.toThrow();
-    expect(logger.events.some((e) => e.message === 'metrics serialization failed mid-response')).toBe(true);
+    expect(logger.records.some((e) => e.message === 'metrics serialization failed mid-response')).toBe(true);
     poison = false;
     const healthy = await get(server.url);
     expect(healthy.status).toBe(200);

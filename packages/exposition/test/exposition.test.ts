@@ -14,8 +14,10 @@ import {
 } from '@agentconn/core';
 import { FastPrometheusReader, PrometheusTextSerializer, type PrometheusSerializerOptions } from '../src/index.js';
 import { Rng, randomScenario, type Scenario } from './exposition-random.js';
-import { metadataSet, parseExposition, sampleSet, type ParsedExposition } from './exposition-text-parser.js';
-import { hasPromtool, officialText, promtoolCheck, recordingLogger } from './exposition-support.js';
+import { metadataSet, parseExposition, sampleSet, type ParsedExposition } from '@agentconn/test-support/exposition-parser';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { promtoolCheckMetrics } from '@agentconn/test-support/promtool';
+import { officialText } from './exposition-support.js';
 
 type SharedOptions = Pick<ExporterConfig, 'prefix' | 'withResourceConstantLabels' | 'withoutScopeInfo' | 'withoutTargetInfo'>;
 
@@ -36,7 +38,7 @@ interface Scrapes {
 /** One MeterProvider, two readers: the official exporter (server never started) and ours. */
 async function scrapeBoth(scenario: Scenario, options: SharedOptions): Promise<Scrapes> {
   const official = new PrometheusExporter({ ...options, preventServerStart: true });
-  const ours = new FastPrometheusReader({ ...options, logger: recordingLogger() });
+  const ours = new FastPrometheusReader({ ...options, logger: createMemoryLogger() });
   const provider = new MeterProvider({
     resource: resourceFromAttributes(scenario.resourceAttributes),
     views: scenario.views,
@@ -138,7 +140,7 @@ describe('FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301'
         options.withoutTargetInfo,
         options.withoutScopeInfo,
       );
-      const ourOptions: PrometheusSerializerOptions = { ...options, appendTimestamp, logger: recordingLogger() };
+      const ourOptions: PrometheusSerializerOptions = { ...options, appendTimestamp, logger: createMemoryLogger() };
       const ours = new PrometheusTextSerializer(ourOptions);
       const expected = upstream.serialize(resourceMetrics);
       expect(ours.serialize(resourceMetrics), `seed ${seed}`).toBe(onTheWire(expected));
@@ -161,22 +163,22 @@ describe('FastPrometheusReader against @opentelemetry/exporter-prometheus 0.301'
     }
   });
 
-  it.skipIf(!hasPromtool())('passes promtool check metrics on random workloads', async () => {
+  it('passes promtool check metrics on random workloads', async () => {
     let checked = 0;
     for (let seed = 5000; seed < 5030; seed++) {
       const rng = new Rng(seed);
       const scenario = randomScenario(rng, { promtoolSafe: true });
       const options = randomOptions(rng);
       const { ours } = await scrapeBoth(scenario, options);
-      const { status, output } = promtoolCheck(ours);
+      const { status, output } = promtoolCheckMetrics(ours);
       expect({ seed, status, output }).toEqual({ seed, status: 0, output: '' });
       checked++;
     }
     expect(checked).toBe(30);
   });
 
-  it.skipIf(!hasPromtool())('promtool rejects what a broken escaper would write (the check has teeth)', () => {
-    const { status } = promtoolCheck('# HELP m x\n# TYPE m gauge\nm{a="un"escaped"} 1\n');
+  it('promtool rejects what a broken escaper would write (the check has teeth)', () => {
+    const { status } = promtoolCheckMetrics('# HELP m x\n# TYPE m gauge\nm{a="un"escaped"} 1\n');
     expect(status).not.toBe(0);
   });
 });
@@ -276,7 +278,9 @@ describe('the metric contract of SPEC §1, byte for byte', () => {
       });
     const labels: Attributes = {};
     const values = ['docker "dev"', 'main', 'ünïcode\\user', 'ws\nnewline'];
-    LABEL_KEYS.forEach((key, i) => (labels[key] = values[i]));
+    LABEL_KEYS.forEach((key, i) => {
+      labels[key] = values[i];
+    });
     for (const seconds of [1, 1.000001, 4000]) histogram.record(seconds, labels);
     const text = await reader.serializeToString();
     await provider.shutdown();

@@ -15,7 +15,7 @@ import {
   type ExemplarLookup,
 } from '../src/index.js';
 import { Rng, randomScenario } from './exposition-random.js';
-import { recordingLogger } from './exposition-support.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 
 const PROMETHEUS_ACCEPT =
   'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 function setup(exemplars?: ExemplarLookup): { reader: FastPrometheusReader; provider: MeterProvider } {
-  const reader = new FastPrometheusReader({ logger: recordingLogger(), ...(exemplars !== undefined && { exemplars }) });
+  const reader = new FastPrometheusReader({ logger: createMemoryLogger(), ...(exemplars !== undefined && { exemplars }) });
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'om-test' }),
     readers: [reader],
@@ -103,7 +103,7 @@ describe('OpenMetrics writer', () => {
   it('counters as counter families, the histogram with # UNIT and its exemplars on bucket lines, # EOF', async () => {
     let recorder: FirstConnectionRecorder | undefined;
     const { reader, provider } = setup({ histogramExemplars: (n, a) => recorder?.exemplars.histogramExemplars(n, a) });
-    recorder = new FirstConnectionRecorder({ meterProvider: provider, logger: recordingLogger() });
+    recorder = new FirstConnectionRecorder({ meterProvider: provider, logger: createMemoryLogger() });
     const labels = { template_name: 'docker', agent_name: 'main' };
     recorder.record({
       agentId: 'a-fast',
@@ -162,7 +162,7 @@ describe('OpenMetrics writer', () => {
     for (let seed = 1; seed <= 200; seed++) {
       const rng = new Rng(seed);
       const scenario = randomScenario(rng, { promtoolSafe: false });
-      const logger = recordingLogger();
+      const logger = createMemoryLogger();
       const reader = new FastPrometheusReader({ logger });
       const provider = new MeterProvider({ resource: resourceFromAttributes(scenario.resourceAttributes), views: scenario.views, readers: [reader] });
       try {
@@ -172,7 +172,7 @@ describe('OpenMetrics writer', () => {
         // A counter `x` (`x_total`) and a metric named `x` are two families in the text format but one name
         // in OpenMetrics: the second is left out of OpenMetrics, with a warning.
         const dropped = new Set(
-          logger.events.filter((e) => e.message.startsWith('OpenMetrics family name already taken')).map((e) => String(e.fields?.['metric_name'])),
+          logger.records.filter((e) => e.message.startsWith('OpenMetrics family name already taken')).map((e) => String(e.fields?.['metric_name'])),
         );
         if (dropped.size > 0) collisions++;
         const kept = sampleLines(text).filter((line) => {

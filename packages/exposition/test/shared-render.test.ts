@@ -28,7 +28,9 @@ function heldSink(): { sink: Writable; received: Buffer[]; flush(): void } {
       pending.push(callback);
     },
   });
-  return { sink, received, flush: () => pending.splice(0).forEach((done) => done()) };
+  return { sink, received, flush: () => {
+      for (const done of pending.splice(0)) done();
+    } };
 }
 
 describe('SharedRendering', () => {

@@ -15,9 +15,9 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
 
 /**
  * The one query per tick: the agents that count, with their two timestamps as µs text and the label
- * values. The seed's rule (Coder `GetWorkspaceAgentsForMetrics`): agents of the latest build
+ * values. Coder PR #24179's rule (Coder `GetWorkspaceAgentsForMetrics`): agents of the latest build
  * (`build_number` = the workspace's maximum) of non-deleted workspaces, agents not deleted; joined to
- * the owner's username, the template's name and (LEFT JOIN, as the seed) the template version's name.
+ * the owner's username, the template's name and (LEFT JOIN, as Coder PR #24179) the template version's name.
  * Added: only agents that have connected, and with `connectedSince` only those that first connected
  * at or after it (the incremental query). With `timeouts`, also `timed_out_at`: the timeout the agent
  * passed before it connected, or NULL.
@@ -41,7 +41,7 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
 }
 
 /**
- * The seed's rule, shared by both queries: agents (`wa`) of the latest build (`wb`) of non-deleted
+ * Coder PR #24179's rule, shared by both queries: agents (`wa`) of the latest build (`wb`) of non-deleted
  * workspaces (`w`), agents not deleted, joined to the owner (`u`), the template (`t`) and, LEFT JOIN,
  * the template version (`tv`).
  */
@@ -68,10 +68,10 @@ export function currentAgents(db: Kysely<CoderDatabase>) {
 export type ConnectedAgentRow = Awaited<ReturnType<ReturnType<typeof connectedAgentsQuery>['executeTakeFirstOrThrow']>>;
 
 /**
- * The seed's query as Coder runs it every minute (`GetWorkspaceAgentsForMetrics`): every current agent
+ * Coder PR #24179's query as Coder runs it every minute (`GetWorkspaceAgentsForMetrics`): every current agent
  * with all its columns, connected or not. For the benchmark's baseline; the source never runs it.
  */
-export function seedAgentsQuery(db: Kysely<CoderDatabase>) {
+export function workspaceAgentsForMetricsQuery(db: Kysely<CoderDatabase>) {
   return currentAgents(db)
     .select([
       'w.id as workspace_id',

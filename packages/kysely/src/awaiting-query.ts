@@ -36,7 +36,7 @@ export interface AwaitingAgentsQueryOptions {
 }
 
 /**
- * The agents of the seed's rule that have not connected yet (`first_connected_at IS NULL`), one row
+ * The agents of Coder PR #24179's rule that have not connected yet (`first_connected_at IS NULL`), one row
  * each: id, creation and timeout instants as µs text (the timeout NULL when there is none), whether the
  * timeout has passed on the database's clock (strictly, as Coder's `now - created_at > timeout`), and
  * the four label values.

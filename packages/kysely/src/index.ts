@@ -40,7 +40,7 @@ export {
 } from './first-connected-at-index.js';
 export {
   connectedAgentsQuery,
-  seedAgentsQuery,
+  workspaceAgentsForMetricsQuery,
   transactionClockQuery,
   utcMicrosText,
   type ConnectedAgentRow,

@@ -37,6 +37,7 @@ export function parseDatabaseUrl(text: string): DatabaseUrl {
   if (scheme === undefined) throw new DatabaseUrlError('not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)');
   if (!/^postgres(ql)?$/i.test(scheme)) throw new DatabaseUrlError(`scheme "${scheme}" is not postgres or postgresql`);
   // Every message below describes the text without quoting it: a part of the password may be anywhere.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this check refuses
   if (/[\s\u0000-\u001f\u007f]/.test(text)) throw new DatabaseUrlError('has a space or control character: write a space as %20');
   if (text.includes('#')) throw new DatabaseUrlError("has a '#', which would end the URL there: write a '#' in the password as %23");
   if (/%(?![0-9a-f]{2})/i.test(text)) throw new DatabaseUrlError("has a '%' that is not a %XX escape: write a '%' in the password as %25");

@@ -11,7 +11,8 @@ import { AwaitingAgentsRecorder, FirstConnectionPoller, FirstConnectionRecorder,
 import { createCoderAgentSource, type CoderAgentSource } from '../src/index.js';
 import type { OpenTestDatabase, TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
-import { memoryLogger, parseExposition } from './helpers/prometheus.js';
+import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { parseSamples } from '@agentconn/test-support/exposition-parser';
 
 const never = new AbortController().signal;
 const LABELS = ['template_name', 'agent_name'] as const;
@@ -22,7 +23,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 class Pipeline {
   readonly exporter = new PrometheusExporter({ preventServerStart: true });
   readonly meterProvider = new MeterProvider({ readers: [this.exporter] });
-  readonly logger = memoryLogger();
+  readonly logger = createMemoryLogger();
   readonly recorder = new FirstConnectionRecorder({ meterProvider: this.meterProvider, logger: this.logger, labels: [...LABELS] });
   readonly awaiting: AwaitingAgentsRecorder;
   readonly poller: FirstConnectionPoller;
@@ -45,7 +46,7 @@ class Pipeline {
     const { resourceMetrics } = await this.exporter.collect();
     const { PrometheusSerializer } = await import('@opentelemetry/exporter-prometheus');
     const text = new PrometheusSerializer().serialize(resourceMetrics);
-    return parseExposition(text).find((s) => s.name === family && s.labels.template_name === templateName)?.value;
+    return parseSamples(text).find((s) => s.name === family && s.labels.template_name === templateName)?.value;
   }
 
   shutdown(): Promise<void> {
@@ -132,7 +133,7 @@ export function defineAwaitingContract(name: string, open: OpenTestDatabase): vo
       try {
         await poller.tick();
         const { PrometheusSerializer } = await import('@opentelemetry/exporter-prometheus');
-        const series = parseExposition(new PrometheusSerializer().serialize((await exporter.collect()).resourceMetrics)).filter(
+        const series = parseSamples(new PrometheusSerializer().serialize((await exporter.collect()).resourceMetrics)).filter(
           (s) => s.name === AWAITING && s.labels.template_name === templateName,
         );
         expect(series.map((s) => [s.labels.agent_name, s.value])).toEqual([[undefined, 2]]);
@@ -328,7 +329,7 @@ export function defineAwaitingContract(name: string, open: OpenTestDatabase): vo
       const text = async () => new PrometheusSerializer().serialize((await exporter.collect()).resourceMetrics);
       try {
         await poller.tick();
-        const series = (t: string, family: string) => parseExposition(t).find((s) => s.name === family && s.labels.template_name === templateName)?.value;
+        const series = (t: string, family: string) => parseSamples(t).find((s) => s.name === family && s.labels.template_name === templateName)?.value;
         expect(series(await text(), AWAITING)).toBe(1);
         expect(series(await text(), OLDEST)).toBeGreaterThanOrEqual(10);
         leader = false;

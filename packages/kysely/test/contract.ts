@@ -8,7 +8,8 @@ import { FIRST_CONNECTION_METRIC_NAME, FirstConnectionPoller, LABEL_KEYS, toEpoc
 import { createCoderAgentSource, type CoderAgentSource } from '../src/index.js';
 import type { OpenTestDatabase, TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
-import { histogramBy, parseExposition, PrometheusHarness } from './helpers/prometheus.js';
+import { histogramBy, parseSamples } from '@agentconn/test-support/exposition-parser';
+import { PrometheusHarness } from './helpers/prometheus.js';
 
 const never = new AbortController().signal;
 const ids = (agents: readonly { agentId: string }[]): Set<string> => new Set(agents.map((a) => a.agentId));
@@ -154,7 +155,7 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
       try {
         expect(harness.recorder.record(row!)).toBe('observed');
         const text = await harness.scrape();
-        const series = parseExposition(text).filter(
+        const series = parseSamples(text).filter(
           (s) => s.name === `${FIRST_CONNECTION_METRIC_NAME}_count` && s.labels.template_name === names.templateName,
         );
         expect(series).toHaveLength(1);
@@ -185,7 +186,7 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
         expect(harness.recorder.record(byId.get(negativeInfinite)!)).toBe('invalid');
         expect(harness.recorder.record(byId.get(ancient)!)).toBe('invalid');
         expect(harness.recorder.record(byId.get(normal)!)).toBe('observed');
-        expect(harness.logger.lines.filter((l) => l.level === 'warn')).toHaveLength(3);
+        expect(harness.logger.records.filter((l) => l.level === 'warn')).toHaveLength(3);
       } finally {
         await harness.meterProvider.shutdown();
       }
@@ -211,7 +212,7 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
           dropped.push(result.dropped);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
-        const warnings = harness.logger.lines.filter((l) => l.level === 'warn' && l.fields?.agent_id === infinite);
+        const warnings = harness.logger.records.filter((l) => l.level === 'warn' && l.fields?.agent_id === infinite);
         expect(warnings).toHaveLength(1);
         expect(warnings[0]!.fields).toMatchObject({ field: 'first_connected_at', value: 'infinity' });
         // Dropped (and counted) at the first tick only, however many windows pass.
@@ -251,7 +252,7 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
         expect(result.outcome).toBe('error');
         // The query reads workspaces first, so that is the relation the database names.
         expect(result.error?.message).toBe('listing agents from the Coder database failed: relation "workspaces" does not exist');
-        expect(harness.logger.lines.some((l) => l.level === 'error' && l.fields?.error === result.error?.message)).toBe(true);
+        expect(harness.logger.records.some((l) => l.level === 'error' && l.fields?.error === result.error?.message)).toBe(true);
         await harness.meterProvider.shutdown();
       } finally {
         await empty.destroy();
@@ -279,9 +280,11 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
           const byId = new Map(agents.map((a) => [a.agentId, a]));
           expect(byId.get(above)?.createdAt).toBe(createdAt);
           expect(byId.get(above)?.firstConnectedAt).toBe('2026-03-08T05:31:00.000000Z');
+          expect(byId.get(exact)?.firstConnectedAt).toBe('2026-03-08T05:30:59.999999Z');
+          expect(byId.get(below)?.firstConnectedAt).toBe('2026-03-08T05:30:59.999998Z');
           for (const agent of agents) expect(harness.recorder.record(agent)).toBe('observed');
 
-          const series = histogramBy(parseExposition(await harness.scrape()), FIRST_CONNECTION_METRIC_NAME, 'template_name').get(templateName);
+          const series = histogramBy(parseSamples(await harness.scrape()), FIRST_CONNECTION_METRIC_NAME, 'template_name').get(templateName);
           expect(series?.count).toBe(3);
           expect(series?.buckets.get('30')).toBe(0);
           expect(series?.buckets.get('60')).toBe(2); // 59.999999 and exactly 60 (le is inclusive)

@@ -13,7 +13,8 @@ import {
 import { createCoderAgentSource } from '../src/index.js';
 import { connectAgents, connectDelays, generateCoderData, type GeneratedCoderData } from '../src/testing/index.js';
 import { openPgliteTestDatabase, openPostgresTestDatabase, type OpenTestDatabase, type TestDatabase } from './helpers/databases.js';
-import { histogramBy, parseExposition, PrometheusHarness } from './helpers/prometheus.js';
+import { histogramBy, parseSamples } from '@agentconn/test-support/exposition-parser';
+import { PrometheusHarness } from './helpers/prometheus.js';
 
 interface Expected {
   count: number;
@@ -58,7 +59,7 @@ function expectedFromReport(data: GeneratedCoderData): { histograms: Map<string,
 }
 
 function expectHistograms(text: string, expected: Map<string, Expected>): void {
-  const actual = histogramBy(parseExposition(text), FIRST_CONNECTION_METRIC_NAME, 'template_name');
+  const actual = histogramBy(parseSamples(text), FIRST_CONNECTION_METRIC_NAME, 'template_name');
   expect([...actual.keys()].sort()).toEqual([...expected.keys()].sort());
   for (const [template, want] of expected) {
     const got = actual.get(template)!;
@@ -132,14 +133,14 @@ function defineEndToEnd(name: string, open: OpenTestDatabase, workspaces: number
       // Some samples beyond the last bound, so +Inf is exercised.
       expect([...expected.values()].some((e) => e.buckets.get('+Inf')! > e.buckets.get('3600')!)).toBe(true);
 
-      const dropped = parseExposition(text).filter((s) => s.name === 'agentconn_samples_dropped_total');
+      const dropped = parseSamples(text).filter((s) => s.name === 'agentconn_samples_dropped_total');
       expect(new Map(dropped.map((s) => [s.labels.reason, s.value]))).toEqual(
         new Map([
           ['negative_duration', fromReport.negative],
           ['invalid', 0],
         ]),
       );
-      expect(harness.logger.lines.filter((l) => l.message.startsWith('negative agent first connection duration'))).toHaveLength(
+      expect(harness.logger.records.filter((l) => l.message.startsWith('negative agent first connection duration'))).toHaveLength(
         fromReport.negative,
       );
     });

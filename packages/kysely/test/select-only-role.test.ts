@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { AGENT_SOURCE_COLUMNS, CODER_TABLES, createCoderAgentSource } from '../src/index.js';
 import { createPostgresDb } from '../src/postgres.js';
-import { DATABASE_URL, openPostgresTestDatabase, type TestDatabase } from './helpers/databases.js';
+import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
+import { openPostgresTestDatabase, type TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
 
 const never = new AbortController().signal;
@@ -27,7 +28,7 @@ describe('a SELECT-only role', () => {
   });
   afterAll(async () => {
     await database?.destroy();
-    const admin = createPostgresDb(DATABASE_URL);
+    const admin = createPostgresDb(BASE_DATABASE_URL);
     try {
       await sql`DROP ROLE IF EXISTS ${sql.id(role)}`.execute(admin);
     } finally {
@@ -36,7 +37,7 @@ describe('a SELECT-only role', () => {
   });
 
   function connectAsRole() {
-    const url = new URL(DATABASE_URL);
+    const url = new URL(BASE_DATABASE_URL);
     url.username = role;
     url.password = '';
     return createPostgresDb({ connectionString: url.toString(), options: `-c search_path=${schema}` });

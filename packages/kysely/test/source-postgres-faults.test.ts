@@ -30,7 +30,6 @@ async function closedPort(): Promise<number> {
 
 describe('Coder agent source on a PostgreSQL server: faults', () => {
   let database: TestDatabase;
-  let blocker: TestDatabase;
 
   beforeAll(async () => {
     database = await openPostgresTestDatabase();
@@ -148,8 +147,8 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
       const second = await poller.tick();
       expect(second.outcome).toBe('error');
       // One error line per outage, not per tick.
-      expect(harness.logger.lines.filter((l) => l.level === 'error')).toHaveLength(1);
-      expect(JSON.stringify(harness.logger.lines)).not.toContain(password);
+      expect(harness.logger.records.filter((l) => l.level === 'error')).toHaveLength(1);
+      expect(JSON.stringify(harness.logger.records)).not.toContain(password);
       expect(String(first.error?.stack)).not.toContain(password);
     } finally {
       await db.destroy();

@@ -104,7 +104,7 @@ export interface GeneratedTemplate {
   readonly versions: readonly { readonly id: string; readonly name: string }[];
 }
 
-/** One agent row as created, with the facts that decide whether the seed's rule counts it. */
+/** One agent row as created, with the facts that decide whether Coder PR #24179's rule counts it. */
 export interface GeneratedAgent {
   readonly id: string;
   readonly name: string;

@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
+import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
 import { sql, type Kysely } from 'kysely';
 import { type CoderDatabase } from '../../src/index.js';
 import { migrateToLatest } from '../../src/testing/index.js';
 import { createPgliteDb } from '../../src/pglite.js';
 import { createPostgresDb } from '../../src/postgres.js';
-
-export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** Session settings a test database is opened with. */
 export interface SessionSettings {
@@ -35,7 +34,7 @@ export type OpenTestDatabase = (settings?: SessionSettings) => Promise<TestDatab
  */
 export const openPostgresTestDatabase: OpenTestDatabase = async (settings = {}) => {
   const schema = `agentconn_test_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const admin = createPostgresDb(DATABASE_URL);
+  const admin = createPostgresDb(BASE_DATABASE_URL);
   try {
     await sql`CREATE SCHEMA ${sql.id(schema)}`.execute(admin);
   } catch (error) {
@@ -46,7 +45,7 @@ export const openPostgresTestDatabase: OpenTestDatabase = async (settings = {}) 
   if (settings.timeZone !== undefined) options.push(`-c TimeZone=${settings.timeZone}`);
   if (settings.dateStyle !== undefined) options.push(`-c DateStyle=${settings.dateStyle.replaceAll(' ', '\\ ')}`);
   // The schema's name as application_name tells this database's sessions apart in pg_stat_activity.
-  const db = createPostgresDb({ connectionString: DATABASE_URL, options: options.join(' '), max: 4, application_name: schema });
+  const db = createPostgresDb({ connectionString: BASE_DATABASE_URL, options: options.join(' '), max: 4, application_name: schema });
   const destroy = async (): Promise<void> => {
     await db.destroy();
     try {

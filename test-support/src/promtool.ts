@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -24,7 +24,7 @@ export function findPromtool(): string {
     if (isExecutable(candidate)) return candidate;
   }
   throw new Error(
-    'promtool not found on PATH: these tests check the Prometheus rules and the Grafana dashboard with it and do not skip. ' +
+    'promtool not found on PATH: the tests check exposition text, the Prometheus rules and the Grafana dashboard with it and do not skip. ' +
       'Install it (Debian/Ubuntu: apt-get install prometheus; or the promtool binary from a Prometheus release) or set PROMTOOL=/path/to/promtool.',
   );
 }
@@ -41,6 +41,13 @@ export function runPromtool(args: readonly string[], options: { readonly cwd?: s
       resolve({ code: error === null ? 0 : Number(error.code), stdout, stderr });
     });
   });
+}
+
+/** `promtool check metrics` with the text on stdin: its exit status and everything it printed. */
+export function promtoolCheckMetrics(text: string): { status: number | null; output: string } {
+  const run = spawnSync(findPromtool(), ['check', 'metrics'], { input: text, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (run.error !== undefined) throw run.error;
+  return { status: run.status, output: `${run.stdout}${run.stderr}` };
 }
 
 /** One readable message for an assertion on a promtool run. */

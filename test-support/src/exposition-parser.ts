@@ -160,3 +160,82 @@ export function sampleSet(parsed: ParsedExposition): string[] {
 export function metadataSet(parsed: ParsedExposition): Array<[string, FamilyMetadata]> {
   return [...parsed.metadata.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
+
+/** A sample with its labels as a record and its value as a number. */
+export interface NumericSample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** The samples of an exposition (parsed strictly, label escapes undone) with numeric values. */
+export function parseSamples(text: string): NumericSample[] {
+  return parseExposition(text).samples.map((sample) => ({
+    name: sample.name,
+    labels: Object.fromEntries(sample.labels),
+    value: Number(sample.value),
+  }));
+}
+
+export interface HistogramSeries {
+  readonly count: number;
+  readonly sum: number;
+  /** Cumulative count per `le` bound, as the text has it (`+Inf` included). */
+  readonly buckets: ReadonlyMap<string, number>;
+}
+
+/** The series of one histogram family, keyed by the value of label `key` (series sharing it are added up). */
+export function histogramBy(samples: readonly NumericSample[], family: string, key: string): Map<string, HistogramSeries> {
+  const series = new Map<string, { count: number; sum: number; buckets: Map<string, number> }>();
+  const get = (labels: Readonly<Record<string, string>>) => {
+    const id = labels[key];
+    if (id === undefined) throw new Error(`sample of ${family} without label ${key}`);
+    let entry = series.get(id);
+    if (entry === undefined) {
+      entry = { count: 0, sum: 0, buckets: new Map() };
+      series.set(id, entry);
+    }
+    return entry;
+  };
+  for (const s of samples) {
+    if (s.name === `${family}_bucket`) {
+      const entry = get(s.labels);
+      const le = s.labels['le'];
+      if (le === undefined) throw new Error(`bucket of ${family} without le`);
+      entry.buckets.set(le, (entry.buckets.get(le) ?? 0) + s.value);
+    } else if (s.name === `${family}_count`) {
+      get(s.labels).count += s.value;
+    } else if (s.name === `${family}_sum`) {
+      get(s.labels).sum += s.value;
+    }
+  }
+  return series;
+}
+
+function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/**
+ * The samples whose name starts with `prefix` (a family's `_bucket`, `_sum` and `_count` for its name) as
+ * `name{labels}` → value, labels as written minus the `otel_scope_*` ones (not what the tests look at).
+ */
+export function samples(text: string, prefix: string): Map<string, number> {
+  const result = new Map<string, number>();
+  for (const sample of parseExposition(text).samples) {
+    if (!sample.name.startsWith(prefix)) continue;
+    const labels = sample.labels
+      .filter(([key]) => !key.startsWith('otel_scope_'))
+      .map(([key, value]) => `${key}="${escapeLabelValue(value)}"`)
+      .join(',');
+    result.set(`${sample.name}{${labels}}`, Number(sample.value));
+  }
+  return result;
+}
+
+/** Sum of the values of the samples named `name` (e.g. every `_count` series of a histogram). */
+export function sumSamples(text: string, name: string): number {
+  let total = 0;
+  for (const sample of parseExposition(text).samples) if (sample.name === name) total += Number(sample.value);
+  return total;
+}

@@ -147,10 +147,3 @@ export async function startPrometheus(targets: string[], options: PrometheusOpti
     },
   };
 }
-
-/** Runs `promtool check metrics` on exposition text; returns its exit status and output. */
-export function promtoolCheckMetrics(text: string): { status: number | null; output: string } {
-  requireBinary('promtool');
-  const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  return { status: result.status, output: `${result.stdout}${result.stderr}` };
-}
