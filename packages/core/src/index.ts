@@ -19,7 +19,7 @@ export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOption
 export { firstConnectionView } from './view.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
-export type { AgentBatch, AgentFirstConnection, AgentQuery, FirstConnectionSource } from './source.js';
+export { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentFirstConnection, type AgentQuery, type FirstConnectionSource } from './source.js';
 export {
   createFirstConnectionHistogram,
   DEFAULT_MAX_TRACKED_AGENTS,

@@ -8,7 +8,7 @@ import {
   instrumentOptions,
 } from './metric.js';
 import type { FirstConnectionRecorder } from './recorder.js';
-import type { AgentBatch, FirstConnectionSource } from './source.js';
+import { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentQuery, type FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
 import { CountWindow } from './count-window.js';
@@ -321,10 +321,7 @@ export class FirstConnectionPoller {
         this.#onSuccess(); // the database answered: an outage, if any, is over
         return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
       }
-      const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
-      const batch: AgentBatch = await this.#source.listAgents(
-        since === undefined ? { signal: abort.signal } : { connectedSince: new Date(since), signal: abort.signal },
-      );
+      const batch: AgentBatch = await this.#source.listAgents(this.#query(abort.signal));
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
@@ -357,6 +354,17 @@ export class FirstConnectionPoller {
       clearTimeout(timeout);
       if (this.#abort === abort) this.#abort = undefined;
     }
+  }
+
+  /**
+   * Incremental: from the window's lower bound, without the agents already handled in it (the
+   * overlap), so a steady tick reads about what is new while a row committed late is still returned.
+   */
+  #query(signal: AbortSignal): AgentQuery {
+    const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
+    if (since === undefined) return { signal };
+    const excludeAgentIds = this.#recorder.handledIdsSince(since * 1000, MAX_EXCLUDED_AGENT_IDS);
+    return { connectedSince: new Date(since), signal, ...(excludeAgentIds.length > 0 && { excludeAgentIds }) };
   }
 
   /** Whether this process leads now; a check that fails stops observing before the tick fails. */

@@ -198,6 +198,19 @@ export class FirstConnectionRecorder {
     return result;
   }
 
+  /**
+   * The ids of the agents handled whose first connection is at or after `micros` (epoch µs) or could
+   * not be read, at most `limit` of them, the most recently handled kept: what an incremental query
+   * from `micros` on would return again.
+   */
+  handledIdsSince(micros: number, limit: number): string[] {
+    const ids: string[] = [];
+    for (const [agentId, connected] of this.#handled) {
+      if (connected >= micros) ids.push(agentId);
+    }
+    return ids.length > limit ? ids.slice(ids.length - limit) : ids;
+  }
+
   /** Remembers agents a previous run handled (from `handledSince`), so they are not counted again. */
   restoreHandled(agents: Iterable<HandledAgent>): void {
     for (const { agentId, firstConnectedMicros } of agents) {

@@ -18,9 +18,10 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
  * (`build_number` = the workspace's maximum) of non-deleted workspaces, agents not deleted; joined to
  * the owner's username, the template's name and (LEFT JOIN, as the seed) the template version's name.
  * Added: only agents that have connected, and with `connectedSince` only those that first connected
- * at or after it (the incremental query).
+ * at or after it (the incremental query), leaving out `excludeAgentIds` (agents already handled in
+ * the overlap; ids that are not UUIDs cannot be in the table and are not sent).
  */
-export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date) {
+export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date, excludeAgentIds: readonly string[] = []) {
   let query = currentAgents(db)
     .select((eb) => [
       'wa.id as agent_id',
@@ -33,8 +34,20 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
       'tv.name as template_version_name',
     ])
     .where('wa.first_connected_at', 'is not', null);
-  if (connectedSince !== undefined) query = query.where('wa.first_connected_at', '>=', connectedSince);
+  if (connectedSince === undefined) return query;
+  query = query.where('wa.first_connected_at', '>=', connectedSince);
+  const excluded = uuidArrayLiteral(excludeAgentIds);
+  // One array parameter: `<> ALL` of a constant array is a hashed lookup per row (PostgreSQL 14+).
+  if (excluded !== undefined) query = query.where(sql<boolean>`wa.id <> ALL(${excluded}::uuid[])`);
   return query;
+}
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** `{id,id,...}` of the ids that are UUIDs (a cast error would fail the whole query), or undefined if none. */
+function uuidArrayLiteral(ids: readonly string[]): string | undefined {
+  const kept = ids.filter((id) => UUID.test(id));
+  return kept.length === 0 ? undefined : `{${kept.join(',')}}`;
 }
 
 /**

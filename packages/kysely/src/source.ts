@@ -65,7 +65,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
   const isPglite = db.getExecutor().adapter instanceof PGliteAdapter;
   const cancelOnAbort = options.cancelOnAbort ?? !isPglite;
 
-  async function listAgents({ connectedSince, signal }: AgentQuery): Promise<CoderAgentBatch> {
+  async function listAgents({ connectedSince, excludeAgentIds, signal }: AgentQuery): Promise<CoderAgentBatch> {
     if (connectedSince !== undefined && !Number.isFinite(connectedSince.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('connectedSince is an invalid Date'));
     }
@@ -81,7 +81,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
-        const rows = await connectedAgentsQuery(trx, connectedSince).execute();
+        const rows = await connectedAgentsQuery(trx, connectedSince, excludeAgentIds).execute();
         return { rows, clock };
       })
       .finally(() => {
