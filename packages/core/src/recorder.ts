@@ -59,8 +59,11 @@ export class FirstConnectionRecorder {
   readonly #maxTracked: number;
   /** agent id → epoch µs of its first connection (or of when it was handled, for invalid rows). */
   readonly #handled = new Map<string, number>();
-  /** Label sets seen so far, to tell when the SDK starts folding new ones into the overflow series. */
-  readonly #labelSets = new Set<string>();
+  /**
+   * Label sets seen so far (key → the frozen attributes recorded under it, reused for all later samples
+   * of the set), to tell when the SDK starts folding new ones into the overflow series.
+   */
+  readonly #labelSets = new Map<string, Attributes>();
   #overflowLogged = false;
 
   constructor(options: FirstConnectionRecorderOptions = {}) {
@@ -151,14 +154,14 @@ export class FirstConnectionRecorder {
       );
     }
 
-    const attributes = this.#attributes(agent);
+    const attributes = this.#attributes(agent.labels);
     if (attributes === undefined) {
       return this.#drop('invalid', agentId, 'agent labels are missing or not strings; dropping sample', {
         agent_id: agentId,
       }, connectedMicros);
     }
     this.#remember(agentId, connectedMicros);
-    this.#histogram.record(duration, this.#capLabelSets(attributes));
+    this.#histogram.record(duration, attributes);
     this.#observed.add(1);
     return 'observed';
   }
@@ -226,28 +229,27 @@ export class FirstConnectionRecorder {
     }
   }
 
-  #attributes(agent: AgentFirstConnection): Attributes | undefined {
-    const labels = agent.labels;
-    if (labels === null || typeof labels !== 'object') return undefined;
-    const attributes: Attributes = {};
-    for (const key of this.#labels) {
-      const value = labels[key];
-      if (typeof value !== 'string') return undefined;
-      attributes[key] = value;
-    }
-    return attributes;
-  }
-
   /**
-   * The label sets to record under, capped over the process's lifetime: sdk-metrics 3.1 applies its
-   * cardinality limit per collection, so with cumulative temporality the series would keep growing.
-   * Past the cap, new label sets go to the same overflow set the SDK uses.
+   * The attributes to record under, or undefined when a label is missing or not a string. Capped over
+   * the process's lifetime: sdk-metrics 3.1 applies its cardinality limit per collection, so with
+   * cumulative temporality the series would keep growing. Past the cap, new label sets go to the same
+   * overflow set the SDK uses.
    */
-  #capLabelSets(attributes: Attributes): Attributes {
-    const key = labelSetKey(attributes, this.#labels);
-    if (this.#labelSets.has(key)) return attributes;
+  #attributes(labels: AgentFirstConnection['labels']): Attributes | undefined {
+    if (labels === null || typeof labels !== 'object') return undefined;
+    // Each value prefixed by its length: one string per label set, no array and no JSON per sample.
+    let key = '';
+    for (const name of this.#labels) {
+      const value = labels[name];
+      if (typeof value !== 'string') return undefined;
+      key += `${value.length}:${value}`;
+    }
+    const known = this.#labelSets.get(key);
+    if (known !== undefined) return known;
     if (this.#labelSets.size < this.#labelSetCapacity) {
-      this.#labelSets.add(key);
+      const attributes: Attributes = {};
+      for (const name of this.#labels) attributes[name] = labels[name];
+      this.#labelSets.set(key, Object.freeze(attributes));
       return attributes;
     }
     this.#overflow.add(1);
@@ -278,10 +280,6 @@ export class FirstConnectionRecorder {
 
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
 
-function labelSetKey(attributes: Attributes, keys: readonly LabelKey[]): string {
-  // JSON keeps values with separators or quotes apart.
-  return JSON.stringify(keys.map((k) => attributes[k]));
-}
 
 /**
  * Creates the histogram with its bucket bounds as `advice`, so a MeterProvider without our View
