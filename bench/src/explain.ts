@@ -60,15 +60,16 @@ function describeAccess(node: PlanNode): string {
   return indexes.length === 0 ? node['Node Type'] : `${node['Node Type']} using ${indexes.join(', ')}`;
 }
 
-export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): CompiledQuery {
+export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined, excludeAgentIds: readonly string[] = []): CompiledQuery {
   switch (mode) {
     case 'seed':
       return seedAgentsQuery(db).compile();
     case 'full-scan':
       return connectedAgentsQuery(db).compile();
+    case 'incremental-reread':
     case 'incremental':
     case 'incremental-index':
-      return connectedAgentsQuery(db, since).compile();
+      return connectedAgentsQuery(db, since, excludeAgentIds).compile();
   }
 }
 
@@ -78,8 +79,9 @@ export async function explainMode(
   since: string | null,
   dir: string,
   fileStem: string,
+  excludeAgentIds: readonly string[] = [],
 ): Promise<ExplainSummary> {
-  const query = modeQuery(db, mode, since === null ? undefined : new Date(since));
+  const query = modeQuery(db, mode, since === null ? undefined : new Date(since), excludeAgentIds);
   const json = await db.executeQuery<{ 'QUERY PLAN': ExplainJson[] }>(
     CompiledQuery.raw(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${query.sql}`, [...query.parameters]),
   );
