@@ -22,7 +22,7 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
  * the overlap; ids that are not UUIDs cannot be in the table and are not sent).
  */
 export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date, excludeAgentIds: readonly string[] = []) {
-  let query = currentAgents(db)
+  let query = currentAgents(db, connectedSince === undefined ? 'grouped' : 'correlated')
     .select((eb) => [
       'wa.id as agent_id',
       utcMicrosText(eb.ref('wa.created_at')).as('created_at'),
@@ -51,12 +51,21 @@ function uuidArrayLiteral(ids: readonly string[]): string | undefined {
 }
 
 /**
+ * How "the latest build" is written; both select the same rows. `correlated` (the seed's form):
+ * `build_number = (SELECT max(...) WHERE workspace_id = w.id)`, a lookup per build, best when a few
+ * agents drive the plan (the incremental query). `grouped`: `(workspace_id, build_number) IN (SELECT
+ * workspace_id, max(build_number) ... GROUP BY workspace_id)`, one aggregate hashed against all builds,
+ * for the query that reads every agent (a first `--backfill all` poll, a full scan).
+ */
+export type LatestBuildForm = 'correlated' | 'grouped';
+
+/**
  * The seed's rule, shared by both queries: agents (`wa`) of the latest build (`wb`) of non-deleted
  * workspaces (`w`), agents not deleted, joined to the owner (`u`), the template (`t`) and, LEFT JOIN,
  * the template version (`tv`).
  */
-export function currentAgents(db: Kysely<CoderDatabase>) {
-  return db
+export function currentAgents(db: Kysely<CoderDatabase>, latestBuild: LatestBuildForm = 'correlated') {
+  const query = db
     .selectFrom('workspaces as w')
     .innerJoin('users as u', 'w.owner_id', 'u.id')
     .innerJoin('templates as t', 'w.template_id', 't.id')
@@ -64,14 +73,19 @@ export function currentAgents(db: Kysely<CoderDatabase>) {
     .leftJoin('template_versions as tv', 'wb.template_version_id', 'tv.id')
     .innerJoin('workspace_resources as wr', 'wb.job_id', 'wr.job_id')
     .innerJoin('workspace_agents as wa', 'wr.id', 'wa.resource_id')
-    .where('w.deleted', '=', false)
-    .where('wb.build_number', '=', (eb) =>
-      eb
-        .selectFrom('workspace_builds as wb2')
-        .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
-        .whereRef('wb2.workspace_id', '=', 'w.id'),
-    )
-    .where('wa.deleted', '=', false);
+    .where('w.deleted', '=', false);
+  const latest =
+    latestBuild === 'grouped'
+      ? query.where(
+          sql<boolean>`(wb.workspace_id, wb.build_number) IN (SELECT wb2.workspace_id, max(wb2.build_number) FROM workspace_builds AS wb2 GROUP BY wb2.workspace_id)`,
+        )
+      : query.where('wb.build_number', '=', (eb) =>
+          eb
+            .selectFrom('workspace_builds as wb2')
+            .select((eb2) => eb2.fn.max('wb2.build_number').as('max_build_number'))
+            .whereRef('wb2.workspace_id', '=', 'w.id'),
+        );
+  return latest.where('wa.deleted', '=', false);
 }
 
 /** One row of `connectedAgentsQuery`. */
