@@ -21,8 +21,13 @@ export function utcMicrosText(timestamp: Expression<Date | null>): RawBuilder<st
  * at or after it (the incremental query), leaving out `excludeAgentIds` (agents already handled in
  * the overlap; ids that are not UUIDs cannot be in the table and are not sent).
  */
-export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?: Date, excludeAgentIds: readonly string[] = []) {
-  let query = currentAgents(db, connectedSince === undefined ? 'grouped' : 'correlated')
+export function connectedAgentsQuery(
+  db: Kysely<CoderDatabase>,
+  connectedSince?: Date,
+  excludeAgentIds: readonly string[] = [],
+  latestBuild: LatestBuildForm = connectedSince === undefined ? 'grouped' : 'correlated',
+) {
+  let query = currentAgents(db, latestBuild)
     .select((eb) => [
       'wa.id as agent_id',
       utcMicrosText(eb.ref('wa.created_at')).as('created_at'),

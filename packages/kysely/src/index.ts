@@ -38,6 +38,7 @@ export {
   transactionClockQuery,
   utcMicrosText,
   type ConnectedAgentRow,
+  type LatestBuildForm,
 } from './agents-query.js';
 export {
   createCoderAgentSource,
