@@ -43,7 +43,7 @@ export function connectedAgentsQuery(
   if (connectedSince === undefined) return query;
   query = query.where('wa.first_connected_at', '>=', connectedSince);
   const excluded = uuidArrayLiteral(excludeAgentIds);
-  // One array parameter: `<> ALL` of a constant array is a hashed lookup per row (PostgreSQL 14+).
+  // One array parameter, typed by the cast, so it is planned as a constant: PostgreSQL 15+ hashes `<> ALL`.
   if (excluded !== undefined) query = query.where(sql<boolean>`wa.id <> ALL(${excluded}::uuid[])`);
   return query;
 }
