@@ -62,23 +62,30 @@ function describeAccess(node: PlanNode): string {
   return indexes.length === 0 ? node['Node Type'] : `${node['Node Type']} using ${indexes.join(', ')}`;
 }
 
-export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): CompiledQuery {
+export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined, excludeAgentIds: readonly string[] = []): CompiledQuery {
   switch (mode) {
     case 'seed':
       return workspaceAgentsForMetricsQuery(db).compile();
     case 'full-scan':
       return connectedAgentsQuery(db).compile();
+    case 'incremental-reread':
     case 'incremental':
     case 'incremental-index':
+      return connectedAgentsQuery(db, since, { excludeAgentIds }).compile();
     case 'incremental-awaiting':
     case 'incremental-index-awaiting':
-      return connectedAgentsQuery(db, since, { fallbackTimeoutSeconds: 0 }).compile();
+      return connectedAgentsQuery(db, since, { excludeAgentIds, timeouts: { fallbackTimeoutSeconds: 0 } }).compile();
   }
 }
 
 /** Each statement a mode's tick runs after the clock: the agents query, and for `*-awaiting` the awaiting reads. */
-export function modeQueries(db: Kysely<CoderDatabase>, mode: BenchMode, since: Date | undefined): [string, CompiledQuery][] {
-  const queries: [string, CompiledQuery][] = [['agents', modeQuery(db, mode, since)]];
+export function modeQueries(
+  db: Kysely<CoderDatabase>,
+  mode: BenchMode,
+  since: Date | undefined,
+  excludeAgentIds: readonly string[] = [],
+): [string, CompiledQuery][] {
+  const queries: [string, CompiledQuery][] = [['agents', modeQuery(db, mode, since, excludeAgentIds)]];
   if (mode.endsWith('-awaiting')) {
     // Every tick: the agents created since the lower bound. Once per reconciliation interval: all waiting.
     queries.push(['awaiting new', awaitingAgentsQuery(db, since === undefined ? {} : { createdSince: since }).compile()]);
@@ -93,9 +100,10 @@ export async function explainMode(
   since: string | null,
   dir: string,
   fileStem: string,
+  excludeAgentIds: readonly string[] = [],
 ): Promise<ExplainSummary[]> {
   const summaries: ExplainSummary[] = [];
-  for (const [name, query] of modeQueries(db, mode, since === null ? undefined : new Date(since))) {
+  for (const [name, query] of modeQueries(db, mode, since === null ? undefined : new Date(since), excludeAgentIds)) {
     summaries.push(await explainQuery(db, mode, name, query, since, dir, name === 'agents' ? fileStem : `${fileStem}-${name.replaceAll(' ', '-')}`));
   }
   return summaries;

@@ -1,15 +1,16 @@
 import { parseArgs } from 'node:util';
 
 /** The discovery modes the bench compares. `full-scan` is the baseline every ratio is taken against. */
-export const MODES = ['seed', 'full-scan', 'incremental', 'incremental-index', 'incremental-awaiting', 'incremental-index-awaiting'] as const;
+export const MODES = ['seed', 'full-scan', 'incremental-reread', 'incremental', 'incremental-index', 'incremental-awaiting', 'incremental-index-awaiting'] as const;
 export type BenchMode = (typeof MODES)[number];
 export const BASELINE_MODE: BenchMode = 'full-scan';
-export const DEFAULT_MODES: readonly BenchMode[] = ['full-scan', 'incremental', 'incremental-index'];
+export const DEFAULT_MODES: readonly BenchMode[] = ['full-scan', 'incremental-reread', 'incremental', 'incremental-index'];
 
 export const MODE_DESCRIPTIONS: Readonly<Record<BenchMode, string>> = {
   seed: "loop equivalent to Coder PR #24179's: Coder's GetWorkspaceAgentsForMetrics (every column of every current agent, timestamps parsed to Date), a Map of observed ids and a Set of current ids to prune it, every tick",
   'full-scan': "FirstConnectionPoller mode full-scan, backfill all: every connected current agent every tick, observe-once Map pruned to the current ids (Coder PR #24179's rule; the baseline)",
-  incremental: 'FirstConnectionPoller mode incremental (overlap 5 min, backfill from start), no index on workspace_agents(first_connected_at), as on a stock Coder database',
+  'incremental-reread': 'incremental as before excludeAgentIds: each query returns the whole overlap window again (the source is not told which agents were handled); the baseline of rows per tick',
+  incremental: 'FirstConnectionPoller mode incremental (overlap 5 min, backfill from start; the agents handled in the overlap left out by id), no index on workspace_agents(first_connected_at), as on a stock Coder database',
   'incremental-index': 'incremental, with the opt-in index from createFirstConnectedAtIndex',
   'incremental-awaiting': 'incremental, plus the awaiting gauges and the timeouts counter (AwaitingAgentsRecorder, labels template_name and agent_name): the agents created since the last tick every tick, all waiting agents once per 10-minute reconciliation',
   'incremental-index-awaiting': 'incremental-awaiting, with the opt-in index on first_connected_at and the opt-in partial index on the waiting agents\' created_at (createAwaitingCreatedAtIndex)',

@@ -1,6 +1,7 @@
 /** The bench's Markdown report and its verdicts on SPEC §7's targets. */
 import { BASELINE_MODE, MODE_DESCRIPTIONS, MODES, type BenchMode } from './options.js';
-import { formatCount, type BenchReport } from './runner.js';
+import { formatCount, type BenchReport, type SizeResult } from './runner.js';
+import { median } from './stats.js';
 
 /** SPEC §7: steady-state tick at 100k agents under this much CPU in our process. */
 export const TARGET_CPU_MS_AT_100K = 5;
@@ -193,6 +194,29 @@ export function renderMarkdown(report: BenchReport): string {
           `${fmtMs(t.wallMs.median)} (${fmtMs(t.wallMs.p95)}) | **${fmtMs(t.cpuMs.median)}** (${fmtMs(t.cpuMs.p95)}) | ${fmtMs(entry.summary.cpuPerRowUs)} | ` +
           `${fmtMb(entry.summary.retainedBytes)} | ${fmtKb(entry.summary.retainedGrowthPerTickBytes)} | ${fmtMb(entry.summary.observeOnceBytes)} | ${fmtMb(entry.summary.metricsBytes)} | ${fmtInt(t.trackedAgents.median)} (${fmtInt(t.trackedAgents.max)}) | ${fmtInt(t.series.median)} | ` +
           `${fmtMs(entry.summary.startTick.wallMs)} / ${fmtMs(entry.summary.startTick.cpuMs)} |`,
+      );
+    }
+  }
+  lines.push('');
+
+  lines.push('## Rows read per tick against the new connections, RSS and the first poll');
+  lines.push('');
+  lines.push(`Rows: median over the measured ticks, then over runs, divided by the ${'`'}trickle${'`'} of new first connections per tick. RSS (\`process.memoryUsage.rss()\`, no forced GC) after the first and the last measured tick, medians over runs; the ticks run back to back on the simulated clock, ${o.ticks} measured ticks after ${o.warmup} warm-up ticks. First poll: the start tick (for \`full-scan\` the whole history: a \`--backfill all\` poll), median over runs.`);
+  lines.push('');
+  lines.push('| agents | interval | mode | new / tick | rows / tick | rows / new | RSS first → last measured MB | RSS max MB | first poll wall / CPU ms | first poll rows |');
+  lines.push('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const s of report.sizes) {
+    for (const mode of MODES) {
+      const entry = s.modes[mode];
+      if (entry === undefined) continue;
+      const rows = entry.summary.ticks.rows.median;
+      const runs = entry.runs;
+      const rssFirst = median(runs.map((r) => r.rss.firstMeasuredBytes));
+      const rssLast = median(runs.map((r) => r.rss.lastMeasuredBytes));
+      const rssMax = median(runs.map((r) => r.rss.maxBytes));
+      lines.push(
+        `| ${formatCount(s.agents)} | ${o.intervalMs / 1000} s | ${mode} | ${fmtInt(s.tricklePerTick)} | ${fmtInt(rows)} | ${(rows / s.tricklePerTick).toFixed(2)} | ` +
+          `${fmtMb(rssFirst)} → ${fmtMb(rssLast)} | ${fmtMb(rssMax)} | ${fmtMs(median(runs.map((r) => r.startTick.wallMs)))} / ${fmtMs(median(runs.map((r) => r.startTick.cpuMs)))} | ${fmtInt(median(runs.map((r) => r.startTick.rows)))} |`,
       );
     }
   }

@@ -54,6 +54,8 @@ export interface RunSummary {
   /** (retained after the last tick − retained at the end of the warm-up) / measured ticks. */
   readonly retainedGrowthPerTickBytes: number;
   readonly observedAfterStart: HistogramTotals;
+  /** RSS after the first and the last measured tick (no forced GC in between those). */
+  readonly rss: { readonly firstMeasuredBytes: number; readonly lastMeasuredBytes: number; readonly maxBytes: number };
   readonly warnings: number;
   readonly elapsedMs: number;
 }
@@ -199,7 +201,7 @@ export async function runBench(options: BenchOptions, command: string): Promise<
             records.set(mode, record);
             if (run === 1 && !options.noExplain) {
               progress(`${label} EXPLAIN (ANALYZE, BUFFERS) ${mode}`);
-              explain.push(...(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`)));
+              explain.push(...(await explainMode(bench.db, mode, result.lastSince, explainDir, `${agents}-${mode}`, result.lastExcludedAgentIds)));
             }
           } finally {
             await resetTrickle(bench.db);
@@ -267,6 +269,11 @@ function summariseRun(run: number, result: TickRunResult, elapsedMs: number): Ru
     retainedBytes: result.retainedAtEndBytes,
     retainedGrowthPerTickBytes: measured.length === 0 ? 0 : (result.retainedAtEndBytes - result.retainedAtWarmupBytes) / measured.length,
     observedAfterStart: result.observedAfterStart,
+    rss: {
+      firstMeasuredBytes: measured[0]?.rssBytes ?? 0,
+      lastMeasuredBytes: measured.at(-1)?.rssBytes ?? 0,
+      maxBytes: Math.max(0, ...result.samples.map((s) => s.rssBytes)),
+    },
     warnings: result.warnings,
     elapsedMs,
   };
@@ -361,9 +368,17 @@ function summariseSize(
     }
   }
   const full = records.get('full-scan');
-  for (const mode of ['incremental', 'incremental-index'] as const) {
+  for (const mode of ['incremental-reread', 'incremental', 'incremental-index'] as const) {
     const record = records.get(mode);
     if (record === undefined) continue;
+    if (mode !== 'incremental-reread') {
+      const rows = median(record.runs.map((r) => r.ticks.rows.median));
+      checks.push({
+        name: `${mode}: steady rows read per tick <= 1.2x the new first connections`,
+        pass: rows <= 1.2 * c,
+        detail: `median ${rows} rows for ${c} new per tick (${(rows / c).toFixed(2)}x)`,
+      });
+    }
     const maxTracked = Math.max(...record.runs.map((r) => r.ticks.trackedAgents.max));
     checks.push({
       name: `${mode}: tracked agents bounded by the overlap window, not the population`,

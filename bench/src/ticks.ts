@@ -72,6 +72,8 @@ export interface TickSample {
   readonly retainedBytes: number | null;
   /** Agent ids in the observe-once state. */
   readonly trackedAgents: number;
+  /** `process.memoryUsage.rss()` after the tick (no forced GC). */
+  readonly rssBytes: number;
   /** Series of `coderd_agents_first_connection_seconds` in the collection after this tick. */
   readonly series: number;
   /** The incremental query's lower bound (simulated time), if any. */
@@ -95,6 +97,8 @@ export interface TickRunResult {
   readonly metricsBytes: number;
   /** Last query's `connectedSince` (for EXPLAIN of the steady-state query). */
   readonly lastSince: string | null;
+  /** Last query's `excludeAgentIds` as sent to the database (for EXPLAIN). */
+  readonly lastExcludedAgentIds: readonly string[];
   readonly warnings: number;
   readonly errors: number;
   /** What the histogram gained after the start tick: every mode must gain the same (the trickle). */
@@ -126,6 +130,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
     let retainedAtEndBytes = 0;
     let observeOnceBytes = 0;
     let lastSince: string | null = null;
+    let lastExcludedAgentIds: readonly string[] = [];
     let afterStart: HistogramTotals | undefined;
     let atEnd: HistogramTotals | undefined;
 
@@ -139,7 +144,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
       const awaiting = config.mode.endsWith('-awaiting')
         ? new AwaitingAgentsRecorder({ meterProvider, logger, labels: ['template_name', 'agent_name'] })
         : undefined;
-      const timed = timedSource(createCoderAgentSource(db, { statementTimeoutMs: 600_000, cancelOnAbort: false }), clock);
+      const timed = timedSource(createCoderAgentSource(db, { statementTimeoutMs: 600_000, cancelOnAbort: false }), clock, config.mode === 'incremental-reread');
       const poller =
         config.mode === 'seed'
           ? undefined
@@ -217,6 +222,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
         }
         const since = timed.lastSince === undefined ? null : timed.lastSince.toISOString();
         if (since !== null) lastSince = since;
+        lastExcludedAgentIds = timed.lastExcludedAgentIds;
         const sample: TickSample = {
           tick,
           phase,
@@ -232,6 +238,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
           dropped,
           retainedBytes,
           trackedAgents: tracked(),
+          rssBytes: process.memoryUsage.rss(),
           series,
           since,
           windowUs: [startedUs, endedUs],
@@ -271,6 +278,7 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
       observeOnceBytes,
       metricsBytes,
       lastSince,
+      lastExcludedAgentIds,
       warnings: logger.warnings,
       errors: logger.errors,
       observedAfterStart: subtractTotals(atEnd!, afterStart!),
@@ -281,23 +289,29 @@ export async function runTicks(config: TickRunConfig): Promise<TickRunResult> {
   }
 }
 
-/** Wraps the source: times `listAgents`, and reports the simulated clock as the database's time. */
+/**
+ * Wraps the source: times `listAgents`, and reports the simulated clock as the database's time. With
+ * `reread` it drops `excludeAgentIds`, so the query returns the whole overlap as before that existed.
+ */
 function timedSource(
   inner: FirstConnectionSource,
   clock: { nowMs: number },
-): { source: FirstConnectionSource; readonly lastQueryMs: number; readonly lastSince: Date | undefined } {
-  const state = { lastQueryMs: 0, lastSince: undefined as Date | undefined };
+  reread: boolean,
+): { source: FirstConnectionSource; readonly lastQueryMs: number; readonly lastSince: Date | undefined; readonly lastExcludedAgentIds: readonly string[] } {
+  const state = { lastQueryMs: 0, lastSince: undefined as Date | undefined, lastExcludedAgentIds: [] as readonly string[] };
   const source: FirstConnectionSource = {
     async listAgents(query) {
       const started = performance.now();
+      const sent = reread ? { ...query, excludeAgentIds: [] } : query;
       try {
-        const batch = await inner.listAgents(query);
+        const batch = await inner.listAgents(sent);
         // The poller's watermark comes from the source's clock; on the simulated clock a minute passes
         // between back-to-back ticks, and that is the only thing this wrapper changes.
         return { ...batch, sourceTime: new Date(clock.nowMs) };
       } finally {
         state.lastQueryMs = performance.now() - started;
         state.lastSince = query.connectedSince;
+        state.lastExcludedAgentIds = sent.excludeAgentIds ?? [];
       }
     },
   };
@@ -308,6 +322,9 @@ function timedSource(
     },
     get lastSince() {
       return state.lastSince;
+    },
+    get lastExcludedAgentIds() {
+      return state.lastExcludedAgentIds;
     },
   };
 }

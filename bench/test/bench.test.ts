@@ -19,7 +19,7 @@ const INDEX_NAME = 'agentconn_workspace_agents_first_connected_at_idx';
 const AGENTS = 2000;
 const WARMUP = 2;
 const TICKS = 3;
-const MODES = ['seed', 'full-scan', 'incremental', 'incremental-index'] as const;
+const MODES = ['seed', 'full-scan', 'incremental-reread', 'incremental', 'incremental-index'] as const;
 
 interface Summary {
   ticks: Record<'wallMs' | 'cpuMs' | 'queryMs' | 'rows' | 'bytesReceived' | 'observed' | 'trackedAgents' | 'series', { median: number; p95: number; max: number }>;
@@ -144,6 +144,15 @@ describe('pnpm bench', () => {
       expect(ticks.trackedAgents.max, mode).toBeLessThanOrEqual(size.windowBound);
       expect(ticks.trackedAgents.max, mode).toBeLessThan(size.population.connectedAgents / 10);
       expect(size.modes[mode]!.summary.observeOnceBytes, mode).toBeLessThan(size.modes['full-scan']!.summary.observeOnceBytes);
+    }
+  });
+
+  it('incremental reads only the new connections per steady tick, the re-read mode the whole window (before: 6x at 60 s)', () => {
+    const size = report.sizes[0]!;
+    const reread = size.modes['incremental-reread']!.summary.ticks.rows.median;
+    expect(reread).toBeGreaterThan(2 * size.tricklePerTick);
+    for (const mode of ['incremental', 'incremental-index']) {
+      expect(size.modes[mode]!.summary.ticks.rows.median, mode).toBeLessThanOrEqual(1.2 * size.tricklePerTick);
     }
   });
 

@@ -25,6 +25,7 @@ export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOption
 export { firstConnectionView } from './view.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
+export { MAX_EXCLUDED_AGENT_IDS } from './source.js';
 export type {
   AgentBatch,
   AgentFirstConnection,

@@ -9,7 +9,7 @@ import {
 } from './metric.js';
 import type { AwaitingAgentsRecorder } from './awaiting.js';
 import type { FirstConnectionRecorder } from './recorder.js';
-import type { AgentBatch, FirstConnectionSource } from './source.js';
+import { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentQuery, type FirstConnectionSource } from './source.js';
 import { toEpochMicros } from './timestamp.js';
 import { abortReason } from './abort.js';
 import { CountWindow } from './count-window.js';
@@ -334,20 +334,15 @@ export class FirstConnectionPoller {
         this.#onSuccess(); // the database answered: an outage, if any, is over
         return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
       }
-      const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
-      const awaiting = this.#awaiting?.nextQuery(startedMs + this.#markStarted().clockOffsetMs);
-      const batch: AgentBatch = await this.#source.listAgents({
-        signal: abort.signal,
-        ...(since !== undefined && { connectedSince: new Date(since) }),
-        ...(awaiting !== undefined && { awaiting }),
-      });
+      const query = this.#query(abort.signal, startedMs);
+      const batch: AgentBatch = await this.#source.listAgents(query);
       if (abort.signal.aborted) throw abortReason(abort.signal);
       const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
       const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
       this.#replayLag.update(batch.replayLagMs, this.#now());
       await this.#publishProgress(window, abort.signal);
       const counts = this.#recordBatch(batch, window);
-      const timeouts = this.#awaiting?.recordBatch(batch, { countFromMs: window.countFromMs, sinceMs: since, clockOffsetMs: window.clockOffsetMs });
+      const timeouts = this.#awaiting?.recordBatch(batch, { countFromMs: window.countFromMs, sinceMs: query.connectedSince?.getTime(), clockOffsetMs: window.clockOffsetMs });
       this.#window = window;
       this.#prune(batch, window);
       const durationMs = performance.now() - startedHr;
@@ -374,6 +369,19 @@ export class FirstConnectionPoller {
       clearTimeout(timeout);
       if (this.#abort === abort) this.#abort = undefined;
     }
+  }
+
+  /**
+   * Incremental: from the window's lower bound, without the agents already handled in it (the
+   * overlap), so a steady tick reads about what is new while a row committed late is still returned.
+   */
+  #query(signal: AbortSignal, startedMs: number): AgentQuery {
+    const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
+    const awaiting = this.#awaiting?.nextQuery(startedMs + this.#markStarted().clockOffsetMs);
+    const withAwaiting = awaiting === undefined ? {} : { awaiting };
+    if (since === undefined) return { signal, ...withAwaiting };
+    const excludeAgentIds = this.#recorder.handledIdsSince(since * 1000, MAX_EXCLUDED_AGENT_IDS);
+    return { connectedSince: new Date(since), signal, ...(excludeAgentIds.length > 0 && { excludeAgentIds }), ...withAwaiting };
   }
 
   /** Whether this process leads now; a check that fails stops observing before the tick fails. */

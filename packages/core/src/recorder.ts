@@ -43,6 +43,12 @@ export interface FirstConnectionRecorderOptions extends FirstConnectionMetricOpt
   readonly maxTrackedAgents?: number;
 }
 
+/** A label set as recorded: the attributes given to the SDK and the key of its exemplars. */
+interface RecordedSeries {
+  readonly attributes: Attributes;
+  readonly exemplarKey: string;
+}
+
 export const DEFAULT_MAX_TRACKED_AGENTS = 1_000_000;
 
 /**
@@ -60,8 +66,13 @@ export class FirstConnectionRecorder {
   readonly #maxTracked: number;
   /** agent id → epoch µs of its first connection (or of when it was handled, for invalid rows). */
   readonly #handled = new Map<string, number>();
-  /** Label sets seen so far, to tell when the SDK starts folding new ones into the overflow series. */
-  readonly #labelSets = new Set<string>();
+  /**
+   * Label sets seen so far (key → the frozen attributes recorded under it, reused for all later samples
+   * of the set, and the key of its exemplars), to tell when the SDK starts folding new ones into the
+   * overflow series.
+   */
+  readonly #labelSets = new Map<string, RecordedSeries>();
+  readonly #overflowSeries: RecordedSeries;
   readonly #exemplars: FirstConnectionExemplars;
   #overflowLogged = false;
 
@@ -71,6 +82,7 @@ export class FirstConnectionRecorder {
     // The SDK keeps limit - 1 label sets and folds the rest into one overflow set.
     this.#labelSetCapacity = cardinalityLimit - 1;
     this.#exemplars = new FirstConnectionExemplars(labels, cardinalityLimit);
+    this.#overflowSeries = { attributes: OVERFLOW_ATTRIBUTES, exemplarKey: seriesKey(OVERFLOW_ATTRIBUTES, labels) };
     this.#maxTracked = options.maxTrackedAgents ?? DEFAULT_MAX_TRACKED_AGENTS;
     if (!Number.isSafeInteger(this.#maxTracked) || this.#maxTracked < 1) {
       throw new RangeError(`maxTrackedAgents must be a positive integer, got ${String(options.maxTrackedAgents)}`);
@@ -162,17 +174,15 @@ export class FirstConnectionRecorder {
       );
     }
 
-    const attributes = this.#attributes(agent);
-    if (attributes === undefined) {
+    const series = this.#series(agent.labels);
+    if (series === undefined) {
       return this.#drop('invalid', agentId, 'agent labels are missing or not strings; dropping sample', {
         agent_id: agentId,
       }, connectedMicros);
     }
     this.#remember(agentId, connectedMicros);
-    const key = seriesKey(attributes, this.#labels);
-    const series = this.#capLabelSets(attributes, key);
-    this.#histogram.record(duration, series);
-    this.#exemplars.observe(series === attributes ? key : seriesKey(series, this.#labels), {
+    this.#histogram.record(duration, series.attributes);
+    this.#exemplars.observe(series.exemplarKey, {
       labels: exemplarLabels(agentId, agent.labels, this.#labels),
       value: duration,
       timestampSeconds: connectedMicros / 1e6,
@@ -216,6 +226,19 @@ export class FirstConnectionRecorder {
     return result;
   }
 
+  /**
+   * The ids of the agents handled whose first connection is at or after `micros` (epoch µs) or could
+   * not be read, at most `limit` of them, the most recently handled kept: what an incremental query
+   * from `micros` on would return again.
+   */
+  handledIdsSince(micros: number, limit: number): string[] {
+    const ids: string[] = [];
+    for (const [agentId, connected] of this.#handled) {
+      if (connected >= micros) ids.push(agentId);
+    }
+    return ids.length > limit ? ids.slice(ids.length - limit) : ids;
+  }
+
   /** Remembers agents a previous run handled (from `handledSince`), so they are not counted again. */
   restoreHandled(agents: Iterable<HandledAgent>): void {
     for (const { agentId, firstConnectedMicros } of agents) {
@@ -231,28 +254,29 @@ export class FirstConnectionRecorder {
     }
   }
 
-  #attributes(agent: AgentFirstConnection): Attributes | undefined {
-    const labels = agent.labels;
-    if (labels === null || typeof labels !== 'object') return undefined;
-    const attributes: Attributes = {};
-    for (const key of this.#labels) {
-      const value = labels[key];
-      if (typeof value !== 'string') return undefined;
-      attributes[key] = value;
-    }
-    return attributes;
-  }
-
   /**
-   * The label sets to record under, capped over the process's lifetime: sdk-metrics 3.1 applies its
-   * cardinality limit per collection, so with cumulative temporality the series would keep growing.
-   * Past the cap, new label sets go to the same overflow set the SDK uses.
+   * The attributes to record under, or undefined when a label is missing or not a string. Capped over
+   * the process's lifetime: sdk-metrics 3.1 applies its cardinality limit per collection, so with
+   * cumulative temporality the series would keep growing. Past the cap, new label sets go to the same
+   * overflow set the SDK uses.
    */
-  #capLabelSets(attributes: Attributes, key: string): Attributes {
-    if (this.#labelSets.has(key)) return attributes;
+  #series(labels: AgentFirstConnection['labels']): RecordedSeries | undefined {
+    if (labels === null || typeof labels !== 'object') return undefined;
+    // Each value prefixed by its length: one string per label set, no array and no JSON per sample.
+    let key = '';
+    for (const name of this.#labels) {
+      const value = labels[name];
+      if (typeof value !== 'string') return undefined;
+      key += `${value.length}:${value}`;
+    }
+    const known = this.#labelSets.get(key);
+    if (known !== undefined) return known;
     if (this.#labelSets.size < this.#labelSetCapacity) {
-      this.#labelSets.add(key);
-      return attributes;
+      const attributes: Attributes = {};
+      for (const name of this.#labels) attributes[name] = labels[name];
+      const series = { attributes: Object.freeze(attributes), exemplarKey: seriesKey(attributes, this.#labels) };
+      this.#labelSets.set(key, series);
+      return series;
     }
     this.#overflow.add(1);
     if (!this.#overflowLogged) {
@@ -262,7 +286,7 @@ export class FirstConnectionRecorder {
         { metric: FIRST_CONNECTION_METRIC_NAME, cardinality_limit: this.#labelSetCapacity + 1, labels: this.#labels.join(',') },
       );
     }
-    return OVERFLOW_ATTRIBUTES;
+    return this.#overflowSeries;
   }
 
   #drop(

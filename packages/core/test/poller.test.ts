@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   FirstConnectionPoller,
   FirstConnectionRecorder,
+  MAX_EXCLUDED_AGENT_IDS,
   firstConnectionView,
   type AgentBatch,
   type AgentFirstConnection,
@@ -41,8 +42,12 @@ class FakeSource implements FirstConnectionSource {
       }
       if (this.failWith) throw this.failWith;
       const since = query.connectedSince?.getTime();
+      const excluded = new Set(query.excludeAgentIds ?? []);
       const agents = this.agents.filter(
-        (a) => a.firstConnectedAt !== null && (since === undefined || new Date(a.firstConnectedAt).getTime() >= since),
+        (a) =>
+          a.firstConnectedAt !== null &&
+          (since === undefined || new Date(a.firstConnectedAt).getTime() >= since) &&
+          !excluded.has(a.agentId),
       );
       return this.clockMs === undefined ? { agents } : { agents, sourceTime: new Date(this.clockMs) };
     } finally {
@@ -236,6 +241,77 @@ describe('incremental discovery and pruning', () => {
     // starts at 12:03, so the 12:00:30 connection is forgotten.
     expect(source.queries.at(-1)?.connectedSince?.toISOString()).toBe('2026-11-25T12:02:00.000Z');
     expect(recorder.trackedAgents).toBe(0);
+  });
+
+  it('a steady tick reads only what is new, not the overlap again (before: 6 minutes of rows per tick at 60 s), and a late row still counts once', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const { source, poller, metrics: m } = setup({ mode: 'incremental', overlapMs: 300_000, backfill: 'all', now: () => now });
+    const rows: number[] = [];
+    for (let minute = 0; minute < 8; minute++) {
+      // 10 new first connections per minute, each 20 s before the tick.
+      const at = new Date(now - 20_000);
+      for (let i = 0; i < 10; i++) source.agents.push(agent({ createdAt: new Date(at.getTime() - 30_000), firstConnectedAt: at }));
+      source.clockMs = now;
+      const result = await poller.tick();
+      expect(result.outcome).toBe('success');
+      rows.push(result.rowsRead);
+      now += 60_000;
+    }
+    // Every tick returns the 10 new rows only; up to 50 handled rows of the overlap are left out by id.
+    expect(rows).toEqual([10, 10, 10, 10, 10, 10, 10, 10]);
+    const last = source.queries.at(-1)!;
+    expect(last.excludeAgentIds).toHaveLength(50); // the 5 minutes of the overlap
+    expect(await totalCount(m)).toBe(80);
+
+    // A row committed late: its first connection is 2 minutes old, inside the overlap, never seen.
+    const late = agent({ createdAt: new Date(now - 150_000), firstConnectedAt: new Date(now - 120_000) });
+    source.agents.push(late);
+    source.clockMs = now;
+    const withLate = await poller.tick();
+    expect([withLate.rowsRead, withLate.observed]).toEqual([1, 1]);
+    now += 60_000;
+    source.clockMs = now;
+    const after = await poller.tick();
+    expect([after.rowsRead, after.observed]).toEqual([0, 0]);
+    expect(await totalCount(m)).toBe(81);
+  });
+
+  it('after a restart from saved state the first query already leaves out the handled agents', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const first = setup({ mode: 'incremental', backfill: 'all', now: () => now });
+    const agents = Array.from({ length: 5 }, () => agent({ createdAt: new Date(now - 60_000), firstConnectedAt: new Date(now - 30_000) }));
+    first.source.agents = agents;
+    first.source.clockMs = now;
+    expect((await first.poller.tick()).observed).toBe(5);
+    const state = first.poller.exportState()!;
+    await first.metrics.shutdown();
+
+    now += 60_000;
+    const second = setup({ mode: 'incremental', resumeFrom: state, now: () => now });
+    second.source.agents = agents;
+    second.source.clockMs = now;
+    const result = await second.poller.tick();
+    expect(new Set(second.source.queries[0]?.excludeAgentIds)).toEqual(new Set(agents.map((a) => a.agentId)));
+    expect([result.rowsRead, result.observed]).toEqual([0, 0]);
+  });
+
+  it('sends at most MAX_EXCLUDED_AGENT_IDS ids, the most recently handled, and still counts each agent once', async () => {
+    let now = Date.parse('2026-11-25T12:00:00Z');
+    const { source, poller, metrics: m } = setup({ mode: 'incremental', backfill: 'all', now: () => now });
+    const total = MAX_EXCLUDED_AGENT_IDS + 5;
+    source.agents = Array.from({ length: total }, (_, i) =>
+      agent({ createdAt: new Date(now - 200_000), firstConnectedAt: new Date(now - 100_000 + i) }),
+    );
+    source.clockMs = now;
+    expect((await poller.tick()).observed).toBe(total);
+    now += 60_000;
+    source.clockMs = now;
+    const second = await poller.tick();
+    const excluded = source.queries[1]!.excludeAgentIds!;
+    expect(excluded).toHaveLength(MAX_EXCLUDED_AGENT_IDS);
+    expect(excluded.at(-1)).toBe(source.agents.at(-1)!.agentId);
+    expect([second.rowsRead, second.observed]).toEqual([5, 0]);
+    expect(await totalCount(m)).toBe(total);
   });
 
   it('full-scan prunes to the current ids, the seed rule', async () => {

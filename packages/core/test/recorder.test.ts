@@ -208,6 +208,22 @@ describe('labels and cardinality', () => {
   });
 });
 
+describe('label-set keys', () => {
+  it('keeps label sets apart whose values only concatenate alike, and counts each against the limit once', async () => {
+    const { metrics, recorder } = setup({ labels: { cardinalityLimit: 4 } });
+    const sets = [
+      { template_name: 'ab', agent_name: 'c', username: '1:', workspace_name: '' },
+      { template_name: 'a', agent_name: 'bc', username: '1:', workspace_name: '' },
+      { template_name: 'a', agent_name: 'b', username: 'c1:', workspace_name: '' },
+    ];
+    for (let round = 0; round < 3; round++) for (const labels of sets) recorder.record(agent({ delaySeconds: 2, labels }));
+    const counts = samples(await metrics.text(), `${NAME}_count`);
+    // Three sets of three samples each, all under the limit of 4 (3 sets + overflow): no overflow series.
+    expect([...counts.values()]).toEqual([3, 3, 3]);
+    expect(counts.has(`${NAME}_count{otel_metric_overflow="true"}`)).toBe(false);
+  });
+});
+
 describe('self-metric series', () => {
   it('exist at 0 before anything happens, so rate() and increase() see the first drop', async () => {
     const { metrics } = setup();

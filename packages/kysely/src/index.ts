@@ -44,6 +44,7 @@ export {
   transactionClockQuery,
   utcMicrosText,
   type ConnectedAgentRow,
+  type LatestBuildForm,
 } from './agents-query.js';
 export {
   awaitingAgentsQuery,

@@ -89,7 +89,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
     );
   }
 
-  async function listAgents({ connectedSince, signal, awaiting }: AgentQuery): Promise<CoderAgentBatch> {
+  async function listAgents({ connectedSince, excludeAgentIds, signal, awaiting }: AgentQuery): Promise<CoderAgentBatch> {
     if (connectedSince !== undefined && !Number.isFinite(connectedSince.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('connectedSince is an invalid Date'));
     }
@@ -106,7 +106,10 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         backendPid = clock.backend_pid;
         if (signal.aborted) throw signal.reason;
         const timeouts = awaiting === undefined ? undefined : { fallbackTimeoutSeconds };
-        const rows = await connectedAgentsQuery(trx, connectedSince, timeouts).execute();
+        const rows = await connectedAgentsQuery(trx, connectedSince, {
+          ...(excludeAgentIds !== undefined && { excludeAgentIds }),
+          ...(timeouts !== undefined && { timeouts }),
+        }).execute();
         if (awaiting === undefined) return { rows, clock };
         const complete = awaiting.full || connectedSince === undefined;
         const waiting = await awaitingAgentsQuery(trx, {

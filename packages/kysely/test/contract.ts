@@ -259,6 +259,59 @@ export function defineSourceContract(name: string, open: OpenTestDatabase): void
       }
     });
 
+    it('with excludeAgentIds leaves exactly those agents out; ids that are not UUIDs are ignored, not an error', async () => {
+      const { resourceId } = await fixture.workspaceWithBuild();
+      const since = new Date('2026-04-01T00:00:00Z');
+      const kept = await fixture.agent({ resourceId, createdAt: '2026-04-01T00:00:00Z', firstConnectedAt: '2026-04-01T00:00:01Z' });
+      const left = await fixture.agent({ resourceId, createdAt: '2026-04-01T00:00:00Z', firstConnectedAt: '2026-04-01T00:00:02Z' });
+      const returned = ids(
+        (await source.listAgents({ connectedSince: since, excludeAgentIds: [left, 'not-a-uuid', "x'); DROP TABLE users; --"], signal: never })).agents,
+      );
+      expect(returned.has(kept)).toBe(true);
+      expect(returned.has(left)).toBe(false);
+      // Only with connectedSince: a full scan returns every agent.
+      expect(ids((await source.listAgents({ excludeAgentIds: [left], signal: never })).agents).has(left)).toBe(true);
+    });
+
+    it('a steady poller reads only the new rows, not the 5-minute overlap again (before: ~6x the new ones at 60 s), and a late row counts once', async () => {
+      const { resourceId } = await fixture.workspaceWithBuild({ templateName: 'steady' });
+      const ago = (ms: number): string => new Date(Date.now() - ms).toISOString();
+      const first = await Promise.all(
+        Array.from({ length: 12 }, () => fixture.agent({ resourceId, createdAt: ago(90_000), firstConnectedAt: ago(60_000) })),
+      );
+      const harness = new PrometheusHarness();
+      await harness.start();
+      try {
+        const poller = new FirstConnectionPoller({
+          source,
+          recorder: harness.recorder,
+          meterProvider: harness.meterProvider,
+          logger: harness.logger,
+          backfill: { sinceMs: 10 * 60_000 },
+        });
+        const start = await poller.tick();
+        expect(start.outcome).toBe('success');
+        expect(start.observed).toBe(12);
+        const steady = await poller.tick();
+        // Before: the 12 rows of the overlap came back on every tick.
+        expect([steady.outcome, steady.rowsRead, steady.observed]).toEqual(['success', 0, 0]);
+
+        // Committed late: first connected 2 minutes ago (inside the overlap) but visible only now.
+        const late = await fixture.agent({ resourceId, createdAt: ago(150_000), firstConnectedAt: ago(120_000) });
+        const withLate = await poller.tick();
+        expect(withLate.rowsRead).toBe(1);
+        expect(withLate.observed).toBe(1);
+        const after = await poller.tick();
+        expect([after.rowsRead, after.observed]).toEqual([0, 0]);
+        expect(harness.recorder.hasHandled(late)).toBe(true);
+        for (const id of first) expect(harness.recorder.hasHandled(id)).toBe(true);
+        const steadySeries = histogramBy(parseSamples(await harness.scrape()), FIRST_CONNECTION_METRIC_NAME, 'template_name').get('steady');
+        expect(steadySeries?.count).toBe(13);
+      } finally {
+        await harness.shutdown();
+      }
+    });
+
     for (const timeZone of ['America/St_Johns', 'Asia/Kathmandu']) {
       it(`measures durations to the microsecond whatever the session time zone (${timeZone}, DateStyle SQL, DMY)`, async () => {
         const zoned = await open({ timeZone, dateStyle: 'SQL, DMY' });

@@ -65,6 +65,10 @@ describe('a SELECT-only role', () => {
       expect(agents.map((a) => [a.agentId, a.createdAt, a.firstConnectedAt])).toEqual([
         [agentId, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:02.500000Z'],
       ]);
+      // The incremental query that leaves out the overlap's handled agents needs no other grant.
+      const since = new Date('2026-01-01T00:00:00Z');
+      expect((await createCoderAgentSource(db).listAgents({ connectedSince: since, excludeAgentIds: [agentId], signal: never })).agents).toEqual([]);
+      expect((await createCoderAgentSource(db).listAgents({ connectedSince: since, excludeAgentIds: [], signal: never })).agents).toHaveLength(1);
       // The secrets stay out of reach.
       await expect(sql`SELECT hashed_password FROM users`.execute(db)).rejects.toThrow('permission denied for table users');
       await expect(sql`SELECT auth_token FROM workspace_agents`.execute(db)).rejects.toThrow('permission denied for table workspace_agents');
