@@ -49,7 +49,7 @@ beforeAll(async () => {
   const grants = new pg.Client({ connectionString: pair.url('primary', 'coder') });
   await grants.connect();
   await grants.query(`CREATE ROLE ${ROLE} LOGIN`);
-  await grants.query(`GRANT SELECT (id, created_at, name, first_connected_at, resource_id, deleted) ON workspace_agents TO ${ROLE}`);
+  await grants.query(`GRANT SELECT (id, created_at, name, first_connected_at, resource_id, deleted, connection_timeout_seconds) ON workspace_agents TO ${ROLE}`);
   await grants.query(`GRANT SELECT (id, job_id) ON workspace_resources TO ${ROLE}`);
   await grants.query(`GRANT SELECT (workspace_id, template_version_id, build_number, job_id) ON workspace_builds TO ${ROLE}`);
   await grants.query(`GRANT SELECT (id, owner_id, template_id, deleted, name) ON workspaces TO ${ROLE}`);
