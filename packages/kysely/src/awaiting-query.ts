@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { utcMicrosText } from './agents-query.js';
+import { utcMicrosText } from './utc-micros-text.js';
 import type { CoderDatabase } from './schema.js';
 
 /**
