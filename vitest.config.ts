@@ -20,7 +20,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     projects: [
-      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      // No database and no global state between files: one worker per core reused across files (~30 % faster).
+      { extends: true, test: { name: 'unit', include: UNIT_TESTS, isolate: false } },
       {
         extends: true,
         test: {
