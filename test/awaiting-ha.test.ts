@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { createCoderFixture, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { createCoderFixture, scrape, waitFor, type CoderFixture, afterPolls } from './helpers/coder-data.js';
 import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from '@agentconn/test-support/ports';
@@ -34,14 +34,6 @@ async function exporter(databaseUrl: string, extra: string[] = []): Promise<{ pr
 
 const timeouts = async (url: string) => sumSamples(await scrape(url), 'coderd_agents_first_connection_timeouts_total');
 const leaderGauge = async (url: string) => sumSamples(await scrape(url), 'agentconn_leader');
-const successfulPolls = async (url: string) => {
-  const line = (await scrape(url)).split('\n').find((l) => l.startsWith('agentconn_polls_total{') && l.includes('outcome="success"'));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-};
-async function afterPolls(url: string, n: number): Promise<void> {
-  const start = await successfulPolls(url);
-  await waitFor(async () => (await successfulPolls(url)) >= start + n, 20_000, `${n} more successful polls`);
-}
 
 /** The agents start waiting now (database clock) with this connection timeout. */
 async function startWaiting(f: CoderFixture, agents: readonly GeneratedAgent[], timeoutSeconds: number): Promise<void> {

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sumSamples } from '@agentconn/test-support/exposition-parser';
-import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture, afterPolls } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from '@agentconn/test-support/ports';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
@@ -29,17 +29,6 @@ async function exporter(databaseUrl: string, extra: string[] = []): Promise<{ pr
     await process.exited;
   });
   return { process, url: await process.started };
-}
-
-async function successfulPolls(url: string): Promise<number> {
-  const text = await scrape(url);
-  const line = text.split('\n').find((l) => l.startsWith('agentconn_polls_total{') && l.includes('outcome="success"'));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function afterPolls(url: string, n: number): Promise<void> {
-  const start = await successfulPolls(url);
-  await waitFor(async () => (await successfulPolls(url)) >= start + n, 20_000, `${n} more successful polls`);
 }
 
 async function leaderGauge(url: string): Promise<number> {

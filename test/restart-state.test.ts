@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture } from './helpers/coder-data.js';
+import { connectNow, createCoderFixture, observedCount, scrape, waitFor, type CoderFixture, afterPolls } from './helpers/coder-data.js';
 import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from '@agentconn/test-support/ports';
@@ -35,16 +35,6 @@ async function exporter(databaseUrl: string, extra: string[]): Promise<{ process
     await process.exited;
   });
   return { process, url: await process.started };
-}
-
-async function successfulPolls(url: string): Promise<number> {
-  const line = (await scrape(url)).split('\n').find((l) => l.startsWith('agentconn_polls_total{') && l.includes('outcome="success"'));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function afterPolls(url: string, n: number): Promise<void> {
-  const start = await successfulPolls(url);
-  await waitFor(async () => (await successfulPolls(url)) >= start + n, 20_000, `${n} more successful polls`);
 }
 
 /** The URL with a password: trust auth ignores it, so it shows whether the password ends up in the file. */

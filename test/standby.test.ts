@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoderDatabase } from '@agentconn/kysely';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { generateCoderData, migrateToLatest, type GeneratedAgent } from '@agentconn/kysely/testing';
-import { connectNow, observedCount, scrape, waitFor } from './helpers/coder-data.js';
+import { connectNow, observedCount, scrape, waitFor, afterPolls } from './helpers/coder-data.js';
 import { spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { freePort } from '@agentconn/test-support/ports';
 import { createStreamingPair, type StreamingPair } from './helpers/standby.js';
@@ -77,16 +77,6 @@ async function onStandby<T>(query: string): Promise<T> {
   } finally {
     await client.end();
   }
-}
-
-async function successfulPolls(url: string): Promise<number> {
-  const line = (await scrape(url)).split('\n').find((l) => l.startsWith('agentconn_polls_total{') && l.includes('outcome="success"'));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function afterPolls(url: string, n: number): Promise<void> {
-  const start = await successfulPolls(url);
-  await waitFor(async () => (await successfulPolls(url)) >= start + n, 20_000, `${n} more successful polls`);
 }
 
 async function replayLag(url: string): Promise<number | undefined> {

@@ -1,6 +1,6 @@
 /** The bench's Markdown report and its verdicts on SPEC §7's targets. */
 import { BASELINE_MODE, MODE_DESCRIPTIONS, MODES, type BenchMode } from './options.js';
-import { formatCount, type BenchReport, type SizeResult } from './runner.js';
+import { formatCount, type BenchReport } from './runner.js';
 import { median } from './stats.js';
 
 /** SPEC §7: steady-state tick at 100k agents under this much CPU in our process. */

@@ -74,3 +74,15 @@ export async function waitFor(condition: () => Promise<boolean> | boolean, timeo
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** `agentconn_polls_total{outcome="success"}` of the exporter at `url`, 0 before its first poll. */
+export async function successfulPolls(url: string): Promise<number> {
+  const line = (await scrape(url)).split('\n').find((l) => l.startsWith('agentconn_polls_total{') && l.includes('outcome="success"'));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** Resolves once the exporter at `url` has made `n` more successful polls (20 s at most). */
+export async function afterPolls(url: string, n: number): Promise<void> {
+  const start = await successfulPolls(url);
+  await waitFor(async () => (await successfulPolls(url)) >= start + n, 20_000, `${n} more successful polls`);
+}
