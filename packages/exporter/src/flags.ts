@@ -146,10 +146,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'state-file', env: 'AGENTCONN_STATE_FILE', value: 'PATH', key: 'stateFile', unset: '(off)',
     help: "keep the count's progress here (rewritten atomically each poll); a restart resumes from it instead of --backfill",
-    parse: (text) => {
-      if (text.trim() === '') throw new Error('needs a file path');
-      return text;
-    },
+    parse: filePath,
   },
   {
     flag: 'statement-timeout', env: 'AGENTCONN_STATEMENT_TIMEOUT', value: 'DURATION', key: 'statementTimeoutMs', default: '30s',
@@ -184,10 +181,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'web.config.file', env: 'AGENTCONN_WEB_CONFIG_FILE', value: 'FILE', key: 'webConfigFile', unset: '(off)',
     help: "TLS, basic auth and headers in Prometheus exporter-toolkit's format; re-read on change and SIGHUP",
-    parse: (text) => {
-      if (text.trim() === '') throw new Error('needs a file path');
-      return text;
-    },
+    parse: filePath,
   },
   {
     flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', key: 'logLevel', default: 'info',
@@ -287,4 +281,10 @@ function connectionTimeout(text: string): number {
   const ms = duration(text, { min: 1000, max: 2_147_483_647_000, why: 'connection_timeout_seconds is a PostgreSQL integer' });
   if (ms % 1000 !== 0) throw new Error(`${text} is not a whole number of seconds`);
   return ms / 1000;
+}
+
+/** A path given as is; only an empty one is refused. */
+function filePath(text: string): string {
+  if (text.trim() === '') throw new Error('needs a file path');
+  return text;
 }
