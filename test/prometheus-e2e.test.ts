@@ -79,7 +79,7 @@ describe('a real Prometheus scrapes the exporter running on the real PostgreSQL 
   const templateDelay = (agent: GeneratedAgent) => DELAYS[templateNames.indexOf(agent.templateName)]!.seconds;
   const counts = (a: GeneratedAgent) => a.latestBuild && !a.workspaceDeleted && !a.deleted;
 
-  it('answers the seed\'s PromQL with one series per template in the expected bucket, and counts every agent once', async () => {
+  it('answers Coder PR #24179\'s PromQL with one series per template in the expected bucket, and counts every agent once', async () => {
     await prometheus.waitForScrapes(1);
     const counted = agents.filter(counts);
     // First wave: one agent per template, so every template's series exists before the main wave.

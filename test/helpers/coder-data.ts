@@ -9,7 +9,7 @@ export interface CoderFixture {
   readonly database: TestDatabase;
   readonly db: Kysely<CoderDatabase>;
   readonly data: GeneratedCoderData;
-  /** Agents the seed's rule counts once connected: latest build, workspace and agent not deleted. */
+  /** Agents Coder PR #24179's rule counts once connected: latest build, workspace and agent not deleted. */
   readonly counting: GeneratedAgent[];
   /** Agents it never counts (older builds, deleted). */
   readonly ignored: GeneratedAgent[];

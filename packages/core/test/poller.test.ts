@@ -314,7 +314,7 @@ describe('incremental discovery and pruning', () => {
     expect(await totalCount(m)).toBe(total);
   });
 
-  it('full-scan prunes to the current ids, the seed rule', async () => {
+  it('full-scan prunes to the current ids, the rule of Coder PR #24179', async () => {
     const { source, poller, recorder } = setup({ mode: 'full-scan' });
     source.agents = [agent(), agent(), agent()];
     await poller.tick();

@@ -54,7 +54,7 @@ describe('exposition through the official Prometheus exporter', () => {
   });
 });
 
-describe('the seed test', () => {
+describe('the test of Coder PR #24179', () => {
   it('one agent connected 45 s after creation: count 1, sum 45, in the 60 s bucket and above, not in 30 s', async () => {
     const { metrics, recorder } = setup({ labels: FOUR_LABELS });
     recorder.record(agent({ delaySeconds: 45 }));
@@ -120,7 +120,7 @@ describe('observe once', () => {
 });
 
 describe('drops', () => {
-  it('a negative duration gives no sample, one warning with the seed fields, and one count', async () => {
+  it('a negative duration gives no sample, one warning with the fields of Coder PR #24179, and one count', async () => {
     const { metrics, recorder, logger } = setup();
     const skewed = agent({
       createdAt: '2026-11-25T10:00:05.000001Z',

@@ -40,7 +40,7 @@ function addSample(expected: Map<string, Expected>, template: string, micros: nu
   }
 }
 
-/** The seed's rule applied to what the generator says it created. */
+/** Coder PR #24179's rule applied to what the generator says it created. */
 function expectedFromReport(data: GeneratedCoderData): { histograms: Map<string, Expected>; negative: number; counted: number } {
   const histograms = new Map<string, Expected>();
   let negative = 0;

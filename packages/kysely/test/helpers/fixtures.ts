@@ -82,7 +82,7 @@ export class CoderFixture {
   /**
    * A build with one resource; resolves with the resource id agents attach to. With
    * `missingVersion`, the build points at a template version that does not exist (Coder's foreign key
-   * forbids it; the seed's LEFT JOIN allows it), inserted with foreign keys off for this transaction.
+   * forbids it; Coder PR #24179's LEFT JOIN allows it), inserted with foreign keys off for this transaction.
    */
   async build(options: { workspaceId: string; buildNumber: number; versionId: string; missingVersion?: boolean }): Promise<string> {
     const jobId = randomUUID();
