@@ -210,6 +210,12 @@ export class AwaitingAgentsRecorder {
     this.#active = 'polled';
     let counted = 0;
 
+    if (batch.awaitingReconcileError !== undefined) {
+      this.#logger.warn('reading all waiting agents failed; the awaiting gauges keep what the ticks read, and it is tried again at the next tick', {
+        error: batch.awaitingReconcileError,
+        ...(this.#lastFullMs === undefined && { gauges: 'not reported until one full read succeeds' }),
+      });
+    }
     if (batch.awaitingComplete === true) {
       const current = new Set(batch.awaitingAgents.map((a) => a.agentId));
       for (const id of [...this.#set.ids()]) if (!current.has(id)) this.#set.delete(id);
@@ -279,6 +285,8 @@ export class AwaitingAgentsRecorder {
   #polledGroups(): AwaitingAgentGroup[] | undefined {
     if (this.#active === 'none') return undefined;
     if (this.#active === 'following') return [];
+    // Until one full read succeeded the held agents are only the new ones: a partial count is not reported.
+    if (this.#lastFullMs === undefined) return undefined;
     const nowMicros = (this.#now() + this.#clockOffsetMs) * 1000;
     const groups: AwaitingAgentGroup[] = [];
     for (const [key, count, oldestMicros] of this.#set.groups()) {

@@ -76,6 +76,11 @@ export interface AgentBatch {
   /** True when `awaitingAgents` is every waiting agent (the query asked for `full`). */
   readonly awaitingComplete?: boolean;
   /**
+   * The query asked for `full` and the source could not read every waiting agent (the rest of the batch
+   * holds): why, without secrets. The recorder asks for the reconciliation again at the next tick.
+   */
+  readonly awaitingReconcileError?: string;
+  /**
    * With `query.awaiting`: the candidates that still wait (current, not connected), with their timeout
    * and whether it has passed on the source's clock. A candidate missing here no longer waits.
    */

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { passedTimeoutText } from './awaiting-query.js';
+import { passedTimeoutText } from './timeout-sql.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
 export { utcMicrosText } from './utc-micros-text.js';
@@ -51,7 +51,7 @@ export function connectedAgentsQuery(db: Kysely<CoderDatabase>, connectedSince?:
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 /** `{id,id,...}` of the ids that are UUIDs (a cast error would fail the whole query), or undefined if none. */
-function uuidArrayLiteral(ids: readonly string[]): string | undefined {
+export function uuidArrayLiteral(ids: readonly string[]): string | undefined {
   const kept = ids.filter((id) => UUID.test(id));
   return kept.length === 0 ? undefined : `{${kept.join(',')}}`;
 }

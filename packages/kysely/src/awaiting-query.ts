@@ -1,30 +1,8 @@
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
+import { currentAgents } from './agents-query.js';
+import { timeoutInstant } from './timeout-sql.js';
 import { utcMicrosText } from './utc-micros-text.js';
 import type { CoderDatabase } from './schema.js';
-
-/**
- * The agent's connection timeout in seconds: its own `connection_timeout_seconds` when above 0 (Coder's
- * rule), else `fallbackSeconds` (0: the agent never times out, as in Coder). `alias` is the agents' alias.
- */
-export function effectiveTimeoutSeconds(fallbackSeconds: number, alias = 'wa'): RawBuilder<number> {
-  const column = sql.ref(`${alias}.connection_timeout_seconds`);
-  return sql<number>`(CASE WHEN ${column} > 0 THEN ${column} ELSE ${fallbackSeconds}::int END)`;
-}
-
-/** `created_at` + the effective timeout, or NULL when the agent never times out. */
-function timeoutInstant(fallbackSeconds: number, alias = 'wa'): RawBuilder<Date | null> {
-  const timeout = effectiveTimeoutSeconds(fallbackSeconds, alias);
-  return sql<Date | null>`(CASE WHEN ${timeout} > 0 THEN ${sql.ref(`${alias}.created_at`)} + ${timeout} * interval '1 second' END)`;
-}
-
-/**
- * For a connected agent (`wa`): the instant of the timeout it passed before connecting, as µs text, or
- * NULL. Coder's rule, strictly: connecting exactly at `created_at + timeout` is in time.
- */
-export function passedTimeoutText(fallbackSeconds: number): RawBuilder<string | null> {
-  const at = timeoutInstant(fallbackSeconds);
-  return sql<string | null>`(CASE WHEN wa.first_connected_at > ${at} THEN ${utcMicrosText(at)} END)`;
-}
 
 export interface AwaitingAgentsQueryOptions {
   /** Only agents created at or after this instant (the incremental read). Undefined: every waiting agent. */
@@ -41,15 +19,19 @@ export interface AwaitingAgentsQueryOptions {
  * timeout has passed on the database's clock (strictly, as Coder's `now - created_at > timeout`), and
  * the four label values.
  *
- * The waiting agents are selected first, in a MATERIALIZED CTE, and then looked up one by one in their
- * build, workspace, owner and template by key (LATERAL with OFFSET 0): left to itself the planner starts
- * from every workspace, or hashes every build and resource, which costs the whole population. The
- * incremental read (`createdSince`) and the candidates (`ids`) then cost the agents they return; the
- * full read (a reconciliation) costs the waiting agents, once per reconciliation interval.
+ * With `createdSince` or `ids` the few waiting agents are selected first and then looked up one by one in
+ * their build, workspace, owner and template by key (see `currentBuildLookup`), so the read costs the
+ * agents it returns. Without either (a reconciliation: every waiting agent) the planner joins as it
+ * likes: at 100k agents and more it hashes each table once, which costs a fraction of looking up tens
+ * of thousands of agents one by one (figures in bench/RESULTS.md).
  */
 export function awaitingAgentsQuery(db: Kysely<CoderDatabase>, options: AwaitingAgentsQueryOptions = {}) {
   const fallback = options.fallbackTimeoutSeconds ?? 0;
-  const timeoutAt = timeoutInstant(fallback);
+  if (options.createdSince === undefined && options.ids === undefined) {
+    return currentAgents(db, 'no-newer-build')
+      .where('wa.first_connected_at', 'is', null)
+      .select(awaitingColumns(fallback, { username: 'u.username', workspace: 'w.name', template: 't.name' }));
+  }
   return db
     .with(
       (wc) => wc('waiting').materialized(),
@@ -65,37 +47,58 @@ export function awaitingAgentsQuery(db: Kysely<CoderDatabase>, options: Awaiting
       },
     )
     .selectFrom('waiting as wa')
-    .innerJoinLateral(
-      (eb) =>
-        eb
-          .selectFrom('workspace_resources as wr')
-          .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
-          .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
-          .innerJoin('users as u', 'u.id', 'w.owner_id')
-          .innerJoin('templates as t', 't.id', 'w.template_id')
-          .whereRef('wr.id', '=', 'wa.resource_id')
-          .where('w.deleted', '=', false)
-          .where('wb.build_number', '=', (eb2) =>
-            eb2
-              .selectFrom('workspace_builds as wb2')
-              .select((eb3) => eb3.fn.max('wb2.build_number').as('max_build_number'))
-              .whereRef('wb2.workspace_id', '=', 'w.id'),
-          )
-          .select(['t.name as template_name', 'u.username as username', 'w.name as workspace_name'])
-          .offset(0)
-          .as('cur'),
-      (join) => join.onTrue(),
+    .innerJoinLateral((eb) => currentBuildLookup(eb).as('cur'), (join) => join.onTrue())
+    .select(awaitingColumns(fallback, { username: 'cur.username', workspace: 'cur.workspace_name', template: 'cur.template_name' }));
+}
+
+type LabelColumns =
+  | { readonly username: 'u.username'; readonly workspace: 'w.name'; readonly template: 't.name' }
+  | { readonly username: 'cur.username'; readonly workspace: 'cur.workspace_name'; readonly template: 'cur.template_name' };
+
+function awaitingColumns(fallback: number, labels: LabelColumns) {
+  const timeoutAt = timeoutInstant(fallback);
+  return [
+    sql<string>`wa.id`.as('agent_id'),
+    utcMicrosText(sql<Date>`wa.created_at`).as('created_at'),
+    sql<string | null>`(CASE WHEN ${timeoutAt} IS NULL THEN NULL ELSE ${utcMicrosText(timeoutAt)} END)`.as('timed_out_at'),
+    sql<boolean>`coalesce(${timeoutAt} < now(), false)`.as('due'),
+    sql<string>`wa.name`.as('agent_name'),
+    sql<string>`${sql.ref(labels.username)}`.as('username'),
+    sql<string>`${sql.ref(labels.workspace)}`.as('workspace_name'),
+    sql<string>`${sql.ref(labels.template)}`.as('template_name'),
+  ] as const;
+}
+
+/**
+ * For one agent row `wa` (LATERAL): its build, if that is the latest of a non-deleted workspace, with
+ * the owner's username, the workspace's and the template's names and the template version's name
+ * (LEFT JOIN, as Coder PR #24179). `OFFSET 0` keeps it a per-row lookup by key: left to itself the
+ * planner starts from every workspace, or hashes every build and resource, which costs the whole
+ * population for a handful of agents.
+ */
+export function currentBuildLookup(eb: ExpressionBuilder<CoderDatabase & { wa: { resource_id: string } }, 'wa'>) {
+  return eb
+    .selectFrom('workspace_resources as wr')
+    .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
+    .innerJoin('users as u', 'u.id', 'w.owner_id')
+    .innerJoin('templates as t', 't.id', 'w.template_id')
+    .leftJoin('template_versions as tv', 'tv.id', 'wb.template_version_id')
+    .whereRef('wr.id', '=', 'wa.resource_id')
+    .where('w.deleted', '=', false)
+    .where((eb2) =>
+      eb2.not(
+        eb2.exists(
+          eb2
+            .selectFrom('workspace_builds as wb2')
+            .select(eb2.lit(1).as('newer'))
+            .whereRef('wb2.workspace_id', '=', 'wb.workspace_id')
+            .whereRef('wb2.build_number', '>', 'wb.build_number'),
+        ),
+      ),
     )
-    .select([
-      'wa.id as agent_id',
-      utcMicrosText(sql<Date>`wa.created_at`).as('created_at'),
-      sql<string | null>`(CASE WHEN ${timeoutAt} IS NULL THEN NULL ELSE ${utcMicrosText(timeoutAt)} END)`.as('timed_out_at'),
-      sql<boolean>`coalesce(${timeoutAt} < now(), false)`.as('due'),
-      'wa.name as agent_name',
-      'cur.username as username',
-      'cur.workspace_name as workspace_name',
-      'cur.template_name as template_name',
-    ]);
+    .select(['t.name as template_name', 'u.username as username', 'w.name as workspace_name', 'tv.name as template_version_name'])
+    .offset(0);
 }
 
 /** One row of `awaitingAgentsQuery`. */

@@ -46,13 +46,9 @@ export {
   type ConnectedAgentRow,
   type LatestBuildForm,
 } from './agents-query.js';
-export {
-  awaitingAgentsQuery,
-  effectiveTimeoutSeconds,
-  passedTimeoutText,
-  type AwaitingAgentRow,
-  type AwaitingAgentsQueryOptions,
-} from './awaiting-query.js';
+export { awaitingAgentsQuery, currentBuildLookup, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './awaiting-query.js';
+export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './changed-agents-query.js';
+export { effectiveTimeoutSeconds, passedTimeoutText } from './timeout-sql.js';
 export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,

@@ -12,6 +12,7 @@ import {
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
 import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
+import { changedAgentsQuery } from './changed-agents-query.js';
 import { CoderDatabaseError } from './errors.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -68,11 +69,23 @@ export interface CoderAgentSource extends FirstConnectionSource {
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 
 const FAILURE_CONTEXT = 'listing agents from the Coder database failed';
+const RECONCILE_CONTEXT = 'reading all waiting agents from the Coder database failed';
+
+interface TickRows {
+  readonly clock: { source_time: string; in_recovery: boolean; replayed_until: string | null; replay_lag_s: number | null };
+  readonly rows: ConnectedAgentRow[];
+  readonly waiting?: AwaitingAgentRow[];
+  readonly checks?: AwaitingAgentRow[];
+  readonly complete?: boolean;
+  readonly reconcileError?: string;
+}
 
 /**
  * The core's `FirstConnectionSource` over a Coder database (or the schema subset of this package).
  * One read-only transaction per call: the database clock (and the statement timeout), then the agents
- * query. Failures reject with a `CoderDatabaseError` whose message names the cause
+ * query; with the awaiting metrics, a reconciliation (every waiting agent) runs in a transaction of its
+ * own before it, and its failure is reported in the batch (`awaitingReconcileError`) instead of failing
+ * the tick. Failures reject with a `CoderDatabaseError` whose message names the cause
  * (`listing agents from the Coder database failed: relation "workspace_agents" does not exist`).
  */
 export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: CoderAgentSourceOptions = {}): CoderAgentSource {
@@ -95,36 +108,78 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
     }
     if (signal.aborted) throw new CoderDatabaseError(FAILURE_CONTEXT, signal.reason);
 
-    // Set while the transaction holds a connection, so an abort cancels only our own query.
+    // Set while a transaction holds a connection, so an abort cancels only our own query.
     let backendPid: number | undefined;
     let settled = false;
-    const work = db
-      .transaction()
-      .setAccessMode('read only')
-      .execute(async (trx) => {
-        const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
-        backendPid = clock.backend_pid;
-        if (signal.aborted) throw signal.reason;
-        const timeouts = awaiting === undefined ? undefined : { fallbackTimeoutSeconds };
-        const rows = await connectedAgentsQuery(trx, connectedSince, {
+    /** One read-only transaction: the clock (and the statement timeout) first, then `read`. */
+    const readOnly = <T>(read: (trx: Kysely<CoderDatabase>) => Promise<T>) =>
+      db
+        .transaction()
+        .setAccessMode('read only')
+        .execute(async (trx) => {
+          const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
+          backendPid = clock.backend_pid;
+          if (signal.aborted) throw signal.reason;
+          try {
+            return { clock, value: await read(trx) };
+          } finally {
+            backendPid = undefined;
+          }
+        });
+
+    const tick = async (): Promise<TickRows> => {
+      const complete = awaiting !== undefined && (awaiting.full || connectedSince === undefined);
+      // The reconciliation (every waiting agent) has its own transaction, before the tick's: its cost and
+      // its failure stay out of the tick's reads, which go on; it is asked for again next tick.
+      let reconciled: AwaitingAgentRow[] | undefined;
+      let reconcileError: string | undefined;
+      if (complete) {
+        try {
+          reconciled = (await readOnly((trx) => awaitingAgentsQuery(trx, { fallbackTimeoutSeconds }).execute())).value;
+        } catch (error) {
+          if (signal.aborted) throw error;
+          reconcileError = new CoderDatabaseError(RECONCILE_CONTEXT, error).message;
+        }
+      }
+      const { clock, value } = await readOnly(async (trx) => {
+        if (awaiting === undefined || connectedSince === undefined) {
+          const timeouts = awaiting === undefined ? undefined : { fallbackTimeoutSeconds };
+          const rows = await connectedAgentsQuery(trx, connectedSince, {
+            ...(excludeAgentIds !== undefined && { excludeAgentIds }),
+            ...(timeouts !== undefined && { timeouts }),
+          }).execute();
+          return { rows, waiting: [] as AwaitingAgentRow[], checks: await checksOf(trx) };
+        }
+        const changed = await changedAgentsQuery(trx, connectedSince, {
           ...(excludeAgentIds !== undefined && { excludeAgentIds }),
-          ...(timeouts !== undefined && { timeouts }),
-        }).execute();
-        if (awaiting === undefined) return { rows, clock };
-        const complete = awaiting.full || connectedSince === undefined;
-        const waiting = await awaitingAgentsQuery(trx, {
-          ...(!complete && connectedSince !== undefined && { createdSince: connectedSince }),
           fallbackTimeoutSeconds,
         }).execute();
-        const checks =
-          awaiting.timeoutCandidates.length === 0
-            ? []
-            : await awaitingAgentsQuery(trx, { ids: awaiting.timeoutCandidates, fallbackTimeoutSeconds }).execute();
-        return { rows, clock, waiting, checks, complete };
-      })
-      .finally(() => {
-        settled = true;
+        const rows: ConnectedAgentRow[] = [];
+        const waiting: AwaitingAgentRow[] = [];
+        for (const row of changed) {
+          if (row.first_connected_at === null) waiting.push(row);
+          else rows.push({ ...row, first_connected_at: row.first_connected_at });
+        }
+        return { rows, waiting, checks: await checksOf(trx) };
       });
+      return {
+        clock,
+        rows: value.rows,
+        ...(awaiting !== undefined && {
+          waiting: reconciled === undefined ? value.waiting : [...reconciled, ...value.waiting],
+          checks: value.checks,
+          complete: reconciled !== undefined,
+          ...(reconcileError !== undefined && { reconcileError }),
+        }),
+      };
+    };
+    const checksOf = (trx: Kysely<CoderDatabase>): Promise<AwaitingAgentRow[]> =>
+      awaiting === undefined || awaiting.timeoutCandidates.length === 0
+        ? Promise.resolve([])
+        : awaitingAgentsQuery(trx, { ids: awaiting.timeoutCandidates, fallbackTimeoutSeconds }).execute();
+    const work = tick().finally(() => {
+      settled = true;
+    });
 
     const cancel = (): void => {
       if (!cancelOnAbort) return;
@@ -132,21 +187,16 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
         .connection()
         .execute(async (conn) => {
           // The transaction may have ended while this waited for a connection: then its pid is another query's.
-          if (settled || backendPid === undefined) return;
-          await sql`SELECT pg_cancel_backend(${backendPid})`.execute(conn);
+          const pid = backendPid;
+          if (settled || pid === undefined) return;
+          await sql`SELECT pg_cancel_backend(${pid})`.execute(conn);
         })
         .catch(() => {
           // Best effort: the statement timeout ends the query anyway.
         });
     };
 
-    let result: {
-      rows: ConnectedAgentRow[];
-      clock: { source_time: string; in_recovery: boolean; replayed_until: string | null; replay_lag_s: number | null };
-      waiting?: AwaitingAgentRow[];
-      checks?: AwaitingAgentRow[];
-      complete?: boolean;
-    };
+    let result: TickRows;
     try {
       result = await settleOrAbort(work, signal, cancel);
     } catch (error) {
@@ -165,6 +215,7 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
             ...batch,
             awaitingAgents: result.waiting.map(toAwaitingAgent),
             awaitingComplete: result.complete === true,
+            ...(result.reconcileError !== undefined && { awaitingReconcileError: result.reconcileError }),
             timeoutChecks: (result.checks ?? []).filter((row) => row.timed_out_at !== null).map(toTimeoutCheck),
           };
     if (!clock.in_recovery) return withAwaiting;

@@ -8,6 +8,15 @@ import { randomUUID } from 'node:crypto';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { AwaitingAgentsRecorder, FirstConnectionPoller, FirstConnectionRecorder, toEpochMicros, type BackfillPolicy } from '@agentconn/core';
+import {
+  PostgresQueryCompiler,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  type QueryResult,
+  type RootOperationNode,
+  type UnknownRow,
+} from 'kysely';
 import { createCoderAgentSource, type CoderAgentSource } from '../src/index.js';
 import type { OpenTestDatabase, TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
@@ -51,6 +60,34 @@ class Pipeline {
 
   shutdown(): Promise<void> {
     return this.meterProvider.shutdown();
+  }
+}
+
+/**
+ * Fails the source's full read of the waiting agents (the reconciliation) while `failing`, at the Kysely
+ * layer, before it reaches the database; every other statement runs on the real database.
+ */
+class FullReadFault implements KyselyPlugin {
+  failing = false;
+  failures = 0;
+  fullReads = 0;
+  readonly #compiler = new PostgresQueryCompiler();
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    const { sql } = this.#compiler.compileQuery(args.node, args.queryId);
+    // The full read is the only one that joins from the workspaces and asks for `first_connected_at is null`.
+    if (/from "workspaces" as "w"/.test(sql) && /"wa"\."first_connected_at" is null/.test(sql)) {
+      this.fullReads++;
+      if (this.failing) {
+        this.failures++;
+        throw new Error('injected fault in the full read');
+      }
+    }
+    return args.node;
+  }
+
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
   }
 }
 
@@ -199,6 +236,74 @@ export function defineAwaitingContract(name: string, open: OpenTestDatabase): vo
         expect(await eager.value(AWAITING, templateName)).toBeUndefined();
       } finally {
         await eager.shutdown();
+      }
+    });
+
+    it('a failed reconciliation does not fail the tick: connections and timeouts go on, the gauges wait for a full read, retried next tick', async () => {
+      const templateName = template();
+      const { resourceId } = await fixture.workspaceWithBuild({ templateName });
+      const fault = new FullReadFault();
+      const faulty = createCoderAgentSource(database.db.withPlugin(fault));
+      const pipeline = new Pipeline(faulty, undefined, { reconcileIntervalMs: 3_600_000 });
+      try {
+        fault.failing = true;
+        let result = await pipeline.poller.tick(); // the start tick: its reconciliation fails
+        expect(result.outcome).toBe('success');
+        expect(fault.failures).toBe(1);
+        const late = await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now()), firstConnectedAt: null, connectionTimeoutSeconds: 1 });
+        const quick = await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now()), firstConnectedAt: null });
+        await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now()), firstConnectedAt: null });
+        await sleep(1200);
+        await database.db.updateTable('workspace_agents').set({ first_connected_at: iso(Date.now()) }).where('id', '=', quick).execute();
+        result = await pipeline.poller.tick(); // tried again, fails again; the incremental read holds
+        expect(result.outcome).toBe('success');
+        expect(fault.failures).toBe(2);
+        expect(result.observed).toBe(1);
+        expect(result.timeouts).toBe(1);
+        expect(await pipeline.value(TIMEOUTS, templateName)).toBe(1);
+        // Two agents wait, but without one full read the held set may miss older ones: nothing is reported.
+        expect(await pipeline.value(AWAITING, templateName)).toBeUndefined();
+        const warnings = pipeline.logger.records.filter((e) => e.message.startsWith('reading all waiting agents failed'));
+        expect(warnings).toHaveLength(2);
+        expect(String(warnings[0]?.fields.error)).toContain('injected fault in the full read');
+
+        fault.failing = false;
+        result = await pipeline.poller.tick();
+        expect(result.timeouts).toBe(0);
+        expect(await pipeline.value(AWAITING, templateName)).toBe(2);
+        expect(await pipeline.value(TIMEOUTS, templateName)).toBe(1);
+        expect(fault.fullReads).toBe(3);
+        await pipeline.poller.tick(); // not due again for an hour
+        expect(fault.fullReads).toBe(3);
+        expect(late).toBeDefined();
+      } finally {
+        await pipeline.shutdown();
+      }
+    });
+
+    it('an agent whose timeout instant is past the last representable time does not fail the tick', async () => {
+      const templateName = template();
+      const { resourceId } = await fixture.workspaceWithBuild({ templateName });
+      const pipeline = new Pipeline(source);
+      try {
+        await pipeline.poller.tick();
+        // created_at + 1 day overflows timestamptz (294276 AD): computing its timeout must not error the read.
+        await fixture.agent({ resourceId, name: 'main', createdAt: '294276-12-31T00:00:00Z', firstConnectedAt: null, connectionTimeoutSeconds: 86_400 });
+        await fixture.agent({ resourceId, name: 'main', createdAt: '294276-12-31T00:00:00Z', firstConnectedAt: '294276-12-31T12:00:00Z', connectionTimeoutSeconds: 86_400 });
+        const ok = await fixture.agent({ resourceId, name: 'main', createdAt: iso(Date.now() - 5_000), firstConnectedAt: null });
+        await database.db.updateTable('workspace_agents').set({ first_connected_at: iso(Date.now()) }).where('id', '=', ok).execute();
+        const result = await pipeline.poller.tick();
+        expect(result.outcome).toBe('success');
+        expect(result.observed).toBe(1);
+        const reconciling = new Pipeline(source, undefined, { reconcileIntervalMs: 0 });
+        try {
+          expect((await reconciling.poller.tick()).outcome).toBe('success');
+          expect(reconciling.logger.records.filter((e) => e.message.startsWith('reading all waiting agents failed'))).toEqual([]);
+        } finally {
+          await reconciling.shutdown();
+        }
+      } finally {
+        await pipeline.shutdown();
       }
     });
 
