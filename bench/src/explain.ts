@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { awaitingAgentsQuery, connectedAgentsQuery, workspaceAgentsForMetricsQuery, type CoderDatabase } from '@agentconn/kysely';
+import { awaitingAgentsQuery, changedAgentsQuery, connectedAgentsQuery, workspaceAgentsForMetricsQuery, type CoderDatabase } from '@agentconn/kysely';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { BenchMode } from './options.js';
 
@@ -74,11 +74,14 @@ export function modeQuery(db: Kysely<CoderDatabase>, mode: BenchMode, since: Dat
       return connectedAgentsQuery(db, since, { excludeAgentIds }).compile();
     case 'incremental-awaiting':
     case 'incremental-index-awaiting':
-      return connectedAgentsQuery(db, since, { excludeAgentIds, timeouts: { fallbackTimeoutSeconds: 0 } }).compile();
+      // One statement for the connections and the new waiting agents (the start tick: the full scan).
+      return since === undefined
+        ? connectedAgentsQuery(db, undefined, { timeouts: { fallbackTimeoutSeconds: 0 } }).compile()
+        : changedAgentsQuery(db, since, { excludeAgentIds, fallbackTimeoutSeconds: 0 }).compile();
   }
 }
 
-/** Each statement a mode's tick runs after the clock: the agents query, and for `*-awaiting` the awaiting reads. */
+/** Each statement a mode's tick runs after the clock: the agents query (for `*-awaiting` with the new waiting agents), and the reconciliation. */
 export function modeQueries(
   db: Kysely<CoderDatabase>,
   mode: BenchMode,
@@ -87,9 +90,11 @@ export function modeQueries(
 ): [string, CompiledQuery][] {
   const queries: [string, CompiledQuery][] = [['agents', modeQuery(db, mode, since, excludeAgentIds)]];
   if (mode.endsWith('-awaiting')) {
-    // Every tick: the agents created since the lower bound. Once per reconciliation interval: all waiting.
-    queries.push(['awaiting new', awaitingAgentsQuery(db, since === undefined ? {} : { createdSince: since }).compile()]);
+    // Once per reconciliation interval, in its own transaction: every waiting agent. Beside it, for the
+    // comparison, the same rows read with the per-agent lookups the incremental read uses (the plan
+    // the reconciliation had before).
     queries.push(['awaiting reconciliation', awaitingAgentsQuery(db).compile()]);
+    queries.push(['awaiting reconciliation by lookups', awaitingAgentsQuery(db, { createdSince: new Date(Date.UTC(1, 0, 1)) }).compile()]);
   }
   return queries;
 }
