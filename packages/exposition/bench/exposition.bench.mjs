@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const SELF = fileURLToPath(import.meta.url);
-const VARIANTS = ['ours', 'ours-gzip', 'exemplars', 'otel', 'prom-client'];
+const VARIANTS = ['ours', 'ours-gzip', 'prerendered', 'exemplars', 'otel', 'prom-client'];
 const OPENMETRICS_ACCEPT = 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5';
 const HELP = `Usage: node packages/exposition/bench/exposition.bench.mjs [options]   (after pnpm exec tsc -b)
 
@@ -54,7 +54,7 @@ async function startOtel(variant, series) {
   const core = await import('@agentconn/core');
   const { createMetricsServer, FastPrometheusReader } = await import('../dist/index.js');
   const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus');
-  const ours = variant.startsWith('ours');
+  const ours = variant.startsWith('ours') || variant === 'prerendered';
   const reader = ours
     ? new FastPrometheusReader({ withoutScopeInfo: process.env.BENCH_WITHOUT_SCOPE === '1' })
     : new PrometheusExporter({ preventServerStart: true });
@@ -71,6 +71,7 @@ async function startOtel(variant, series) {
       unit: core.FIRST_CONNECTION_METRIC_UNIT,
     });
   for (let i = 0; i < series; i++) histogram.record(valueFor(i), labelsFor(i));
+  if (variant === 'prerendered') return servePrerendered(reader);
   if (ours) {
     const server = await createMetricsServer({ reader, port: 0 });
     return server.port;
@@ -111,6 +112,30 @@ async function startExemplars(series) {
   }
   const server = await createMetricsServer({ reader, port: 0 });
   return server.port;
+}
+
+/**
+ * The floor a scrape could reach: the same body bytes, rendered once by our reader at startup, then answered
+ * from that one Buffer by a plain http server (no collect, no rendering).
+ */
+async function servePrerendered(reader) {
+  const { Writable } = await import('node:stream');
+  const parts = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      parts.push(chunk);
+      done();
+    },
+  });
+  await reader.writeTo(sink);
+  const body = Buffer.concat(parts);
+  parts.length = 0;
+  return listen(
+    createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': body.length });
+      res.end(body);
+    }),
+  );
 }
 
 async function startPromClient(series) {
@@ -230,7 +255,7 @@ async function startChild(variant, series, nodeArgs, withoutScope) {
 async function measureSize(variants, series, runs, nodeArgs, client, withoutScope) {
   const children = [];
   for (const variant of variants) children.push(await startChild(variant, series, nodeArgs, withoutScope));
-  const runsOf = (variant) => (series >= 100_000 && !['ours', 'ours-gzip', 'exemplars'].includes(variant) ? Math.min(3, runs) : runs);
+  const runsOf = (variant) => (series >= 100_000 && !['ours', 'ours-gzip', 'prerendered', 'exemplars'].includes(variant) ? Math.min(3, runs) : runs);
   for (const c of children) for (const m of c.modes) await scrape(c.port, client, m.request); // warm-up: JIT, first collect
   for (let round = 0; round < runs; round++) {
     for (const c of children) {
