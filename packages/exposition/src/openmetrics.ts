@@ -22,7 +22,8 @@ import {
   type Family,
   type PrometheusSerializerOptions,
 } from './serializer.js';
-import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+import { EMPTY_LABELS, seriesBytes, writeSum, type SeriesBytes } from './series-bytes.js';
+import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -198,7 +199,7 @@ class OpenMetricsSampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own = '';
+  #own: Buffer = EMPTY_LABELS;
   #timestamp: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -209,17 +210,17 @@ class OpenMetricsSampleWriter {
 
   prepare(point: DataPoint<number>): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    this.#own = seriesBytes(point.attributes).own;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
+    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
   }
 
   write(sink: ByteSink): void {
     const point = this.#point;
     if (point === undefined) return;
     const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
     sink.pos = writeEnd(buf, pos, this.#timestamp);
   }
@@ -238,7 +239,7 @@ class OpenMetricsHistogramWriter {
   readonly #encoded: WeakMap<Exemplar, Buffer>;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #own = '';
+  #series: SeriesBytes | undefined;
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
@@ -264,7 +265,8 @@ class OpenMetricsHistogramWriter {
 
   prepare(point: DataPoint<Histogram>): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    const series = seriesBytes(point.attributes);
+    this.#series = series;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const { boundaries, counts } = point.value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -273,7 +275,7 @@ class OpenMetricsHistogramWriter {
     const perLine =
       this.#bucketOpen.length +
       2 +
-      maxUtf8Bytes(this.#own) +
+      series.own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       TIMESTAMP_BYTES +
@@ -308,9 +310,10 @@ class OpenMetricsHistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    if (point === undefined) return;
+    const series = this.#series;
+    if (point === undefined || series === undefined) return;
     const value = point.value;
-    const own = this.#own;
+    const own = series.own;
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
     const buf = sink.buf;
@@ -323,7 +326,6 @@ class OpenMetricsHistogramWriter {
     const lastTail = tails[tails.length - 1];
     let headStart = -1;
     let headEnd = -1;
-    let ownStart = -1;
     let cumulative = 0;
     for (let i = 0; i < limit; i++) {
       cumulative += counts[i] ?? 0;
@@ -331,8 +333,8 @@ class OpenMetricsHistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        ownStart = pos;
-        if (own.length > 0) pos += buf.write(own, pos, 'utf8');
+        buf.set(own, pos);
+        pos += own.length;
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);
@@ -345,15 +347,13 @@ class OpenMetricsHistogramWriter {
       }
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
-    // `_count` and `_sum` reuse the label bytes written on the first bucket line.
-    const ownAt = ownStart < 0 ? { start: -1, end: -1 } : { start: ownStart, end: headEnd };
     if (value.count != null) {
-      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeSeries(buf, pos, this.#countName, own, this.#suffix);
       pos = writeEnd(buf, writeNumber(buf, pos, value.count, formatValue), timestamp);
     }
     if (value.sum != null) {
-      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeEnd(buf, writeNumber(buf, pos, value.sum, formatValue), timestamp);
+      pos = writeSeries(buf, pos, this.#sumName, own, this.#suffix);
+      pos = writeEnd(buf, writeSum(buf, pos, series, value.sum), timestamp);
     }
     sink.pos = pos;
   }

@@ -17,6 +17,7 @@ import {
   NO_REGISTERED_METRICS,
   sanitizeName,
 } from './format.js';
+import { EMPTY_LABELS, seriesBytes, writeSum, type SeriesBytes } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
@@ -356,18 +357,8 @@ export class LabelSuffix {
   }
 }
 
-/**
- * Writes `name{own,additional} value` for one data point, `own` as text the first time and as a byte copy of
- * that first write afterwards. Returns the new position; `ownAt` carries where the first write put it.
- */
-export function writeSeries(
-  buf: Buffer,
-  pos: number,
-  name: Buffer,
-  own: string,
-  ownAt: { start: number; end: number },
-  suffix: LabelSuffix,
-): number {
+/** Writes `name{own,additional} ` for one data point (own labels as cached bytes); returns the new position. */
+export function writeSeries(buf: Buffer, pos: number, name: Buffer, own: Buffer, suffix: LabelSuffix): number {
   buf.set(name, pos);
   pos += name.length;
   if (own.length === 0) {
@@ -375,14 +366,8 @@ export function writeSeries(
     return pos + suffix.withoutOwn.length;
   }
   buf[pos++] = OPEN_BRACE;
-  if (ownAt.start < 0) {
-    ownAt.start = pos;
-    pos += buf.write(own, pos, 'utf8');
-    ownAt.end = pos;
-  } else {
-    buf.copyWithin(pos, ownAt.start, ownAt.end);
-    pos += ownAt.end - ownAt.start;
-  }
+  buf.set(own, pos);
+  pos += own.length;
   buf.set(suffix.afterOwn, pos);
   return pos + suffix.afterOwn.length;
 }
@@ -415,7 +400,7 @@ class SampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own = '';
+  #own: Buffer = EMPTY_LABELS;
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -424,20 +409,20 @@ class SampleWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  /** Builds the point's label text; returns an upper bound of the bytes `write` needs. */
+  /** Looks up the point's label bytes; returns an upper bound of the bytes `write` needs. */
   prepare(point: DataPoint<number>): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    this.#own = seriesBytes(point.attributes).own;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
+    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
   }
 
   write(sink: ByteSink): void {
     const point = this.#point;
     if (point === undefined) return;
     const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
     sink.pos = writeLineEnd(buf, pos, this.#lineEnd);
   }
@@ -457,7 +442,7 @@ class HistogramWriter {
   readonly #appendTimestamp: boolean;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #own = '';
+  #series: SeriesBytes | undefined;
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -471,14 +456,15 @@ class HistogramWriter {
 
   prepare(point: DataPoint<Histogram>): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    const series = seriesBytes(point.attributes);
+    this.#series = series;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const buckets = this.#bucketLabels(point.value.buckets.boundaries);
     const lines = 2 + point.value.buckets.counts.length;
     const perLine =
       this.#bucketOpen.length +
       2 +
-      maxUtf8Bytes(this.#own) +
+      series.own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       LINE_END_BYTES;
@@ -487,22 +473,22 @@ class HistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    if (point === undefined) return;
+    const series = this.#series;
+    if (point === undefined || series === undefined) return;
     const value = point.value;
-    const own = this.#own;
+    const own = series.own;
     const lineEnd = this.#lineEnd;
     const buf = sink.buf;
     let pos = sink.pos;
-    const ownAt = { start: -1, end: -1 };
     // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
     // may record negative values).
     if (value.count != null) {
-      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeSeries(buf, pos, this.#countName, own, this.#suffix);
       pos = writeLineEnd(buf, writeNumber(buf, pos, value.count, formatValue), lineEnd);
     }
     if (value.sum != null) {
-      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeLineEnd(buf, writeNumber(buf, pos, value.sum, formatValue), lineEnd);
+      pos = writeSeries(buf, pos, this.#sumName, own, this.#suffix);
+      pos = writeLineEnd(buf, writeSum(buf, pos, series, value.sum), lineEnd);
     }
     const { boundaries, counts } = value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -520,13 +506,8 @@ class HistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        if (own.length > 0) {
-          if (ownAt.start < 0) pos += buf.write(own, pos, 'utf8');
-          else {
-            buf.copyWithin(pos, ownAt.start, ownAt.end);
-            pos += ownAt.end - ownAt.start;
-          }
-        }
+        buf.set(own, pos);
+        pos += own.length;
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);
