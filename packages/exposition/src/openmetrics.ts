@@ -22,7 +22,7 @@ import {
   type Family,
   type PrometheusSerializerOptions,
 } from './serializer.js';
-import { EMPTY_LABELS, seriesBytes, writeSum, type SeriesBytes } from './series-bytes.js';
+import { EMPTY_LABELS, seriesAt, seriesTable, writeSum, type SeriesBytes } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -156,11 +156,11 @@ export class OpenMetricsSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM: {
             const writer = new OpenMetricsHistogramWriter(name, additional, this.#appendTimestamp, this.#exemplars, metric.descriptor.name, this.#encoded);
-            yield* writePoints(sink, writer, metric.dataPoints);
+            yield* writePoints(sink, writer, metric.dataPoints, seriesTable(metric.descriptor));
             break;
           }
           default:
@@ -208,9 +208,9 @@ class OpenMetricsSampleWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<number>): number {
+  prepare(point: DataPoint<number>, table: SeriesBytes[], index: number): number {
     this.#point = point;
-    this.#own = seriesBytes(point.attributes).own;
+    this.#own = seriesAt(table, index, point.attributes).own;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
     return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
@@ -263,9 +263,9 @@ class OpenMetricsHistogramWriter {
     this.#encoded = encoded;
   }
 
-  prepare(point: DataPoint<Histogram>): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesBytes[], index: number): number {
     this.#point = point;
-    const series = seriesBytes(point.attributes);
+    const series = seriesAt(table, index, point.attributes);
     this.#series = series;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const { boundaries, counts } = point.value.buckets;

@@ -17,7 +17,7 @@ import {
   NO_REGISTERED_METRICS,
   sanitizeName,
 } from './format.js';
-import { EMPTY_LABELS, seriesBytes, writeSum, type SeriesBytes } from './series-bytes.js';
+import { EMPTY_LABELS, seriesAt, seriesTable, trimSeriesTable, writeSum, type SeriesBytes } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
@@ -171,10 +171,10 @@ export class PrometheusTextSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM:
-            yield* writePoints(sink, new HistogramWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new HistogramWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           default:
             this.#warnUnsupported(name);
@@ -380,19 +380,20 @@ export function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefin
   return pos + buf.write(lineEnd, pos, 'latin1');
 }
 
-/** Gauges and sums: one line per data point. */
-/** Writes each point's lines, yielding a chunk whenever the sink fills. */
+/** Writes each point's lines, yielding a chunk whenever the sink fills; `table` keeps the points' label bytes. */
 export function* writePoints<P>(
   sink: ByteSink,
-  writer: { prepare(point: P): number; write(sink: ByteSink): void },
+  writer: { prepare(point: P, series: SeriesBytes[], index: number): number; write(sink: ByteSink): void },
   points: readonly P[],
+  table: SeriesBytes[],
 ): Generator<Buffer, void, undefined> {
-  for (const point of points) {
-    const done = sink.room(writer.prepare(point));
+  for (let i = 0; i < points.length; i++) {
+    const done = sink.room(writer.prepare(points[i] as P, table, i));
     if (done !== undefined) yield done;
     writer.write(sink);
     if (sink.full) yield sink.take();
   }
+  trimSeriesTable(table, points.length);
 }
 
 class SampleWriter {
@@ -410,9 +411,9 @@ class SampleWriter {
   }
 
   /** Looks up the point's label bytes; returns an upper bound of the bytes `write` needs. */
-  prepare(point: DataPoint<number>): number {
+  prepare(point: DataPoint<number>, table: SeriesBytes[], index: number): number {
     this.#point = point;
-    this.#own = seriesBytes(point.attributes).own;
+    this.#own = seriesAt(table, index, point.attributes).own;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
     return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
@@ -454,9 +455,9 @@ class HistogramWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<Histogram>): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesBytes[], index: number): number {
     this.#point = point;
-    const series = seriesBytes(point.attributes);
+    const series = seriesAt(table, index, point.attributes);
     this.#series = series;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const buckets = this.#bucketLabels(point.value.buckets.boundaries);

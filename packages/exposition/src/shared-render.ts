@@ -163,7 +163,11 @@ export async function writeShared(rendering: SharedRendering, out: Writable): Pr
       index++;
       // The callback runs once the socket is done with the bytes (flushed, or failed): only then may they go.
       const written = out.write(chunk, () => rendering.written(at));
-      if (!written && (await drained(out)) === 'closed') return 'closed';
+      if (!written) {
+        // Render the next chunk while the socket drains this one (the scraper reads meanwhile).
+        rendering.chunk(index).catch(() => undefined);
+        if ((await drained(out)) === 'closed') return 'closed';
+      }
     }
   } finally {
     rendering.leave(index);
