@@ -15,14 +15,16 @@ import {
   DEFAULT_CHUNK_BYTES,
   LabelSuffix,
   PrometheusTextSerializer,
+  writeOwn,
   writePoints,
   writeSeries,
   writeText,
   type BucketLabels,
   type Family,
+  type OwnAt,
   type PrometheusSerializerOptions,
 } from './serializer.js';
-import { EMPTY_LABELS, seriesAt, seriesTable, writeSum, type SeriesBytes } from './series-bytes.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -199,7 +201,7 @@ class OpenMetricsSampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own: Buffer = EMPTY_LABELS;
+  readonly #own: OwnLabels = emptyOwnLabels();
   #timestamp: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -208,9 +210,9 @@ class OpenMetricsSampleWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<number>, table: SeriesBytes[], index: number): number {
+  prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = seriesAt(table, index, point.attributes).own;
+    table.prepare(index, point.attributes, this.#own);
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
     return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
@@ -220,7 +222,7 @@ class OpenMetricsSampleWriter {
     const point = this.#point;
     if (point === undefined) return;
     const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, this.#suffix);
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
     sink.pos = writeEnd(buf, pos, this.#timestamp);
   }
@@ -239,7 +241,9 @@ class OpenMetricsHistogramWriter {
   readonly #encoded: WeakMap<Exemplar, Buffer>;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #series: SeriesBytes | undefined;
+  readonly #own: OwnLabels = emptyOwnLabels();
+  #table: SeriesTable | undefined;
+  #index = 0;
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
@@ -263,10 +267,11 @@ class OpenMetricsHistogramWriter {
     this.#encoded = encoded;
   }
 
-  prepare(point: DataPoint<Histogram>, table: SeriesBytes[], index: number): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
     this.#point = point;
-    const series = seriesAt(table, index, point.attributes);
-    this.#series = series;
+    table.prepare(index, point.attributes, this.#own);
+    this.#table = table;
+    this.#index = index;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const { boundaries, counts } = point.value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -275,7 +280,7 @@ class OpenMetricsHistogramWriter {
     const perLine =
       this.#bucketOpen.length +
       2 +
-      series.own.length +
+      this.#own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       TIMESTAMP_BYTES +
@@ -310,10 +315,11 @@ class OpenMetricsHistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    const series = this.#series;
-    if (point === undefined || series === undefined) return;
+    const table = this.#table;
+    if (point === undefined || table === undefined) return;
     const value = point.value;
-    const own = series.own;
+    const own = this.#own;
+    const ownAt: OwnAt = { start: -1, end: -1 };
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
     const buf = sink.buf;
@@ -333,8 +339,7 @@ class OpenMetricsHistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        buf.set(own, pos);
-        pos += own.length;
+        pos = writeOwn(buf, pos, own, ownAt);
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);
@@ -348,12 +353,12 @@ class OpenMetricsHistogramWriter {
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
     if (value.count != null) {
-      pos = writeSeries(buf, pos, this.#countName, own, this.#suffix);
+      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
       pos = writeEnd(buf, writeNumber(buf, pos, value.count, formatValue), timestamp);
     }
     if (value.sum != null) {
-      pos = writeSeries(buf, pos, this.#sumName, own, this.#suffix);
-      pos = writeEnd(buf, writeSum(buf, pos, series, value.sum), timestamp);
+      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
+      pos = writeEnd(buf, table.writeSum(buf, pos, this.#index, value.sum), timestamp);
     }
     sink.pos = pos;
   }

@@ -17,7 +17,7 @@ import {
   NO_REGISTERED_METRICS,
   sanitizeName,
 } from './format.js';
-import { EMPTY_LABELS, seriesAt, seriesTable, trimSeriesTable, writeSum, type SeriesBytes } from './series-bytes.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
@@ -357,8 +357,25 @@ export class LabelSuffix {
   }
 }
 
-/** Writes `name{own,additional} ` for one data point (own labels as cached bytes); returns the new position. */
-export function writeSeries(buf: Buffer, pos: number, name: Buffer, own: Buffer, suffix: LabelSuffix): number {
+/** Where a data point's own labels were first written in the chunk, so that its other lines copy them. */
+export interface OwnAt {
+  start: number;
+  end: number;
+}
+
+/** The own labels at `pos`: from the series table the first time, then as a copy of that first write. */
+export function writeOwn(buf: Buffer, pos: number, own: OwnLabels, at: OwnAt): number {
+  if (at.start < 0) {
+    at.start = pos;
+    at.end = pos + own.slab.copy(buf, pos, own.start, own.start + own.length);
+    return at.end;
+  }
+  buf.copyWithin(pos, at.start, at.end);
+  return pos + (at.end - at.start);
+}
+
+/** Writes `name{own,additional} ` for one data point; returns the new position. */
+export function writeSeries(buf: Buffer, pos: number, name: Buffer, own: OwnLabels, at: OwnAt, suffix: LabelSuffix): number {
   buf.set(name, pos);
   pos += name.length;
   if (own.length === 0) {
@@ -366,8 +383,7 @@ export function writeSeries(buf: Buffer, pos: number, name: Buffer, own: Buffer,
     return pos + suffix.withoutOwn.length;
   }
   buf[pos++] = OPEN_BRACE;
-  buf.set(own, pos);
-  pos += own.length;
+  pos = writeOwn(buf, pos, own, at);
   buf.set(suffix.afterOwn, pos);
   return pos + suffix.afterOwn.length;
 }
@@ -383,9 +399,9 @@ export function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefin
 /** Writes each point's lines, yielding a chunk whenever the sink fills; `table` keeps the points' label bytes. */
 export function* writePoints<P>(
   sink: ByteSink,
-  writer: { prepare(point: P, series: SeriesBytes[], index: number): number; write(sink: ByteSink): void },
+  writer: { prepare(point: P, table: SeriesTable, index: number): number; write(sink: ByteSink): void },
   points: readonly P[],
-  table: SeriesBytes[],
+  table: SeriesTable,
 ): Generator<Buffer, void, undefined> {
   for (let i = 0; i < points.length; i++) {
     const done = sink.room(writer.prepare(points[i] as P, table, i));
@@ -393,7 +409,7 @@ export function* writePoints<P>(
     writer.write(sink);
     if (sink.full) yield sink.take();
   }
-  trimSeriesTable(table, points.length);
+  table.trim(points.length);
 }
 
 class SampleWriter {
@@ -401,7 +417,7 @@ class SampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own: Buffer = EMPTY_LABELS;
+  readonly #own: OwnLabels = emptyOwnLabels();
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -411,9 +427,9 @@ class SampleWriter {
   }
 
   /** Looks up the point's label bytes; returns an upper bound of the bytes `write` needs. */
-  prepare(point: DataPoint<number>, table: SeriesBytes[], index: number): number {
+  prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = seriesAt(table, index, point.attributes).own;
+    table.prepare(index, point.attributes, this.#own);
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
     return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
@@ -423,7 +439,7 @@ class SampleWriter {
     const point = this.#point;
     if (point === undefined) return;
     const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, this.#suffix);
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
     sink.pos = writeLineEnd(buf, pos, this.#lineEnd);
   }
@@ -443,7 +459,9 @@ class HistogramWriter {
   readonly #appendTimestamp: boolean;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #series: SeriesBytes | undefined;
+  readonly #own: OwnLabels = emptyOwnLabels();
+  #table: SeriesTable | undefined;
+  #index = 0;
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -455,17 +473,18 @@ class HistogramWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<Histogram>, table: SeriesBytes[], index: number): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
     this.#point = point;
-    const series = seriesAt(table, index, point.attributes);
-    this.#series = series;
+    table.prepare(index, point.attributes, this.#own);
+    this.#table = table;
+    this.#index = index;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const buckets = this.#bucketLabels(point.value.buckets.boundaries);
     const lines = 2 + point.value.buckets.counts.length;
     const perLine =
       this.#bucketOpen.length +
       2 +
-      series.own.length +
+      this.#own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       LINE_END_BYTES;
@@ -474,22 +493,23 @@ class HistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    const series = this.#series;
-    if (point === undefined || series === undefined) return;
+    const table = this.#table;
+    if (point === undefined || table === undefined) return;
     const value = point.value;
-    const own = series.own;
+    const own = this.#own;
+    const ownAt: OwnAt = { start: -1, end: -1 };
     const lineEnd = this.#lineEnd;
     const buf = sink.buf;
     let pos = sink.pos;
     // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
     // may record negative values).
     if (value.count != null) {
-      pos = writeSeries(buf, pos, this.#countName, own, this.#suffix);
+      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
       pos = writeLineEnd(buf, writeNumber(buf, pos, value.count, formatValue), lineEnd);
     }
     if (value.sum != null) {
-      pos = writeSeries(buf, pos, this.#sumName, own, this.#suffix);
-      pos = writeLineEnd(buf, writeSum(buf, pos, series, value.sum), lineEnd);
+      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
+      pos = writeLineEnd(buf, table.writeSum(buf, pos, this.#index, value.sum), lineEnd);
     }
     const { boundaries, counts } = value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -507,8 +527,7 @@ class HistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        buf.set(own, pos);
-        pos += own.length;
+        pos = writeOwn(buf, pos, own, ownAt);
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);

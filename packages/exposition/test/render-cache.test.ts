@@ -259,4 +259,27 @@ describe('render cache: collections that change shape (as a MetricProducer may h
     // Every variant but the repeated first one says something different.
     expect(texts.size).toBe(variants.length - 1);
   });
+
+  it('two renderings of different collections of one stream, interleaved chunk by chunk, each write their own series', () => {
+    const many = (prefix: string, n: number): Array<DataPoint<Histogram>> =>
+      Array.from({ length: n }, (_, i) => point({ job: `${prefix}-${i}`, pad: 'x'.repeat(i % 1000) }, [i % 3, 1, i % 2], i * 0.37));
+    // Enough replaced bytes that the table compacts its buffer while the other rendering still reads the old one.
+    const collections = [collection(many('first', 3000)), collection(many('second', 2000).reverse()), collection(many('third', 2500))];
+    const serializer = new PrometheusTextSerializer({ logger: createMemoryLogger() });
+    const generators = collections.map((resourceMetrics) => serializer.chunks(resourceMetrics, 97));
+    const parts: Buffer[][] = collections.map(() => []);
+    let active = true;
+    while (active) {
+      active = false;
+      generators.forEach((generator, i) => {
+        const next = generator.next();
+        if (next.done === true) return;
+        parts[i]?.push(Buffer.from(next.value));
+        active = true;
+      });
+    }
+    collections.forEach((resourceMetrics, i) => {
+      expect(Buffer.concat(parts[i] ?? []).toString('utf8'), `collection ${i}`).toBe(upstreamFor({}).serialize(resourceMetrics));
+    });
+  });
 });
