@@ -3,7 +3,6 @@ import { ValueType, type Attributes } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   DataPointType,
-  InstrumentType,
   MeterProvider,
   type DataPoint,
   type Histogram,
@@ -194,9 +193,7 @@ describe('render cache: collections that change shape (as a MetricProducer may h
     name: 'jobs.duration',
     description: 'job durations',
     unit: 's',
-    type: InstrumentType.HISTOGRAM,
     valueType: ValueType.DOUBLE,
-    advice: {},
   };
   const a: Attributes = { job: 'a', shard: 1 };
   const b: Attributes = { job: 'b', note: 'quote " and \\ and \n' };
