@@ -136,7 +136,10 @@ export class SharedRendering {
     try {
       const chunk = await this.#source.next();
       if (chunk === undefined) this.#done = true;
-      else {
+      else if (this.#readers === 0 && this.#joinClosed) {
+        // Rendered ahead for a reader that left meanwhile: nobody can ever read it.
+        this.#release?.(chunk);
+      } else {
         this.#chunks.push(chunk);
         this.#pending.push(this.#readers);
       }
