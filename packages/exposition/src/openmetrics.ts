@@ -15,14 +15,17 @@ import {
   DEFAULT_CHUNK_BYTES,
   LabelSuffix,
   PrometheusTextSerializer,
+  writeOwn,
   writePoints,
   writeSeries,
   writeText,
   type BucketLabels,
   type Family,
+  type OwnAt,
   type PrometheusSerializerOptions,
 } from './serializer.js';
-import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
+import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -155,11 +158,11 @@ export class OpenMetricsSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM: {
             const writer = new OpenMetricsHistogramWriter(name, additional, this.#appendTimestamp, this.#exemplars, metric.descriptor.name, this.#encoded);
-            yield* writePoints(sink, writer, metric.dataPoints);
+            yield* writePoints(sink, writer, metric.dataPoints, seriesTable(metric.descriptor));
             break;
           }
           default:
@@ -198,7 +201,7 @@ class OpenMetricsSampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own = '';
+  readonly #own: OwnLabels = emptyOwnLabels();
   #timestamp: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -207,12 +210,12 @@ class OpenMetricsSampleWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<number>): number {
+  prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    table.prepare(index, point.attributes, this.#own);
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
+    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
   }
 
   write(sink: ByteSink): void {
@@ -238,7 +241,9 @@ class OpenMetricsHistogramWriter {
   readonly #encoded: WeakMap<Exemplar, Buffer>;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #own = '';
+  readonly #own: OwnLabels = emptyOwnLabels();
+  #table: SeriesTable | undefined;
+  #index = 0;
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
@@ -262,9 +267,11 @@ class OpenMetricsHistogramWriter {
     this.#encoded = encoded;
   }
 
-  prepare(point: DataPoint<Histogram>): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    table.prepare(index, point.attributes, this.#own);
+    this.#table = table;
+    this.#index = index;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const { boundaries, counts } = point.value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -273,7 +280,7 @@ class OpenMetricsHistogramWriter {
     const perLine =
       this.#bucketOpen.length +
       2 +
-      maxUtf8Bytes(this.#own) +
+      this.#own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       TIMESTAMP_BYTES +
@@ -308,9 +315,11 @@ class OpenMetricsHistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    if (point === undefined) return;
+    const table = this.#table;
+    if (point === undefined || table === undefined) return;
     const value = point.value;
     const own = this.#own;
+    const ownAt: OwnAt = { start: -1, end: -1 };
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
     const buf = sink.buf;
@@ -323,7 +332,6 @@ class OpenMetricsHistogramWriter {
     const lastTail = tails[tails.length - 1];
     let headStart = -1;
     let headEnd = -1;
-    let ownStart = -1;
     let cumulative = 0;
     for (let i = 0; i < limit; i++) {
       cumulative += counts[i] ?? 0;
@@ -331,8 +339,7 @@ class OpenMetricsHistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        ownStart = pos;
-        if (own.length > 0) pos += buf.write(own, pos, 'utf8');
+        pos = writeOwn(buf, pos, own, ownAt);
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);
@@ -345,15 +352,13 @@ class OpenMetricsHistogramWriter {
       }
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
-    // `_count` and `_sum` reuse the label bytes written on the first bucket line.
-    const ownAt = ownStart < 0 ? { start: -1, end: -1 } : { start: ownStart, end: headEnd };
     if (value.count != null) {
       pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
       pos = writeEnd(buf, writeNumber(buf, pos, value.count, formatValue), timestamp);
     }
     if (value.sum != null) {
       pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeEnd(buf, writeNumber(buf, pos, value.sum, formatValue), timestamp);
+      pos = writeEnd(buf, table.writeSum(buf, pos, this.#index, value.sum), timestamp);
     }
     sink.pos = pos;
   }

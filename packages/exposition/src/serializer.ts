@@ -17,6 +17,7 @@ import {
   NO_REGISTERED_METRICS,
   sanitizeName,
 } from './format.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
 import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
@@ -170,10 +171,10 @@ export class PrometheusTextSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM:
-            yield* writePoints(sink, new HistogramWriter(name, additional, this.#appendTimestamp), metric.dataPoints);
+            yield* writePoints(sink, new HistogramWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           default:
             this.#warnUnsupported(name);
@@ -356,18 +357,25 @@ export class LabelSuffix {
   }
 }
 
-/**
- * Writes `name{own,additional} value` for one data point, `own` as text the first time and as a byte copy of
- * that first write afterwards. Returns the new position; `ownAt` carries where the first write put it.
- */
-export function writeSeries(
-  buf: Buffer,
-  pos: number,
-  name: Buffer,
-  own: string,
-  ownAt: { start: number; end: number },
-  suffix: LabelSuffix,
-): number {
+/** Where a data point's own labels were first written in the chunk, so that its other lines copy them. */
+export interface OwnAt {
+  start: number;
+  end: number;
+}
+
+/** The own labels at `pos`: from the series table the first time, then as a copy of that first write. */
+export function writeOwn(buf: Buffer, pos: number, own: OwnLabels, at: OwnAt): number {
+  if (at.start < 0) {
+    at.start = pos;
+    at.end = pos + own.slab.copy(buf, pos, own.start, own.start + own.length);
+    return at.end;
+  }
+  buf.copyWithin(pos, at.start, at.end);
+  return pos + (at.end - at.start);
+}
+
+/** Writes `name{own,additional} ` for one data point; returns the new position. */
+export function writeSeries(buf: Buffer, pos: number, name: Buffer, own: OwnLabels, at: OwnAt, suffix: LabelSuffix): number {
   buf.set(name, pos);
   pos += name.length;
   if (own.length === 0) {
@@ -375,14 +383,7 @@ export function writeSeries(
     return pos + suffix.withoutOwn.length;
   }
   buf[pos++] = OPEN_BRACE;
-  if (ownAt.start < 0) {
-    ownAt.start = pos;
-    pos += buf.write(own, pos, 'utf8');
-    ownAt.end = pos;
-  } else {
-    buf.copyWithin(pos, ownAt.start, ownAt.end);
-    pos += ownAt.end - ownAt.start;
-  }
+  pos = writeOwn(buf, pos, own, at);
   buf.set(suffix.afterOwn, pos);
   return pos + suffix.afterOwn.length;
 }
@@ -395,19 +396,20 @@ export function writeLineEnd(buf: Buffer, pos: number, lineEnd: string | undefin
   return pos + buf.write(lineEnd, pos, 'latin1');
 }
 
-/** Gauges and sums: one line per data point. */
-/** Writes each point's lines, yielding a chunk whenever the sink fills. */
+/** Writes each point's lines, yielding a chunk whenever the sink fills; `table` keeps the points' label bytes. */
 export function* writePoints<P>(
   sink: ByteSink,
-  writer: { prepare(point: P): number; write(sink: ByteSink): void },
+  writer: { prepare(point: P, table: SeriesTable, index: number): number; write(sink: ByteSink): void },
   points: readonly P[],
+  table: SeriesTable,
 ): Generator<Buffer, void, undefined> {
-  for (const point of points) {
-    const done = sink.room(writer.prepare(point));
+  for (let i = 0; i < points.length; i++) {
+    const done = sink.room(writer.prepare(points[i] as P, table, i));
     if (done !== undefined) yield done;
     writer.write(sink);
     if (sink.full) yield sink.take();
   }
+  table.trim(points.length);
 }
 
 class SampleWriter {
@@ -415,7 +417,7 @@ class SampleWriter {
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
-  #own = '';
+  readonly #own: OwnLabels = emptyOwnLabels();
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -424,13 +426,13 @@ class SampleWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  /** Builds the point's label text; returns an upper bound of the bytes `write` needs. */
-  prepare(point: DataPoint<number>): number {
+  /** Looks up the point's label bytes; returns an upper bound of the bytes `write` needs. */
+  prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    table.prepare(index, point.attributes, this.#own);
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + maxUtf8Bytes(this.#own) + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
+    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
   }
 
   write(sink: ByteSink): void {
@@ -457,7 +459,9 @@ class HistogramWriter {
   readonly #appendTimestamp: boolean;
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
-  #own = '';
+  readonly #own: OwnLabels = emptyOwnLabels();
+  #table: SeriesTable | undefined;
+  #index = 0;
   #lineEnd: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -469,16 +473,18 @@ class HistogramWriter {
     this.#appendTimestamp = appendTimestamp;
   }
 
-  prepare(point: DataPoint<Histogram>): number {
+  prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
     this.#point = point;
-    this.#own = formatLabels(point.attributes);
+    table.prepare(index, point.attributes, this.#own);
+    this.#table = table;
+    this.#index = index;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
     const buckets = this.#bucketLabels(point.value.buckets.boundaries);
     const lines = 2 + point.value.buckets.counts.length;
     const perLine =
       this.#bucketOpen.length +
       2 +
-      maxUtf8Bytes(this.#own) +
+      this.#own.length +
       Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
       MAX_NUMBER_BYTES +
       LINE_END_BYTES;
@@ -487,13 +493,14 @@ class HistogramWriter {
 
   write(sink: ByteSink): void {
     const point = this.#point;
-    if (point === undefined) return;
+    const table = this.#table;
+    if (point === undefined || table === undefined) return;
     const value = point.value;
     const own = this.#own;
+    const ownAt: OwnAt = { start: -1, end: -1 };
     const lineEnd = this.#lineEnd;
     const buf = sink.buf;
     let pos = sink.pos;
-    const ownAt = { start: -1, end: -1 };
     // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
     // may record negative values).
     if (value.count != null) {
@@ -502,7 +509,7 @@ class HistogramWriter {
     }
     if (value.sum != null) {
       pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeLineEnd(buf, writeNumber(buf, pos, value.sum, formatValue), lineEnd);
+      pos = writeLineEnd(buf, table.writeSum(buf, pos, this.#index, value.sum), lineEnd);
     }
     const { boundaries, counts } = value.buckets;
     const buckets = this.#bucketLabels(boundaries);
@@ -520,13 +527,7 @@ class HistogramWriter {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
-        if (own.length > 0) {
-          if (ownAt.start < 0) pos += buf.write(own, pos, 'utf8');
-          else {
-            buf.copyWithin(pos, ownAt.start, ownAt.end);
-            pos += ownAt.end - ownAt.start;
-          }
-        }
+        pos = writeOwn(buf, pos, own, ownAt);
         headEnd = pos;
       } else {
         buf.copyWithin(pos, headStart, headEnd);

@@ -136,7 +136,10 @@ export class SharedRendering {
     try {
       const chunk = await this.#source.next();
       if (chunk === undefined) this.#done = true;
-      else {
+      else if (this.#readers === 0 && this.#joinClosed) {
+        // Rendered ahead for a reader that left meanwhile: nobody can ever read it.
+        this.#release?.(chunk);
+      } else {
         this.#chunks.push(chunk);
         this.#pending.push(this.#readers);
       }
@@ -163,7 +166,11 @@ export async function writeShared(rendering: SharedRendering, out: Writable): Pr
       index++;
       // The callback runs once the socket is done with the bytes (flushed, or failed): only then may they go.
       const written = out.write(chunk, () => rendering.written(at));
-      if (!written && (await drained(out)) === 'closed') return 'closed';
+      if (!written) {
+        // Render the next chunk while the socket drains this one (the scraper reads meanwhile).
+        rendering.chunk(index).catch(() => undefined);
+        if ((await drained(out)) === 'closed') return 'closed';
+      }
     }
   } finally {
     rendering.leave(index);

@@ -89,6 +89,38 @@ describe('SharedRendering', () => {
     expect(rendering.joinable()).toBe(false);
   });
 
+  it('writes the next chunk ahead while the socket drains, and releases one that arrives after every reader left', async () => {
+    let resolveSecond: ((chunk: Uint8Array) => void) | undefined;
+    const first = Buffer.alloc(10, 1);
+    const second = Buffer.alloc(10, 2);
+    let calls = 0;
+    const src: ChunkSource = {
+      next: () => {
+        calls++;
+        if (calls === 1) return first;
+        return new Promise<Uint8Array>((resolve) => (resolveSecond = resolve));
+      },
+      close: () => undefined,
+    };
+    const released: Uint8Array[] = [];
+    const rendering = new SharedRendering(src, (chunk) => released.push(chunk), { keepBytes: 0 });
+    rendering.join();
+    const held = heldSink();
+    const writing = writeShared(rendering, held.sink);
+    await new Promise((r) => setImmediate(r));
+    // Chunk 0 is in the socket and not drained, yet chunk 1 is already being produced.
+    expect(held.received).toHaveLength(1);
+    expect(calls).toBe(2);
+    held.sink.destroy();
+    expect(await writing).toBe('closed');
+    resolveSecond?.(second);
+    held.flush(); // the socket is done with chunk 0 too
+    await new Promise((r) => setImmediate(r));
+    expect(released).toContain(second);
+    expect(released).toContain(first);
+    expect(rendering.keptChunks).toBe(0);
+  });
+
   it('hands every reader the same failure', async () => {
     let calls = 0;
     const failing: ChunkSource = {
