@@ -202,7 +202,9 @@ export class FirstConnectionRecorder {
 
   /** Coder PR #24179's pruning rule: forget every agent id that is not in `currentIds`. */
   retainOnly(currentIds: ReadonlySet<string>): void {
-    this.#forget((id) => !currentIds.has(id));
+    let dropped = 0;
+    for (const id of this.#handled.keys()) if (!currentIds.has(id)) dropped++;
+    this.#forget(dropped, (id) => !currentIds.has(id));
   }
 
   /**
@@ -211,22 +213,27 @@ export class FirstConnectionRecorder {
    */
   forgetConnectedBefore(instant: Date): void {
     const limit = instant.getTime() * 1000;
-    this.#forget((_, micros) => micros < limit);
+    let dropped = 0;
+    for (const micros of this.#handled.values()) if (micros < limit) dropped++;
+    this.#forget(dropped, (_, micros) => micros < limit);
   }
 
-  /** Forgets the agents `drop` picks, keeping the order of the others (the oldest handled first). */
-  #forget(drop: (agentId: string, micros: number) => boolean): void {
-    let dropped = 0;
-    for (const [id, micros] of this.#handled) if (drop(id, micros)) dropped++;
+  /** Forgets the `dropped` agents that `drop` picks, keeping the others in the order they were handled. */
+  #forget(dropped: number, drop: (agentId: string, micros: number) => boolean): void {
     if (dropped === 0) return;
-    if (dropped * 2 < this.#handled.size) {
-      for (const [id, micros] of this.#handled) if (drop(id, micros)) this.#handled.delete(id);
+    const handled = this.#handled;
+    if (dropped * 2 < handled.size) {
+      handled.forEach((micros, id) => {
+        if (drop(id, micros)) handled.delete(id);
+      });
       return;
     }
     // Most go (a first poll's history before the window): copying the rest is several times cheaper
     // than deleting entry by entry, which rehashes the map again and again as it shrinks.
     const kept = new Map<string, number>();
-    for (const [id, micros] of this.#handled) if (!drop(id, micros)) kept.set(id, micros);
+    handled.forEach((micros, id) => {
+      if (!drop(id, micros)) kept.set(id, micros);
+    });
     this.#handled = kept;
   }
 
