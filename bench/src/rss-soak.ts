@@ -7,7 +7,7 @@
  * and the drift in %.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +88,7 @@ async function main(): Promise<void> {
       rate: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
       'heap-snapshots': { type: 'string' },
+      'trace-gc': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -95,7 +96,8 @@ async function main(): Promise<void> {
     process.stdout.write(
       'usage: pnpm bench:rss-soak [--database-url URL (server, default local)] [--template DB (default agentconn_bench_100000)]\n' +
         '  [--interval 1s] [--warmup 2m] [--duration 10m] [--sample 10s] [--rate 1 (connections per second)] [--keep]\n' +
-        '  [--heap-snapshots DIR (the exporter writes a heap snapshot there at the start and the end of the window)]\n',
+        '  [--heap-snapshots DIR (the exporter writes a heap snapshot there at the start and the end of the window)]\n' +
+        '  [--trace-gc FILE (the exporter runs with --trace-gc, its stdout to FILE)]\n',
     );
     return;
   }
@@ -104,6 +106,7 @@ async function main(): Promise<void> {
   const sampleS = seconds(values.sample, 'sample');
   const rate = Number(values.rate);
   const snapshotDir = values['heap-snapshots'];
+  const traceGc = values['trace-gc'];
   if (!(rate > 0)) throw new Error(`--rate must be a positive number, got ${values.rate}`);
   const soakDb = `agentconn_soak_${process.pid}`;
   const admin = new pg.Client({ connectionString: values['database-url'] });
@@ -126,8 +129,15 @@ async function main(): Promise<void> {
     const bin = join(REPO, 'packages', 'exporter', 'bin', 'agentconn-exporter.js');
     const args = [bin, '--database-url', url.toString(), '--interval', values.interval, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'];
     // With --heap-snapshots, SIGUSR2 writes one (in that directory) at the start and the end of the window.
-    const nodeFlags = snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'];
-    exporter = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'inherit', 'pipe'], ...(snapshotDir !== undefined && { cwd: snapshotDir }) });
+    // With --trace-gc, V8 prints every collection (heap before -> after) on the exporter's stdout, into that file.
+    const nodeFlags = [...(snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2']), ...(traceGc === undefined ? [] : ['--trace-gc'])];
+    const gcLog = traceGc === undefined ? undefined : await open(traceGc, 'w');
+    exporter = spawn(process.execPath, [...nodeFlags, ...args], {
+      stdio: ['ignore', gcLog?.fd ?? 'inherit', 'pipe'],
+      ...(snapshotDir !== undefined && { cwd: snapshotDir }),
+    });
+    // The child has its own copy of the descriptor.
+    await gcLog?.close();
     let stderr = '';
     exporter.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
