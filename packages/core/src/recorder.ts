@@ -202,9 +202,7 @@ export class FirstConnectionRecorder {
 
   /** Coder PR #24179's pruning rule: forget every agent id that is not in `currentIds`. */
   retainOnly(currentIds: ReadonlySet<string>): void {
-    let dropped = 0;
-    for (const id of this.#handled.keys()) if (!currentIds.has(id)) dropped++;
-    this.#forget(dropped, (id) => !currentIds.has(id));
+    this.#forget((id) => !currentIds.has(id));
   }
 
   /**
@@ -213,19 +211,20 @@ export class FirstConnectionRecorder {
    */
   forgetConnectedBefore(instant: Date): void {
     const limit = instant.getTime() * 1000;
-    let dropped = 0;
-    for (const micros of this.#handled.values()) if (micros < limit) dropped++;
-    this.#forget(dropped, (_, micros) => micros < limit);
+    this.#forget((_, micros) => micros < limit);
   }
 
-  /** Forgets the `dropped` agents that `drop` picks, keeping the others in the order they were handled. */
-  #forget(dropped: number, drop: (agentId: string, micros: number) => boolean): void {
-    if (dropped === 0) return;
+  /** Forgets the agents that `drop` picks, keeping the others in the order they were handled. */
+  #forget(drop: (agentId: string, micros: number) => boolean): void {
     const handled = this.#handled;
-    if (dropped * 2 < handled.size) {
-      handled.forEach((micros, id) => {
-        if (drop(id, micros)) handled.delete(id);
-      });
+    const gone: string[] = [];
+    // forEach, not for-of over entries: no [id, micros] array per agent while the code is still cold.
+    handled.forEach((micros, id) => {
+      if (drop(id, micros)) gone.push(id);
+    });
+    if (gone.length === 0) return;
+    if (gone.length * 2 < handled.size) {
+      for (const id of gone) handled.delete(id);
       return;
     }
     // Most go (a first poll's history before the window): copying the rest is several times cheaper
