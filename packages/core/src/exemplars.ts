@@ -49,6 +49,23 @@ export function exemplarLabels(agentId: string, labels: AgentLabels, seriesLabel
   const keys = EXEMPLAR_LABEL_KEYS.filter((key) => key === 'agent_id' || !seriesLabels.includes(key));
   let budget = MAX_EXEMPLAR_LABEL_CHARACTERS;
   for (const key of keys) budget -= key.length;
+  // A string has no more code points than UTF-16 units: when the units fit, every value is kept whole,
+  // without splitting it into code points (the common case, once per sample on a first poll).
+  let units = agentId.length;
+  for (const key of keys) {
+    if (key === 'agent_id') continue;
+    const value: unknown = labels[key];
+    if (typeof value === 'string') units += value.length;
+  }
+  if (units <= budget) {
+    const whole: Record<string, string> = { agent_id: agentId };
+    for (const key of keys) {
+      if (key === 'agent_id') continue;
+      const value: unknown = labels[key];
+      whole[key] = typeof value === 'string' ? value : '';
+    }
+    return whole;
+  }
   const id = characters(agentId);
   const result: Record<string, string> = { agent_id: shorten(id, budget) };
   budget -= Math.min(id.length, budget);
@@ -114,6 +131,17 @@ export class FirstConnectionExemplars {
   /** How many series have exemplars. */
   get seriesCount(): number {
     return this.#series.size;
+  }
+
+  /**
+   * Whether `observe` would keep an exemplar with this value and timestamp for the series `key`, so a
+   * caller can skip building the labels of one it would drop.
+   */
+  accepts(key: string, value: number, timestampSeconds: number): boolean {
+    const buckets = this.#series.get(key);
+    if (buckets === undefined) return this.#series.size < this.#maxSeries;
+    const current = buckets[bucketIndex(value)];
+    return current === undefined || current.timestampSeconds <= timestampSeconds;
   }
 
   /** Keeps `exemplar` for its bucket of the series `key` unless that bucket holds a later one. */

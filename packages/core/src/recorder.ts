@@ -49,6 +49,9 @@ interface RecordedSeries {
   readonly exemplarKey: string;
 }
 
+/** Label values level by level; the last level maps to the series. */
+type LabelTrie = Map<string, LabelTrie | RecordedSeries>;
+
 export const DEFAULT_MAX_TRACKED_AGENTS = 1_000_000;
 
 /**
@@ -65,13 +68,15 @@ export class FirstConnectionRecorder {
   readonly #labelSetCapacity: number;
   readonly #maxTracked: number;
   /** agent id → epoch µs of its first connection (or of when it was handled, for invalid rows). */
-  readonly #handled = new Map<string, number>();
+  #handled = new Map<string, number>();
   /**
-   * Label sets seen so far (key → the frozen attributes recorded under it, reused for all later samples
-   * of the set, and the key of its exemplars), to tell when the SDK starts folding new ones into the
-   * overflow series.
+   * Label sets seen so far, to tell when the SDK starts folding new ones into the overflow series: a trie
+   * over the label values in label order (one Map per level; the last level holds the frozen attributes
+   * recorded under the set, reused for all its later samples, and the key of its exemplars). A sample's
+   * lookup builds no key string, and the trie shares the value strings the attributes hold anyway.
    */
-  readonly #labelSets = new Map<string, RecordedSeries>();
+  readonly #labelSets: LabelTrie = new Map();
+  #labelSetCount = 0;
   readonly #overflowSeries: RecordedSeries;
   readonly #exemplars: FirstConnectionExemplars;
   #overflowLogged = false;
@@ -182,20 +187,22 @@ export class FirstConnectionRecorder {
     }
     this.#remember(agentId, connectedMicros);
     this.#histogram.record(duration, series.attributes);
-    this.#exemplars.observe(series.exemplarKey, {
-      labels: exemplarLabels(agentId, agent.labels, this.#labels),
-      value: duration,
-      timestampSeconds: connectedMicros / 1e6,
-    });
+    const timestampSeconds = connectedMicros / 1e6;
+    // Most samples of a series do not replace its bucket's exemplar: build the labels only for those that do.
+    if (this.#exemplars.accepts(series.exemplarKey, duration, timestampSeconds)) {
+      this.#exemplars.observe(series.exemplarKey, {
+        labels: exemplarLabels(agentId, agent.labels, this.#labels),
+        value: duration,
+        timestampSeconds,
+      });
+    }
     this.#observed.add(1);
     return 'observed';
   }
 
   /** Coder PR #24179's pruning rule: forget every agent id that is not in `currentIds`. */
   retainOnly(currentIds: ReadonlySet<string>): void {
-    for (const id of this.#handled.keys()) {
-      if (!currentIds.has(id)) this.#handled.delete(id);
-    }
+    this.#forget((id) => !currentIds.has(id));
   }
 
   /**
@@ -204,9 +211,29 @@ export class FirstConnectionRecorder {
    */
   forgetConnectedBefore(instant: Date): void {
     const limit = instant.getTime() * 1000;
-    for (const [id, micros] of this.#handled) {
-      if (micros < limit) this.#handled.delete(id);
+    this.#forget((_, micros) => micros < limit);
+  }
+
+  /** Forgets the agents that `drop` picks, keeping the others in the order they were handled. */
+  #forget(drop: (agentId: string, micros: number) => boolean): void {
+    const handled = this.#handled;
+    const gone: string[] = [];
+    // forEach, not for-of over entries: no [id, micros] array per agent while the code is still cold.
+    handled.forEach((micros, id) => {
+      if (drop(id, micros)) gone.push(id);
+    });
+    if (gone.length === 0) return;
+    if (gone.length * 2 < handled.size) {
+      for (const id of gone) handled.delete(id);
+      return;
     }
+    // Most go (a first poll's history before the window): copying the rest is several times cheaper
+    // than deleting entry by entry, which rehashes the map again and again as it shrinks.
+    const kept = new Map<string, number>();
+    handled.forEach((micros, id) => {
+      if (!drop(id, micros)) kept.set(id, micros);
+    });
+    this.#handled = kept;
   }
 
   /** Remember an agent as handled without observing it (e.g. connected before a backfill bound). */
@@ -262,20 +289,35 @@ export class FirstConnectionRecorder {
    */
   #series(labels: AgentFirstConnection['labels']): RecordedSeries | undefined {
     if (labels === null || typeof labels !== 'object') return undefined;
-    // Each value prefixed by its length: one string per label set, no array and no JSON per sample.
-    let key = '';
-    for (const name of this.#labels) {
-      const value = labels[name];
+    const names = this.#labels;
+    const last = names.length - 1;
+    let node = this.#labelSets;
+    let depth = 0;
+    for (; depth < last; depth++) {
+      const value = labels[names[depth]!];
       if (typeof value !== 'string') return undefined;
-      key += `${value.length}:${value}`;
+      const next = node.get(value) as LabelTrie | undefined;
+      if (next === undefined) break;
+      node = next;
     }
-    const known = this.#labelSets.get(key);
-    if (known !== undefined) return known;
-    if (this.#labelSets.size < this.#labelSetCapacity) {
+    if (depth >= last) {
+      const value = last < 0 ? '' : labels[names[last]!];
+      if (typeof value !== 'string') return undefined;
+      const known = node.get(value) as RecordedSeries | undefined;
+      if (known !== undefined) return known;
+    }
+    for (const name of names) if (typeof labels[name] !== 'string') return undefined;
+    if (this.#labelSetCount < this.#labelSetCapacity) {
       const attributes: Attributes = {};
-      for (const name of this.#labels) attributes[name] = labels[name];
-      const series = { attributes: Object.freeze(attributes), exemplarKey: seriesKey(attributes, this.#labels) };
-      this.#labelSets.set(key, series);
+      for (const name of names) attributes[name] = labels[name];
+      const series = { attributes: Object.freeze(attributes), exemplarKey: seriesKey(attributes, names) };
+      for (; depth < last; depth++) {
+        const next: LabelTrie = new Map();
+        node.set(labels[names[depth]!], next);
+        node = next;
+      }
+      node.set(last < 0 ? '' : labels[names[last]!], series);
+      this.#labelSetCount++;
       return series;
     }
     this.#overflow.add(1);

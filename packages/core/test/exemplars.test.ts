@@ -61,6 +61,23 @@ describe('exemplar labels within OpenMetrics\' 128 characters', () => {
     expect(exemplarLabels(AGENT_ID, labels, ['template_name', 'agent_name'])).toEqual({ agent_id: AGENT_ID, workspace_name: '', username: '' });
   });
 
+  it('whole up to exactly the limit, cut one character past it', () => {
+    // 128 - 30 (names) - 36 (agent_id) = 62 characters for the two values.
+    const fits = exemplarLabels(AGENT_ID, { template_name: 't', agent_name: 'a', username: 'u'.repeat(31), workspace_name: 'w'.repeat(31) }, ['template_name', 'agent_name']);
+    expect(fits).toEqual({ agent_id: AGENT_ID, workspace_name: 'w'.repeat(31), username: 'u'.repeat(31) });
+    expect(total(fits)).toBe(MAX_EXEMPLAR_LABEL_CHARACTERS);
+    const over = exemplarLabels(AGENT_ID, { template_name: 't', agent_name: 'a', username: 'u'.repeat(31), workspace_name: 'w'.repeat(32) }, ['template_name', 'agent_name']);
+    expect(over).toEqual({ agent_id: AGENT_ID, workspace_name: 'w'.repeat(30) + '…', username: 'u'.repeat(31) });
+    expect(total(over)).toBe(MAX_EXEMPLAR_LABEL_CHARACTERS);
+  });
+
+  it('astral names that fit in characters but not in UTF-16 units are kept whole', () => {
+    // 31 + 31 characters fit; as UTF-16 they are 124 units.
+    const labels = exemplarLabels(AGENT_ID, { template_name: 't', agent_name: 'a', username: '🚀'.repeat(31), workspace_name: '𝄞'.repeat(31) }, ['template_name', 'agent_name']);
+    expect(labels).toEqual({ agent_id: AGENT_ID, workspace_name: '𝄞'.repeat(31), username: '🚀'.repeat(31) });
+    expect(total(labels)).toBe(MAX_EXEMPLAR_LABEL_CHARACTERS);
+  });
+
   it('with per-workspace series, only agent_id, whole', () => {
     const labels = exemplarLabels(AGENT_ID, { template_name: 't', agent_name: 'a', username: 'ü'.repeat(64), workspace_name: 'ü'.repeat(64) }, LABEL_KEYS);
     expect(labels).toEqual({ agent_id: AGENT_ID });
@@ -150,6 +167,22 @@ describe('the recorder keeps one exemplar per bucket per series', () => {
     const buckets = store.histogramExemplars(FIRST_CONNECTION_METRIC_NAME, attributes);
     expect(buckets?.[6]?.labels['agent_id']).toBe('2');
     expect(buckets?.[1]?.labels['agent_id']).toBe('1');
+  });
+
+  it('accepts() tells whether observe() would keep an exemplar', () => {
+    const store = new FirstConnectionExemplars(['template_name'], 2);
+    const a = JSON.stringify(['a']);
+    expect(store.accepts(a, 1, 100)).toBe(true);
+    store.observe(a, { labels: { agent_id: '1' }, value: 1, timestampSeconds: 100 });
+    expect(store.accepts(a, 1, 99.999999)).toBe(false);
+    expect(store.accepts(a, 1, 100)).toBe(true);
+    expect(store.accepts(a, 1, 101)).toBe(true);
+    // Another bucket of the same series is empty.
+    expect(store.accepts(a, 1000, 1)).toBe(true);
+    store.observe(JSON.stringify(['b']), { labels: {}, value: 1, timestampSeconds: 1 });
+    // Full: a new series is not kept, the known ones still are.
+    expect(store.accepts(JSON.stringify(['c']), 1, 1)).toBe(false);
+    expect(store.accepts(a, 1, 200)).toBe(true);
   });
 
   it('a store never holds more series than its bound', () => {

@@ -224,6 +224,42 @@ describe('label-set keys', () => {
   });
 });
 
+describe('label sets by label count', () => {
+  it.each([
+    [[], 1],
+    [['workspace_name'], 2],
+    [['template_name', 'workspace_name'], 3],
+    [[...LABEL_KEYS], 4],
+  ] as const)('labels %j: as many series as distinct value combinations', async (labels, expected) => {
+    const { metrics, recorder } = setup({ labels: { labels } });
+    const sets = [
+      { template_name: 't1', agent_name: 'main', username: 'u1', workspace_name: 'w1' },
+      { template_name: 't1', agent_name: 'main', username: 'u1', workspace_name: 'w2' },
+      { template_name: 't2', agent_name: 'main', username: 'u1', workspace_name: 'w2' },
+      { template_name: 't2', agent_name: 'main', username: 'u2', workspace_name: 'w2' },
+    ];
+    for (const l of sets) recorder.record(agent({ delaySeconds: 2, labels: l }));
+    for (const l of sets) recorder.record(agent({ delaySeconds: 2, labels: { ...l } }));
+    const counts = samples(await metrics.text(), `${NAME}_count`);
+    expect(counts.size).toBe(expected);
+    expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(8);
+    expect(recorder.exemplars.seriesCount).toBe(expected);
+  });
+
+  it('a label that is not a string is dropped as invalid on a known and on a new set alike', async () => {
+    const { metrics, recorder } = setup({ labels: FOUR_LABELS });
+    const labels = { template_name: 't', agent_name: 'main', username: 'u', workspace_name: 'w' };
+    expect(recorder.record(agent({ labels }))).toBe('observed');
+    const broken = (patch: object) => ({ ...labels, ...patch }) as unknown as AgentFirstConnection['labels'];
+    expect(recorder.record(agent({ labels: broken({ workspace_name: 1 }) }))).toBe('invalid');
+    expect(recorder.record(agent({ labels: broken({ username: undefined }) }))).toBe('invalid');
+    expect(recorder.record(agent({ labels: broken({ template_name: null }) }))).toBe('invalid');
+    expect(recorder.record(agent({ labels: broken({ template_name: 'new', agent_name: 2 }) }))).toBe('invalid');
+    const counts = samples(await metrics.text(), `${NAME}_count`);
+    expect([...counts.values()]).toEqual([1]);
+  });
+});
+
 describe('self-metric series', () => {
   it('exist at 0 before anything happens, so rate() and increase() see the first drop', async () => {
     const { metrics } = setup();
@@ -264,6 +300,30 @@ describe('pruning', () => {
     expect(recorder.hasHandled(late.agentId)).toBe(true);
     recorder.retainOnly(new Set());
     expect(recorder.trackedAgents).toBe(0);
+  });
+
+  it.each([
+    ['a few', 2],
+    ['most', 8],
+  ])('forgetting %s of the ids keeps the others in the order they were handled', (_, forgotten) => {
+    const recorder = new FirstConnectionRecorder({ logger: createMemoryLogger(), maxTrackedAgents: 10 });
+    // Handled in another order than their connections; the first `forgotten` by connection time go.
+    const order = [3, 9, 0, 7, 5, 1, 8, 2, 6, 4];
+    const agents = order.map((minute) => ({ minute, agent: agent({ firstConnectedAt: new Date(Date.UTC(2026, 10, 25, 10, minute, 30)) }) }));
+    for (const { agent: a } of agents) recorder.record(a);
+    recorder.forgetConnectedBefore(new Date(Date.UTC(2026, 10, 25, 10, forgotten)));
+    const kept = agents.filter((a) => a.minute >= forgotten).map((a) => a.agent.agentId);
+    expect(recorder.trackedAgents).toBe(kept.length);
+    expect(recorder.handledIdsSince(0, 100)).toEqual(kept);
+    // The most recently handled are the ones a limit keeps, and the oldest handled is evicted first.
+    expect(recorder.handledIdsSince(0, 1)).toEqual([kept.at(-1)]);
+    const more = Array.from({ length: 10 - kept.length + 1 }, () => agent());
+    for (const a of more) recorder.record(a);
+    expect(recorder.trackedAgents).toBe(10);
+    expect(recorder.hasHandled(kept[0]!)).toBe(false);
+    expect(recorder.hasHandled(kept[1]!)).toBe(kept.length > 1);
+    recorder.retainOnly(new Set(more.map((a) => a.agentId)));
+    expect(recorder.handledIdsSince(0, 100)).toEqual(more.map((a) => a.agentId));
   });
 
   it('maxTrackedAgents bounds the state, forgetting the oldest first', () => {
