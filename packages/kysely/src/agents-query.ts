@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { passedTimeoutText } from './timeout-sql.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
@@ -84,17 +84,7 @@ export function currentAgents(db: Kysely<CoderDatabase>, latestBuild: LatestBuil
     .where('w.deleted', '=', false);
   const latest =
     latestBuild === 'no-newer-build'
-      ? query.where((eb) =>
-          eb.not(
-            eb.exists(
-              eb
-                .selectFrom('workspace_builds as wb2')
-                .select(eb.lit(1).as('newer'))
-                .whereRef('wb2.workspace_id', '=', 'wb.workspace_id')
-                .whereRef('wb2.build_number', '>', 'wb.build_number'),
-            ),
-          ),
-        )
+      ? query.where(noNewerBuild())
       : query.where('wb.build_number', '=', (eb) =>
           eb
             .selectFrom('workspace_builds as wb2')
@@ -102,6 +92,14 @@ export function currentAgents(db: Kysely<CoderDatabase>, latestBuild: LatestBuil
             .whereRef('wb2.workspace_id', '=', 'w.id'),
         );
   return latest.where('wa.deleted', '=', false);
+}
+
+/**
+ * "`wb` is the latest build of its workspace", written as no build of the same workspace with a larger
+ * `build_number`: an anti-join on the unique `(workspace_id, build_number)` index (see `LatestBuildForm`).
+ */
+export function noNewerBuild(): RawBuilder<boolean> {
+  return sql<boolean>`NOT EXISTS (SELECT 1 FROM workspace_builds AS wb2 WHERE wb2.workspace_id = wb.workspace_id AND wb2.build_number > wb.build_number)`;
 }
 
 /** One row of `connectedAgentsQuery`. */

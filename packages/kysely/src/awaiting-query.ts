@@ -1,5 +1,5 @@
 import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
-import { currentAgents } from './agents-query.js';
+import { currentAgents, noNewerBuild } from './agents-query.js';
 import { timeoutInstant } from './timeout-sql.js';
 import { utcMicrosText } from './utc-micros-text.js';
 import type { CoderDatabase } from './schema.js';
@@ -86,17 +86,7 @@ export function currentBuildLookup(eb: ExpressionBuilder<CoderDatabase & { wa: {
     .leftJoin('template_versions as tv', 'tv.id', 'wb.template_version_id')
     .whereRef('wr.id', '=', 'wa.resource_id')
     .where('w.deleted', '=', false)
-    .where((eb2) =>
-      eb2.not(
-        eb2.exists(
-          eb2
-            .selectFrom('workspace_builds as wb2')
-            .select(eb2.lit(1).as('newer'))
-            .whereRef('wb2.workspace_id', '=', 'wb.workspace_id')
-            .whereRef('wb2.build_number', '>', 'wb.build_number'),
-        ),
-      ),
-    )
+    .where(noNewerBuild())
     .select(['t.name as template_name', 'u.username as username', 'w.name as workspace_name', 'tv.name as template_version_name'])
     .offset(0);
 }
