@@ -1,7 +1,8 @@
 /**
  * Seeded random metric workloads for the differential test: instruments of every kind across several
  * scopes, hostile label values and keys, custom and default buckets, cardinality overflow, metadata
- * conflicts. A scenario is a recipe: `views` go into the MeterProvider, `record` then drives it.
+ * conflicts. A scenario is a recipe: `views` go into the MeterProvider, `record` then drives it (or
+ * `recordInRounds`, for scrapes in between).
  */
 import type { Attributes, AttributeValue, Meter, MeterProvider } from '@opentelemetry/api';
 import { AggregationType, InstrumentType, type ViewOptions } from '@opentelemetry/sdk-metrics';
@@ -50,12 +51,35 @@ export interface ScenarioOptions {
    * label names that do not start with a digit): the exposition itself must then pass `promtool check metrics`.
    */
   readonly promtoolSafe: boolean;
+  /**
+   * Also Views that turn a histogram instrument into a sum or a last value (streams a reader collecting
+   * histograms as deltas must add up or replace). Off by default, so the other tests keep their seeds' cases.
+   */
+  readonly histogramAggregations?: boolean;
 }
+
+export interface RoundOptions {
+  /** Some synchronous instruments record nothing before the second round (they appear in a later scrape). */
+  readonly lateInstruments: boolean;
+}
+
+/** Records one more round; `everyInstrument` makes every synchronous instrument record at least once. */
+export type NextRound = (everyInstrument?: boolean) => void;
 
 export interface Scenario {
   readonly resourceAttributes: Attributes;
   readonly views: ViewOptions[];
   record(provider: MeterProvider): void;
+}
+
+/** A generated scenario, which can also record in rounds. */
+export interface RandomScenario extends Scenario {
+  /**
+   * Creates the instruments and records the first round as `record` does (without the late instruments'
+   * points); each call of the returned function records another: a random part of each synchronous
+   * instrument's series again, now and then a new series, and some instruments nothing at all.
+   */
+  recordInRounds(provider: MeterProvider, rng: Rng, options: RoundOptions): NextRound;
 }
 
 type Kind =
@@ -152,10 +176,13 @@ interface InstrumentPlan {
   readonly unit: string;
   readonly scope: number;
   readonly boundaries: number[] | undefined;
+  readonly keys: readonly string[];
   readonly points: Array<{ attributes: Attributes; values: number[] }>;
 }
 
-export function randomScenario(rng: Rng, options: ScenarioOptions): Scenario {
+type RecordValue = (value: number, attributes: Attributes) => void;
+
+export function randomScenario(rng: Rng, options: ScenarioOptions): RandomScenario {
   const keyPool = options.promtoolSafe ? SAFE_KEYS : [...SAFE_KEYS, ...WILD_KEYS];
   // One key per sanitized label name, so no series ever carries the same label twice.
   const keys: string[] = [];
@@ -232,6 +259,7 @@ export function randomScenario(rng: Rng, options: ScenarioOptions): Scenario {
       unit: rng.pick(UNITS),
       scope,
       boundaries,
+      keys: instrumentKeys,
       points,
     });
   }
@@ -264,6 +292,8 @@ export function randomScenario(rng: Rng, options: ScenarioOptions): Scenario {
       views.push({ ...selector, aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM } });
     } else if (plan.kind === 'counter' && rng.chance(0.1)) {
       views.push({ ...selector, aggregation: { type: AggregationType.LAST_VALUE } });
+    } else if (options.histogramAggregations === true && plan.kind === 'histogram' && rng.chance(0.2)) {
+      views.push({ ...selector, aggregation: { type: rng.pick([AggregationType.SUM, AggregationType.LAST_VALUE]) } });
     }
   }
 
@@ -272,59 +302,104 @@ export function randomScenario(rng: Rng, options: ScenarioOptions): Scenario {
   for (const key of rng.subset(RESOURCE_KEYS, 3)) resourceAttributes[key] = labelValue(rng);
   if (rng.chance(0.5)) resourceAttributes['deployment.environment'] = labelValue(rng);
 
+  /** Creates every instrument (in plan order) and returns how to record into each synchronous one. */
+  function createInstruments(provider: MeterProvider): Map<InstrumentPlan, RecordValue> {
+    const meters = scopes.map((scope): Meter => {
+      const meterOptions = scope.schemaUrl === undefined ? {} : { schemaUrl: scope.schemaUrl };
+      return provider.getMeter(scope.name, scope.version, meterOptions);
+    });
+    const recorders = new Map<InstrumentPlan, RecordValue>();
+    for (const plan of plans) {
+      const meter = meters[plan.scope];
+      if (meter === undefined) continue;
+      const meta = { description: plan.description, unit: plan.unit };
+      switch (plan.kind) {
+        case 'counter': {
+          const counter = meter.createCounter(plan.name, meta);
+          recorders.set(plan, (v, attributes) => counter.add(v, attributes));
+          break;
+        }
+        case 'upDownCounter': {
+          const counter = meter.createUpDownCounter(plan.name, meta);
+          recorders.set(plan, (v, attributes) => counter.add(v, attributes));
+          break;
+        }
+        case 'gauge': {
+          const gauge = meter.createGauge(plan.name, meta);
+          recorders.set(plan, (v, attributes) => gauge.record(v, attributes));
+          break;
+        }
+        case 'histogram': {
+          const histogram = meter.createHistogram(
+            plan.name,
+            plan.boundaries === undefined ? meta : { ...meta, advice: { explicitBucketBoundaries: plan.boundaries } },
+          );
+          recorders.set(plan, (v, attributes) => histogram.record(v, attributes));
+          break;
+        }
+        case 'observableCounter':
+        case 'observableUpDownCounter':
+        case 'observableGauge': {
+          const observable =
+            plan.kind === 'observableCounter'
+              ? meter.createObservableCounter(plan.name, meta)
+              : plan.kind === 'observableUpDownCounter'
+                ? meter.createObservableUpDownCounter(plan.name, meta)
+                : meter.createObservableGauge(plan.name, meta);
+          // The same observations on every collect, so two readers collecting one after the other agree.
+          observable.addCallback((result) => {
+            for (const { attributes, values } of plan.points) result.observe(values[values.length - 1] ?? 0, attributes);
+          });
+          break;
+        }
+      }
+    }
+    return recorders;
+  }
+
+  function valueFor(plan: InstrumentPlan, rng: Rng): number {
+    if (plan.kind === 'counter') return counterValue(rng);
+    if (plan.kind === 'histogram') return histogramValue(rng, plan.boundaries ?? [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000]);
+    return anyValue(rng);
+  }
+
   return {
     resourceAttributes,
     views,
     record(provider: MeterProvider): void {
-      const meters = scopes.map((scope): Meter => {
-        const meterOptions = scope.schemaUrl === undefined ? {} : { schemaUrl: scope.schemaUrl };
-        return provider.getMeter(scope.name, scope.version, meterOptions);
-      });
-      for (const plan of plans) {
-        const meter = meters[plan.scope];
-        if (meter === undefined) continue;
-        const meta = { description: plan.description, unit: plan.unit };
-        switch (plan.kind) {
-          case 'counter': {
-            const counter = meter.createCounter(plan.name, meta);
-            for (const { attributes, values } of plan.points) for (const v of values) counter.add(v, attributes);
-            break;
-          }
-          case 'upDownCounter': {
-            const counter = meter.createUpDownCounter(plan.name, meta);
-            for (const { attributes, values } of plan.points) for (const v of values) counter.add(v, attributes);
-            break;
-          }
-          case 'gauge': {
-            const gauge = meter.createGauge(plan.name, meta);
-            for (const { attributes, values } of plan.points) for (const v of values) gauge.record(v, attributes);
-            break;
-          }
-          case 'histogram': {
-            const histogram = meter.createHistogram(
-              plan.name,
-              plan.boundaries === undefined ? meta : { ...meta, advice: { explicitBucketBoundaries: plan.boundaries } },
-            );
-            for (const { attributes, values } of plan.points) for (const v of values) histogram.record(v, attributes);
-            break;
-          }
-          case 'observableCounter':
-          case 'observableUpDownCounter':
-          case 'observableGauge': {
-            const observable =
-              plan.kind === 'observableCounter'
-                ? meter.createObservableCounter(plan.name, meta)
-                : plan.kind === 'observableUpDownCounter'
-                  ? meter.createObservableUpDownCounter(plan.name, meta)
-                  : meter.createObservableGauge(plan.name, meta);
-            // The same observations on every collect, so two readers collecting one after the other agree.
-            observable.addCallback((result) => {
-              for (const { attributes, values } of plan.points) result.observe(values[values.length - 1] ?? 0, attributes);
-            });
-            break;
+      for (const [plan, record] of createInstruments(provider)) {
+        for (const { attributes, values } of plan.points) for (const v of values) record(v, attributes);
+      }
+    },
+    recordInRounds(provider: MeterProvider, rng: Rng, roundOptions: RoundOptions): NextRound {
+      const recorders = createInstruments(provider);
+      const series = new Map<InstrumentPlan, Attributes[]>();
+      const newSeries = (plan: InstrumentPlan): Attributes => {
+        const attributes: Attributes = {};
+        for (const key of plan.keys) if (rng.chance(0.85)) attributes[key] = labelValue(rng);
+        series.get(plan)?.push(attributes);
+        return attributes;
+      };
+      for (const [plan, record] of recorders) {
+        series.set(plan, plan.points.map((point) => point.attributes));
+        if (roundOptions.lateInstruments && rng.chance(0.3)) continue;
+        for (const { attributes, values } of plan.points) for (const v of values) record(v, attributes);
+        // Without late instruments every one reports in the first scrape, even one planned without points.
+        if (!roundOptions.lateInstruments && plan.points.length === 0) record(valueFor(plan, rng), newSeries(plan));
+      }
+      return (everyInstrument = false) => {
+        for (const [plan, record] of recorders) {
+          const known = series.get(plan) ?? [];
+          if (!everyInstrument && rng.chance(0.4)) continue;
+          if (known.length === 0 || rng.chance(0.25)) newSeries(plan);
+          const again = rng.subset(known, 3);
+          if (again.length === 0) again.push(rng.pick(known));
+          // Now and then the same series through another attributes object, its keys in another order.
+          for (const attributes of again) {
+            record(valueFor(plan, rng), rng.chance(0.3) ? Object.fromEntries(Object.entries(attributes).reverse()) : attributes);
           }
         }
-      }
+      };
     },
   };
 }
