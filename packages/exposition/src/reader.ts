@@ -1,12 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HrTime } from '@opentelemetry/api';
 import type { Writable } from 'node:stream';
 import {
   AggregationTemporality,
   AggregationType,
+  InstrumentType,
   MetricReader,
   type CollectionResult,
   type MetricProducer,
   type MetricReaderOptions,
+  type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { diagLogger, errorMessage, type Logger } from '@agentconn/core';
 import type { ExemplarLookup } from './exemplar.js';
@@ -27,6 +30,7 @@ import {
 } from './limits.js';
 import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compression.js';
 import { LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
+import { CumulativeState } from './cumulative-state.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */
@@ -98,11 +102,17 @@ export class FastPrometheusReader extends MetricReader {
   /** Compressed segments of unchanged chunks, reused between gzip scrapes. */
   readonly #gzipCache: GzipSegmentCache | undefined;
   readonly #shareMillis: number;
+  /** The cumulative series of the histograms, collected from the SDK as deltas. */
+  readonly #cumulative = new CumulativeState();
 
   constructor(options: FastPrometheusReaderOptions = {}) {
+    // Histograms (the series that grow with the fleet) as deltas, made cumulative again by `collect()`; all of
+    // them cumulative as upstream when every point must carry its own collection's timestamp.
+    const deltaHistograms = options.appendTimestamp !== true;
     const readerOptions: MetricReaderOptions = {
       aggregationSelector: () => ({ type: AggregationType.DEFAULT }),
-      aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE,
+      aggregationTemporalitySelector: (type) =>
+        deltaHistograms && type === InstrumentType.HISTOGRAM ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
       otelComponentType: OTEL_COMPONENT_TYPE,
     };
     if (options.metricProducers !== undefined) readerOptions.metricProducers = options.metricProducers;
@@ -193,6 +203,23 @@ export class FastPrometheusReader extends MetricReader {
     return writeChunks(this.#serializerFor(format).chunks(resourceMetrics, this.#chunkBytes), out);
   }
 
+  /**
+   * A cumulative collection, as upstream's reader returns it: the same series, values, order and times. The SDK
+   * collects the histograms as deltas (only the series recorded since the last collection); they are made
+   * cumulative again here.
+   */
+  override async collect(options?: Parameters<MetricReader['collect']>[0]): Promise<CollectionResult> {
+    const result = await this.#collectCumulative(options);
+    return { resourceMetrics: this.#cumulative.withCollectionTime(result.resourceMetrics, result.endTime), errors: result.errors };
+  }
+
+  /** For scrapes: the series that did not change are the same data point objects as at the last collection. */
+  async #collectCumulative(options?: Parameters<MetricReader['collect']>[0]): Promise<CollectionResult & { endTime: HrTime }> {
+    const result = await super.collect(options);
+    const endTime = collectionTime(result.resourceMetrics);
+    return { resourceMetrics: this.#cumulative.accumulate(result.resourceMetrics), errors: result.errors, endTime };
+  }
+
   protected override onShutdown(): Promise<void> {
     return Promise.resolve();
   }
@@ -208,8 +235,8 @@ export class FastPrometheusReader extends MetricReader {
   async #collect(): Promise<CollectionResult> {
     const result =
       this.#collectTimeoutMillis === undefined
-        ? await this.collect()
-        : await this.collect({ timeoutMillis: this.#collectTimeoutMillis });
+        ? await this.#collectCumulative()
+        : await this.#collectCumulative({ timeoutMillis: this.#collectTimeoutMillis });
     if (result.errors.length > 0) {
       // Partial results are still served (as upstream does): one failing callback must not hide the rest.
       this.#logger.error('metrics collection had errors; serving what was collected', {
@@ -311,6 +338,18 @@ export class FastPrometheusReader extends MetricReader {
       },
     };
   }
+}
+
+/** When the SDK collected (its points' `endTime`), or now when it reported no point at all. */
+function collectionTime(resourceMetrics: ResourceMetrics): HrTime {
+  for (const { metrics } of resourceMetrics.scopeMetrics) {
+    for (const metric of metrics) {
+      const point = metric.dataPoints[0];
+      if (point !== undefined) return point.endTime;
+    }
+  }
+  const millis = Date.now();
+  return [Math.floor(millis / 1000), (millis % 1000) * 1_000_000];
 }
 
 /** The collection failed (as opposed to its serialization): the answer says which. */

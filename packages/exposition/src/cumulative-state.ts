@@ -1,0 +1,288 @@
+/**
+ * The cumulative series of the streams the reader collects as deltas, kept here instead of in the SDK.
+ *
+ * A cumulative collection makes the SDK build a data point for every series it ever saw, on every scrape: at
+ * 100k series that is most of a scrape's time and 300k short-lived objects, although about 0.1 % of the
+ * series change per minute. Collected as deltas, the SDK hands over only the series recorded since the last
+ * collection; they are added here to the series kept from before, and every other series is the very same
+ * data point object as at the previous scrape (which is also what the render cache and the exemplar lookup
+ * key on).
+ *
+ * What comes out is what a cumulative collection would have returned: the same series in the same order
+ * (first seen first, as the SDK's cumulative storage keeps them), the same counts and sums (added in the same
+ * grouping, so even floating-point sums are equal), each series' first attributes object and start time, and
+ * the streams and scopes in the SDK's order (see `mergeOrder`). A collection's points are never changed
+ * afterwards: a series that changes gets a new point object, so a scrape still being written keeps what it
+ * collected. An unchanged point keeps the `endTime` of the collection that last changed it, which the text
+ * formats never print (with `appendTimestamp` the reader collects cumulatively, as upstream);
+ * `withCollectionTime` gives a caller that reads it points of its own with this collection's time.
+ *
+ * Exponential histograms, which neither text format writes (as upstream), are not added up: such a stream is
+ * passed on as the SDK reports it, and kept with no points while it reports nothing, so its metadata stays.
+ */
+
+import type { Attributes, HrTime } from '@opentelemetry/api';
+import {
+  AggregationTemporality,
+  DataPointType,
+  type DataPoint,
+  type Histogram,
+  type MetricData,
+  type MetricDescriptor,
+  type ResourceMetrics,
+  type ScopeMetrics,
+} from '@opentelemetry/sdk-metrics';
+import { mergeOrder } from './layout-order.js';
+
+type Scope = ScopeMetrics['scope'];
+
+/** Where a scope's streams were in the last collection handed out. */
+interface ScopeLayout {
+  readonly scope: Scope;
+  readonly metrics: readonly string[];
+}
+
+interface CurrentScope {
+  readonly scope: Scope;
+  readonly metrics: Map<string, MetricData>;
+}
+
+const KEY_SEPARATOR = '\u0000';
+
+export class CumulativeState {
+  readonly #streams = new Map<string, KeptStream>();
+  /** The collections' results that hold kept points (whose `endTime` may be older than the collection's). */
+  readonly #kept = new WeakSet<MetricData>();
+  #scopeOrder: readonly string[] = [];
+  #layouts = new Map<string, ScopeLayout>();
+
+  /** Streams kept (tests). */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /**
+   * Adds this collection's delta streams to the kept series and returns the collection as a cumulative one.
+   * Streams that are not deltas pass through unchanged.
+   */
+  accumulate(resourceMetrics: ResourceMetrics): ResourceMetrics {
+    const current = new Map<string, CurrentScope>();
+    const scopeKeys = new UniqueKeys();
+    for (const { scope, metrics } of resourceMetrics.scopeMetrics) {
+      const scopeKey = scopeKeys.next(scopeKeyOf(scope));
+      const metricKeys = new UniqueKeys();
+      const byKey = new Map<string, MetricData>();
+      for (const metric of metrics) {
+        const metricKey = metricKeys.next(metricKeyOf(metric));
+        byKey.set(metricKey, metric.aggregationTemporality === AggregationTemporality.DELTA ? this.#add(scopeKey, metricKey, metric) : metric);
+      }
+      current.set(scopeKey, { scope, metrics: byKey });
+    }
+
+    const scopeOrder = mergeOrder(this.#scopeOrder, [...current.keys()], (scopeKey) =>
+      (this.#layouts.get(scopeKey)?.metrics ?? []).some((metricKey) => this.#streams.has(streamKey(scopeKey, metricKey))),
+    );
+    const scopeMetrics: ScopeMetrics[] = [];
+    const layouts = new Map<string, ScopeLayout>();
+    for (const scopeKey of scopeOrder) {
+      const now = current.get(scopeKey);
+      const known = this.#layouts.get(scopeKey);
+      const scope = now?.scope ?? known?.scope;
+      if (scope === undefined) continue;
+      const order = mergeOrder(known?.metrics ?? [], now === undefined ? [] : [...now.metrics.keys()], (metricKey) =>
+        this.#streams.has(streamKey(scopeKey, metricKey)),
+      );
+      const metrics: MetricData[] = [];
+      for (const metricKey of order) {
+        const stream = this.#streams.get(streamKey(scopeKey, metricKey));
+        const metric = stream === undefined ? now?.metrics.get(metricKey) : (now?.metrics.get(metricKey) ?? stream.quiet());
+        if (metric === undefined) continue;
+        if (stream !== undefined) this.#kept.add(metric);
+        metrics.push(metric);
+      }
+      if (metrics.length === 0) continue;
+      scopeMetrics.push({ scope, metrics });
+      layouts.set(scopeKey, { scope, metrics: order });
+    }
+    this.#scopeOrder = [...layouts.keys()];
+    this.#layouts = layouts;
+    return { resource: resourceMetrics.resource, scopeMetrics };
+  }
+
+  /**
+   * A collection with every point of the kept streams stamped with `endTime`, as a cumulative collection
+   * stamps them: new point objects (one per series), so for callers that read `endTime`, not for scrapes.
+   */
+  withCollectionTime(resourceMetrics: ResourceMetrics, endTime: HrTime): ResourceMetrics {
+    const scopeMetrics = resourceMetrics.scopeMetrics.map(({ scope, metrics }) => ({
+      scope,
+      metrics: metrics.map((metric) => (this.#kept.has(metric) ? stamped(metric, endTime) : metric)),
+    }));
+    return { resource: resourceMetrics.resource, scopeMetrics };
+  }
+
+  #add(scopeKey: string, metricKey: string, metric: MetricData): MetricData {
+    const key = streamKey(scopeKey, metricKey);
+    let stream = this.#streams.get(key);
+    if (stream === undefined) {
+      stream = new KeptStream();
+      this.#streams.set(key, stream);
+    }
+    return stream.add(metric);
+  }
+}
+
+/** One delta stream's cumulative series, in the order they were first seen. */
+class KeptStream {
+  #metric: MetricData | undefined;
+  #points: Array<DataPoint<unknown>> = [];
+  readonly #index = new Map<string, number>();
+  /** The same lookup by the attributes object itself: callers that reuse their attributes skip the hashing. */
+  #byObject = new WeakMap<Attributes, number>();
+  /** The last collection's result while nothing changed: a quiet stream costs no allocation. */
+  #snapshot: MetricData | undefined;
+
+  /** Adds a collection's delta data points; returns the stream as a cumulative collection would. */
+  add(delta: MetricData): MetricData {
+    if (delta.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
+      this.#metric = delta;
+      this.#snapshot = undefined;
+      return delta;
+    }
+    this.#metric = delta;
+    const points = this.#points;
+    for (const point of delta.dataPoints as ReadonlyArray<DataPoint<unknown>>) {
+      const index = this.#indexOf(point.attributes);
+      if (index === undefined) {
+        this.#remember(point.attributes, points.length);
+        points.push(firstPoint(delta.dataPointType, point));
+      } else {
+        const kept = points[index] as DataPoint<unknown>;
+        points[index] = addPoint(delta.dataPointType, kept, point);
+      }
+    }
+    this.#snapshot = undefined;
+    return this.#cumulative();
+  }
+
+  /** The stream in a collection where the SDK reported nothing for it. */
+  quiet(): MetricData | undefined {
+    const metric = this.#metric;
+    if (metric === undefined) return undefined;
+    if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
+      if (metric.dataPoints.length > 0) this.#metric = { ...metric, dataPoints: [] };
+      return this.#metric;
+    }
+    return this.#cumulative();
+  }
+
+  #cumulative(): MetricData {
+    if (this.#snapshot !== undefined) return this.#snapshot;
+    const metric = this.#metric as Exclude<MetricData, { dataPointType: DataPointType.EXPONENTIAL_HISTOGRAM }>;
+    const snapshot = {
+      ...metric,
+      aggregationTemporality: AggregationTemporality.CUMULATIVE,
+      dataPoints: this.#points.slice(),
+    } as MetricData;
+    this.#snapshot = snapshot;
+    return snapshot;
+  }
+
+  #indexOf(attributes: Attributes): number | undefined {
+    const byObject = this.#byObject.get(attributes);
+    if (byObject !== undefined) return byObject;
+    const index = this.#index.get(attributesKey(attributes));
+    if (index !== undefined) this.#byObject.set(attributes, index);
+    return index;
+  }
+
+  #remember(attributes: Attributes, index: number): void {
+    this.#index.set(attributesKey(attributes), index);
+    this.#byObject.set(attributes, index);
+  }
+}
+
+function stamped(metric: MetricData, endTime: HrTime): MetricData {
+  const points = metric.dataPoints as ReadonlyArray<DataPoint<unknown>>;
+  return { ...metric, dataPoints: points.map((point) => ({ ...point, endTime })) } as MetricData;
+}
+
+/** The SDK's identity of a series: its attributes sorted by key, `undefined` and `null` alike. */
+function attributesKey(attributes: Attributes): string {
+  const keys = Object.keys(attributes);
+  if (keys.length === 0) return '';
+  keys.sort();
+  return JSON.stringify(keys.map((key) => [key, attributes[key]]));
+}
+
+function firstPoint(type: DataPointType, point: DataPoint<unknown>): DataPoint<unknown> {
+  if (type !== DataPointType.HISTOGRAM) return { ...point };
+  const value = point.value as Histogram;
+  return { ...point, value: { ...value, buckets: { boundaries: value.buckets.boundaries, counts: value.buckets.counts.slice() } } };
+}
+
+function addPoint(type: DataPointType, kept: DataPoint<unknown>, delta: DataPoint<unknown>): DataPoint<unknown> {
+  switch (type) {
+    case DataPointType.HISTOGRAM:
+      return { attributes: kept.attributes, startTime: kept.startTime, endTime: delta.endTime, value: addHistograms(kept.value as Histogram, delta.value as Histogram) };
+    case DataPointType.SUM:
+      return { attributes: kept.attributes, startTime: kept.startTime, endTime: delta.endTime, value: (kept.value as number) + (delta.value as number) };
+    default:
+      // A gauge (a View's last-value aggregation of a histogram instrument): the latest value wins.
+      return { attributes: kept.attributes, startTime: kept.startTime, endTime: delta.endTime, value: delta.value };
+  }
+}
+
+function addHistograms(kept: Histogram, delta: Histogram): Histogram {
+  const keptCounts = kept.buckets.counts;
+  const deltaCounts = delta.buckets.counts;
+  // One stream has one set of boundaries; anything else is not ours to add up, so the newer one stands.
+  if (keptCounts.length !== deltaCounts.length) return { ...delta, buckets: { boundaries: delta.buckets.boundaries, counts: deltaCounts.slice() } };
+  const counts = new Array<number>(keptCounts.length);
+  for (let i = 0; i < counts.length; i++) counts[i] = (keptCounts[i] as number) + (deltaCounts[i] as number);
+  const histogram: { -readonly [K in keyof Histogram]: Histogram[K] } = {
+    buckets: { boundaries: kept.buckets.boundaries, counts },
+    count: kept.count + delta.count,
+  };
+  // Absent, not undefined, when unknown (exactOptionalPropertyTypes); the SDK's own objects say `undefined`.
+  if (kept.sum !== undefined || delta.sum !== undefined) histogram.sum = (kept.sum ?? 0) + (delta.sum ?? 0);
+  const min = lesser(kept.min, delta.min);
+  if (min !== undefined) histogram.min = min;
+  const max = greater(kept.max, delta.max);
+  if (max !== undefined) histogram.max = max;
+  return histogram;
+}
+
+function lesser(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
+}
+
+function greater(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.max(a, b);
+}
+
+function scopeKeyOf(scope: Scope): string {
+  return [scope.name, scope.version ?? '', scope.schemaUrl ?? ''].join(KEY_SEPARATOR);
+}
+
+function metricKeyOf(metric: MetricData): string {
+  const descriptor: MetricDescriptor = metric.descriptor;
+  return [descriptor.name, descriptor.unit, descriptor.valueType, metric.dataPointType].join(KEY_SEPARATOR);
+}
+
+function streamKey(scopeKey: string, metricKey: string): string {
+  return scopeKey + '\u0001' + metricKey;
+}
+
+/** Keys unique within one list: a second entry with the same key gets `#2`, and so on. */
+class UniqueKeys {
+  readonly #seen = new Map<string, number>();
+
+  next(key: string): string {
+    const count = (this.#seen.get(key) ?? 0) + 1;
+    this.#seen.set(key, count);
+    return count === 1 ? key : `${key}#${count}`;
+  }
+}
