@@ -77,9 +77,10 @@ function pathOf(url: string | undefined): string | undefined {
 }
 
 /**
- * A pull `MetricReader` that serves the Prometheus text format fast: cumulative temporality and default
- * aggregations like `PrometheusExporter`, the same text, but written in chunks with backpressure and without
- * a per-line object, so 100k series scrape in well under a second. It owns no server: hand
+ * A pull `MetricReader` that serves the Prometheus text format fast: default aggregations and cumulative values
+ * like `PrometheusExporter`, the same text, but written in chunks with backpressure and without a per-line
+ * object, so 100k series scrape in well under a second. Histograms are collected from the SDK as deltas and
+ * added up here, so a scrape pays for the series that changed, not for every series. It owns no server: hand
  * `handleMetricsRequest` to an `http.Server` (or use `createMetricsServer`).
  */
 export class FastPrometheusReader extends MetricReader {
