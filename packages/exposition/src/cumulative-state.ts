@@ -136,9 +136,8 @@ export class CumulativeState {
 class KeptStream {
   #metric: MetricData | undefined;
   #points: Array<DataPoint<unknown>> = [];
+  /** Series by `attributesKey` (not by attributes object: a WeakMap of 100k entries costs more in GC than the key). */
   readonly #index = new Map<string, number>();
-  /** The same lookup by the attributes object itself: callers that reuse their attributes skip the hashing. */
-  #byObject = new WeakMap<Attributes, number>();
   /** The last collection's result while nothing changed: a quiet stream costs no allocation. */
   #snapshot: MetricData | undefined;
 
@@ -152,9 +151,10 @@ class KeptStream {
     this.#metric = delta;
     const points = this.#points;
     for (const point of delta.dataPoints as ReadonlyArray<DataPoint<unknown>>) {
-      const index = this.#indexOf(point.attributes);
+      const key = attributesKey(point.attributes);
+      const index = this.#index.get(key);
       if (index === undefined) {
-        this.#remember(point.attributes, points.length);
+        this.#index.set(key, points.length);
         points.push(firstPoint(delta.dataPointType, point));
       } else {
         const kept = points[index] as DataPoint<unknown>;
@@ -187,19 +187,6 @@ class KeptStream {
     this.#snapshot = snapshot;
     return snapshot;
   }
-
-  #indexOf(attributes: Attributes): number | undefined {
-    const byObject = this.#byObject.get(attributes);
-    if (byObject !== undefined) return byObject;
-    const index = this.#index.get(attributesKey(attributes));
-    if (index !== undefined) this.#byObject.set(attributes, index);
-    return index;
-  }
-
-  #remember(attributes: Attributes, index: number): void {
-    this.#index.set(attributesKey(attributes), index);
-    this.#byObject.set(attributes, index);
-  }
 }
 
 function stamped(metric: MetricData, endTime: HrTime): MetricData {
@@ -207,12 +194,21 @@ function stamped(metric: MetricData, endTime: HrTime): MetricData {
   return { ...metric, dataPoints: points.map((point) => ({ ...point, endTime })) } as MetricData;
 }
 
-/** The SDK's identity of a series: its attributes sorted by key, `undefined` and `null` alike. */
+/**
+ * The SDK's identity of a series: its attributes whatever their key order, `undefined` and `null` alike, a
+ * string never equal to a number or an array (the SDK compares `JSON.stringify` of the sorted pairs). Strings,
+ * nearly every value, are length-prefixed instead of JSON-escaped: at 100k new series that halves the cost.
+ */
 function attributesKey(attributes: Attributes): string {
   const keys = Object.keys(attributes);
-  if (keys.length === 0) return '';
-  keys.sort();
-  return JSON.stringify(keys.map((key) => [key, attributes[key]]));
+  if (keys.length > 1) keys.sort();
+  const parts: string[] = [];
+  for (const name of keys) {
+    const value = attributes[name];
+    parts.push(typeof value === 'string' ? `${name.length}:${name}s${value.length}:${value}` : `${name.length}:${name}j${JSON.stringify(value ?? null)};`);
+  }
+  // One flat string: a key built with `+=` stays a rope of its pieces in the map (~670 bytes a series at 100k).
+  return parts.join('');
 }
 
 function firstPoint(type: DataPointType, point: DataPoint<unknown>): DataPoint<unknown> {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Attributes } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   DataPointType,
@@ -51,14 +52,21 @@ async function scrapeRounds(seed: number, lateInstruments: boolean, rounds: numb
 
 /** The SDK's deltas as they are, for the cumulative state under test. */
 class DeltaReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.DELTA });
+  constructor(temporality = AggregationTemporality.DELTA) {
+    super({ aggregationTemporalitySelector: () => temporality });
   }
   protected override onShutdown(): Promise<void> {
     return Promise.resolve();
   }
   protected override onForceFlush(): Promise<void> {
     return Promise.resolve();
+  }
+}
+
+/** The SDK's own cumulative collection, the reference. */
+class CumulativeReader extends DeltaReader {
+  constructor() {
+    super(AggregationTemporality.CUMULATIVE);
   }
 }
 
@@ -133,6 +141,34 @@ describe('histograms collected as deltas, written as a cumulative collection', (
     expect(first[7]?.value.count, 'a collection handed out is never changed afterwards').toBe(1);
     expect(state.streamCount).toBe(1);
     await provider.shutdown();
+  });
+
+  it('one series across collections exactly when the SDK says so: key order, null and undefined, strings against numbers and arrays', async () => {
+    const pairs: Array<[Attributes, Attributes]> = [
+      [{ a: 'x', b: 'y' }, { b: 'y', a: 'x' }],
+      [{ k: null as unknown as string }, { k: undefined }],
+      [{ k: 1 }, { k: '1' }],
+      [{ k: [1, 2] }, { k: '1,2' }],
+      [{ k: ['a', 'b'] }, { k: 'a,b' }],
+      [{ k: true }, { k: 'true' }],
+      [{ k: 'a' }, { k: 'a', j: '' }],
+      [{ 'a:1': 'b' }, { a: '1:b' }],
+    ];
+    for (const [first, second] of pairs) {
+      const deltas = new DeltaReader();
+      const reference = new CumulativeReader();
+      const provider = new MeterProvider({ readers: [deltas, reference] });
+      const histogram = provider.getMeter('m').createHistogram('h');
+      const state = new CumulativeState();
+      histogram.record(1, first);
+      state.accumulate((await deltas.collect()).resourceMetrics);
+      histogram.record(2, second);
+      const ours = state.accumulate((await deltas.collect()).resourceMetrics).scopeMetrics[0]?.metrics[0] as HistogramMetricData;
+      const sdk = (await reference.collect()).resourceMetrics.scopeMetrics[0]?.metrics[0] as HistogramMetricData;
+      const counts = (metric: HistogramMetricData) => metric.dataPoints.map((p) => p.value.count);
+      expect(counts(ours), JSON.stringify([first, second])).toEqual(counts(sdk));
+      await provider.shutdown();
+    }
   });
 
   it('collect() returns cumulative points stamped with the collection time, the first attributes and start time kept', async () => {
