@@ -49,12 +49,20 @@ interface CurrentScope {
 
 const KEY_SEPARATOR = '\u0000';
 
+/** Told when a series' kept counts cannot be added to (its bucket boundaries changed) and start again. */
+export type CumulativeWarning = (message: string, fields: Readonly<Record<string, unknown>>) => void;
+
 export class CumulativeState {
+  readonly #warn: CumulativeWarning;
   readonly #streams = new Map<string, KeptStream>();
   /** The collections' results that hold kept points (whose `endTime` may be older than the collection's). */
   readonly #kept = new WeakSet<MetricData>();
   #scopeOrder: readonly string[] = [];
   #layouts = new Map<string, ScopeLayout>();
+
+  constructor(warn: CumulativeWarning = () => {}) {
+    this.#warn = warn;
+  }
 
   /** Streams kept (tests). */
   get streamCount(): number {
@@ -125,7 +133,7 @@ export class CumulativeState {
     const key = streamKey(scopeKey, metricKey);
     let stream = this.#streams.get(key);
     if (stream === undefined) {
-      stream = new KeptStream();
+      stream = new KeptStream(this.#warn);
       this.#streams.set(key, stream);
     }
     return stream.add(metric);
@@ -134,12 +142,18 @@ export class CumulativeState {
 
 /** One delta stream's cumulative series, in the order they were first seen. */
 class KeptStream {
+  readonly #warn: CumulativeWarning;
+  #warnedBoundaries = false;
   #metric: MetricData | undefined;
   #points: Array<DataPoint<unknown>> = [];
   /** Series by `attributesKey` (not by attributes object: a WeakMap of 100k entries costs more in GC than the key). */
   readonly #index = new Map<string, number>();
   /** The last collection's result while nothing changed: a quiet stream costs no allocation. */
   #snapshot: MetricData | undefined;
+
+  constructor(warn: CumulativeWarning) {
+    this.#warn = warn;
+  }
 
   /** Adds a collection's delta data points; returns the stream as a cumulative collection would. */
   add(delta: MetricData): MetricData {
@@ -158,11 +172,22 @@ class KeptStream {
         points.push(firstPoint(delta.dataPointType, point));
       } else {
         const kept = points[index] as DataPoint<unknown>;
+        if (delta.dataPointType === DataPointType.HISTOGRAM && !sameBuckets(kept, point)) this.#boundariesChanged(delta, kept, point);
         points[index] = addPoint(delta.dataPointType, kept, point);
       }
     }
     this.#snapshot = undefined;
     return this.#cumulative();
+  }
+
+  #boundariesChanged(delta: MetricData, kept: DataPoint<unknown>, point: DataPoint<unknown>): void {
+    if (this.#warnedBoundaries) return;
+    this.#warnedBoundaries = true;
+    this.#warn('histogram bucket boundaries changed between collections; its series start again from the new counts', {
+      metric_name: delta.descriptor.name,
+      kept_boundaries: (kept.value as Histogram).buckets.boundaries.length,
+      new_boundaries: (point.value as Histogram).buckets.boundaries.length,
+    });
   }
 
   /** The stream in a collection where the SDK reported nothing for it. */
@@ -232,7 +257,8 @@ function addPoint(type: DataPointType, kept: DataPoint<unknown>, delta: DataPoin
 function addHistograms(kept: Histogram, delta: Histogram): Histogram {
   const keptCounts = kept.buckets.counts;
   const deltaCounts = delta.buckets.counts;
-  // One stream has one set of boundaries; anything else is not ours to add up, so the newer one stands.
+  // One stream has one set of boundaries; anything else is not ours to add up, so the newer one stands (the
+  // stream warns once).
   if (keptCounts.length !== deltaCounts.length) return { ...delta, buckets: { boundaries: delta.buckets.boundaries, counts: deltaCounts.slice() } };
   const counts = new Array<number>(keptCounts.length);
   for (let i = 0; i < counts.length; i++) counts[i] = (keptCounts[i] as number) + (deltaCounts[i] as number);
@@ -247,6 +273,10 @@ function addHistograms(kept: Histogram, delta: Histogram): Histogram {
   const max = greater(kept.max, delta.max);
   if (max !== undefined) histogram.max = max;
   return histogram;
+}
+
+function sameBuckets(kept: DataPoint<unknown>, delta: DataPoint<unknown>): boolean {
+  return (kept.value as Histogram).buckets.counts.length === (delta.value as Histogram).buckets.counts.length;
 }
 
 function lesser(a: number | undefined, b: number | undefined): number | undefined {

@@ -104,7 +104,7 @@ export class FastPrometheusReader extends MetricReader {
   readonly #gzipCache: GzipSegmentCache | undefined;
   readonly #shareMillis: number;
   /** The cumulative series of the histograms, collected from the SDK as deltas. */
-  readonly #cumulative = new CumulativeState();
+  readonly #cumulative: CumulativeState;
 
   constructor(options: FastPrometheusReaderOptions = {}) {
     // Histograms (the series that grow with the fleet) as deltas, made cumulative again by `collect()`; all of
@@ -129,6 +129,7 @@ export class FastPrometheusReader extends MetricReader {
     this.#pool = new ChunkPool(chunkCapacity(chunkBytes), CHUNK_POOL_LIMIT);
     this.#collectTimeoutMillis = options.collectTimeoutMillis;
     this.#logger = options.logger ?? diagLogger;
+    this.#cumulative = new CumulativeState((message, fields) => this.#logger.warn(message, fields));
     this.#serializer = new PrometheusTextSerializer(options);
     this.#openMetrics = new OpenMetricsSerializer(options);
     this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);

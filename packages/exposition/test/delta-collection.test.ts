@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Attributes } from '@opentelemetry/api';
+import { ValueType, type Attributes } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   DataPointType,
@@ -7,6 +7,7 @@ import {
   MetricReader,
   type HistogramMetricData,
   type IMetricReader,
+  type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -169,6 +170,45 @@ describe('histograms collected as deltas, written as a cumulative collection', (
       expect(counts(ours), JSON.stringify([first, second])).toEqual(counts(sdk));
       await provider.shutdown();
     }
+  });
+
+  it('a series whose bucket boundaries change (as a producer may hand it) starts again from the new counts, with one warning', () => {
+    const warnings: Array<Readonly<Record<string, unknown>>> = [];
+    const state = new CumulativeState((_message, fields) => warnings.push(fields));
+    const collection = (boundaries: number[], counts: number[]): ResourceMetrics => ({
+      resource: resourceFromAttributes({}),
+      scopeMetrics: [
+        {
+          scope: { name: 'producer' },
+          metrics: [
+            {
+              descriptor: { name: 'h', description: '', unit: '', valueType: ValueType.DOUBLE },
+              aggregationTemporality: AggregationTemporality.DELTA,
+              dataPointType: DataPointType.HISTOGRAM,
+              dataPoints: [
+                {
+                  attributes: { series: 'a' },
+                  startTime: [1, 0],
+                  endTime: [2, 0],
+                  value: { buckets: { boundaries, counts }, count: counts.reduce((a, b) => a + b, 0), sum: 1 },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    const countsOf = (rm: ResourceMetrics) => (rm.scopeMetrics[0]?.metrics[0] as HistogramMetricData | undefined)?.dataPoints[0]?.value;
+    state.accumulate(collection([1], [1, 0]));
+    expect(countsOf(state.accumulate(collection([1], [0, 2])))?.buckets.counts).toEqual([1, 2]);
+    expect(warnings).toHaveLength(0);
+    const changed = countsOf(state.accumulate(collection([1, 5], [0, 1, 0])));
+    expect(changed?.buckets.counts).toEqual([0, 1, 0]);
+    expect(changed?.count).toBe(1);
+    expect(countsOf(state.accumulate(collection([1, 5], [1, 0, 0])))?.buckets.counts).toEqual([1, 1, 0]);
+    expect(countsOf(state.accumulate(collection([1], [0, 1])))?.buckets.counts).toEqual([0, 1]);
+    // Once per stream, however many series and collections follow.
+    expect(warnings).toEqual([{ metric_name: 'h', kept_boundaries: 1, new_boundaries: 2 }]);
   });
 
   it('collect() returns cumulative points stamped with the collection time, the first attributes and start time kept', async () => {
