@@ -15,6 +15,7 @@ import {
   DEFAULT_CHUNK_BYTES,
   LabelSuffix,
   PrometheusTextSerializer,
+  unwritten,
   writeOwn,
   writePoints,
   writeSeries,
@@ -171,7 +172,8 @@ export class OpenMetricsSerializer {
       }
     }
     yield* writeText(sink, EOF);
-    if (sink.pos > 0) yield sink.take();
+    const last = sink.finish();
+    if (last !== undefined) yield last;
   }
 
   #warnCollision(familyName: string, name: string): void {
@@ -202,6 +204,7 @@ class OpenMetricsSampleWriter {
   readonly #appendTimestamp: boolean;
   #point: DataPoint<number> | undefined;
   readonly #own: OwnLabels = emptyOwnLabels();
+  readonly #ownAt: OwnAt = { start: -1, end: -1 };
   #timestamp: string | undefined;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
@@ -222,7 +225,7 @@ class OpenMetricsSampleWriter {
     const point = this.#point;
     if (point === undefined) return;
     const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, { start: -1, end: -1 }, this.#suffix);
+    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, unwritten(this.#ownAt), this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
     sink.pos = writeEnd(buf, pos, this.#timestamp);
   }
@@ -242,6 +245,7 @@ class OpenMetricsHistogramWriter {
   #buckets: BucketLabels | undefined;
   #point: DataPoint<Histogram> | undefined;
   readonly #own: OwnLabels = emptyOwnLabels();
+  readonly #ownAt: OwnAt = { start: -1, end: -1 };
   #table: SeriesTable | undefined;
   #index = 0;
   #timestamp: string | undefined;
@@ -319,7 +323,7 @@ class OpenMetricsHistogramWriter {
     if (point === undefined || table === undefined) return;
     const value = point.value;
     const own = this.#own;
-    const ownAt: OwnAt = { start: -1, end: -1 };
+    const ownAt = unwritten(this.#ownAt);
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
     const buf = sink.buf;

@@ -65,6 +65,8 @@ export function chunkCapacity(chunkBytes: number): number {
   return chunkBytes + Math.min(64 * 1024, chunkBytes);
 }
 
+const SPENT = Buffer.alloc(0);
+
 export class ByteSink {
   /** The chunk being filled; `pos` is the next free byte. Public for the hot loops (read, write, store back). */
   buf: Buffer;
@@ -99,6 +101,18 @@ export class ByteSink {
   take(): Buffer {
     const done = this.buf.subarray(0, this.pos);
     this.buf = this.#pool.acquire(this.#chunkBytes);
+    this.pos = 0;
+    return done;
+  }
+
+  /**
+   * Ends the rendering: the last chunk if bytes are left in it, without taking a fresh buffer (an empty one goes
+   * back to the pool), so that a rendering takes from the pool only buffers it hands out. The sink is spent.
+   */
+  finish(): Buffer | undefined {
+    const done = this.pos > 0 ? this.buf.subarray(0, this.pos) : undefined;
+    if (done === undefined) this.#pool.release(this.buf);
+    this.buf = SPENT;
     this.pos = 0;
     return done;
   }
