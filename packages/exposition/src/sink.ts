@@ -20,12 +20,14 @@ const ZERO = 48;
 /**
  * Chunk buffers, recycled once their consumer is done with them (a socket write completed). Allocating a
  * fresh buffer per chunk makes a 100k-series scrape allocate 260 MB of ArrayBuffers, and the external-memory
- * pressure that creates costs full GCs over the SDK's large heap: recycling keeps a handful in circulation.
+ * pressure that creates costs full GCs over the SDK's large heap: recycling keeps up to `limit` in circulation.
  */
 export class ChunkPool {
   readonly #capacity: number;
   readonly #limit: number;
   readonly #free: Buffer[] = [];
+  /** The backing stores in `#free`: a double release is found without scanning the list (it holds up to 1024). */
+  readonly #freeBacking = new Set<ArrayBufferLike>();
   readonly #owned = new WeakSet<ArrayBufferLike>();
 
   constructor(capacity: number, limit = 16) {
@@ -41,7 +43,10 @@ export class ChunkPool {
   acquire(bytes: number): Buffer {
     if (bytes <= this.#capacity) {
       const recycled = this.#free.pop();
-      if (recycled !== undefined) return recycled;
+      if (recycled !== undefined) {
+        this.#freeBacking.delete(recycled.buffer);
+        return recycled;
+      }
       // allocUnsafeSlow: an ArrayBuffer of its own, never a slice of Node's shared pool, so it can be recycled.
       const buffer = Buffer.allocUnsafeSlow(this.#capacity);
       this.#owned.add(buffer.buffer);
@@ -55,7 +60,8 @@ export class ChunkPool {
     const backing = chunk.buffer;
     if (!this.#owned.has(backing) || this.#free.length >= this.#limit) return;
     // Guard against a double release putting one buffer in the free list twice.
-    if (this.#free.some((free) => free.buffer === backing)) return;
+    if (this.#freeBacking.has(backing)) return;
+    this.#freeBacking.add(backing);
     this.#free.push(Buffer.from(backing, 0, this.#capacity));
   }
 }
