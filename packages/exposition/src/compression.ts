@@ -4,6 +4,7 @@ import { constants, crc32, deflateRaw as deflateRawCallback } from 'node:zlib';
 import { promisify } from 'node:util';
 import { crc32Combine } from './crc32-combine.js';
 import type { ChunkSource } from './shared-render.js';
+import { chunkInputsOf, sameInputs } from './sink.js';
 
 const deflateRaw = promisify(deflateRawCallback);
 
@@ -49,23 +50,42 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
   return (gzipQ ?? starQ ?? 0) > 0;
 }
 
-/** One chunk compressed: its deflate segment (sync-flushed), and the CRC-32 and length of its bytes. */
+/** One chunk compressed: its deflate segment (sync-flushed), the CRC-32 and length of its bytes, and what it was made of. */
 interface Segment {
+  /** SHA-256 of the chunk's bytes; taken only when the inputs did not tell. */
   readonly digest: Buffer | undefined;
+  /** The inputs the chunk was written from (`chunkInputsOf`), when its serializer recorded them. */
+  readonly inputs: readonly unknown[] | undefined;
   readonly segment: Buffer;
   readonly crc: number;
   readonly length: number;
 }
 
+/** How the chunks of gzip renderings were answered, since the cache was made. */
+export interface GzipCacheCounts {
+  /** Segments reused because the chunk was written from the same inputs: its bytes were not read. */
+  readonly sameInputs: number;
+  /** Segments reused because the chunk's SHA-256 matched (the inputs were new, the bytes were not). */
+  readonly sameDigest: number;
+  /** Chunks compressed. */
+  readonly compressed: number;
+}
+
 /**
- * The compressed segments of the last gzip rendering, by chunk position and SHA-256 of the chunk's bytes: between
- * scrapes almost every series is unchanged, the serializer closes chunks after whole data points (so the chunk
- * boundaries stay put), and a segment depends only on its chunk's bytes. A chunk whose digest matches is not
- * compressed again. Hashing runs on the thread pool (WebCrypto), like the compression it saves.
+ * The compressed segments of the last gzip rendering of one serializer, by chunk position. Between scrapes almost
+ * every series is the very same data point object as before, and the serializer records which objects (and
+ * texts) each chunk was written from (`chunkInputsOf`): a chunk written from the same inputs as the cached one at
+ * its position holds the same bytes, so its segment is reused without reading the chunk. A chunk with other
+ * inputs is hashed (SHA-256, on the thread pool) and its segment still reused when the bytes match (a stream the
+ * SDK rebuilds on every collection, such as a cumulative counter, has new objects with the same values);
+ * otherwise it is compressed. One cache per serializer: another serializer writes other bytes from the same inputs.
  */
 export class GzipSegmentCache {
   readonly #level: number;
   #entries: Array<Segment | undefined> = [];
+  #sameInputs = 0;
+  #sameDigest = 0;
+  #compressed = 0;
 
   constructor(level: number) {
     this.#level = level;
@@ -75,13 +95,33 @@ export class GzipSegmentCache {
     return this.#level;
   }
 
-  lookup(index: number, digest: Buffer): Segment | undefined {
-    const entry = this.#entries[index];
-    return entry?.digest?.equals(digest) === true ? entry : undefined;
+  get counts(): GzipCacheCounts {
+    return { sameInputs: this.#sameInputs, sameDigest: this.#sameDigest, compressed: this.#compressed };
   }
 
-  store(index: number, entry: Segment): void {
+  /** The segment for `chunk` at `index`: cached when its inputs or its bytes are unchanged, else compressed. */
+  async segment(chunk: Uint8Array, index: number): Promise<Segment> {
+    const inputs = chunkInputsOf(chunk);
+    const cached = this.#entries[index];
+    if (cached !== undefined && inputs !== undefined && cached.inputs !== undefined && cached.length === chunk.length && sameInputs(cached.inputs, inputs)) {
+      this.#sameInputs++;
+      return cached;
+    }
+    const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', chunk));
+    // Read again after the await: another rendering may have stored this position meanwhile.
+    const current = this.#entries[index];
+    if (current?.digest?.equals(digest) === true) {
+      this.#sameDigest++;
+      const entry = { ...current, inputs };
+      this.#entries[index] = entry;
+      return entry;
+    }
+    this.#compressed++;
+    const crc = crc32(chunk);
+    const segment = await deflateRaw(chunk, { level: this.#level, finishFlush: constants.Z_SYNC_FLUSH });
+    const entry = { digest, inputs, segment, crc, length: chunk.length };
     this.#entries[index] = entry;
+    return entry;
   }
 
   /** After a complete rendering of `chunks` chunks: positions past it are gone. */
@@ -141,7 +181,8 @@ export function parallelGzip(
             innerDone = true;
             break;
           }
-          const job = compress(chunk, chunks++, level, cache).finally(() => options.release?.(chunk));
+          const index = chunks++;
+          const job = (cache === undefined ? compress(chunk, level) : cache.segment(chunk, index)).finally(() => options.release?.(chunk));
           // A segment nobody asks for any more (the readers left) must not become an unhandled rejection.
           job.catch(() => undefined);
           jobs.push(job);
@@ -184,18 +225,8 @@ export function parallelGzip(
   };
 }
 
-async function compress(chunk: Uint8Array, index: number, level: number, cache: GzipSegmentCache | undefined): Promise<Segment> {
-  if (cache === undefined) {
-    const crc = crc32(chunk);
-    const segment = await deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH });
-    return { digest: undefined, segment, crc, length: chunk.length };
-  }
-  const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', chunk));
-  const cached = cache.lookup(index, digest);
-  if (cached !== undefined) return cached;
+async function compress(chunk: Uint8Array, level: number): Promise<Segment> {
   const crc = crc32(chunk);
   const segment = await deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH });
-  const entry = { digest, segment, crc, length: chunk.length };
-  cache.store(index, entry);
-  return entry;
+  return { digest: undefined, inputs: undefined, segment, crc, length: chunk.length };
 }

@@ -326,6 +326,8 @@ class OpenMetricsHistogramWriter {
     const ownAt = unwritten(this.#ownAt);
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
+    // Exemplars come from outside the point: each encoded one is an input of the chunk too (by bucket).
+    for (let i = 0; i < exemplars.length; i++) sink.input(exemplars[i]);
     const buf = sink.buf;
     let pos = sink.pos;
     const { boundaries, counts } = value.buckets;

@@ -108,8 +108,8 @@ export class FastPrometheusReader extends MetricReader {
   readonly #renderings: LatestRenderings;
   readonly #collections: SharedTask<CollectionResult>;
   readonly #gzipLevel: number | undefined;
-  /** Compressed segments of unchanged chunks, reused between gzip scrapes. */
-  readonly #gzipCache: GzipSegmentCache | undefined;
+  /** Compressed segments of unchanged chunks, reused between gzip scrapes: one cache per format. */
+  readonly #gzipCaches: ReadonlyMap<ExpositionFormat, GzipSegmentCache> | undefined;
   readonly #shareMillis: number;
   /** The cumulative series of the histograms, collected from the SDK as deltas. */
   readonly #cumulative: CumulativeState;
@@ -149,7 +149,13 @@ export class FastPrometheusReader extends MetricReader {
     const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
     if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
     this.#gzipLevel = options.gzip === false ? undefined : gzipLevel;
-    this.#gzipCache = this.#gzipLevel === undefined ? undefined : new GzipSegmentCache(this.#gzipLevel);
+    this.#gzipCaches =
+      this.#gzipLevel === undefined
+        ? undefined
+        : new Map<ExpositionFormat, GzipSegmentCache>([
+            ['prometheus-text', new GzipSegmentCache(this.#gzipLevel)],
+            ['openmetrics', new GzipSegmentCache(this.#gzipLevel)],
+          ]);
   }
 
   /** The path `handleMetricsRequest` answers. */
@@ -280,8 +286,9 @@ export class FastPrometheusReader extends MetricReader {
     const pool = this.#pool;
     const release = (chunk: Uint8Array): void => pool.release(chunk);
     const share = { maxAgeMillis: this.#shareMillis };
+    const cache = this.#gzipCaches?.get(format);
     const rendering = gzip
-      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format), { level: gzipLevel, release, ...(this.#gzipCache !== undefined && { cache: this.#gzipCache }) }), undefined, share))
+      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share))
       : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.

@@ -334,6 +334,7 @@ export class PrometheusTextSerializer {
 export function* writeText(sink: ByteSink, text: string): Generator<Buffer, void, undefined> {
   const done = sink.room(maxUtf8Bytes(text));
   if (done !== undefined) yield done;
+  sink.input(text);
   sink.text(text);
 }
 
@@ -416,8 +417,12 @@ export function* writePoints<P>(
   table: SeriesTable,
 ): Generator<Buffer, void, undefined> {
   for (let i = 0; i < points.length; i++) {
-    const done = sink.room(writer.prepare(points[i] as P, table, i));
+    const point = points[i] as P;
+    const done = sink.room(writer.prepare(point, table, i));
     if (done !== undefined) yield done;
+    // A point's lines are a function of the point object alone (its attributes, value, times) and the writer's
+    // options, fixed per stream; the SDK and `CumulativeState` never change a point they handed out.
+    sink.input(point);
     writer.write(sink);
     if (sink.full) yield sink.take();
   }

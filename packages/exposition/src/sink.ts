@@ -73,12 +73,32 @@ export function chunkCapacity(chunkBytes: number): number {
 
 const SPENT = Buffer.alloc(0);
 
+/** What each chunk a sink closed was written from, for as long as the chunk object lives (see `ByteSink.input`). */
+const chunkInputs = new WeakMap<Uint8Array, readonly unknown[]>();
+
+/**
+ * The inputs a chunk was written from, in order (`ByteSink.input`), or undefined for a chunk no sink closed. Two
+ * chunks of one serializer with the same inputs hold the same bytes: that is how a gzip scrape knows a chunk is
+ * unchanged without reading it.
+ */
+export function chunkInputsOf(chunk: Uint8Array): readonly unknown[] | undefined {
+  return chunkInputs.get(chunk);
+}
+
+/** True when two input lists hold the very same values in the same order. */
+export function sameInputs(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class ByteSink {
   /** The chunk being filled; `pos` is the next free byte. Public for the hot loops (read, write, store back). */
   buf: Buffer;
   pos = 0;
   readonly #chunkBytes: number;
   readonly #pool: ChunkPool;
+  #inputs: unknown[] = [];
 
   constructor(chunkBytes: number, pool: ChunkPool = new ChunkPool(chunkCapacity(chunkBytes), 0)) {
     this.#chunkBytes = chunkBytes;
@@ -97,7 +117,7 @@ export class ByteSink {
    */
   room(bytes: number): Buffer | undefined {
     if (this.pos + bytes <= this.buf.length) return undefined;
-    const done = this.pos > 0 ? this.buf.subarray(0, this.pos) : undefined;
+    const done = this.pos > 0 ? this.#close() : undefined;
     this.buf = this.#pool.acquire(bytes);
     this.pos = 0;
     return done;
@@ -105,7 +125,7 @@ export class ByteSink {
 
   /** The bytes written so far as a chunk; the sink starts a fresh buffer (the consumer may hold this one). */
   take(): Buffer {
-    const done = this.buf.subarray(0, this.pos);
+    const done = this.#close();
     this.buf = this.#pool.acquire(this.#chunkBytes);
     this.pos = 0;
     return done;
@@ -116,10 +136,27 @@ export class ByteSink {
    * back to the pool), so that a rendering takes from the pool only buffers it hands out. The sink is spent.
    */
   finish(): Buffer | undefined {
-    const done = this.pos > 0 ? this.buf.subarray(0, this.pos) : undefined;
+    const done = this.pos > 0 ? this.#close() : undefined;
     if (done === undefined) this.#pool.release(this.buf);
     this.buf = SPENT;
     this.pos = 0;
+    return done;
+  }
+
+  /**
+   * Records a value the next bytes are written from (a data point object, a text, an exemplar's bytes), after
+   * `room()` and before writing them. The contract that makes `chunkInputsOf` safe: everything a chunk holds is
+   * written from its recorded inputs alone (and the serializer's fixed options), and an input object is never
+   * changed once written, so the same inputs make the same bytes.
+   */
+  input(value: unknown): void {
+    this.#inputs.push(value);
+  }
+
+  #close(): Buffer {
+    const done = this.buf.subarray(0, this.pos);
+    chunkInputs.set(done, this.#inputs);
+    this.#inputs = [];
     return done;
   }
 

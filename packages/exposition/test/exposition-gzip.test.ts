@@ -9,6 +9,7 @@ import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { acceptsGzip } from '../src/compression.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
+import type { Exemplar } from '../src/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
 
 const cleanup: Array<() => unknown> = [];
@@ -78,6 +79,33 @@ describe('gzip', () => {
       histogram.record(1, { template_name: 'template-7', username: 'user-1507', workspace_name: 'workspace-1507' });
       histogram.record(2, { template_name: 'template-new', username: `user-new-${round}`, workspace_name: 'w' });
     }
+  });
+
+  it('text and OpenMetrics gzip scrapes in turn each get their own format: the same points make other bytes in each', async () => {
+    const { reader, server } = await setup({ chunkBytes: 16 * 1024 }, 2000);
+    const openMetrics = { 'Accept-Encoding': 'gzip', Accept: 'application/openmetrics-text;version=1.0.0' };
+    for (let round = 0; round < 2; round++) {
+      const text = await get(server.url, { 'Accept-Encoding': 'gzip' });
+      expect(gunzipSync(text.body).toString('utf8')).toBe(await reader.serializeToString());
+      const om = await get(server.url, openMetrics);
+      expect(om.headers['content-type']).toMatch(/^application\/openmetrics-text/);
+      expect(gunzipSync(om.body).toString('utf8')).toBe(await reader.serializeToString('openmetrics'));
+    }
+  });
+
+  it('an OpenMetrics gzip scrape carries an exemplar that changed while its data point did not (same length, other bytes)', async () => {
+    let exemplar: Exemplar = { labels: { workspace: 'old-1' }, value: 3 };
+    const { reader, server } = await setup(
+      { chunkBytes: 16 * 1024, exemplars: { histogramExemplars: (_name, attributes) => (attributes['username'] === 'user-1200' ? [undefined, exemplar] : undefined) } },
+      2000,
+    );
+    const openMetrics = { 'Accept-Encoding': 'gzip', Accept: 'application/openmetrics-text;version=1.0.0' };
+    const first = gunzipSync((await get(server.url, openMetrics)).body).toString('utf8');
+    expect(first).toContain('workspace="old-1"');
+    exemplar = { labels: { workspace: 'new-1' }, value: 3 };
+    const second = gunzipSync((await get(server.url, openMetrics)).body).toString('utf8');
+    expect(second).toContain('workspace="new-1"');
+    expect(second).toBe(await reader.serializeToString('openmetrics'));
   });
 
   it('curl --compressed reads the whole body', async () => {
