@@ -41,7 +41,7 @@ const HELP = `Usage: node packages/exposition/bench/exposition.bench.mjs [option
                     (rows ours:churn, ours-gzip:churn; default 0.001; 0: off)
   --without-scope   our reader without the otel_scope_* labels (ours and ours-gzip)
   --json FILE       also write the results as JSON
-  --node-arg ARG    extra Node flag for the children (repeatable)
+  --node-arg=ARG    extra Node flag for the children (repeatable; with '=', since ARG starts with a dash)
   --help            this text
 `;
 
@@ -372,24 +372,33 @@ function summary(results) {
   return lines.length > 3 ? lines : [];
 }
 
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        child: { type: 'string' },
+        series: { type: 'string' },
+        sizes: { type: 'string', default: '1000,10000,100000' },
+        variants: { type: 'string', default: VARIANTS.join(',') },
+        runs: { type: 'string', default: '7' },
+        json: { type: 'string' },
+        // node: Node's http client reads the body (itself ~2x slower than the servers at 100k series);
+        // curl: closer to Prometheus' Go scraper.
+        client: { type: 'string', default: 'node' },
+        'without-scope': { type: 'boolean', default: false },
+        churn: { type: 'string', default: '0.001' },
+        help: { type: 'boolean', default: false },
+        'node-arg': { type: 'string', multiple: true, default: [] },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
+    process.exit(2);
+  }
+}
+
 async function main() {
-  const { values } = parseArgs({
-    options: {
-      child: { type: 'string' },
-      series: { type: 'string' },
-      sizes: { type: 'string', default: '1000,10000,100000' },
-      variants: { type: 'string', default: VARIANTS.join(',') },
-      runs: { type: 'string', default: '7' },
-      json: { type: 'string' },
-      // node: Node's http client reads the body (itself ~2x slower than the servers at 100k series);
-      // curl: closer to Prometheus' Go scraper.
-      client: { type: 'string', default: 'node' },
-      'without-scope': { type: 'boolean', default: false },
-      churn: { type: 'string', default: '0.001' },
-      help: { type: 'boolean', default: false },
-      'node-arg': { type: 'string', multiple: true, default: [] },
-    },
-  });
+  const { values } = parseOptions();
   if (values.help) {
     process.stdout.write(HELP);
     return;
