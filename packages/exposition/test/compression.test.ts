@@ -6,14 +6,8 @@ import { GzipSegmentCache, parallelGzip } from '../src/compression.js';
 import type { ChunkSource } from '../src/shared-render.js';
 import { PrometheusTextSerializer } from '../src/serializer.js';
 import { ValueType } from '@opentelemetry/api';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AggregationTemporality,
-  DataPointType,
-  type DataPoint,
-  type Histogram,
-  type ResourceMetrics,
-} from '@opentelemetry/sdk-metrics';
+import type { DataPoint, Histogram, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { histogramCollection } from './exposition-support.js';
 
 function sourceOf(chunks: Buffer[]): ChunkSource {
   let i = 0;
@@ -73,22 +67,8 @@ describe('gzip segments of serialized chunks', () => {
     endTime: [1_700_000_060, 0],
     value: { count, sum: count * 3.5, buckets: { boundaries, counts: [0, count, 0, 0, 0, 0, 0, 0, 0, 0] }, min: 3.5, max: 3.5 },
   });
-  const collection = (points: DataPoint<Histogram>[]): ResourceMetrics => ({
-    resource: resourceFromAttributes({ 'service.name': 'segments' }),
-    scopeMetrics: [
-      {
-        scope: { name: 'test' },
-        metrics: [
-          {
-            descriptor: { name: 'first_connection_seconds', description: 'd', unit: 's', valueType: ValueType.DOUBLE },
-            aggregationTemporality: AggregationTemporality.CUMULATIVE,
-            dataPointType: DataPointType.HISTOGRAM,
-            dataPoints: points,
-          },
-        ],
-      },
-    ],
-  });
+  const descriptor = { name: 'first_connection_seconds', description: 'd', unit: 's', valueType: ValueType.DOUBLE };
+  const collection = (points: DataPoint<Histogram>[]) => histogramCollection(points, { descriptor, resource: { 'service.name': 'segments' } });
   const gzipRendering = (serializer: PrometheusTextSerializer, metrics: ResourceMetrics, cache: GzipSegmentCache) =>
     gzipAll([...serializer.chunks(metrics, 16 * 1024)], cache);
 

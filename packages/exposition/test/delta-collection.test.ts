@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ValueType, type Attributes } from '@opentelemetry/api';
+import { type Attributes } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   DataPointType,
@@ -17,7 +17,7 @@ import { CumulativeState } from '../src/cumulative-state.js';
 import { Rng, randomScenario } from './exposition-random.js';
 import { metadataSet, parseExposition, sampleSet } from '@agentconn/test-support/exposition-parser';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
-import { officialText } from './exposition-support.js';
+import { histogramCollection, officialText } from './exposition-support.js';
 
 /**
  * The reader collects histograms from the SDK as deltas and keeps their cumulative series itself; the official
@@ -175,29 +175,11 @@ describe('histograms collected as deltas, written as a cumulative collection', (
   it('a series whose bucket boundaries change (as a producer may hand it) starts again from the new counts, with one warning', () => {
     const warnings: Array<Readonly<Record<string, unknown>>> = [];
     const state = new CumulativeState((_message, fields) => warnings.push(fields));
-    const collection = (boundaries: number[], counts: number[]): ResourceMetrics => ({
-      resource: resourceFromAttributes({}),
-      scopeMetrics: [
-        {
-          scope: { name: 'producer' },
-          metrics: [
-            {
-              descriptor: { name: 'h', description: '', unit: '', valueType: ValueType.DOUBLE },
-              aggregationTemporality: AggregationTemporality.DELTA,
-              dataPointType: DataPointType.HISTOGRAM,
-              dataPoints: [
-                {
-                  attributes: { series: 'a' },
-                  startTime: [1, 0],
-                  endTime: [2, 0],
-                  value: { buckets: { boundaries, counts }, count: counts.reduce((a, b) => a + b, 0), sum: 1 },
-                },
-              ],
-            },
-          ],
-        },
-      ],
-    });
+    const collection = (boundaries: number[], counts: number[]): ResourceMetrics =>
+      histogramCollection(
+        [{ attributes: { series: 'a' }, startTime: [1, 0], endTime: [2, 0], value: { buckets: { boundaries, counts }, count: counts.reduce((a, b) => a + b, 0), sum: 1 } }],
+        { scope: { name: 'producer' }, temporality: AggregationTemporality.DELTA },
+      );
     const countsOf = (rm: ResourceMetrics) => (rm.scopeMetrics[0]?.metrics[0] as HistogramMetricData | undefined)?.dataPoints[0]?.value;
     state.accumulate(collection([1], [1, 0]));
     expect(countsOf(state.accumulate(collection([1], [0, 2])))?.buckets.counts).toEqual([1, 2]);

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ValueType, type Attributes } from '@opentelemetry/api';
 import {
-  AggregationTemporality,
   DataPointType,
   MeterProvider,
   type DataPoint,
@@ -12,6 +11,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
+import { histogramCollection } from './exposition-support.js';
 import {
   FIRST_CONNECTION_BUCKET_BOUNDARIES,
   FIRST_CONNECTION_METRIC_DESCRIPTION,
@@ -205,16 +205,9 @@ describe('render cache: collections that change shape (as a MetricProducer may h
   }
 
   function collection(points: Array<DataPoint<Histogram>>, scope = { name: 'jobs', version: '1.0.0' }, resource: Attributes = { 'service.name': 'jobs' }): ResourceMetrics {
-    return {
-      resource: resourceFromAttributes(resource),
-      scopeMetrics: [
-        {
-          scope,
-          metrics: [{ descriptor, aggregationTemporality: AggregationTemporality.CUMULATIVE, dataPointType: DataPointType.HISTOGRAM, dataPoints: points }],
-        },
-      ],
-    };
+    return histogramCollection(points, { descriptor, scope, resource });
   }
+
 
   it('a series that disappears, moves, or is replaced by another at its position is written as it is now', () => {
     renderChecked(collection([point(a, [1, 0, 0], 0.5), point(b, [0, 2, 0], 9), point(c, [0, 0, 1], 20)]));
