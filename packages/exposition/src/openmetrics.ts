@@ -26,7 +26,7 @@ import {
   type PrometheusSerializerOptions,
 } from './serializer.js';
 import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
+import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -127,9 +127,10 @@ export class OpenMetricsSerializer {
     resourceMetrics: ResourceMetrics,
     chunkBytes: number = DEFAULT_CHUNK_BYTES,
     pool?: ChunkPool,
+    options: ChunkOptions = {},
   ): Generator<Buffer, void, undefined> {
     const plan = this.#plan.plan(resourceMetrics);
-    const sink = new ByteSink(chunkBytes, pool);
+    const sink = new ByteSink(chunkBytes, pool, options);
     const familyNames = new Set<string>();
     for (const [name, family] of plan.families) {
       if (family.dropped) continue;

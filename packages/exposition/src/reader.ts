@@ -17,7 +17,7 @@ import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
 import { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
 import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './openmetrics.js';
 import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
-import { ChunkPool, chunkCapacity } from './sink.js';
+import { type ChunkOptions, ChunkPool, chunkCapacity } from './sink.js';
 import { writeChunks, type WriteOutcome } from './stream.js';
 import {
   ConcurrencyLimit,
@@ -288,7 +288,7 @@ export class FastPrometheusReader extends MetricReader {
     const share = { maxAgeMillis: this.#shareMillis };
     const cache = this.#gzipCaches?.get(format);
     const rendering = gzip
-      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share))
+      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format, { recordInputs: true }), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share))
       : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share));
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
@@ -311,7 +311,7 @@ export class FastPrometheusReader extends MetricReader {
   }
 
   /** One collection and its serialization, as chunks for a shared rendering; failures are logged here, once. */
-  #renderSource(format: ExpositionFormat): ChunkSource {
+  #renderSource(format: ExpositionFormat, options: ChunkOptions = {}): ChunkSource {
     let chunks: Generator<Uint8Array, void, undefined> | undefined;
     let first = true;
     let releaseCollection: (() => void) | undefined;
@@ -333,7 +333,7 @@ export class FastPrometheusReader extends MetricReader {
             this.#logger.error('metrics collection failed', { error: errorMessage(error) });
             throw new CollectFailed(error);
           }
-          chunks = this.#serializerFor(format).chunks(collected.resourceMetrics, this.#chunkBytes, this.#pool);
+          chunks = this.#serializerFor(format).chunks(collected.resourceMetrics, this.#chunkBytes, this.#pool, options);
         }
         try {
           const result = chunks.next();

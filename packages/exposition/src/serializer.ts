@@ -18,7 +18,7 @@ import {
   sanitizeName,
 } from './format.js';
 import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { ByteSink, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
   /** Prepended to every metric name as `prefix_` (not to `target_info`). Default none. */
@@ -138,16 +138,18 @@ export class PrometheusTextSerializer {
    * The exposition as UTF-8 chunks of about `chunkBytes` bytes (never splitting a line; a data point larger
    * than that gets a chunk of its own size). Lazy: nothing is written before the first `next()`, so a consumer
    * can pause between chunks for backpressure. Without a `pool` each chunk is a buffer of its own the consumer
-   * may keep; with one, the consumer hands each chunk back with `pool.release(chunk)` once done with it.
+   * may keep; with one, the consumer hands each chunk back with `pool.release(chunk)` once done with it. With
+   * `recordInputs`, each chunk's inputs can be read with `chunkInputsOf` (what a gzip scrape reuses segments by).
    */
   *chunks(
     resourceMetrics: ResourceMetrics,
     chunkBytes: number = DEFAULT_CHUNK_BYTES,
     pool?: ChunkPool,
+    options: ChunkOptions = {},
   ): Generator<Buffer, void, undefined> {
     const families = this.#collectFamilies(resourceMetrics);
     const resourceLabels = this.#resourceConstantLabels(resourceMetrics.resource.attributes);
-    const sink = new ByteSink(chunkBytes, pool);
+    const sink = new ByteSink(chunkBytes, pool, options);
     let wroteMetric = false;
     for (const [name, family] of families) {
       if (family.dropped) continue;

@@ -77,7 +77,8 @@ const SPENT = Buffer.alloc(0);
 const chunkInputs = new WeakMap<Uint8Array, readonly unknown[]>();
 
 /**
- * The inputs a chunk was written from, in order (`ByteSink.input`), or undefined for a chunk no sink closed. Two
+ * The inputs a chunk was written from, in order (`ByteSink.input`), or undefined for a chunk whose sink did not
+ * record them (`recordInputs`) or that no sink closed. Two
  * chunks of one serializer with the same inputs hold the same bytes: that is how a gzip scrape knows a chunk is
  * unchanged without reading it.
  */
@@ -92,17 +93,27 @@ export function sameInputs(a: readonly unknown[], b: readonly unknown[]): boolea
   return true;
 }
 
+export interface ChunkOptions {
+  /**
+   * Record what each chunk is written from (`chunkInputsOf`), for a consumer that reuses work done on an unchanged
+   * chunk (gzip). Default false: a plain rendering pays nothing for it.
+   */
+  readonly recordInputs?: boolean;
+}
+
 export class ByteSink {
   /** The chunk being filled; `pos` is the next free byte. Public for the hot loops (read, write, store back). */
   buf: Buffer;
   pos = 0;
   readonly #chunkBytes: number;
   readonly #pool: ChunkPool;
-  #inputs: unknown[] = [];
+  /** The inputs of the chunk being filled, when recorded (`chunkInputsOf`); undefined when not. */
+  #inputs: unknown[] | undefined;
 
-  constructor(chunkBytes: number, pool: ChunkPool = new ChunkPool(chunkCapacity(chunkBytes), 0)) {
+  constructor(chunkBytes: number, pool: ChunkPool = new ChunkPool(chunkCapacity(chunkBytes), 0), options: ChunkOptions = {}) {
     this.#chunkBytes = chunkBytes;
     this.#pool = pool;
+    if (options.recordInputs === true) this.#inputs = [];
     this.buf = pool.acquire(chunkBytes);
   }
 
@@ -150,13 +161,15 @@ export class ByteSink {
    * changed once written, so the same inputs make the same bytes.
    */
   input(value: unknown): void {
-    this.#inputs.push(value);
+    this.#inputs?.push(value);
   }
 
   #close(): Buffer {
     const done = this.buf.subarray(0, this.pos);
-    chunkInputs.set(done, this.#inputs);
-    this.#inputs = [];
+    if (this.#inputs !== undefined) {
+      chunkInputs.set(done, this.#inputs);
+      this.#inputs = [];
+    }
     return done;
   }
 

@@ -70,7 +70,7 @@ describe('gzip segments of serialized chunks', () => {
   const descriptor = { name: 'first_connection_seconds', description: 'd', unit: 's', valueType: ValueType.DOUBLE };
   const collection = (points: DataPoint<Histogram>[]) => histogramCollection(points, { descriptor, resource: { 'service.name': 'segments' } });
   const gzipRendering = (serializer: PrometheusTextSerializer, metrics: ResourceMetrics, cache: GzipSegmentCache) =>
-    gzipAll([...serializer.chunks(metrics, 16 * 1024)], cache);
+    gzipAll([...serializer.chunks(metrics, 16 * 1024, undefined, { recordInputs: true })], cache);
 
   it('an unchanged rendering is answered from the chunks inputs: no chunk hashed or compressed', async () => {
     const serializer = new PrometheusTextSerializer();

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { webcrypto } from 'node:crypto';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { request } from 'node:http';
@@ -79,6 +80,27 @@ describe('gzip', () => {
       histogram.record(1, { template_name: 'template-7', username: 'user-1507', workspace_name: 'workspace-1507' });
       histogram.record(2, { template_name: 'template-new', username: `user-new-${round}`, workspace_name: 'w' });
     }
+  });
+
+  it('a steady gzip scrape hashes no chunk: each is known unchanged from the data points it was written from', async () => {
+    // Not shared: every scrape below renders (and compresses) on its own.
+    const { reader, provider, server } = await setup({ chunkBytes: 16 * 1024, renderShareMillis: 0 }, 3000);
+    const histogram = provider.getMeter('test').createHistogram('first_connection_seconds', { unit: 's' });
+    const digest = vi.spyOn(webcrypto.subtle, 'digest');
+    cleanup.push(() => digest.mockRestore());
+    await get(server.url, { 'Accept-Encoding': 'gzip' });
+    await sleep(20);
+    digest.mockClear();
+    const steady = await get(server.url, { 'Accept-Encoding': 'gzip' });
+    expect(gunzipSync(steady.body).toString('utf8')).toBe(await reader.serializeToString());
+    expect(digest).not.toHaveBeenCalled();
+    // One series changes: its chunk (and only a few around it, if the new count's digits shift nothing) is read.
+    histogram.record(1, { template_name: 'template-7', username: 'user-1507', workspace_name: 'workspace-1507' });
+    await sleep(20);
+    const changed = await get(server.url, { 'Accept-Encoding': 'gzip' });
+    expect(gunzipSync(changed.body).toString('utf8')).toBe(await reader.serializeToString());
+    expect(digest.mock.calls.length).toBeGreaterThan(0);
+    expect(digest.mock.calls.length).toBeLessThanOrEqual(2);
   });
 
   it('text and OpenMetrics gzip scrapes in turn each get their own format: the same points make other bytes in each', async () => {
