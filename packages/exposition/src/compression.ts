@@ -117,9 +117,7 @@ export class GzipSegmentCache {
       return entry;
     }
     this.#compressed++;
-    const crc = crc32(chunk);
-    const segment = await deflateRaw(chunk, { level: this.#level, finishFlush: constants.Z_SYNC_FLUSH });
-    const entry = { digest, inputs, segment, crc, length: chunk.length };
+    const entry = { ...(await compress(chunk, this.#level)), digest, inputs };
     this.#entries[index] = entry;
     return entry;
   }
