@@ -78,9 +78,8 @@ const chunkInputs = new WeakMap<Uint8Array, readonly unknown[]>();
 
 /**
  * The inputs a chunk was written from, in order (`ByteSink.input`), or undefined for a chunk whose sink did not
- * record them (`recordInputs`) or that no sink closed. Two
- * chunks of one serializer with the same inputs hold the same bytes: that is how a gzip scrape knows a chunk is
- * unchanged without reading it.
+ * record them (`recordInputs`) or that no sink closed. Two chunks of one serializer with the same inputs hold the
+ * same bytes: that is how a gzip scrape knows a chunk is unchanged without reading it.
  */
 export function chunkInputsOf(chunk: Uint8Array): readonly unknown[] | undefined {
   return chunkInputs.get(chunk);
