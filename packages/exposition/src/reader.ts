@@ -29,7 +29,7 @@ import {
   timeoutOption,
 } from './limits.js';
 import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compression.js';
-import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, writeShared, type ChunkSource } from './shared-render.js';
+import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, WRITE_AHEAD_BYTES, writeShared, type ChunkSource } from './shared-render.js';
 import { CumulativeState } from './cumulative-state.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
@@ -301,7 +301,7 @@ export class FastPrometheusReader extends MetricReader {
     response.writeHead(200, headers);
     let outcome: WriteOutcome;
     try {
-      outcome = await writeShared(rendering, response);
+      outcome = await writeShared(rendering, response, WRITE_AHEAD_BYTES);
     } catch {
       // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
       response.destroy();

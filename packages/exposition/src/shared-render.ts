@@ -152,10 +152,19 @@ export class SharedRendering {
 }
 
 /**
- * Writes a shared rendering (joined by the caller) to `out` from its first chunk, waiting for `drain`; returns how
- * it ended. Rejects with the source's error. Always leaves the rendering.
+ * Bytes an HTTP response may hold in its stream's buffer before its writer waits for `drain`. Waiting after every chunk
+ * (256 KiB) made each chunk its own socket write and its own turn of the event loop; a little more in hand lets
+ * the socket take several chunks in one `writev` (measured at 100k series: 0.85× the scrape time, 1 MiB better
+ * than 4 MiB).
  */
-export async function writeShared(rendering: SharedRendering, out: Writable): Promise<WriteOutcome> {
+export const WRITE_AHEAD_BYTES = 1024 * 1024;
+
+/**
+ * Writes a shared rendering (joined by the caller) to `out` from its first chunk, waiting for `drain` whenever a
+ * write asks for it and `out` holds `writeAheadBytes` or more (default 0: after every such write); returns how it
+ * ended. Rejects with the source's error. Always leaves the rendering.
+ */
+export async function writeShared(rendering: SharedRendering, out: Writable, writeAheadBytes = 0): Promise<WriteOutcome> {
   let index = 0;
   try {
     for (;;) {
@@ -166,8 +175,8 @@ export async function writeShared(rendering: SharedRendering, out: Writable): Pr
       index++;
       // The callback runs once the socket is done with the bytes (flushed, or failed): only then may they go.
       const written = out.write(chunk, () => rendering.written(at));
-      if (!written) {
-        // Render the next chunk while the socket drains this one (the scraper reads meanwhile).
+      if (!written && out.writableLength >= writeAheadBytes) {
+        // Render the next chunk while the socket drains (the scraper reads meanwhile).
         rendering.chunk(index).catch(() => undefined);
         if ((await drained(out)) === 'closed') return 'closed';
       }
