@@ -33,6 +33,7 @@ import {
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { mergeOrder } from './layout-order.js';
+import { attachHistogramRows, HistogramRowStore } from './histogram-rows.js';
 
 type Scope = ScopeMetrics['scope'];
 
@@ -150,6 +151,12 @@ class KeptStream {
   readonly #index = new Map<string, number>();
   /** The last collection's result while nothing changed: a quiet stream costs no allocation. */
   #snapshot: MetricData | undefined;
+  /**
+   * A histogram stream's series as rows (`histogramRowsOf`), while every series fits them: from the first
+   * series on, with one set of boundaries. Given up for good otherwise (the points still render the same).
+   */
+  #rows: HistogramRowStore | undefined;
+  #rowsGivenUp = false;
 
   constructor(warn: CumulativeWarning) {
     this.#warn = warn;
@@ -167,17 +174,34 @@ class KeptStream {
     for (const point of delta.dataPoints as ReadonlyArray<DataPoint<unknown>>) {
       const key = attributesKey(point.attributes);
       const index = this.#index.get(key);
+      let at: number;
       if (index === undefined) {
-        this.#index.set(key, points.length);
+        at = points.length;
+        this.#index.set(key, at);
         points.push(firstPoint(delta.dataPointType, point));
       } else {
+        at = index;
         const kept = points[index] as DataPoint<unknown>;
         if (delta.dataPointType === DataPointType.HISTOGRAM && !sameBuckets(kept, point)) this.#boundariesChanged(delta, kept, point);
         points[index] = addPoint(delta.dataPointType, kept, point);
       }
+      if (delta.dataPointType === DataPointType.HISTOGRAM) this.#setRow(at, points[at] as DataPoint<Histogram>);
     }
     this.#snapshot = undefined;
     return this.#cumulative();
+  }
+
+  #setRow(index: number, point: DataPoint<Histogram>): void {
+    if (this.#rowsGivenUp) return;
+    const { count, sum, buckets } = point.value;
+    if (this.#rows === undefined && index === 0) this.#rows = new HistogramRowStore(buckets.boundaries, buckets.counts.length);
+    const rows = this.#rows;
+    if (rows === undefined || index > rows.length || !rows.fits(buckets.boundaries, buckets.counts.length)) {
+      this.#rows = undefined;
+      this.#rowsGivenUp = true;
+      return;
+    }
+    rows.set(index, point.attributes, count, sum ?? undefined, buckets.counts);
   }
 
   #boundariesChanged(delta: MetricData, kept: DataPoint<unknown>, point: DataPoint<unknown>): void {
@@ -209,6 +233,7 @@ class KeptStream {
       aggregationTemporality: AggregationTemporality.CUMULATIVE,
       dataPoints: this.#points.slice(),
     } as MetricData;
+    if (this.#rows !== undefined) attachHistogramRows(snapshot, this.#rows.snapshot());
     this.#snapshot = snapshot;
     return snapshot;
   }
