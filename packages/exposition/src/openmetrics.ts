@@ -26,6 +26,7 @@ import {
   type PrometheusSerializerOptions,
 } from './serializer.js';
 import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
+import { histogramRowsOf, ROW_COUNTS_OFFSET, type HistogramRows } from './histogram-rows.js';
 import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -163,7 +164,15 @@ export class OpenMetricsSerializer {
             yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM: {
-            const writer = new OpenMetricsHistogramWriter(name, additional, this.#appendTimestamp, this.#exemplars, metric.descriptor.name, this.#encoded);
+            const writer = new OpenMetricsHistogramWriter(
+              name,
+              additional,
+              this.#appendTimestamp,
+              this.#exemplars,
+              metric.descriptor.name,
+              this.#encoded,
+              histogramRowsOf(metric),
+            );
             yield* writePoints(sink, writer, metric.dataPoints, seriesTable(metric.descriptor));
             break;
           }
@@ -244,7 +253,8 @@ class OpenMetricsHistogramWriter {
   readonly #metricName: string;
   readonly #encoded: WeakMap<Exemplar, Buffer>;
   #buckets: BucketLabels | undefined;
-  #point: DataPoint<Histogram> | undefined;
+  /** The stream's values as rows, read instead of the points when there are (`histogramRowsOf`). */
+  readonly #rows: HistogramRows | undefined;
   readonly #own: OwnLabels = emptyOwnLabels();
   readonly #ownAt: OwnAt = { start: -1, end: -1 };
   #table: SeriesTable | undefined;
@@ -252,6 +262,13 @@ class OpenMetricsHistogramWriter {
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
+  // The point being written, from its data point or its row.
+  #count: number | undefined;
+  #sum: number | undefined;
+  #boundaries: readonly number[] = [];
+  #counts: ArrayLike<number> = [];
+  #countsAt = 0;
+  #countsLength = 0;
 
   constructor(
     name: string,
@@ -260,7 +277,9 @@ class OpenMetricsHistogramWriter {
     lookup: ExemplarLookup | undefined,
     metricName: string,
     encoded: WeakMap<Exemplar, Buffer>,
+    rows?: HistogramRows,
   ) {
+    this.#rows = rows;
     this.#countName = utf8(name + '_count');
     this.#sumName = utf8(name + '_sum');
     this.#bucketOpen = utf8(name + '_bucket{');
@@ -273,15 +292,36 @@ class OpenMetricsHistogramWriter {
   }
 
   prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
-    this.#point = point;
-    table.prepare(index, point.attributes, this.#own);
+    const rows = this.#rows;
+    let attributes: Attributes;
+    if (rows === undefined) {
+      const value = point.value;
+      attributes = point.attributes;
+      this.#count = value.count ?? undefined;
+      this.#sum = value.sum ?? undefined;
+      this.#boundaries = value.buckets.boundaries;
+      this.#counts = value.buckets.counts;
+      this.#countsAt = 0;
+      this.#countsLength = value.buckets.counts.length;
+    } else {
+      // Row `index` is this point's series with the same numbers: nothing of the point is read.
+      attributes = rows.attributes[index] as Attributes;
+      const at = index * rows.stride;
+      this.#count = rows.values[at];
+      this.#sum = rows.hasSum[index] === 1 ? rows.values[at + 1] : undefined;
+      this.#boundaries = rows.boundaries;
+      this.#counts = rows.values;
+      this.#countsAt = at + ROW_COUNTS_OFFSET;
+      this.#countsLength = rows.stride - ROW_COUNTS_OFFSET;
+    }
+    table.prepare(index, attributes, this.#own);
     this.#table = table;
     this.#index = index;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
-    const { boundaries, counts } = point.value.buckets;
+    const boundaries = this.#boundaries;
     const buckets = this.#bucketLabels(boundaries);
-    const exemplarBytes = this.#prepareExemplars(point, boundaries, counts.length);
-    const lines = 2 + counts.length;
+    const exemplarBytes = this.#prepareExemplars(attributes, boundaries, this.#countsLength);
+    const lines = 2 + this.#countsLength;
     const perLine =
       this.#bucketOpen.length +
       2 +
@@ -294,10 +334,10 @@ class OpenMetricsHistogramWriter {
   }
 
   /** Looks the point's exemplars up and encodes those that lie in their bucket; returns their bytes. */
-  #prepareExemplars(point: DataPoint<Histogram>, boundaries: readonly number[], buckets: number): number {
+  #prepareExemplars(attributes: Attributes, boundaries: readonly number[], buckets: number): number {
     const lines = this.#lineExemplars;
     lines.length = 0;
-    const found = this.#lookup?.histogramExemplars(this.#metricName, point.attributes);
+    const found = this.#lookup?.histogramExemplars(this.#metricName, attributes);
     if (found === undefined) return 0;
     let bytes = 0;
     for (let i = 0; i < buckets && i < found.length; i++) {
@@ -319,10 +359,8 @@ class OpenMetricsHistogramWriter {
   }
 
   write(sink: ByteSink): void {
-    const point = this.#point;
     const table = this.#table;
-    if (point === undefined || table === undefined) return;
-    const value = point.value;
+    if (table === undefined) return;
     const own = this.#own;
     const ownAt = unwritten(this.#ownAt);
     const timestamp = this.#timestamp;
@@ -331,9 +369,11 @@ class OpenMetricsHistogramWriter {
     for (let i = 0; i < exemplars.length; i++) sink.input(exemplars[i]);
     const buf = sink.buf;
     let pos = sink.pos;
-    const { boundaries, counts } = value.buckets;
+    const boundaries = this.#boundaries;
+    const counts = this.#counts;
+    const countsAt = this.#countsAt;
     const buckets = this.#bucketLabels(boundaries);
-    let limit = counts.length;
+    let limit = this.#countsLength;
     if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
     const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
     const lastTail = tails[tails.length - 1];
@@ -341,7 +381,7 @@ class OpenMetricsHistogramWriter {
     let headEnd = -1;
     let cumulative = 0;
     for (let i = 0; i < limit; i++) {
-      cumulative += counts[i] ?? 0;
+      cumulative += counts[countsAt + i] ?? 0;
       if (headStart < 0) {
         headStart = pos;
         buf.set(this.#bucketOpen, pos);
@@ -359,13 +399,15 @@ class OpenMetricsHistogramWriter {
       }
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
-    if (value.count != null) {
+    const count = this.#count;
+    const sum = this.#sum;
+    if (count !== undefined) {
       pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
-      pos = writeEnd(buf, writeNumber(buf, pos, value.count, formatValue), timestamp);
+      pos = writeEnd(buf, writeNumber(buf, pos, count, formatValue), timestamp);
     }
-    if (value.sum != null) {
+    if (sum !== undefined) {
       pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeEnd(buf, table.writeSum(buf, pos, this.#index, value.sum), timestamp);
+      pos = writeEnd(buf, table.writeSum(buf, pos, this.#index, sum), timestamp);
     }
     sink.pos = pos;
   }

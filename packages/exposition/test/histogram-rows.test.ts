@@ -12,6 +12,8 @@ import {
 import { CumulativeState } from '../src/cumulative-state.js';
 import { histogramRowsOf, ROW_COUNTS_OFFSET, type HistogramRows } from '../src/histogram-rows.js';
 import { PrometheusTextSerializer } from '../src/serializer.js';
+import { OpenMetricsSerializer } from '../src/openmetrics.js';
+import type { ExemplarLookup } from '../src/exemplar.js';
 import { histogramCollection } from './exposition-support.js';
 
 class DeltaReader extends MetricReader {
@@ -76,7 +78,7 @@ describe('histogram rows: the cumulative numbers as flat arrays beside the point
     await provider.shutdown();
   });
 
-  it('render the very bytes the points render, with and without sums, own labels or none', () => {
+  it('render the very bytes the points render, text and OpenMetrics, with and without sums, own labels or none', () => {
     const points = (withSum: boolean): Array<DataPoint<Histogram>> =>
       [{}, { a: 'x' }, { a: 'y', b: 'é"\\\n' }].map((attributes, i) => {
         const value: Histogram = { buckets: { boundaries: [0.5, 5, 50], counts: [i, 2, 0, i * 1000] }, count: 2 + i * 1001 };
@@ -84,6 +86,11 @@ describe('histogram rows: the cumulative numbers as flat arrays beside the point
         return { attributes, startTime: [1, 0], endTime: [2, 0], value };
       });
     const serializer = new PrometheusTextSerializer();
+    // OpenMetrics looks exemplars up by the attributes object: the rows hand it the point's own.
+    const exemplars: ExemplarLookup = {
+      histogramExemplars: (_name, attributes) => (attributes['a'] === 'x' ? [undefined, { labels: { trace_id: 't1' }, value: 3 }] : undefined),
+    };
+    const openMetrics = new OpenMetricsSerializer({ exemplars });
     for (const withSum of [true, false]) {
       const state = new CumulativeState();
       const collected = state.accumulate(histogramCollection(points(withSum), { temporality: AggregationTemporality.DELTA, scope: { name: 's', version: '1' } }));
@@ -93,6 +100,9 @@ describe('histogram rows: the cumulative numbers as flat arrays beside the point
       expect(fromRows).toContain(withSum ? 'h_sum{a="x",otel_scope_name="s",otel_scope_version="1"} 12.15\n' : 'h_count{');
       if (!withSum) expect(fromRows).not.toContain('h_sum');
       expect(fromRows).toBe(serializer.serialize(withoutRows(collected)));
+      const openMetricsFromRows = openMetrics.serialize(collected);
+      expect(openMetricsFromRows).toContain('h_bucket{a="x",otel_scope_name="s",otel_scope_version="1",le="5"} 3 # {trace_id="t1"} 3\n');
+      expect(openMetricsFromRows).toBe(openMetrics.serialize(withoutRows(collected)));
     }
   });
 
