@@ -10,7 +10,7 @@
  */
 
 import type { Attributes } from '@opentelemetry/api';
-import type { MetricData } from '@opentelemetry/sdk-metrics';
+import type { DataPoint, Histogram, MetricData } from '@opentelemetry/sdk-metrics';
 
 export interface HistogramRows {
   /** Rows held: row `i` is the series of the stream's data point `i`. */
@@ -109,5 +109,49 @@ export class HistogramRowStore {
     const hasSum = new Uint8Array(capacity);
     hasSum.set(this.#hasSum);
     this.#hasSum = hasSum;
+  }
+}
+
+/**
+ * The numbers of the histogram point a writer is on, from its row when the stream has rows (nothing of the point
+ * is read then), otherwise from the point. One per writer, loaded per point: no object per series.
+ */
+export class HistogramValues {
+  readonly #rows: HistogramRows | undefined;
+  attributes: Attributes = {};
+  count: number | undefined;
+  sum: number | undefined;
+  boundaries: readonly number[] = [];
+  /** The bucket counts are `counts[countsAt]` to `counts[countsAt + countsLength - 1]`. */
+  counts: ArrayLike<number> = [];
+  countsAt = 0;
+  countsLength = 0;
+
+  constructor(rows: HistogramRows | undefined) {
+    this.#rows = rows;
+  }
+
+  /** Loads data point `index` of the stream (`point`). */
+  load(point: DataPoint<Histogram>, index: number): void {
+    const rows = this.#rows;
+    if (rows === undefined) {
+      const value = point.value;
+      this.attributes = point.attributes;
+      this.count = value.count ?? undefined;
+      this.sum = value.sum ?? undefined;
+      this.boundaries = value.buckets.boundaries;
+      this.counts = value.buckets.counts;
+      this.countsAt = 0;
+      this.countsLength = value.buckets.counts.length;
+      return;
+    }
+    const at = index * rows.stride;
+    this.attributes = rows.attributes[index] as Attributes;
+    this.count = rows.values[at];
+    this.sum = rows.hasSum[index] === 1 ? rows.values[at + 1] : undefined;
+    this.boundaries = rows.boundaries;
+    this.counts = rows.values;
+    this.countsAt = at + ROW_COUNTS_OFFSET;
+    this.countsLength = rows.stride - ROW_COUNTS_OFFSET;
   }
 }

@@ -26,7 +26,7 @@ import {
   type PrometheusSerializerOptions,
 } from './serializer.js';
 import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { histogramRowsOf, ROW_COUNTS_OFFSET, type HistogramRows } from './histogram-rows.js';
+import { histogramRowsOf, HistogramValues, type HistogramRows } from './histogram-rows.js';
 import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
@@ -253,8 +253,8 @@ class OpenMetricsHistogramWriter {
   readonly #metricName: string;
   readonly #encoded: WeakMap<Exemplar, Buffer>;
   #buckets: BucketLabels | undefined;
-  /** The stream's values as rows, read instead of the points when there are (`histogramRowsOf`). */
-  readonly #rows: HistogramRows | undefined;
+  /** The point being written: from its row when the stream has rows (`histogramRowsOf`), else from the point. */
+  readonly #values: HistogramValues;
   readonly #own: OwnLabels = emptyOwnLabels();
   readonly #ownAt: OwnAt = { start: -1, end: -1 };
   #table: SeriesTable | undefined;
@@ -262,13 +262,6 @@ class OpenMetricsHistogramWriter {
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
-  // The point being written, from its data point or its row.
-  #count: number | undefined;
-  #sum: number | undefined;
-  #boundaries: readonly number[] = [];
-  #counts: ArrayLike<number> = [];
-  #countsAt = 0;
-  #countsLength = 0;
 
   constructor(
     name: string,
@@ -279,7 +272,7 @@ class OpenMetricsHistogramWriter {
     encoded: WeakMap<Exemplar, Buffer>,
     rows?: HistogramRows,
   ) {
-    this.#rows = rows;
+    this.#values = new HistogramValues(rows);
     this.#countName = utf8(name + '_count');
     this.#sumName = utf8(name + '_sum');
     this.#bucketOpen = utf8(name + '_bucket{');
@@ -292,36 +285,17 @@ class OpenMetricsHistogramWriter {
   }
 
   prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
-    const rows = this.#rows;
-    let attributes: Attributes;
-    if (rows === undefined) {
-      const value = point.value;
-      attributes = point.attributes;
-      this.#count = value.count ?? undefined;
-      this.#sum = value.sum ?? undefined;
-      this.#boundaries = value.buckets.boundaries;
-      this.#counts = value.buckets.counts;
-      this.#countsAt = 0;
-      this.#countsLength = value.buckets.counts.length;
-    } else {
-      // Row `index` is this point's series with the same numbers: nothing of the point is read.
-      attributes = rows.attributes[index] as Attributes;
-      const at = index * rows.stride;
-      this.#count = rows.values[at];
-      this.#sum = rows.hasSum[index] === 1 ? rows.values[at + 1] : undefined;
-      this.#boundaries = rows.boundaries;
-      this.#counts = rows.values;
-      this.#countsAt = at + ROW_COUNTS_OFFSET;
-      this.#countsLength = rows.stride - ROW_COUNTS_OFFSET;
-    }
+    const values = this.#values;
+    values.load(point, index);
+    const attributes = values.attributes;
     table.prepare(index, attributes, this.#own);
     this.#table = table;
     this.#index = index;
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
-    const boundaries = this.#boundaries;
+    const boundaries = values.boundaries;
     const buckets = this.#bucketLabels(boundaries);
-    const exemplarBytes = this.#prepareExemplars(attributes, boundaries, this.#countsLength);
-    const lines = 2 + this.#countsLength;
+    const exemplarBytes = this.#prepareExemplars(attributes, boundaries, values.countsLength);
+    const lines = 2 + values.countsLength;
     const perLine =
       this.#bucketOpen.length +
       2 +
@@ -361,6 +335,7 @@ class OpenMetricsHistogramWriter {
   write(sink: ByteSink): void {
     const table = this.#table;
     if (table === undefined) return;
+    const values = this.#values;
     const own = this.#own;
     const ownAt = unwritten(this.#ownAt);
     const timestamp = this.#timestamp;
@@ -369,11 +344,11 @@ class OpenMetricsHistogramWriter {
     for (let i = 0; i < exemplars.length; i++) sink.input(exemplars[i]);
     const buf = sink.buf;
     let pos = sink.pos;
-    const boundaries = this.#boundaries;
-    const counts = this.#counts;
-    const countsAt = this.#countsAt;
+    const boundaries = values.boundaries;
+    const counts = values.counts;
+    const countsAt = values.countsAt;
     const buckets = this.#bucketLabels(boundaries);
-    let limit = this.#countsLength;
+    let limit = values.countsLength;
     if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
     const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
     const lastTail = tails[tails.length - 1];
@@ -399,8 +374,8 @@ class OpenMetricsHistogramWriter {
       }
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
-    const count = this.#count;
-    const sum = this.#sum;
+    const count = values.count;
+    const sum = values.sum;
     if (count !== undefined) {
       pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
       pos = writeEnd(buf, writeNumber(buf, pos, count, formatValue), timestamp);

@@ -18,7 +18,7 @@ import {
   sanitizeName,
 } from './format.js';
 import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { histogramRowsOf, ROW_COUNTS_OFFSET, type HistogramRows } from './histogram-rows.js';
+import { histogramRowsOf, HistogramValues, type HistogramRows } from './histogram-rows.js';
 import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
 
 export interface PrometheusSerializerOptions {
@@ -507,19 +507,12 @@ class HistogramWriter {
   readonly #additional: Attributes;
   readonly #appendTimestamp: boolean;
   #buckets: BucketLabels | undefined;
-  /** The stream's values as rows, read instead of the points when there are (`histogramRowsOf`). */
-  readonly #rows: HistogramRows | undefined;
+  /** The point being written: from its row when the stream has rows (`histogramRowsOf`), else from the point. */
+  readonly #values: HistogramValues;
   readonly #own: OwnLabels = emptyOwnLabels();
   #table: SeriesTable | undefined;
   #index = 0;
   #lineEnd: string | undefined;
-  // The point being written, from its data point or its row.
-  #count: number | undefined;
-  #sum: number | undefined;
-  #boundaries: readonly number[] = [];
-  #counts: ArrayLike<number> = [];
-  #countsAt = 0;
-  #countsLength = 0;
 
   constructor(name: string, additional: Attributes, appendTimestamp: boolean, rows?: HistogramRows) {
     this.#countName = utf8(name + '_count');
@@ -528,36 +521,18 @@ class HistogramWriter {
     this.#additional = additional;
     this.#suffix = new LabelSuffix(formatLabels(additional));
     this.#appendTimestamp = appendTimestamp;
-    this.#rows = rows;
+    this.#values = new HistogramValues(rows);
   }
 
   prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
-    const rows = this.#rows;
-    if (rows === undefined) {
-      const value = point.value;
-      table.prepare(index, point.attributes, this.#own);
-      this.#count = value.count ?? undefined;
-      this.#sum = value.sum ?? undefined;
-      this.#boundaries = value.buckets.boundaries;
-      this.#counts = value.buckets.counts;
-      this.#countsAt = 0;
-      this.#countsLength = value.buckets.counts.length;
-    } else {
-      // Row `index` is this point's series with the same numbers: nothing of the point is read.
-      table.prepare(index, rows.attributes[index] as Attributes, this.#own);
-      const at = index * rows.stride;
-      this.#count = rows.values[at];
-      this.#sum = rows.hasSum[index] === 1 ? rows.values[at + 1] : undefined;
-      this.#boundaries = rows.boundaries;
-      this.#counts = rows.values;
-      this.#countsAt = at + ROW_COUNTS_OFFSET;
-      this.#countsLength = rows.stride - ROW_COUNTS_OFFSET;
-    }
+    const values = this.#values;
+    values.load(point, index);
+    table.prepare(index, values.attributes, this.#own);
     this.#table = table;
     this.#index = index;
     this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
-    const buckets = this.#bucketLabels(this.#boundaries);
-    const lines = 2 + this.#countsLength;
+    const buckets = this.#bucketLabels(values.boundaries);
+    const lines = 2 + values.countsLength;
     const perLine =
       this.#bucketOpen.length +
       2 +
@@ -577,6 +552,7 @@ class HistogramWriter {
   write(sink: ByteSink): void {
     const table = this.#table;
     if (table === undefined) return;
+    const values = this.#values;
     const own = this.#own;
     const lineEnd = this.#lineEnd;
     const suffix = own.length > 0 ? this.#suffix.afterOwn : this.#suffix.withoutOwn;
@@ -587,8 +563,8 @@ class HistogramWriter {
     let blockEnd = -1;
     // Upstream writes `_count` then `_sum`, and skips `_sum` when the SDK leaves it out (instruments that
     // may record negative values).
-    const count = this.#count;
-    const sum = this.#sum;
+    const count = values.count;
+    const sum = values.sum;
     if (count !== undefined) {
       buf.set(this.#countName, pos);
       pos += this.#countName.length;
@@ -610,11 +586,11 @@ class HistogramWriter {
       }
       pos = writeLineEnd(buf, table.writeSum(buf, pos, this.#index, sum), lineEnd);
     }
-    const boundaries = this.#boundaries;
-    const counts = this.#counts;
-    const countsAt = this.#countsAt;
+    const boundaries = values.boundaries;
+    const counts = values.counts;
+    const countsAt = values.countsAt;
     const buckets = this.#bucketLabels(boundaries);
-    let limit = this.#countsLength;
+    let limit = values.countsLength;
     if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
     if (limit === 0) {
       sink.pos = pos;
