@@ -350,27 +350,29 @@ class OpenMetricsHistogramWriter {
     const buckets = this.#bucketLabels(boundaries);
     let limit = values.countsLength;
     if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
-    const tails = own.length > 0 ? buckets.tailsAfterOwn : buckets.tails;
-    const lastTail = tails[tails.length - 1];
-    let headStart = -1;
-    let headEnd = -1;
+    const { common, rests } = own.length > 0 ? buckets.splitAfterOwn : buckets.split;
+    const lastRest = rests[rests.length - 1];
+    // As in the text format: the head `name_bucket{own,additional,le="` once, then one copy of it a line.
+    let head: Buffer | undefined;
     let cumulative = 0;
     for (let i = 0; i < limit; i++) {
       cumulative += counts[countsAt + i] ?? 0;
-      if (headStart < 0) {
-        headStart = pos;
+      if (head === undefined) {
+        const headStart = pos;
         buf.set(this.#bucketOpen, pos);
         pos += this.#bucketOpen.length;
         pos = writeOwn(buf, pos, own, ownAt);
-        headEnd = pos;
+        buf.set(common, pos);
+        pos += common.length;
+        head = buf.subarray(headStart, pos);
       } else {
-        buf.copyWithin(pos, headStart, headEnd);
-        pos += headEnd - headStart;
+        buf.set(head, pos);
+        pos += head.length;
       }
-      const tail = i < tails.length ? tails[i] : lastTail;
-      if (tail !== undefined) {
-        buf.set(tail, pos);
-        pos += tail.length;
+      const rest = i < rests.length ? rests[i] : lastRest;
+      if (rest !== undefined) {
+        for (let k = 0; k < rest.length; k++) buf[pos + k] = rest[k] as number;
+        pos += rest.length;
       }
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
