@@ -5,12 +5,27 @@
  * scrape's rendering time (measured: the same points copied into one compact run rendered 1.8× faster). Rows
  * are read front to back.
  *
- * A collection's rows are a copy of its own: a scrape still being written reads what it collected, whatever
- * later collections change.
+ * A collection's rows are its own: they are pages no later collection writes (a change copies its page first), so a
+ * scrape still being written reads what it collected, whatever later collections change.
  */
 
 import type { Attributes } from '@opentelemetry/api';
 import type { DataPoint, Histogram, MetricData } from '@opentelemetry/sdk-metrics';
+
+/** Rows a page holds. A collection shares the pages nothing changed since the last one; a change copies its page. */
+export const PAGE_ROWS = 64;
+const PAGE_SHIFT = 6;
+const PAGE_MASK = PAGE_ROWS - 1;
+
+/** `PAGE_ROWS` rows: never written again once a collection holds the page. */
+export interface RowPage {
+  /** `stride` numbers per row, rows one after another. */
+  readonly values: Float64Array;
+  /** 1 where the series has a sum (the SDK leaves it out for instruments that may record negative values). */
+  readonly hasSum: Uint8Array;
+  /** Each row's attributes object: the data point's own. */
+  readonly attributes: readonly Attributes[];
+}
 
 export interface HistogramRows {
   /** Rows held: row `i` is the series of the stream's data point `i`. */
@@ -19,12 +34,18 @@ export interface HistogramRows {
   readonly boundaries: readonly number[];
   /** Numbers per row: `count`, `sum`, then one per bucket. */
   readonly stride: number;
-  /** `stride` numbers per row, rows one after another. */
-  readonly values: Float64Array;
-  /** 1 where the series has a sum (the SDK leaves it out for instruments that may record negative values). */
-  readonly hasSum: Uint8Array;
-  /** Each row's attributes object: the data point's own. */
-  readonly attributes: readonly Attributes[];
+  /** Row `i` is row `i % PAGE_ROWS` of page `i / PAGE_ROWS` (see `rowPage`, `rowSlot`). */
+  readonly pages: readonly RowPage[];
+}
+
+/** The page that holds row `index`. */
+export function rowPage(rows: HistogramRows, index: number): RowPage {
+  return rows.pages[index >> PAGE_SHIFT] as RowPage;
+}
+
+/** Row `index`'s place in its page. */
+export function rowSlot(index: number): number {
+  return index & PAGE_MASK;
 }
 
 /** The offset of a row's first bucket count in `values`. */
@@ -43,23 +64,32 @@ export function attachHistogramRows(metric: MetricData, rows: HistogramRows): vo
   rowsOfMetric.set(metric, rows);
 }
 
-/** Growing rows of one stream, written as its series change; `snapshot` copies them for a collection. */
+interface WritablePage {
+  readonly values: Float64Array;
+  readonly hasSum: Uint8Array;
+  readonly attributes: Attributes[];
+}
+
+/**
+ * Growing rows of one stream, written as its series change; `snapshot` hands a collection the pages as they are.
+ * A page a snapshot holds is copied before its next write, so a collection after 0.1 % of 100k series changed
+ * copies about a hundred pages of 7 KB, not the whole 11 MB.
+ */
 export class HistogramRowStore {
   readonly boundaries: readonly number[];
   readonly stride: number;
-  #values: Float64Array;
-  #hasSum: Uint8Array;
-  readonly #attributes: Attributes[] = [];
+  readonly #pages: WritablePage[] = [];
+  /** 1 where a snapshot holds page `i`. */
+  #held = new Uint8Array(16);
+  #length = 0;
 
   constructor(boundaries: readonly number[], buckets: number) {
     this.boundaries = boundaries;
     this.stride = ROW_COUNTS_OFFSET + buckets;
-    this.#values = new Float64Array(64 * this.stride);
-    this.#hasSum = new Uint8Array(64);
   }
 
   get length(): number {
-    return this.#attributes.length;
+    return this.#length;
   }
 
   /** True when a series with these boundaries and bucket count fits the rows. */
@@ -73,42 +103,40 @@ export class HistogramRowStore {
 
   /** Writes row `index` (the next new one, or an existing one). */
   set(index: number, attributes: Attributes, count: number, sum: number | undefined, counts: readonly number[]): void {
-    if (index > this.#attributes.length) throw new RangeError(`row ${index} after ${this.#attributes.length} rows`);
-    if (index === this.#attributes.length) {
-      this.#attributes.push(attributes);
-      this.#grow(index + 1);
-    } else {
-      this.#attributes[index] = attributes;
-    }
-    const values = this.#values;
-    const at = index * this.stride;
+    if (index > this.#length) throw new RangeError(`row ${index} after ${this.#length} rows`);
+    if (index === this.#length) this.#length++;
+    const page = this.#writable(index >> PAGE_SHIFT);
+    const slot = index & PAGE_MASK;
+    page.attributes[slot] = attributes;
+    const values = page.values;
+    const at = slot * this.stride;
     values[at] = count;
     values[at + 1] = sum ?? 0;
-    this.#hasSum[index] = sum === undefined ? 0 : 1;
+    page.hasSum[slot] = sum === undefined ? 0 : 1;
     for (let i = 0; i < this.stride - ROW_COUNTS_OFFSET; i++) values[at + ROW_COUNTS_OFFSET + i] = counts[i] ?? 0;
   }
 
   snapshot(): HistogramRows {
-    const length = this.#attributes.length;
-    return {
-      length,
-      boundaries: this.boundaries,
-      stride: this.stride,
-      values: this.#values.slice(0, length * this.stride),
-      hasSum: this.#hasSum.slice(0, length),
-      attributes: this.#attributes.slice(),
-    };
+    this.#held.fill(1, 0, this.#pages.length);
+    return { length: this.#length, boundaries: this.boundaries, stride: this.stride, pages: this.#pages.slice() };
   }
 
-  #grow(rows: number): void {
-    if (rows <= this.#hasSum.length) return;
-    const capacity = Math.max(rows, 2 * this.#hasSum.length);
-    const values = new Float64Array(capacity * this.stride);
-    values.set(this.#values);
-    this.#values = values;
-    const hasSum = new Uint8Array(capacity);
-    hasSum.set(this.#hasSum);
-    this.#hasSum = hasSum;
+  /** Page `at`, new or copied when a snapshot holds it. */
+  #writable(at: number): WritablePage {
+    const page = this.#pages[at];
+    if (page !== undefined && this.#held[at] === 0) return page;
+    if (at >= this.#held.length) {
+      const held = new Uint8Array(Math.max(at + 1, 2 * this.#held.length));
+      held.set(this.#held);
+      this.#held = held;
+    }
+    const fresh: WritablePage =
+      page === undefined
+        ? { values: new Float64Array(PAGE_ROWS * this.stride), hasSum: new Uint8Array(PAGE_ROWS), attributes: [] }
+        : { values: page.values.slice(), hasSum: page.hasSum.slice(), attributes: page.attributes.slice() };
+    this.#pages[at] = fresh;
+    this.#held[at] = 0;
+    return fresh;
   }
 }
 
@@ -145,12 +173,14 @@ export class HistogramValues {
       this.countsLength = value.buckets.counts.length;
       return;
     }
-    const at = index * rows.stride;
-    this.attributes = rows.attributes[index] as Attributes;
-    this.count = rows.values[at];
-    this.sum = rows.hasSum[index] === 1 ? rows.values[at + 1] : undefined;
+    const page = rowPage(rows, index);
+    const slot = rowSlot(index);
+    const at = slot * rows.stride;
+    this.attributes = page.attributes[slot] as Attributes;
+    this.count = page.values[at];
+    this.sum = page.hasSum[slot] === 1 ? page.values[at + 1] : undefined;
     this.boundaries = rows.boundaries;
-    this.counts = rows.values;
+    this.counts = page.values;
     this.countsAt = at + ROW_COUNTS_OFFSET;
     this.countsLength = rows.stride - ROW_COUNTS_OFFSET;
   }

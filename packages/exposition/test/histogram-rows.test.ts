@@ -10,7 +10,7 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { CumulativeState } from '../src/cumulative-state.js';
-import { histogramRowsOf, ROW_COUNTS_OFFSET, type HistogramRows } from '../src/histogram-rows.js';
+import { histogramRowsOf, PAGE_ROWS, ROW_COUNTS_OFFSET, rowPage, rowSlot, type HistogramRows } from '../src/histogram-rows.js';
 import { PrometheusTextSerializer } from '../src/serializer.js';
 import { OpenMetricsSerializer } from '../src/openmetrics.js';
 import type { ExemplarLookup } from '../src/exemplar.js';
@@ -36,11 +36,12 @@ function onlyMetric(resourceMetrics: ResourceMetrics): HistogramMetricData {
 function expectRowsMatch(rows: HistogramRows, points: ReadonlyArray<DataPoint<Histogram>>): void {
   expect(rows.length).toBe(points.length);
   points.forEach((point, i) => {
-    const at = i * rows.stride;
-    expect(rows.attributes[i], `row ${i} attributes`).toBe(point.attributes);
-    expect(rows.values[at], `row ${i} count`).toBe(point.value.count);
-    expect(rows.hasSum[i] === 1 ? rows.values[at + 1] : undefined, `row ${i} sum`).toBe(point.value.sum ?? undefined);
-    expect([...rows.values.subarray(at + ROW_COUNTS_OFFSET, at + rows.stride)], `row ${i} counts`).toEqual(point.value.buckets.counts);
+    const page = rowPage(rows, i);
+    const at = rowSlot(i) * rows.stride;
+    expect(page.attributes[rowSlot(i)], `row ${i} attributes`).toBe(point.attributes);
+    expect(page.values[at], `row ${i} count`).toBe(point.value.count);
+    expect(page.hasSum[rowSlot(i)] === 1 ? page.values[at + 1] : undefined, `row ${i} sum`).toBe(point.value.sum ?? undefined);
+    expect([...page.values.subarray(at + ROW_COUNTS_OFFSET, at + rows.stride)], `row ${i} counts`).toEqual(point.value.buckets.counts);
     expect(rows.boundaries).toEqual(point.value.buckets.boundaries);
   });
 }
@@ -74,7 +75,33 @@ describe('histogram rows: the cumulative numbers as flat arrays beside the point
     expect(secondRows.length).toBe(51);
     // The first collection (a scrape may still be writing it) reads what it collected.
     expectRowsMatch(firstRows as HistogramRows, first.dataPoints);
-    expect((firstRows as HistogramRows).values[7 * (firstRows as HistogramRows).stride]).toBe(1);
+    expect(rowPage(firstRows as HistogramRows, 7).values[7 * (firstRows as HistogramRows).stride]).toBe(1);
+    await provider.shutdown();
+  });
+
+  it('a collection shares the pages nothing changed in and gets a copy of the page a change is in', async () => {
+    const deltas = new DeltaReader();
+    const provider = new MeterProvider({ readers: [deltas] });
+    const histogram = provider.getMeter('m').createHistogram('h', { advice: { explicitBucketBoundaries: [1, 10, 100] } });
+    const state = new CumulativeState();
+    const collect = async (): Promise<HistogramMetricData> => onlyMetric(state.accumulate((await deltas.collect()).resourceMetrics));
+    const series = 4 * PAGE_ROWS + 10;
+    for (let i = 0; i < series; i++) histogram.record(i, { series: String(i) });
+    const first = await collect();
+    const firstRows = histogramRowsOf(first) as HistogramRows;
+    expect(firstRows.pages).toHaveLength(5);
+    const changed = 2 * PAGE_ROWS + 5;
+    histogram.record(1000, { series: String(changed) });
+    histogram.record(3, { series: 'new' });
+    const second = await collect();
+    const secondRows = histogramRowsOf(second) as HistogramRows;
+    expectRowsMatch(secondRows, second.dataPoints);
+    expect(secondRows.pages.map((page, i) => page === firstRows.pages[i])).toEqual([true, true, false, true, false]);
+    // The first collection still reads its own numbers in the page that changed.
+    expectRowsMatch(firstRows, first.dataPoints);
+    expect(rowPage(firstRows, changed).values[rowSlot(changed) * firstRows.stride]).toBe(1);
+    // Nothing changed: the next collection is the same snapshot.
+    expect(histogramRowsOf(await collect())).toBe(secondRows);
     await provider.shutdown();
   });
 
