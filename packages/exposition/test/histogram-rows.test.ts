@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Histogram as SdkHistogram } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   MeterProvider,
@@ -46,6 +47,16 @@ function expectRowsMatch(rows: HistogramRows, points: ReadonlyArray<DataPoint<Hi
   });
 }
 
+/** A histogram collected as deltas and made cumulative by a `CumulativeState`, as the reader does. */
+function deltaHistogram(): { provider: MeterProvider; histogram: SdkHistogram; collect: () => Promise<HistogramMetricData> } {
+  const deltas = new DeltaReader();
+  const provider = new MeterProvider({ readers: [deltas] });
+  const histogram = provider.getMeter('m').createHistogram('h', { advice: { explicitBucketBoundaries: [1, 10, 100] } });
+  const state = new CumulativeState();
+  const collect = async (): Promise<HistogramMetricData> => onlyMetric(state.accumulate((await deltas.collect()).resourceMetrics));
+  return { provider, histogram, collect };
+}
+
 /** The same collection without rows: the serializer then reads the data points. */
 function withoutRows(resourceMetrics: ResourceMetrics): ResourceMetrics {
   return {
@@ -56,11 +67,7 @@ function withoutRows(resourceMetrics: ResourceMetrics): ResourceMetrics {
 
 describe('histogram rows: the cumulative numbers as flat arrays beside the points', () => {
   it('hold each series in the order of the points, follow changes and new series, and a collection keeps its own', async () => {
-    const deltas = new DeltaReader();
-    const provider = new MeterProvider({ readers: [deltas] });
-    const histogram = provider.getMeter('m').createHistogram('h', { advice: { explicitBucketBoundaries: [1, 10, 100] } });
-    const state = new CumulativeState();
-    const collect = async (): Promise<HistogramMetricData> => onlyMetric(state.accumulate((await deltas.collect()).resourceMetrics));
+    const { provider, histogram, collect } = deltaHistogram();
     for (let i = 0; i < 50; i++) histogram.record(i * 3.5, { series: String(i) });
     const first = await collect();
     const firstRows = histogramRowsOf(first);
@@ -80,11 +87,7 @@ describe('histogram rows: the cumulative numbers as flat arrays beside the point
   });
 
   it('a collection shares the pages nothing changed in and gets a copy of the page a change is in', async () => {
-    const deltas = new DeltaReader();
-    const provider = new MeterProvider({ readers: [deltas] });
-    const histogram = provider.getMeter('m').createHistogram('h', { advice: { explicitBucketBoundaries: [1, 10, 100] } });
-    const state = new CumulativeState();
-    const collect = async (): Promise<HistogramMetricData> => onlyMetric(state.accumulate((await deltas.collect()).resourceMetrics));
+    const { provider, histogram, collect } = deltaHistogram();
     const series = 4 * PAGE_ROWS + 10;
     for (let i = 0; i < series; i++) histogram.record(i, { series: String(i) });
     const first = await collect();
