@@ -15,12 +15,14 @@ import {
   DEFAULT_CHUNK_BYTES,
   LabelSuffix,
   PrometheusTextSerializer,
+  SampleWriter,
   unwritten,
   writeOwn,
   writePoints,
   writeSeries,
   writeText,
   type BucketLabels,
+  type SampleLineEnd,
   type Family,
   type OwnAt,
   type PrometheusSerializerOptions,
@@ -161,7 +163,7 @@ export class OpenMetricsSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new OpenMetricsSampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
+            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp, OPENMETRICS_SAMPLE_LINE_END), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM: {
             const writer = new OpenMetricsHistogramWriter(
@@ -207,39 +209,12 @@ function metadata(familyName: string, type: string, help: string, unit: string):
   return text;
 }
 
-/** Gauges and counters: one line per data point, the sample name as the text format has it. */
-class OpenMetricsSampleWriter {
-  readonly #name: Buffer;
-  readonly #suffix: LabelSuffix;
-  readonly #appendTimestamp: boolean;
-  #point: DataPoint<number> | undefined;
-  readonly #own: OwnLabels = emptyOwnLabels();
-  readonly #ownAt: OwnAt = { start: -1, end: -1 };
-  #timestamp: string | undefined;
-
-  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
-    this.#name = utf8(name);
-    this.#suffix = new LabelSuffix(formatLabels(additional));
-    this.#appendTimestamp = appendTimestamp;
-  }
-
-  prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
-    this.#point = point;
-    table.prepare(index, point.attributes, this.#own);
-    this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
-    const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + TIMESTAMP_BYTES + 1;
-  }
-
-  write(sink: ByteSink): void {
-    const point = this.#point;
-    if (point === undefined) return;
-    const buf = sink.buf;
-    let pos = writeSeries(buf, sink.pos, this.#name, this.#own, unwritten(this.#ownAt), this.#suffix);
-    pos = writeNumber(buf, pos, point.value, formatValue);
-    sink.pos = writeEnd(buf, pos, this.#timestamp);
-  }
-}
+/** Gauges and counters end with the point's time in seconds when asked, then the newline. */
+const OPENMETRICS_SAMPLE_LINE_END: SampleLineEnd<string | undefined> = {
+  maxBytes: TIMESTAMP_BYTES + 1,
+  of: sampleTimestamp,
+  write: (buf, pos, timestamp) => writeEnd(buf, pos, timestamp),
+};
 
 /** Histograms: cumulative `_bucket` lines with their exemplars, then `_count` and `_sum`. */
 class OpenMetricsHistogramWriter {

@@ -187,7 +187,7 @@ export class PrometheusTextSerializer {
         switch (metric.dataPointType) {
           case DataPointType.SUM:
           case DataPointType.GAUGE:
-            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp), metric.dataPoints, seriesTable(metric.descriptor));
+            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp, TEXT_SAMPLE_LINE_END), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM:
             yield* writePoints(
@@ -469,28 +469,45 @@ export function* writePoints<P>(
   table.trim(points.length);
 }
 
-class SampleWriter {
+/** How a format ends a gauge's or counter's line: what it derives from the point, and how it writes that. */
+export interface SampleLineEnd<E> {
+  /** Bytes the end takes at most. */
+  readonly maxBytes: number;
+  of(point: DataPoint<number>, appendTimestamp: boolean): E;
+  write(buf: Buffer, pos: number, end: E): number;
+}
+
+const TEXT_SAMPLE_LINE_END: SampleLineEnd<string | undefined> = {
+  maxBytes: LINE_END_BYTES,
+  of: timestampLineEnd,
+  write: writeLineEnd,
+};
+
+/** Gauges and counters: one line per data point, `name{labels} value` and the format's line end. */
+export class SampleWriter<E = string | undefined> {
   readonly #name: Buffer;
   readonly #suffix: LabelSuffix;
   readonly #appendTimestamp: boolean;
+  readonly #lineEnds: SampleLineEnd<E>;
   #point: DataPoint<number> | undefined;
   readonly #own: OwnLabels = emptyOwnLabels();
   readonly #ownAt: OwnAt = { start: -1, end: -1 };
-  #lineEnd: string | undefined;
+  #lineEnd: E | undefined;
 
-  constructor(name: string, additional: Attributes, appendTimestamp: boolean) {
+  constructor(name: string, additional: Attributes, appendTimestamp: boolean, lineEnds: SampleLineEnd<E>) {
     this.#name = utf8(name);
     this.#suffix = new LabelSuffix(formatLabels(additional));
     this.#appendTimestamp = appendTimestamp;
+    this.#lineEnds = lineEnds;
   }
 
   /** Looks up the point's label bytes; returns an upper bound of the bytes `write` needs. */
   prepare(point: DataPoint<number>, table: SeriesTable, index: number): number {
     this.#point = point;
     table.prepare(index, point.attributes, this.#own);
-    this.#lineEnd = timestampLineEnd(point, this.#appendTimestamp);
+    this.#lineEnd = this.#lineEnds.of(point, this.#appendTimestamp);
     const suffix = Math.max(this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length);
-    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + LINE_END_BYTES;
+    return this.#name.length + 1 + this.#own.length + suffix + MAX_NUMBER_BYTES + this.#lineEnds.maxBytes;
   }
 
   write(sink: ByteSink): void {
@@ -499,7 +516,7 @@ class SampleWriter {
     const buf = sink.buf;
     let pos = writeSeries(buf, sink.pos, this.#name, this.#own, unwritten(this.#ownAt), this.#suffix);
     pos = writeNumber(buf, pos, point.value, formatValue);
-    sink.pos = writeLineEnd(buf, pos, this.#lineEnd);
+    sink.pos = this.#lineEnds.write(buf, pos, this.#lineEnd as E);
   }
 }
 

@@ -139,6 +139,30 @@ describe('OpenMetrics writer', () => {
     expect(text).toContain(`${FIRST_CONNECTION_METRIC_NAME}_count{${series}} 2\n`);
   });
 
+  it('with appendTimestamp, counters and gauges end with the collection time in seconds, as the text format has it in ms', async () => {
+    const reader = new FastPrometheusReader({ appendTimestamp: true, logger: createMemoryLogger() });
+    const provider = new MeterProvider({ readers: [reader] });
+    providers.push(provider);
+    const meter = provider.getMeter('m');
+    meter.createCounter('jobs').add(3, { queue: 'a' });
+    meter.createGauge('depth').record(7);
+    const before = Date.now() / 1000;
+    const text = await reader.serializeToString('openmetrics');
+    const after = Date.now() / 1000;
+    checkStructure(text);
+    const counter = /^jobs_total\{queue="a",otel_scope_name="m"\} 3 (\d+(?:\.\d+)?)$/m.exec(text);
+    const gauge = /^depth\{otel_scope_name="m"\} 7 (\d+(?:\.\d+)?)$/m.exec(text);
+    expect(counter, text).not.toBeNull();
+    expect(gauge, text).not.toBeNull();
+    for (const match of [counter, gauge]) {
+      const seconds = Number(match?.[1]);
+      expect(seconds).toBeGreaterThanOrEqual(Math.floor(before) - 1);
+      expect(seconds).toBeLessThanOrEqual(after + 1);
+    }
+    const textFormat = await reader.serializeToString('prometheus-text');
+    expect(textFormat).toMatch(/^jobs_total\{queue="a",otel_scope_name="m"\} 3 \d{13}/m);
+  });
+
   it('leaves out an exemplar whose value is not in its bucket, and exemplars of other metrics', async () => {
     const bad: Exemplar = { labels: { agent_id: 'x' }, value: 50, timestampSeconds: 1 };
     const good: Exemplar = { labels: { agent_id: 'y' }, value: 0.5 };
