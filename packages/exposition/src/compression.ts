@@ -52,7 +52,7 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
 
 /** One chunk compressed: its deflate segment (sync-flushed), the CRC-32 and length of its bytes, and what it was made of. */
 interface Segment {
-  /** SHA-256 of the chunk's bytes; taken only when the inputs did not tell. */
+  /** SHA-256 of the chunk's bytes; taken only when neither the inputs nor the CRC-32 told. */
   readonly digest: Buffer | undefined;
   /** The inputs the chunk was written from (`chunkInputsOf`), when its serializer recorded them. */
   readonly inputs: readonly unknown[] | undefined;
@@ -76,9 +76,10 @@ export interface GzipCacheCounts {
  * every series is the very same data point object as before, and the serializer records which objects (and
  * texts) each chunk was written from (`chunkInputsOf`): a chunk written from the same inputs as the cached one at
  * its position holds the same bytes, so its segment is reused without reading the chunk. A chunk with other
- * inputs is hashed (SHA-256, on the thread pool) and its segment still reused when the bytes match (a stream the
- * SDK rebuilds on every collection, such as a cumulative counter, has new objects with the same values);
- * otherwise it is compressed. One cache per serializer: another serializer writes other bytes from the same inputs.
+ * inputs gets its CRC-32 (which its segment needs anyway): another CRC than the cached segment's means other
+ * bytes, compressed at once; the same CRC is checked by SHA-256 (on the thread pool), and the segment reused when
+ * the bytes match (a stream the SDK rebuilds on every collection, such as a cumulative counter, has new objects
+ * with the same values). One cache per serializer: another serializer writes other bytes from the same inputs.
  */
 export class GzipSegmentCache {
   readonly #level: number;
@@ -107,6 +108,16 @@ export class GzipSegmentCache {
       this.#sameInputs++;
       return cached;
     }
+    // The CRC-32 the segment needs anyway tells most changed chunks from unchanged ones without hashing them: a chunk
+    // whose CRC or length differs from the cached segment's is new bytes. Only an equal CRC (or nothing cached) is
+    // worth its SHA-256, which decides.
+    const crc = crc32(chunk);
+    if (cached !== undefined && (cached.crc !== crc || cached.length !== chunk.length)) {
+      this.#compressed++;
+      const entry = { ...(await compressWithCrc(chunk, crc, this.#level)), inputs };
+      this.#entries[index] = entry;
+      return entry;
+    }
     const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', chunk));
     // Read again after the await: another rendering may have stored this position meanwhile.
     const current = this.#entries[index];
@@ -117,7 +128,7 @@ export class GzipSegmentCache {
       return entry;
     }
     this.#compressed++;
-    const entry = { ...(await compress(chunk, this.#level)), digest, inputs };
+    const entry = { ...(await compressWithCrc(chunk, crc, this.#level)), digest, inputs };
     this.#entries[index] = entry;
     return entry;
   }
@@ -223,8 +234,11 @@ export function parallelGzip(
   };
 }
 
-async function compress(chunk: Uint8Array, level: number): Promise<Segment> {
-  const crc = crc32(chunk);
+function compress(chunk: Uint8Array, level: number): Promise<Segment> {
+  return compressWithCrc(chunk, crc32(chunk), level);
+}
+
+async function compressWithCrc(chunk: Uint8Array, crc: number, level: number): Promise<Segment> {
   const segment = await deflateRaw(chunk, { level, finishFlush: constants.Z_SYNC_FLUSH });
   return { digest: undefined, inputs: undefined, segment, crc, length: chunk.length };
 }
