@@ -6,9 +6,10 @@
  */
 
 import type { Attributes } from '@opentelemetry/api';
-import { DataPointType, type DataPoint, type Histogram, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { DataPointType, type DataPoint, type Histogram, type MetricDescriptor, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { diagLogger, type Logger } from '@agentconn/core';
 import type { Exemplar, ExemplarLookup } from './exemplar.js';
+import { ExemplarBytes } from './exemplar-bytes.js';
 import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './format.js';
 import {
   bucketLabelsFor,
@@ -108,8 +109,8 @@ export class OpenMetricsSerializer {
   readonly #withoutTargetInfo: boolean;
   readonly #exemplars: ExemplarLookup | undefined;
   readonly #logger: Logger;
-  /** Encoded exemplars: an exemplar object is replaced, never changed, so its bytes can be reused. */
-  readonly #encoded = new WeakMap<Exemplar, Buffer>();
+  /** Encoded exemplars per histogram stream (see `ExemplarBytes`). */
+  readonly #exemplarBytes = new WeakMap<MetricDescriptor, ExemplarBytes>();
   readonly #warnedCollisions = new Set<string>();
 
   constructor(options: OpenMetricsSerializerOptions = {}) {
@@ -166,16 +167,18 @@ export class OpenMetricsSerializer {
             yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp, OPENMETRICS_SAMPLE_LINE_END), metric.dataPoints, seriesTable(metric.descriptor));
             break;
           case DataPointType.HISTOGRAM: {
+            const exemplarBytes = this.#exemplarBytesOf(metric.descriptor);
             const writer = new OpenMetricsHistogramWriter(
               name,
               additional,
               this.#appendTimestamp,
               this.#exemplars,
               metric.descriptor.name,
-              this.#encoded,
+              exemplarBytes,
               histogramRowsOf(metric),
             );
             yield* writePoints(sink, writer, metric.dataPoints, seriesTable(metric.descriptor));
+            exemplarBytes.trim(metric.dataPoints.length);
             break;
           }
           default:
@@ -186,6 +189,15 @@ export class OpenMetricsSerializer {
     yield* writeText(sink, EOF);
     const last = sink.finish();
     if (last !== undefined) yield last;
+  }
+
+  #exemplarBytesOf(descriptor: MetricDescriptor): ExemplarBytes {
+    let table = this.#exemplarBytes.get(descriptor);
+    if (table === undefined) {
+      table = new ExemplarBytes((exemplar) => utf8(formatExemplar(exemplar)));
+      this.#exemplarBytes.set(descriptor, table);
+    }
+    return table;
   }
 
   #warnCollision(familyName: string, name: string): void {
@@ -226,7 +238,7 @@ class OpenMetricsHistogramWriter {
   readonly #appendTimestamp: boolean;
   readonly #lookup: ExemplarLookup | undefined;
   readonly #metricName: string;
-  readonly #encoded: WeakMap<Exemplar, Buffer>;
+  readonly #exemplarBytes: ExemplarBytes;
   #buckets: BucketLabels | undefined;
   /** The point being written: from its row when the stream has rows (`histogramRowsOf`), else from the point. */
   readonly #values: HistogramValues;
@@ -244,7 +256,7 @@ class OpenMetricsHistogramWriter {
     appendTimestamp: boolean,
     lookup: ExemplarLookup | undefined,
     metricName: string,
-    encoded: WeakMap<Exemplar, Buffer>,
+    exemplarBytes: ExemplarBytes,
     rows?: HistogramRows,
   ) {
     this.#values = new HistogramValues(rows);
@@ -256,7 +268,7 @@ class OpenMetricsHistogramWriter {
     this.#appendTimestamp = appendTimestamp;
     this.#lookup = lookup;
     this.#metricName = metricName;
-    this.#encoded = encoded;
+    this.#exemplarBytes = exemplarBytes;
   }
 
   prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
@@ -269,7 +281,7 @@ class OpenMetricsHistogramWriter {
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
     const boundaries = values.boundaries;
     const buckets = this.#bucketLabels(boundaries);
-    const exemplarBytes = this.#prepareExemplars(attributes, boundaries, values.countsLength);
+    const exemplarBytes = this.#prepareExemplars(index, attributes, boundaries, values.countsLength);
     const lines = 2 + values.countsLength;
     const perLine =
       this.#bucketOpen.length +
@@ -282,8 +294,8 @@ class OpenMetricsHistogramWriter {
     return lines * perLine + exemplarBytes;
   }
 
-  /** Looks the point's exemplars up and encodes those that lie in their bucket; returns their bytes. */
-  #prepareExemplars(attributes: Attributes, boundaries: readonly number[], buckets: number): number {
+  /** Looks the point's exemplars up and keeps the bytes of those that lie in their bucket; returns their size. */
+  #prepareExemplars(index: number, attributes: Attributes, boundaries: readonly number[], buckets: number): number {
     const lines = this.#lineExemplars;
     lines.length = 0;
     const found = this.#lookup?.histogramExemplars(this.#metricName, attributes);
@@ -292,15 +304,8 @@ class OpenMetricsHistogramWriter {
     for (let i = 0; i < buckets && i < found.length; i++) {
       const exemplar = found[i];
       if (exemplar === undefined) continue;
-      const upper = i < boundaries.length ? boundaries[i]! : Infinity;
-      const lower = i > 0 ? boundaries[i - 1]! : -Infinity;
-      // OpenMetrics: an exemplar's value lies in its bucket. Anything else is left out, never misplaced.
-      if (!(exemplar.value > lower && exemplar.value <= upper)) continue;
-      let encoded = this.#encoded.get(exemplar);
-      if (encoded === undefined) {
-        encoded = utf8(formatExemplar(exemplar));
-        this.#encoded.set(exemplar, encoded);
-      }
+      const encoded = this.#exemplarBytes.bytes(index, i, exemplar, boundaries, buckets);
+      if (encoded === undefined) continue;
       lines[i] = encoded;
       bytes += encoded.length;
     }
