@@ -57,7 +57,7 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './source.js';
-export { CoderDatabaseError } from './errors.js';
+export { CoderDatabaseError } from './coder-database-error.js';
 export {
   DatabaseUrlError,
   SSL_MODES,
@@ -66,4 +66,4 @@ export {
   redactSecrets,
   withPassword,
   type DatabaseUrl,
-} from './redact.js';
+} from './database-url.js';
