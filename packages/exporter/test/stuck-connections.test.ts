@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '@agentconn/core';
-import { watchCheckouts } from '../src/checkouts.js';
+import { watchCheckouts } from '../src/stuck-connections.js';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
 import { startTcpProxy } from '@agentconn/test-support/tcp-proxy';
 
