@@ -63,7 +63,7 @@ export {
   SSL_MODES,
   parseDatabaseUrl,
   redactDatabaseUrl,
-  redactSecrets,
   withPassword,
   type DatabaseUrl,
 } from './database-url.js';
+export { redactSecrets } from './secret-redaction.js';
