@@ -6,9 +6,9 @@ const sourceConditions = ['@agentconn/source'];
 const UNIT_TESTS = [
   'packages/core/test/**/*.test.ts',
   'packages/exposition/test/{compression,exposition,exposition-gzip,exposition-http,openmetrics,shared-render}.test.ts',
-  'packages/exporter/test/{config,log,readiness}.test.ts',
-  'packages/kysely/test/errors.test.ts',
-  'packages/kysely/test/redact.test.ts',
+  'packages/exporter/test/{config,log,readiness,timings}.test.ts',
+  'packages/kysely/test/coder-database-error.test.ts',
+  'packages/kysely/test/database-url.test.ts',
 ];
 
 export default defineConfig({

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LogFields, Logger } from '@agentconn/core';
-import { AdvisoryLockLeadership } from '../packages/exporter/src/leader.js';
+import { AdvisoryLockLeadership } from '../packages/exporter/src/leader-lock.js';
 import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
 import { startTcpProxy, type TcpProxy } from '@agentconn/test-support/tcp-proxy';
 

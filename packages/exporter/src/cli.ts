@@ -2,8 +2,8 @@ import { errorMessage, type Logger } from '@agentconn/core';
 import { redactSecrets } from '@agentconn/kysely';
 import { ConfigError, helpText, parseCommand } from './config.js';
 import { createJsonLogger } from './log.js';
-import { startExporter } from './main.js';
-import { WebConfigError } from './web-config.js';
+import { startExporter } from './exporter.js';
+import { WebConfigError } from './web/config-file.js';
 import { EXPORTER_VERSION } from './version.js';
 
 const PROGRAM = 'agentconn-exporter';

@@ -11,6 +11,6 @@ export {
 } from './config.js';
 export type { LogLevel } from './log.js';
 export { createMetricsReader, type MetricsReader } from './metrics-reader.js';
-export { startExporter, type RunningExporter, type StartExporterOptions } from './main.js';
+export { startExporter, type RunningExporter, type StartExporterOptions } from './exporter.js';
 export { EXPORTER_VERSION } from './version.js';
-export { loadWebConfig, WebConfigError, type WebConfig, type WebTlsConfig, type ClientAuthType } from './web-config.js';
+export { loadWebConfig, WebConfigError, type WebConfig, type WebTlsConfig, type ClientAuthType } from './web/config-file.js';

@@ -4,7 +4,7 @@ import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, defaultSettings } from '../src/config.js';
-import { startExporter, type RunningExporter } from '../src/main.js';
+import { startExporter, type RunningExporter } from '../src/exporter.js';
 
 interface Event {
   readonly level: string;

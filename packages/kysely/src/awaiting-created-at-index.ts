@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Migration } from 'kysely/migration';
-import { CoderDatabaseError } from './errors.js';
+import { CoderDatabaseError } from './coder-database-error.js';
 
 /** Name of the opt-in partial index; prefixed so it never collides with an index Coder adds later. */
 export const AWAITING_CREATED_AT_INDEX_NAME = 'agentconn_workspace_agents_awaiting_created_at_idx';

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Migration } from 'kysely/migration';
-import { CoderDatabaseError } from './errors.js';
+import { CoderDatabaseError } from './coder-database-error.js';
 
 /** Name of the opt-in index; prefixed so it never collides with an index Coder adds later. */
 export const FIRST_CONNECTED_AT_INDEX_NAME = 'agentconn_workspace_agents_first_connected_at_idx';

@@ -57,13 +57,13 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './source.js';
-export { CoderDatabaseError } from './errors.js';
+export { CoderDatabaseError } from './coder-database-error.js';
 export {
   DatabaseUrlError,
   SSL_MODES,
   parseDatabaseUrl,
   redactDatabaseUrl,
-  redactSecrets,
   withPassword,
   type DatabaseUrl,
-} from './redact.js';
+} from './database-url.js';
+export { redactSecrets } from './secret-redaction.js';

@@ -13,7 +13,7 @@ import { PGliteAdapter, sql, type Kysely } from 'kysely';
 import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
 import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
 import { changedAgentsQuery } from './changed-agents-query.js';
-import { CoderDatabaseError } from './errors.js';
+import { CoderDatabaseError } from './coder-database-error.js';
 import type { CoderDatabase } from './schema.js';
 
 export interface CoderAgentSourceOptions {

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { Migrator, type MigrationProvider } from 'kysely/migration';
-import { CoderDatabaseError } from '../../errors.js';
+import { CoderDatabaseError } from '../../coder-database-error.js';
 import { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
 
 export { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';

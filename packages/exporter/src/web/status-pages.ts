@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MetricsEndpoint } from '@agentconn/exposition';
-import type { ReadinessState } from './readiness.js';
+import type { ReadinessState } from '../readiness.js';
 
 export interface WebStatus {
   readonly version: string;

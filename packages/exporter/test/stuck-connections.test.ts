@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '@agentconn/core';
-import { watchCheckouts } from '../src/checkouts.js';
+import { watchStuckConnections } from '../src/stuck-connections.js';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
 import { startTcpProxy } from '@agentconn/test-support/tcp-proxy';
 
@@ -21,7 +21,7 @@ async function frozenPool() {
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
   pool.on('error', () => undefined);
   cleanups.push(() => pool.end());
-  const watch = watchCheckouts(pool, quiet);
+  const watch = watchStuckConnections(pool, quiet);
   const client = await pool.connect();
   await client.query('SELECT 1');
   const query = client.query('SELECT pg_sleep(0.3)').then(
@@ -32,7 +32,7 @@ async function frozenPool() {
   return { pool, watch, client, query };
 }
 
-describe('watchCheckouts', () => {
+describe('watchStuckConnections', () => {
   it('ends a connection still checked out 2 s after the abort, freeing its pool slot', async () => {
     const { pool, watch, client, query } = await frozenPool();
     watch.endStuckAfterAbort();

@@ -1,4 +1,4 @@
-import { redactSecrets } from './redact.js';
+import { redactSecrets } from './secret-redaction.js';
 
 /**
  * The text of an error. `pg` connection errors from Node's happy-eyeballs connect are AggregateErrors

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import bcrypt from 'bcryptjs';
 import type { Logger } from '@agentconn/core';
 import type { MetricsEndpoint } from '@agentconn/exposition';
-import type { WebConfig, WebTlsConfig } from './web-config.js';
+import type { WebConfig, WebTlsConfig } from './config-file.js';
 
 /** Verified credentials kept (their SHA-256, never the password), so bcrypt's cost is paid once per user. */
 const CREDENTIAL_CACHE_LIMIT = 256;

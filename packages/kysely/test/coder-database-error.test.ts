@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CoderDatabaseError, redactSecrets } from '../src/index.js';
-import { rawMessage } from '../src/errors.js';
+import { rawMessage } from '../src/coder-database-error.js';
 
 describe('error text', () => {
   it('removes passwords from connection URLs and key=value strings', () => {

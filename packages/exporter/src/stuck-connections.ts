@@ -4,7 +4,7 @@ import type { Logger } from '@agentconn/core';
 /** How long an aborted poll's connections get to answer the cancel before they are taken for dead. */
 const GRACE_MS = 2000;
 
-export interface CheckoutWatch {
+export interface StuckConnections {
   /**
    * A poll was just aborted: connections checked out now (its query, the cancel sent for it) that are
    * still out after a grace period went silent without closing, so they are ended instead of holding
@@ -18,8 +18,8 @@ export interface CheckoutWatch {
   drained(timeoutMs: number): Promise<void>;
 }
 
-/** Tracks which clients of `pool` are checked out since when. */
-export function watchCheckouts(pool: pg.Pool, logger: Logger): CheckoutWatch {
+/** Tracks which clients of `pool` are checked out since when, to end those an aborted poll left stuck. */
+export function watchStuckConnections(pool: pg.Pool, logger: Logger): StuckConnections {
   const checkedOut = new Map<pg.PoolClient, number>();
   const waiters = new Set<() => void>();
   const returned = (client: pg.PoolClient) => {
