@@ -1,17 +1,17 @@
 import { metrics, type Counter, type Histogram, type Meter, type MeterProvider, type ObservableGauge } from '@opentelemetry/api';
-import { diagLogger, errorMessage, type Logger } from './logger.js';
+import { diagLogger, errorMessage, type Logger } from '../logger.js';
 import {
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
   POLL_DURATION_BUCKET_BOUNDARIES,
   SELF_METRICS,
   instrumentOptions,
-} from './metric.js';
-import type { AwaitingAgentsRecorder } from './awaiting.js';
-import type { FirstConnectionRecorder } from './recorder.js';
-import { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentQuery, type FirstConnectionSource } from './source.js';
-import { toEpochMicros } from './timestamp.js';
-import { abortReason } from './abort.js';
+} from '../metric.js';
+import type { AwaitingAgentsRecorder } from '../awaiting-recorder.js';
+import type { FirstConnectionRecorder } from '../first-connection-recorder.js';
+import { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentQuery, type FirstConnectionSource } from '../first-connection-source.js';
+import { toEpochMicros } from '../timestamp.js';
+import { abortReason } from '../abort.js';
 import { CountWindow } from './count-window.js';
 import { POLLER_STATE_VERSION, type PollerState } from './poller-state.js';
 import { ReplayLagMonitor } from './replay-lag.js';
