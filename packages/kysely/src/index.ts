@@ -45,10 +45,10 @@ export {
   utcMicrosText,
   type ConnectedAgentRow,
   type LatestBuildForm,
-} from './agents-query.js';
-export { awaitingAgentsQuery, currentBuildLookup, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './awaiting-query.js';
-export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './changed-agents-query.js';
-export { effectiveTimeoutSeconds, passedTimeoutText } from './timeout-sql.js';
+} from './queries/connected-agents.js';
+export { awaitingAgentsQuery, currentBuildLookup, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './queries/awaiting-agents.js';
+export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './queries/changed-agents.js';
+export { effectiveTimeoutSeconds, passedTimeoutText } from './queries/connection-timeout.js';
 export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -56,7 +56,7 @@ export {
   type CoderAgentFirstConnection,
   type CoderAgentSource,
   type CoderAgentSourceOptions,
-} from './source.js';
+} from './agent-source.js';
 export { CoderDatabaseError } from './errors.js';
 export {
   DatabaseUrlError,

@@ -1,9 +1,9 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { passedTimeoutText } from './timeout-sql.js';
+import { passedTimeoutText } from './connection-timeout.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
 export { utcMicrosText } from './utc-micros-text.js';
-import type { CoderDatabase } from './schema.js';
+import type { CoderDatabase } from '../schema.js';
 
 export interface ConnectedAgentsQueryOptions {
   /** Agents already handled in the overlap window, left out of an incremental query. */

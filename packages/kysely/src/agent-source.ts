@@ -10,9 +10,9 @@ import {
   type FirstConnectionSource,
 } from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
-import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
-import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
-import { changedAgentsQuery } from './changed-agents-query.js';
+import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+import { awaitingAgentsQuery, type AwaitingAgentRow } from './queries/awaiting-agents.js';
+import { changedAgentsQuery } from './queries/changed-agents.js';
 import { CoderDatabaseError } from './errors.js';
 import type { CoderDatabase } from './schema.js';
 

@@ -1,8 +1,8 @@
 import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
-import { currentAgents, noNewerBuild } from './agents-query.js';
-import { timeoutInstant } from './timeout-sql.js';
+import { currentAgents, noNewerBuild } from './connected-agents.js';
+import { timeoutInstant } from './connection-timeout.js';
 import { utcMicrosText } from './utc-micros-text.js';
-import type { CoderDatabase } from './schema.js';
+import type { CoderDatabase } from '../schema.js';
 
 export interface AwaitingAgentsQueryOptions {
   /** Only agents created at or after this instant (the incremental read). Undefined: every waiting agent. */
