@@ -10,7 +10,8 @@ import {
   type FirstConnectionSource,
 } from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
-import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+import { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+import { transactionClockQuery } from './queries/transaction-clock.js';
 import { awaitingAgentsQuery, type AwaitingAgentRow } from './queries/awaiting-agents.js';
 import { changedAgentsQuery } from './queries/changed-agents.js';
 import { CoderDatabaseError } from './errors.js';

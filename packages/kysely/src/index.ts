@@ -27,26 +27,26 @@ export {
   type WorkspacesTable,
 } from './schema.js';
 export {
+  AWAITING_CREATED_AT_INDEX,
   AWAITING_CREATED_AT_INDEX_NAME,
+  FIRST_CONNECTED_AT_INDEX,
+  FIRST_CONNECTED_AT_INDEX_NAME,
   awaitingCreatedAtIndexMigration,
   createAwaitingCreatedAtIndex,
-  dropAwaitingCreatedAtIndex,
-} from './awaiting-created-at-index.js';
-export {
-  FIRST_CONNECTED_AT_INDEX_NAME,
   createFirstConnectedAtIndex,
+  createOptInIndex,
+  dropAwaitingCreatedAtIndex,
   dropFirstConnectedAtIndex,
+  dropOptInIndex,
   firstConnectedAtIndexMigration,
-} from './first-connected-at-index.js';
-export {
-  connectedAgentsQuery,
-  workspaceAgentsForMetricsQuery,
-  transactionClockQuery,
-  utcMicrosText,
-  type ConnectedAgentRow,
-  type LatestBuildForm,
-} from './queries/connected-agents.js';
-export { awaitingAgentsQuery, currentBuildLookup, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './queries/awaiting-agents.js';
+  optInIndexMigration,
+  type OptInIndex,
+} from './opt-in-indexes.js';
+export { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+export { currentBuildLookup, workspaceAgentsForMetricsQuery, type LatestBuildForm } from './queries/current-agents.js';
+export { transactionClockQuery } from './queries/transaction-clock.js';
+export { utcMicrosText } from './queries/utc-micros-text.js';
+export { awaitingAgentsQuery, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './queries/awaiting-agents.js';
 export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './queries/changed-agents.js';
 export { effectiveTimeoutSeconds, passedTimeoutText } from './queries/connection-timeout.js';
 export {

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
-import { uuidArrayLiteral } from './connected-agents.js';
-import { currentBuildLookup } from './awaiting-agents.js';
+import { currentBuildLookup } from './current-agents.js';
+import { uuidArrayLiteral } from './uuid-array-literal.js';
 import { passedTimeoutText, timeoutInstant } from './connection-timeout.js';
 import type { CoderDatabase } from '../schema.js';
 import { utcMicrosText } from './utc-micros-text.js';
