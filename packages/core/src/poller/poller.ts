@@ -1,58 +1,25 @@
-import { metrics, type Counter, type Histogram, type Meter, type MeterProvider, type ObservableGauge } from '@opentelemetry/api';
-import { diagLogger, errorMessage, type Logger } from '../logger.js';
-import {
-  INSTRUMENTATION_SCOPE,
-  INSTRUMENTATION_VERSION,
-  POLL_DURATION_BUCKET_BOUNDARIES,
-  SELF_METRICS,
-  instrumentOptions,
-} from '../metric.js';
+import { metrics, type Meter, type MeterProvider } from '@opentelemetry/api';
+import { diagLogger, type Logger } from '../logger.js';
+import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION } from '../metric.js';
 import type { AwaitingAgentsRecorder } from '../awaiting-recorder.js';
 import type { FirstConnectionRecorder } from '../first-connection-recorder.js';
-import { MAX_EXCLUDED_AGENT_IDS, type AgentBatch, type AgentQuery, type FirstConnectionSource } from '../first-connection-source.js';
-import { toEpochMicros } from '../timestamp.js';
-import { abortReason } from '../abort.js';
+import type { FirstConnectionSource } from '../first-connection-source.js';
 import { CountWindow } from './count-window.js';
+import { FirstConnectionStream } from './first-connection-stream.js';
+import { LeaderTracking, type Leadership } from './leadership.js';
+import { OutageLog } from './outage-log.js';
+import type { DiscoveryMode, PollStream, StreamCounts, StreamRead } from './poll-stream.js';
 import { POLLER_STATE_VERSION, type PollerState } from './poller-state.js';
 import { ReplayLagMonitor } from './replay-lag.js';
+import { PollerSelfMetrics, type TickOutcome } from './self-metrics.js';
+import { nextTickDelayMs, TickSchedule } from './tick-schedule.js';
 
-/**
- * `incremental`: each tick asks only for agents that connected since the last tick minus an overlap
- * window; the observe-once state holds only that window. `full-scan`: Coder PR #24179's rule, every current
- * agent each tick, state pruned to the current ids (kept as the benchmark's baseline).
- */
-export type DiscoveryMode = 'incremental' | 'full-scan';
+export type { DiscoveryMode } from './poll-stream.js';
+export type { Leadership, Takeover } from './leadership.js';
+export { TICK_OUTCOMES, type TickOutcome } from './self-metrics.js';
 
 /** Which connections that happened before the poller started are counted. */
 export type BackfillPolicy = 'all' | { readonly sinceMs: number };
-
-/** Where observation resumes when this process becomes leader. */
-export type Takeover =
-  /** No other process led since this one last did: carry on from this process's own window. */
-  | { readonly kind: 'continue' }
-  /** The previous leader published that it observed everything before `fromMs` (epoch ms, source clock). */
-  | { readonly kind: 'resume'; readonly fromMs: number }
-  /** Not known: count from one interval before this process's last follower tick. */
-  | { readonly kind: 'unknown' };
-
-/** Decides whether this process observes (e.g. a PostgreSQL advisory lock). */
-export interface Leadership {
-  /**
-   * Resolves true while this process holds leadership, false while another one does; rejects when it
-   * cannot tell (e.g. the database is unreachable), which makes the tick an error and stops observing.
-   */
-  isLeader(signal: AbortSignal): Promise<boolean>;
-  /** False as soon as leadership is known lost between checks (the leader gauge follows it). */
-  readonly held?: boolean;
-  /** Asked when this process becomes leader. Default `unknown`. */
-  takeover?(): Takeover;
-  /**
-   * Called after each successful query as leader, before its rows are recorded, with the watermark
-   * a successor should resume from. Rejecting makes the tick an error (nothing recorded) and stops
-   * observing, so a leader records only what it proved it still led for.
-   */
-  publishProgress?(watermarkMs: number, signal: AbortSignal): Promise<void>;
-}
 
 export interface FirstConnectionPollerOptions {
   readonly source: FirstConnectionSource;
@@ -65,7 +32,11 @@ export interface FirstConnectionPollerOptions {
   readonly intervalMs?: number;
   /** A tick's query is aborted after this long. Default: the interval, at most 30 000 ms. */
   readonly timeoutMs?: number;
-  /** Default `incremental`. */
+  /**
+   * `incremental` (default): each tick asks only for agents that connected since the last tick minus an
+   * overlap window; the observe-once state holds only that window. `full-scan`: Coder PR #24179's rule,
+   * every current agent each tick, state pruned to the current ids (kept as the benchmark's baseline).
+   */
   readonly mode?: DiscoveryMode;
   /**
    * Incremental mode: how far behind the last tick each query reaches, for rows committed late and
@@ -104,9 +75,6 @@ export interface FirstConnectionPollerOptions {
   readonly now?: () => number;
 }
 
-export const TICK_OUTCOMES = ['success', 'error', 'skipped_not_leader'] as const;
-export type TickOutcome = (typeof TICK_OUTCOMES)[number];
-
 export interface TickResult {
   readonly outcome: TickOutcome;
   readonly rowsRead: number;
@@ -124,46 +92,35 @@ const STOPPED = new Error('poller stopped');
 const DEFAULT_OVERLAP_MS = 300_000;
 const MAX_DEFAULT_TIMEOUT_MS = 30_000;
 
-/** Drives a source every interval and feeds the recorder. Ticks never overlap; timers never keep the process alive. */
+/**
+ * Drives a source every interval and feeds the recorder. Ticks never overlap; timers never keep the
+ * process alive. A tick: check leadership, read every stream from the window's lower bound, settle the
+ * window on what the reads saw, publish progress, record, prune, save the state.
+ */
 export class FirstConnectionPoller {
-  readonly #source: FirstConnectionSource;
-  readonly #recorder: FirstConnectionRecorder;
-  readonly #awaiting: AwaitingAgentsRecorder | undefined;
   readonly #logger: Logger;
   readonly #intervalMs: number;
   readonly #timeoutMs: number;
   readonly #mode: DiscoveryMode;
   readonly #overlapMs: number;
   readonly #backfill: BackfillPolicy;
-  readonly #leadership: Leadership | undefined;
+  readonly #leader: LeaderTracking | undefined;
   readonly #now: () => number;
   readonly #retryBaseMs: number;
   readonly #resumeFrom: PollerState | undefined;
   readonly #saveState: ((state: PollerState) => Promise<void> | void) | undefined;
-
-  readonly #polls: Counter;
-  readonly #pollDuration: Histogram;
-  readonly #rowsRead: Counter;
-  readonly #lastSuccessGauge: ObservableGauge;
-  readonly #trackedGauge: ObservableGauge;
-  readonly #leaderGauge: ObservableGauge | undefined;
+  readonly #streams: readonly PollStream[];
+  readonly #selfMetrics: PollerSelfMetrics;
   readonly #replayLag: ReplayLagMonitor;
+  readonly #outage: OutageLog;
+  readonly #schedule: TickSchedule;
 
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
   #inFlight: Promise<TickResult> | undefined;
   #abort: AbortController | undefined;
   /** Which connections count and where the next query starts; set when the poller starts. */
   #window: CountWindow | undefined;
-  #lastSuccessMs: number | undefined;
-  #failingSinceMs: number | undefined;
-  #failedTicks = 0;
-  #isLeader = false;
 
   constructor(options: FirstConnectionPollerOptions) {
-    this.#source = options.source;
-    this.#recorder = options.recorder;
-    this.#awaiting = options.awaiting;
     this.#logger = options.logger ?? diagLogger;
     this.#intervalMs = positive('intervalMs', options.intervalMs ?? DEFAULT_INTERVAL_MS);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? Math.min(this.#intervalMs, MAX_DEFAULT_TIMEOUT_MS));
@@ -174,35 +131,25 @@ export class FirstConnectionPoller {
     this.#overlapMs = nonNegative('overlapMs', options.overlapMs ?? DEFAULT_OVERLAP_MS);
     this.#backfill = options.backfill ?? { sinceMs: 0 };
     if (this.#backfill !== 'all') nonNegative('backfill.sinceMs', this.#backfill.sinceMs);
-    this.#leadership = options.leadership;
+    this.#leader = options.leadership === undefined ? undefined : new LeaderTracking(options.leadership, this.#logger);
     this.#now = options.now ?? Date.now;
     this.#retryBaseMs = positive('retryBaseMs', options.retryBaseMs ?? 1000);
     this.#resumeFrom = options.resumeFrom;
     this.#saveState = options.saveState;
+    this.#streams = [new FirstConnectionStream(options.source, options.recorder, options.awaiting)];
 
     const meter =
       options.meter ??
       (options.meterProvider ?? metrics.getMeterProvider()).getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION);
-    this.#polls = meter.createCounter(SELF_METRICS.polls.name, instrumentOptions(SELF_METRICS.polls));
-    for (const outcome of TICK_OUTCOMES) {
-      if (outcome !== 'skipped_not_leader' || options.leadership !== undefined) this.#polls.add(0, { outcome });
-    }
-    this.#pollDuration = meter.createHistogram(SELF_METRICS.pollDuration.name, {
-      ...instrumentOptions(SELF_METRICS.pollDuration),
-      advice: { explicitBucketBoundaries: [...POLL_DURATION_BUCKET_BOUNDARIES] },
-    });
-    this.#rowsRead = meter.createCounter(SELF_METRICS.rowsRead.name, instrumentOptions(SELF_METRICS.rowsRead));
-    this.#lastSuccessGauge = meter.createObservableGauge(SELF_METRICS.lastSuccess.name, instrumentOptions(SELF_METRICS.lastSuccess));
-    this.#lastSuccessGauge.addCallback((result) => {
-      if (this.#lastSuccessMs !== undefined) result.observe(this.#lastSuccessMs / 1000);
-    });
-    this.#trackedGauge = meter.createObservableGauge(SELF_METRICS.trackedAgents.name, instrumentOptions(SELF_METRICS.trackedAgents));
-    this.#trackedGauge.addCallback((result) => result.observe(this.#recorder.trackedAgents));
+    const recorder = options.recorder;
+    this.#selfMetrics = new PollerSelfMetrics(meter, { leaderElection: this.#leader !== undefined, trackedAgents: () => recorder.trackedAgents });
     this.#replayLag = new ReplayLagMonitor(meter, this.#logger, this.#overlapMs);
-    if (this.#leadership !== undefined) {
-      this.#leaderGauge = meter.createObservableGauge(SELF_METRICS.leader.name, instrumentOptions(SELF_METRICS.leader));
-      this.#leaderGauge.addCallback((result) => result.observe(this.#observing ? 1 : 0));
-    }
+    if (this.#leader !== undefined) this.#selfMetrics.watchLeader(meter, () => this.#leader?.observing === true);
+    this.#outage = new OutageLog(this.#logger, this.#intervalMs, this.#now);
+    this.#schedule = new TickSchedule(async () => {
+      const result = await this.tick();
+      return result.outcome === 'error' ? nextTickDelayMs(this.#outage.failedTicks, this.#intervalMs, this.#retryBaseMs) : this.#intervalMs;
+    }, this.#now);
   }
 
   get intervalMs(): number {
@@ -215,30 +162,22 @@ export class FirstConnectionPoller {
 
   /** Unix ms of the last successful tick, if any. */
   get lastSuccessMs(): number | undefined {
-    return this.#lastSuccessMs;
+    return this.#selfMetrics.lastSuccessMs;
   }
 
   get isLeader(): boolean {
-    return this.#leadership === undefined || this.#observing;
-  }
-
-  get #observing(): boolean {
-    return this.#isLeader && this.#leadership?.held !== false;
+    return this.#leader === undefined || this.#leader.observing;
   }
 
   /** Starts ticking: one tick now, then one every interval. Idempotent. */
   start(): void {
-    if (this.#running) return;
-    this.#running = true;
     this.#markStarted();
-    this.#schedule(0);
+    this.#schedule.start();
   }
 
   /** Stops ticking, aborts a tick in flight and waits for it to settle. */
   async stop(): Promise<void> {
-    this.#running = false;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#schedule.stop();
     this.#abort?.abort(STOPPED);
     if (this.#inFlight !== undefined) await this.#inFlight;
   }
@@ -266,22 +205,22 @@ export class FirstConnectionPoller {
     const window = this.#window;
     const countFromMs = window?.querySinceMs;
     if (window?.watermarkMs === undefined || countFromMs === undefined || window.countFromClock !== 'source') return undefined;
-    return {
+    let state: PollerState = {
       version: POLLER_STATE_VERSION,
       watermarkMs: window.watermarkMs,
       clockOffsetMs: window.clockOffsetMs,
       countFromMs,
-      handled: this.#recorder.handledSince(countFromMs * 1000),
-      ...(this.#awaiting !== undefined && { timeouts: this.#awaiting.countedSince(countFromMs * 1000) }),
+      handled: [],
     };
+    for (const stream of this.#streams) state = { ...state, ...stream.save(countFromMs) };
+    return state;
   }
 
   #markStarted(): CountWindow {
     if (this.#window !== undefined) return this.#window;
     const options = { overlapMs: this.#overlapMs, intervalMs: this.#intervalMs };
     if (this.#resumeFrom !== undefined) {
-      this.#recorder.restoreHandled(this.#resumeFrom.handled);
-      this.#awaiting?.restoreCounted(this.#resumeFrom.timeouts ?? []);
+      for (const stream of this.#streams) stream.restore(this.#resumeFrom);
       this.#window = CountWindow.resume(options, this.#resumeFrom);
     } else {
       this.#window = CountWindow.start(options, this.#backfill === 'all' ? undefined : this.#now() - this.#backfill.sinceMs);
@@ -295,27 +234,8 @@ export class FirstConnectionPoller {
     try {
       await this.#saveState?.(state);
     } catch (error) {
-      this.#logger.warn('saving the poller state failed', { error: errorMessage(error) });
+      this.#logger.warn('saving the poller state failed', { error: error instanceof Error ? error.message : String(error) });
     }
-  }
-
-  #schedule(delayMs: number): void {
-    if (!this.#running) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      const startedMs = this.#now();
-      void this.tick().then((result) => {
-        const elapsed = this.#now() - startedMs;
-        this.#schedule(Math.max(0, this.#nextDelayMs(result) - elapsed));
-      });
-    }, delayMs);
-    this.#timer.unref();
-  }
-
-  #nextDelayMs(result: TickResult): number {
-    if (result.outcome !== 'error') return this.#intervalMs;
-    const backoff = this.#retryBaseMs * 2 ** Math.min(this.#failedTicks - 1, 30);
-    return Math.min(this.#intervalMs, backoff);
   }
 
   async #runTick(): Promise<TickResult> {
@@ -329,30 +249,41 @@ export class FirstConnectionPoller {
     );
     timeout.unref();
     try {
-      if (this.#leadership !== undefined && !(await this.#checkLeadership(this.#leadership, abort.signal, startedMs))) {
-        this.#polls.add(1, { outcome: 'skipped_not_leader' });
-        this.#onSuccess(); // the database answered: an outage, if any, is over
-        return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
+      if (this.#leader !== undefined) {
+        const { leader, window } = await this.#leader.check(abort.signal, startedMs, this.#markStarted(), () => {
+          for (const stream of this.#streams) stream.follow();
+        });
+        this.#window = window;
+        if (!leader) {
+          this.#selfMetrics.skipped();
+          this.#outage.recovered(); // the database answered: an outage, if any, is over
+          return { outcome: 'skipped_not_leader', rowsRead: 0, observed: 0, dropped: 0, durationMs: performance.now() - startedHr };
+        }
       }
-      const query = this.#query(abort.signal, startedMs);
-      const batch: AgentBatch = await this.#source.listAgents(query);
-      if (abort.signal.aborted) throw abortReason(abort.signal);
-      const visibleUntilMs = batch.visibleUntil === null ? null : batch.visibleUntil?.getTime();
-      const window = this.#markStarted().afterQuery(batch.sourceTime?.getTime(), startedMs, visibleUntilMs);
-      this.#replayLag.update(batch.replayLagMs, this.#now());
-      await this.#publishProgress(window, abort.signal);
-      const counts = this.#recordBatch(batch, window);
-      const timeouts = this.#awaiting?.recordBatch(batch, { countFromMs: window.countFromMs, sinceMs: query.connectedSince?.getTime(), clockOffsetMs: window.clockOffsetMs });
+      const tick = { signal: abort.signal, window: this.#markStarted(), startedMs, mode: this.#mode };
+      const reads: StreamRead[] = [];
+      for (const stream of this.#streams) reads.push(await stream.read(tick));
+      const seen = combine(reads);
+      const window = tick.window.afterQuery(seen.sourceTime?.getTime(), startedMs, seen.visibleUntilMs);
+      this.#replayLag.update(seen.replayLagMs, this.#now());
+      await this.#leader?.publish(window, abort.signal);
+      const counts = addCounts(this.#streams.map((stream, i) => stream.record(reads[i]!, window)));
       this.#window = window;
-      this.#prune(batch, window);
+      this.#streams.forEach((stream, i) => {
+        stream.prune(reads[i]!, window);
+      });
       const durationMs = performance.now() - startedHr;
-      this.#rowsRead.add(batch.agents.length);
-      this.#polls.add(1, { outcome: 'success' });
-      this.#pollDuration.record(durationMs / 1000);
-      this.#lastSuccessMs = this.#now();
-      this.#onSuccess();
+      this.#selfMetrics.succeeded(durationMs, seen.rowsRead, this.#now());
+      this.#outage.recovered();
       await this.#save();
-      return { outcome: 'success', rowsRead: batch.agents.length, ...counts, durationMs, ...(timeouts !== undefined && { timeouts }) };
+      return {
+        outcome: 'success',
+        rowsRead: seen.rowsRead,
+        observed: counts.observed,
+        dropped: counts.dropped,
+        durationMs,
+        ...(counts.timeouts !== undefined && { timeouts: counts.timeouts }),
+      };
     } catch (caught) {
       const error = caught instanceof Error ? caught : new Error(String(caught));
       const durationMs = performance.now() - startedHr;
@@ -361,140 +292,54 @@ export class FirstConnectionPoller {
         this.#logger.debug('poll aborted by stop', {});
         return { outcome: 'error', rowsRead: 0, observed: 0, dropped: 0, durationMs, error };
       }
-      this.#polls.add(1, { outcome: 'error' });
-      this.#pollDuration.record(durationMs / 1000);
-      this.#onFailure(error);
+      this.#selfMetrics.failed(durationMs);
+      this.#outage.failed(error);
       return { outcome: 'error', rowsRead: 0, observed: 0, dropped: 0, durationMs, error };
     } finally {
       clearTimeout(timeout);
       if (this.#abort === abort) this.#abort = undefined;
     }
   }
+}
 
-  /**
-   * Incremental: from the window's lower bound, without the agents already handled in it (the
-   * overlap), so a steady tick reads about what is new while a row committed late is still returned.
-   */
-  #query(signal: AbortSignal, startedMs: number): AgentQuery {
-    const since = this.#mode === 'incremental' ? this.#markStarted().querySinceMs : undefined;
-    const awaiting = this.#awaiting?.nextQuery(startedMs + this.#markStarted().clockOffsetMs);
-    const withAwaiting = awaiting === undefined ? {} : { awaiting };
-    if (since === undefined) return { signal, ...withAwaiting };
-    const excludeAgentIds = this.#recorder.handledIdsSince(since * 1000, MAX_EXCLUDED_AGENT_IDS);
-    return { connectedSince: new Date(since), signal, ...(excludeAgentIds.length > 0 && { excludeAgentIds }), ...withAwaiting };
-  }
-
-  /** Whether this process leads now; a check that fails stops observing before the tick fails. */
-  async #checkLeadership(leadership: Leadership, signal: AbortSignal, nowMs: number): Promise<boolean> {
-    const leader = await leadership.isLeader(signal).catch((error: unknown) => {
-      this.#loseLeadership();
-      throw error;
-    });
-    if (signal.aborted) throw abortReason(signal);
-    this.#onLeadership(leader, nowMs);
-    return leader;
-  }
-
-  /** Before a leader records a poll, a successor must be able to resume after it. */
-  async #publishProgress(window: CountWindow, signal: AbortSignal): Promise<void> {
-    const publish = this.#leadership?.publishProgress?.bind(this.#leadership);
-    if (publish === undefined || window.watermarkMs === undefined) return;
-    await publish(window.watermarkMs, signal).catch((error: unknown) => {
-      this.#loseLeadership();
-      throw error;
-    });
-    if (signal.aborted) throw abortReason(signal);
-  }
-
-  #recordBatch(batch: AgentBatch, window: CountWindow): { observed: number; dropped: number } {
-    let observed = 0;
-    let dropped = 0;
-    for (const agent of batch.agents) {
-      if (window.countFromMs !== undefined && agent.firstConnectedAt !== null && !this.#recorder.hasHandled(agent.agentId)) {
-        const connected = toEpochMicros(agent.firstConnectedAt);
-        if (connected !== undefined && window.isBeforeCountFrom(connected)) {
-          // Connected before this process started and outside the backfill: counted by an earlier run.
-          this.#recorder.markHandled(agent.agentId, agent.firstConnectedAt);
-          continue;
-        }
-      }
-      const outcome = this.#recorder.record(agent);
-      if (outcome === 'observed') observed++;
-      else if (outcome === 'negative_duration' || outcome === 'invalid') dropped++;
+/**
+ * What the reads of one tick saw together: the earliest source clock (every read saw what was committed
+ * before it), the least replayed point of a replica, the largest replay lag, and all rows.
+ */
+function combine(reads: readonly StreamRead[]): {
+  sourceTime: Date | undefined;
+  visibleUntilMs: number | null | undefined;
+  replayLagMs: number | undefined;
+  rowsRead: number;
+} {
+  let sourceTime: Date | undefined;
+  let visibleUntilMs: number | null | undefined;
+  let replayLagMs: number | undefined;
+  let rowsRead = 0;
+  for (const read of reads) {
+    rowsRead += read.rowsRead;
+    if (read.sourceTime !== undefined && (sourceTime === undefined || read.sourceTime.getTime() < sourceTime.getTime())) sourceTime = read.sourceTime;
+    if (read.visibleUntil === null) visibleUntilMs = null;
+    else if (read.visibleUntil !== undefined && visibleUntilMs !== null) {
+      const ms = read.visibleUntil.getTime();
+      visibleUntilMs = visibleUntilMs === undefined ? ms : Math.min(visibleUntilMs, ms);
     }
-    return { observed, dropped };
+    if (read.replayLagMs !== undefined) replayLagMs = Math.max(replayLagMs ?? 0, read.replayLagMs);
   }
+  return { sourceTime, visibleUntilMs, replayLagMs, rowsRead };
+}
 
-  /** Keeps the observe-once state to what the next query can return again. */
-  #prune(batch: AgentBatch, window: CountWindow): void {
-    if (this.#mode === 'full-scan') {
-      this.#recorder.retainOnly(new Set(batch.agents.map((a) => a.agentId)));
-      this.#awaiting?.retainOnly(new Set(batch.agents.filter((a) => a.timedOutAt != null).map((a) => a.agentId)));
-      return;
-    }
-    const nextSince = window.querySinceMs;
-    if (nextSince !== undefined) this.#recorder.forgetConnectedBefore(new Date(nextSince));
-    if (nextSince !== undefined) this.#awaiting?.forgetTimedOutBefore(new Date(nextSince));
+/** The streams' counts added up; `timeouts` only when a stream counts them. */
+function addCounts(all: readonly StreamCounts[]): { observed: number; dropped: number; timeouts: number | undefined } {
+  let observed = 0;
+  let dropped = 0;
+  let timeouts: number | undefined;
+  for (const counts of all) {
+    observed += counts.observed ?? 0;
+    dropped += counts.dropped ?? 0;
+    if (counts.timeouts !== undefined) timeouts = (timeouts ?? 0) + counts.timeouts;
   }
-
-  #onLeadership(leader: boolean, nowMs: number): void {
-    const window = this.#markStarted();
-    if (!leader) this.#window = window.followerTick(nowMs);
-    // A follower does not query: its awaiting gauges report 0 rather than stale values.
-    if (!leader) this.#awaiting?.clearAwaiting();
-    if (leader === this.#isLeader) return;
-    this.#isLeader = leader;
-    this.#logger.info(leader ? 'became leader; observing first connections' : 'another process is leader; not observing', {
-      leader,
-    });
-    if (leader) this.#window = this.#takeover(window);
-  }
-
-  #takeover(window: CountWindow): CountWindow {
-    const takeover = this.#leadership?.takeover?.() ?? { kind: 'unknown' };
-    if (takeover.kind === 'continue') return window;
-    if (takeover.kind === 'resume') {
-      this.#logger.info('resuming from the previous leader\'s last published poll', {
-        resume_from: new Date(takeover.fromMs).toISOString(),
-      });
-      return window.resumeFrom(takeover.fromMs);
-    }
-    return window.takeover();
-  }
-
-  /** The leadership check or publish failed: this process cannot prove it leads, so it stops observing now. */
-  #loseLeadership(): void {
-    if (!this.#isLeader) return;
-    this.#isLeader = false;
-    this.#logger.warn('leadership not confirmed; not observing until it is', { leader: false });
-  }
-
-  #onSuccess(): void {
-    if (this.#failingSinceMs !== undefined) {
-      this.#logger.info('agent source recovered', {
-        failed_ticks: this.#failedTicks,
-        outage_s: (this.#now() - this.#failingSinceMs) / 1000,
-      });
-    }
-    this.#failingSinceMs = undefined;
-    this.#failedTicks = 0;
-  }
-
-  #onFailure(error: Error): void {
-    this.#failedTicks++;
-    if (this.#failingSinceMs === undefined) {
-      this.#failingSinceMs = this.#now();
-      // One line per outage, not per tick; the count goes on in agentconn_polls_total{outcome="error"}.
-      // `err`: the Error itself, so that a structured logger can keep its code, cause and stack.
-      this.#logger.error('polling the agent source failed; retrying every interval', {
-        error: errorMessage(error),
-        err: error,
-        interval_s: this.#intervalMs / 1000,
-      });
-    } else {
-      this.#logger.debug('polling the agent source failed again', { error: errorMessage(error), err: error, failed_ticks: this.#failedTicks });
-    }
-  }
+  return { observed, dropped, timeouts };
 }
 
 function positive(name: string, value: number): number {
