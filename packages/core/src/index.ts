@@ -21,11 +21,11 @@ export {
   type DropReason,
   type LabelKey,
 } from './metric.js';
-export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOptions, type ResolvedMetricOptions } from './options.js';
+export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOptions, type ResolvedMetricOptions } from './metric-options.js';
 export { firstConnectionView } from './view.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
-export { MAX_EXCLUDED_AGENT_IDS } from './source.js';
+export { MAX_EXCLUDED_AGENT_IDS } from './first-connection-source.js';
 export type {
   AgentBatch,
   AgentFirstConnection,
@@ -35,14 +35,14 @@ export type {
   AwaitingAgent,
   AwaitingAgentGroup,
   FirstConnectionSource,
-} from './source.js';
+} from './first-connection-source.js';
 export {
   createFirstConnectionHistogram,
   DEFAULT_MAX_TRACKED_AGENTS,
   FirstConnectionRecorder,
   type FirstConnectionRecorderOptions,
   type RecordOutcome,
-} from './recorder.js';
+} from './first-connection-recorder.js';
 export {
   FirstConnectionPoller,
   TICK_OUTCOMES,
@@ -53,9 +53,9 @@ export {
   type Takeover,
   type TickOutcome,
   type TickResult,
-} from './poller.js';
+} from './poller/poller.js';
 export { abortReason, settleOrAbort } from './abort.js';
-export { AwaitingAgentsRecorder, type AwaitingAgentsRecorderOptions, type TimeoutOutcome } from './awaiting.js';
+export { AwaitingAgentsRecorder, type AwaitingAgentsRecorderOptions, type TimeoutOutcome } from './awaiting-recorder.js';
 export {
   AgentConnectionTracker,
   DEFAULT_MAX_AWAITING_AGENTS,
@@ -63,8 +63,8 @@ export {
   type ConnectedAgent,
   type ConnectedOutcome,
   type CreatedAgent,
-} from './tracker.js';
-export { CountWindow, type CountWindowOptions, type CountWindowState } from './count-window.js';
+} from './agent-connection-tracker.js';
+export { CountWindow, type CountWindowOptions, type CountWindowState } from './poller/count-window.js';
 export {
   parsePollerState,
   POLLER_STATE_VERSION,
@@ -73,7 +73,7 @@ export {
   type CountedTimeout,
   type HandledAgent,
   type PollerState,
-} from './poller-state.js';
+} from './poller/poller-state.js';
 export {
   bucketIndex,
   exemplarLabels,

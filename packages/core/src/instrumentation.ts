@@ -1,9 +1,9 @@
 import { InstrumentationBase, type InstrumentationConfig } from '@opentelemetry/instrumentation';
 import type { Logger } from './logger.js';
 import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION } from './metric.js';
-import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
-import { FirstConnectionRecorder, type RecordOutcome } from './recorder.js';
-import type { AgentFirstConnection } from './source.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
+import { FirstConnectionRecorder, type RecordOutcome } from './first-connection-recorder.js';
+import type { AgentFirstConnection } from './first-connection-source.js';
 
 export interface FirstConnectionInstrumentationConfig extends InstrumentationConfig, FirstConnectionMetricOptions {
   /** Default: OpenTelemetry `diag`. */

@@ -5,7 +5,7 @@ import {
   type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
 import { FIRST_CONNECTION_BUCKET_BOUNDARIES, FIRST_CONNECTION_METRIC_NAME, OVERFLOW_ATTRIBUTE } from './metric.js';
-import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
 
 /**
  * The View for `coderd_agents_first_connection_seconds`: explicit buckets, the label allow-list and a

@@ -27,28 +27,28 @@ export {
   type WorkspacesTable,
 } from './schema.js';
 export {
+  AWAITING_CREATED_AT_INDEX,
   AWAITING_CREATED_AT_INDEX_NAME,
+  FIRST_CONNECTED_AT_INDEX,
+  FIRST_CONNECTED_AT_INDEX_NAME,
   awaitingCreatedAtIndexMigration,
   createAwaitingCreatedAtIndex,
-  dropAwaitingCreatedAtIndex,
-} from './awaiting-created-at-index.js';
-export {
-  FIRST_CONNECTED_AT_INDEX_NAME,
   createFirstConnectedAtIndex,
+  createOptInIndex,
+  dropAwaitingCreatedAtIndex,
   dropFirstConnectedAtIndex,
+  dropOptInIndex,
   firstConnectedAtIndexMigration,
-} from './first-connected-at-index.js';
-export {
-  connectedAgentsQuery,
-  workspaceAgentsForMetricsQuery,
-  transactionClockQuery,
-  utcMicrosText,
-  type ConnectedAgentRow,
-  type LatestBuildForm,
-} from './agents-query.js';
-export { awaitingAgentsQuery, currentBuildLookup, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './awaiting-query.js';
-export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './changed-agents-query.js';
-export { effectiveTimeoutSeconds, passedTimeoutText } from './timeout-sql.js';
+  optInIndexMigration,
+  type OptInIndex,
+} from './opt-in-indexes.js';
+export { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+export { currentBuildLookup, workspaceAgentsForMetricsQuery, type LatestBuildForm } from './queries/current-agents.js';
+export { transactionClockQuery } from './queries/transaction-clock.js';
+export { utcMicrosText } from './queries/utc-micros-text.js';
+export { awaitingAgentsQuery, type AwaitingAgentRow, type AwaitingAgentsQueryOptions } from './queries/awaiting-agents.js';
+export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './queries/changed-agents.js';
+export { effectiveTimeoutSeconds, passedTimeoutText } from './queries/connection-timeout.js';
 export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -56,7 +56,7 @@ export {
   type CoderAgentFirstConnection,
   type CoderAgentSource,
   type CoderAgentSourceOptions,
-} from './source.js';
+} from './agent-source.js';
 export { CoderDatabaseError } from './coder-database-error.js';
 export {
   DatabaseUrlError,

@@ -49,7 +49,7 @@ describe('types', () => {
 
       const broken = typecheck(join(copy, 'tsconfig.json'));
       expect(broken.status).not.toBe(0);
-      expect(broken.output).toMatch(/src\/agents-query\.ts\(\d+,\d+\): error TS\d+:[^\n]*first_connected_at/);
+      expect(broken.output).toMatch(/src\/queries\/connected-agents\.ts\(\d+,\d+\): error TS\d+:[^\n]*first_connected_at/);
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }

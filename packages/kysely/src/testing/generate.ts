@@ -7,7 +7,8 @@
  */
 import { formatEpochMicros, toEpochMicros } from '@agentconn/core';
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
-import { currentAgents, utcMicrosText } from '../agents-query.js';
+import { currentAgents } from '../queries/current-agents.js';
+import { utcMicrosText } from '../queries/utc-micros-text.js';
 import { createRandom, type Random } from './random.js';
 import type { CoderDatabase } from '../schema.js';
 

@@ -21,10 +21,10 @@ import {
   type DropReason,
   type LabelKey,
 } from './metric.js';
-import type { AgentFirstConnection } from './source.js';
-import type { HandledAgent } from './poller-state.js';
+import type { AgentFirstConnection } from './first-connection-source.js';
+import type { HandledAgent } from './poller/poller-state.js';
 import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
-import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
 import { exemplarLabels, FirstConnectionExemplars, seriesKey } from './exemplars.js';
 
 export type RecordOutcome = 'observed' | 'duplicate' | 'not_connected' | DropReason;

@@ -1,6 +1,6 @@
 import type { Meter } from '@opentelemetry/api';
-import type { Logger } from './logger.js';
-import { SELF_METRICS, instrumentOptions } from './metric.js';
+import type { Logger } from '../logger.js';
+import { SELF_METRICS, instrumentOptions } from '../metric.js';
 
 /**
  * Watches a replica source's replay lag: exposes it as `agentconn_source_replay_lag_seconds` and logs

@@ -1,8 +1,8 @@
-import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
-import { currentAgents, noNewerBuild } from './agents-query.js';
-import { timeoutInstant } from './timeout-sql.js';
+import { sql, type Kysely } from 'kysely';
+import { currentAgents, currentBuildLookup } from './current-agents.js';
+import { timeoutInstant } from './connection-timeout.js';
 import { utcMicrosText } from './utc-micros-text.js';
-import type { CoderDatabase } from './schema.js';
+import type { CoderDatabase } from '../schema.js';
 
 export interface AwaitingAgentsQueryOptions {
   /** Only agents created at or after this instant (the incremental read). Undefined: every waiting agent. */
@@ -67,28 +67,6 @@ function awaitingColumns(fallback: number, labels: LabelColumns) {
     sql<string>`${sql.ref(labels.workspace)}`.as('workspace_name'),
     sql<string>`${sql.ref(labels.template)}`.as('template_name'),
   ] as const;
-}
-
-/**
- * For one agent row `wa` (LATERAL): its build, if that is the latest of a non-deleted workspace, with
- * the owner's username, the workspace's and the template's names and the template version's name
- * (LEFT JOIN, as Coder PR #24179). `OFFSET 0` keeps it a per-row lookup by key: left to itself the
- * planner starts from every workspace, or hashes every build and resource, which costs the whole
- * population for a handful of agents.
- */
-export function currentBuildLookup(eb: ExpressionBuilder<CoderDatabase & { wa: { resource_id: string } }, 'wa'>) {
-  return eb
-    .selectFrom('workspace_resources as wr')
-    .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
-    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
-    .innerJoin('users as u', 'u.id', 'w.owner_id')
-    .innerJoin('templates as t', 't.id', 'w.template_id')
-    .leftJoin('template_versions as tv', 'tv.id', 'wb.template_version_id')
-    .whereRef('wr.id', '=', 'wa.resource_id')
-    .where('w.deleted', '=', false)
-    .where(noNewerBuild())
-    .select(['t.name as template_name', 'u.username as username', 'w.name as workspace_name', 'tv.name as template_version_name'])
-    .offset(0);
 }
 
 /** One row of `awaitingAgentsQuery`. */

@@ -1,8 +1,8 @@
 import { sql, type Kysely } from 'kysely';
-import { uuidArrayLiteral } from './agents-query.js';
-import { currentBuildLookup } from './awaiting-query.js';
-import { passedTimeoutText, timeoutInstant } from './timeout-sql.js';
-import type { CoderDatabase } from './schema.js';
+import { currentBuildLookup } from './current-agents.js';
+import { uuidArrayLiteral } from './uuid-array-literal.js';
+import { passedTimeoutText, timeoutInstant } from './connection-timeout.js';
+import type { CoderDatabase } from '../schema.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
 export interface ChangedAgentsQueryOptions {

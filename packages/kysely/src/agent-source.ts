@@ -10,9 +10,10 @@ import {
   type FirstConnectionSource,
 } from '@agentconn/core';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
-import { connectedAgentsQuery, transactionClockQuery, type ConnectedAgentRow } from './agents-query.js';
-import { awaitingAgentsQuery, type AwaitingAgentRow } from './awaiting-query.js';
-import { changedAgentsQuery } from './changed-agents-query.js';
+import { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
+import { transactionClockQuery } from './queries/transaction-clock.js';
+import { awaitingAgentsQuery, type AwaitingAgentRow } from './queries/awaiting-agents.js';
+import { changedAgentsQuery } from './queries/changed-agents.js';
 import { CoderDatabaseError } from './coder-database-error.js';
 import type { CoderDatabase } from './schema.js';
 

@@ -1,10 +1,10 @@
 import type { MeterProvider, Meter } from '@opentelemetry/api';
-import { AwaitingAgentsRecorder } from './awaiting.js';
+import { AwaitingAgentsRecorder } from './awaiting-recorder.js';
 import { diagLogger, errorMessage, type Logger } from './logger.js';
 import type { AgentLabels } from './metric.js';
-import type { FirstConnectionMetricOptions } from './options.js';
-import { FirstConnectionRecorder, type RecordOutcome } from './recorder.js';
-import type { AwaitingAgentGroup } from './source.js';
+import type { FirstConnectionMetricOptions } from './metric-options.js';
+import { FirstConnectionRecorder, type RecordOutcome } from './first-connection-recorder.js';
+import type { AwaitingAgentGroup } from './first-connection-source.js';
 import { toEpochMicros, type Instant } from './timestamp.js';
 
 /** An agent the host just created. */

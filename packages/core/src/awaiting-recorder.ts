@@ -8,11 +8,11 @@ import {
   instrumentOptions,
   type LabelKey,
 } from './metric.js';
-import { validateMetricOptions, type FirstConnectionMetricOptions } from './options.js';
+import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
 import { AwaitingAgentSet } from './awaiting-set.js';
-import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgent, AwaitingAgentGroup } from './source.js';
+import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgent, AwaitingAgentGroup } from './first-connection-source.js';
 import { toEpochMicros } from './timestamp.js';
-import type { CountedTimeout } from './poller-state.js';
+import type { CountedTimeout } from './poller/poller-state.js';
 
 export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOptions {
   readonly meter?: Meter;
