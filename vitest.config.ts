@@ -9,6 +9,7 @@ const UNIT_TESTS = [
   'packages/exporter/test/{config,log,readiness,timings}.test.ts',
   'packages/kysely/test/coder-database-error.test.ts',
   'packages/kysely/test/database-url.test.ts',
+  'test/{docs,metric-docs}.test.ts',
 ];
 
 export default defineConfig({

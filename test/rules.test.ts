@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 // The contract module itself, not '@agentconn/core': under Vitest that resolves to the package's dist/
 // (vitest.config.ts sets resolve.conditions, which the server environment does not read), which is
 // missing before a build and stale after an edit.
-import { AWAITING_METRICS, DROP_REASONS, FIRST_CONNECTION_METRIC_NAME, SELF_METRICS } from '../packages/core/src/metric.js';
+import { DROP_REASONS, METRIC_DEFINITIONS, SELF_METRICS, prometheusName, type MetricDefinition } from '../packages/core/src/metric.js';
 import { describeRun, findPromtool, runPromtool } from '@agentconn/test-support/promtool';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -22,39 +22,14 @@ const ruleTestFiles = readdirSync(prometheusDir).filter((name) => name.endsWith(
 
 const read = (path: string): string => readFileSync(path, 'utf8');
 
-// Prometheus names of what the exporter serves, from the metric contract. A new self-metric must be
-// given its type here, and then shows up in the dashboard check below.
-const SELF_METRIC_TYPES: Record<keyof typeof SELF_METRICS, 'counter' | 'gauge' | 'histogram'> = {
-  samplesObserved: 'counter',
-  samplesDropped: 'counter',
-  labelSetOverflow: 'counter',
-  polls: 'counter',
-  pollDuration: 'histogram',
-  rowsRead: 'counter',
-  lastSuccess: 'gauge',
-  trackedAgents: 'gauge',
-  leader: 'gauge',
-  replayLag: 'gauge',
-  otlpExports: 'counter',
-};
-const POLL_OUTCOMES = ['success', 'error', 'skipped_not_leader'];
-
-function exposedNames(name: string, type: 'counter' | 'gauge' | 'histogram'): string[] {
-  if (type === 'counter') return [`${name}_total`];
-  if (type === 'histogram') return [`${name}_bucket`, `${name}_sum`, `${name}_count`];
-  return [name];
+// Prometheus names of what the exporter serves, from the metric definitions.
+function exposedNames(definition: MetricDefinition): string[] {
+  if (definition.type === 'histogram') return ['_bucket', '_sum', '_count'].map((suffix) => `${definition.name}${suffix}`);
+  return [prometheusName(definition)];
 }
 
-const servedFamilies = new Map<string, string[]>([
-  [FIRST_CONNECTION_METRIC_NAME, exposedNames(FIRST_CONNECTION_METRIC_NAME, 'histogram')],
-  [AWAITING_METRICS.awaiting.name, exposedNames(AWAITING_METRICS.awaiting.name, 'gauge')],
-  [AWAITING_METRICS.oldestWait.name, exposedNames(AWAITING_METRICS.oldestWait.name, 'gauge')],
-  [AWAITING_METRICS.timeouts.name, exposedNames(AWAITING_METRICS.timeouts.name, 'counter')],
-  ...Object.entries(SELF_METRICS).map(([key, metric]): [string, string[]] => [
-    metric.name,
-    exposedNames(metric.name, SELF_METRIC_TYPES[key as keyof typeof SELF_METRICS]),
-  ]),
-]);
+const servedFamilies = new Map<string, string[]>(METRIC_DEFINITIONS.map((definition) => [definition.name, exposedNames(definition)]));
+const POLL_OUTCOMES: readonly string[] = SELF_METRICS.polls.labels.outcome;
 const servedNames = new Set([...servedFamilies.values()].flat());
 
 /** Our metric names in a PromQL expression or series selector (not inside level:metric:operation names). */

@@ -1,9 +1,9 @@
-/** The bench's Markdown report and its verdicts on SPEC §7's targets. */
+/** The bench's Markdown report and its verdicts on the project's performance targets. */
 import { BASELINE_MODE, MODE_DESCRIPTIONS, MODES, type BenchMode } from './options.js';
 import { formatCount, type BenchReport } from './runner.js';
 import { median } from './stats.js';
 
-/** SPEC §7: steady-state tick at 100k agents under this much CPU in our process. */
+/** Target: a steady-state tick at 100k agents under this much CPU in our process. */
 export const TARGET_CPU_MS_AT_100K = 5;
 /** "Flat": the largest population's CPU per tick within this factor of the smallest's, at a fixed trickle. */
 export const FLAT_FACTOR = 2;
@@ -72,7 +72,7 @@ export function targetVerdicts(report: BenchReport): TargetVerdict[] {
   return verdicts;
 }
 
-/** SPEC §7's /metrics targets, from the scrape benchmark's figures for our serializer. */
+/** The /metrics targets, from the scrape benchmark's figures for our serializer. */
 export const SCRAPE_TARGETS_MS: Readonly<Record<number, number>> = { 10_000: 100, 100_000: 1000 };
 export const SCRAPE_TARGET_PEAK_RSS_BYTES = 1e9;
 
@@ -267,7 +267,7 @@ export function renderMarkdown(report: BenchReport): string {
 
   const verdicts = targetVerdicts(report);
   if (verdicts.length > 0) {
-    lines.push('## SPEC §7 targets');
+    lines.push('## Targets');
     lines.push('');
     lines.push("Coder PR #24179's own map work (Go) for reference: 100k agents 24–44 ms/tick and 2.8 MB retained; 1M agents 460–800 ms/tick and 40 MB.");
     lines.push('');

@@ -10,10 +10,42 @@ export const FIRST_CONNECTION_METRIC_DESCRIPTION =
   'Duration from agent creation to first connection to the control plane in seconds.';
 export const FIRST_CONNECTION_METRIC_UNIT = 's';
 
+/** The Prometheus type of a metric: a histogram, a counter (its family gets `_total`), or a gauge. */
+export type MetricType = 'histogram' | 'counter' | 'gauge';
+
+/**
+ * A metric's series labels: `'series'` for the configurable labels of the histogram (`DEFAULT_LABEL_KEYS` by default,
+ * any subset of `LABEL_KEYS`), otherwise each label key with every value it takes (none: no labels).
+ */
+export type MetricLabels = 'series' | { readonly [key: string]: readonly string[] };
+
+/**
+ * Everything the docs say about a metric. Every instrument the packages create comes from one of these; the
+ * metrics tables of the READMEs are made from them (a test fails when one is missing).
+ */
+export interface MetricDefinition {
+  /** The instrument name; a counter's Prometheus family appends `_total`. */
+  readonly name: string;
+  readonly type: MetricType;
+  /** UCUM: `s`, `1`, or an annotation such as `{agent}`. */
+  readonly unit: string;
+  /** The HELP text. */
+  readonly description: string;
+  readonly labels: MetricLabels;
+}
+
 /** Upper bounds of the explicit buckets, in seconds (`+Inf` is implicit). Coder PR #24179's, unchanged. */
 export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.freeze([
   1, 10, 30, 60, 120, 300, 600, 1800, 3600,
 ]);
+
+export const FIRST_CONNECTION_METRIC = {
+  name: FIRST_CONNECTION_METRIC_NAME,
+  type: 'histogram',
+  unit: FIRST_CONNECTION_METRIC_UNIT,
+  description: FIRST_CONNECTION_METRIC_DESCRIPTION,
+  labels: 'series',
+} as const satisfies MetricDefinition;
 
 /**
  * The agents that never connected: same population and labels as the histogram. Values on the
@@ -22,11 +54,15 @@ export const FIRST_CONNECTION_BUCKET_BOUNDARIES: readonly number[] = Object.free
 export const AWAITING_METRICS = {
   awaiting: {
     name: 'coderd_agents_awaiting_first_connection',
+    type: 'gauge',
+    labels: 'series',
     description: 'Agents of the latest build of non-deleted workspaces that have not connected to the control plane yet.',
     unit: '{agent}',
   },
   oldestWait: {
     name: 'coderd_agents_awaiting_first_connection_oldest_seconds',
+    type: 'gauge',
+    labels: 'series',
     description: 'How long the longest-waiting agent that has not connected yet has waited since its creation, in seconds.',
     unit: 's',
   },
@@ -36,11 +72,13 @@ export const AWAITING_METRICS = {
    */
   timeouts: {
     name: 'coderd_agents_first_connection_timeouts',
+    type: 'counter',
+    labels: 'series',
     description:
       'Agents whose wait for their first connection passed their connection timeout (Coder shows them as timeout), counted once per agent.',
     unit: '{agent}',
   },
-} as const;
+} as const satisfies Record<string, MetricDefinition>;
 
 /** Every label key a series may carry, in Coder PR #24179's order. */
 export const LABEL_KEYS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
@@ -83,74 +121,111 @@ export const INSTRUMENTATION_SCOPE = '@agentconn/core';
 export const INSTRUMENTATION_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
   .version;
 
+export const DROP_REASONS = ['negative_duration', 'invalid'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/** The outcomes of a poll tick, the values of `agentconn_polls_total{outcome}`. */
+export const POLL_OUTCOMES = ['success', 'error', 'skipped_not_leader'] as const;
+
 /** Self-metrics: how the recorder and the poller are doing. Counters get `_total` from the Prometheus exporter. */
 export const SELF_METRICS = {
   samplesObserved: {
     name: 'agentconn_samples_observed',
+    type: 'counter',
+    labels: {},
     description: 'First connections observed into coderd_agents_first_connection_seconds.',
     unit: '{sample}',
   },
   samplesDropped: {
     name: 'agentconn_samples_dropped',
+    type: 'counter',
+    labels: { reason: DROP_REASONS },
     description: 'First connections not observed, by reason (negative_duration, invalid).',
     unit: '{sample}',
   },
   labelSetOverflow: {
     name: 'agentconn_label_set_overflow_samples',
+    type: 'counter',
+    labels: {},
     description:
       'Samples recorded into the otel_metric_overflow series because the cardinality limit of label sets was reached.',
     unit: '{sample}',
   },
   polls: {
     name: 'agentconn_polls',
+    type: 'counter',
+    labels: { outcome: POLL_OUTCOMES },
     description: 'Poll ticks by outcome (success, error, skipped_not_leader).',
     unit: '{tick}',
   },
   pollDuration: {
     name: 'agentconn_poll_duration_seconds',
+    type: 'histogram',
+    labels: {},
     description: 'Wall time of one poll tick (query and recording) in seconds.',
     unit: 's',
   },
   rowsRead: {
     name: 'agentconn_rows_read',
+    type: 'counter',
+    labels: {},
     description: 'Agent rows read from the source.',
     unit: '{row}',
   },
   lastSuccess: {
     name: 'agentconn_last_success_timestamp_seconds',
+    type: 'gauge',
+    labels: {},
     description: 'Unix time of the last successful poll tick, in seconds.',
     unit: 's',
   },
   trackedAgents: {
     name: 'agentconn_tracked_agents',
+    type: 'gauge',
+    labels: {},
     description: 'Agent ids held in the observe-once state.',
     unit: '{agent}',
   },
   replayLag: {
     name: 'agentconn_source_replay_lag_seconds',
+    type: 'gauge',
+    labels: {},
     description:
       'On a standby: how old its data is while received changes wait to be replayed, 0 once replayed; absent on a primary.',
     unit: 's',
   },
   leader: {
     name: 'agentconn_leader',
+    type: 'gauge',
+    labels: {},
     description: '1 when this process holds the leader lock and observes, 0 when it is a follower.',
     unit: '1',
   },
   otlpExports: {
     name: 'agentconn_otlp_exports',
+    type: 'counter',
+    labels: { outcome: ['success', 'failure'] },
     description: 'OTLP metric exports by outcome (success, failure).',
     unit: '{export}',
   },
-} as const;
+} as const satisfies Record<string, MetricDefinition>;
+
+/** Every metric the packages create, in the order of the docs' tables. */
+export const METRIC_DEFINITIONS: readonly MetricDefinition[] = Object.freeze([
+  FIRST_CONNECTION_METRIC,
+  ...Object.values(AWAITING_METRICS),
+  ...Object.values(SELF_METRICS),
+]);
+
+/** The family name Prometheus shows: a counter's gets `_total`. */
+export function prometheusName(definition: Pick<MetricDefinition, 'name' | 'type'>): string {
+  return definition.type === 'counter' ? `${definition.name}_total` : definition.name;
+}
 
 /** Description and unit of a self-metric, as instrument options. */
 export function instrumentOptions(spec: { readonly description: string; readonly unit: string }): { description: string; unit: string } {
   return { description: spec.description, unit: spec.unit };
 }
-
-export const DROP_REASONS = ['negative_duration', 'invalid'] as const;
-export type DropReason = (typeof DROP_REASONS)[number];
 
 export const POLL_DURATION_BUCKET_BOUNDARIES: readonly number[] = Object.freeze([
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
