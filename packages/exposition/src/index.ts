@@ -21,6 +21,7 @@ export {
 } from './openmetrics.js';
 export { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
 export type { Exemplar, ExemplarLookup } from './exemplar.js';
+export type { LogFields, Logger } from './logger.js';
 export {
   DEFAULT_HEADERS_TIMEOUT_MILLIS,
   DEFAULT_IDLE_TIMEOUT_MILLIS,

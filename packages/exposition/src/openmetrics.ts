@@ -7,7 +7,7 @@
 
 import type { Attributes } from '@opentelemetry/api';
 import { DataPointType, type DataPoint, type Histogram, type MetricDescriptor, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { diagLogger, type Logger } from '@agentconn/core';
+import { diagLogger, type Logger } from './logger.js';
 import type { Exemplar, ExemplarLookup } from './exemplar.js';
 import { ExemplarBytes } from './exemplar-bytes.js';
 import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './format.js';

@@ -11,7 +11,7 @@ import {
   type MetricReaderOptions,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { diagLogger, errorMessage, type Logger } from '@agentconn/core';
+import { diagLogger, errorMessage, type Logger } from './logger.js';
 import type { ExemplarLookup } from './exemplar.js';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
 import { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';

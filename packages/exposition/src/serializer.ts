@@ -7,7 +7,7 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { diagLogger, type Logger } from '@agentconn/core';
+import { diagLogger, type Logger } from './logger.js';
 import {
   braceLabels,
   escapeHelp,
