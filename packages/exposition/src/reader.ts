@@ -12,13 +12,13 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { diagLogger, errorMessage, type Logger } from './logger.js';
-import type { ExemplarLookup } from './exemplar.js';
-import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
-import { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
-import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './openmetrics.js';
-import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './serializer.js';
-import { type ChunkOptions, ChunkPool, chunkCapacity } from './sink.js';
-import { writeChunks, type WriteOutcome } from './stream.js';
+import type { ExemplarLookup } from './format/exemplar.js';
+import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format/text-syntax.js';
+import { negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
+import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './format/openmetrics.js';
+import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
+import { type ChunkOptions, ChunkPool, chunkCapacity } from './format/byte-sink.js';
+import { writeChunks, type WriteOutcome } from './http/write-chunks.js';
 import {
   ConcurrencyLimit,
   DEFAULT_MAX_CONCURRENT_SCRAPES,
@@ -27,10 +27,10 @@ import {
   RETRY_AFTER_SECONDS,
   responseDeadline,
   timeoutOption,
-} from './limits.js';
-import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compression.js';
-import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, WRITE_AHEAD_BYTES, writeShared, type ChunkSource } from './shared-render.js';
-import { CumulativeState } from './cumulative-state.js';
+} from './http/serving-limits.js';
+import { acceptsGzip, DEFAULT_GZIP_LEVEL, GzipSegmentCache, parallelGzip } from './compress/parallel-gzip.js';
+import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, WRITE_AHEAD_BYTES, writeShared, type ChunkSource } from './http/shared-rendering.js';
+import { CumulativeState } from './collect/cumulative-state.js';
 
 export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */

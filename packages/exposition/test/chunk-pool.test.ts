@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ByteSink, ChunkPool } from '../src/sink.js';
+import { ByteSink, ChunkPool } from '../src/format/byte-sink.js';
 
 describe('ChunkPool', () => {
   it('hands a buffer released twice out once: a double release cannot make two chunks share bytes', () => {

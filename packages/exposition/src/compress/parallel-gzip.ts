@@ -3,8 +3,8 @@ import { webcrypto } from 'node:crypto';
 import { constants, crc32, deflateRaw as deflateRawCallback } from 'node:zlib';
 import { promisify } from 'node:util';
 import { crc32Combine } from './crc32-combine.js';
-import type { ChunkSource } from './shared-render.js';
-import { chunkInputsOf, sameInputs } from './sink.js';
+import type { ChunkSource } from '../http/shared-rendering.js';
+import { chunkInputsOf, sameInputs } from '../format/byte-sink.js';
 
 const deflateRaw = promisify(deflateRawCallback);
 

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { WriteOutcome } from './stream.js';
+import type { WriteOutcome } from './write-chunks.js';
 
 /** Where a rendering's bytes come from: one chunk per call, `undefined` at the end. May throw or reject. */
 export interface ChunkSource {

@@ -16,8 +16,8 @@
 
 import type { Attributes } from '@opentelemetry/api';
 import type { MetricDescriptor } from '@opentelemetry/sdk-metrics';
-import { formatLabels, formatValue } from './format.js';
-import { MAX_NUMBER_BYTES } from './sink.js';
+import { formatLabels, formatValue } from './text-syntax.js';
+import { MAX_NUMBER_BYTES } from './byte-sink.js';
 
 /** Where `prepare` found a series' label bytes: valid until the next `prepare` of the same writer. */
 export interface OwnLabels {

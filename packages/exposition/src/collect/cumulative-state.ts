@@ -32,7 +32,7 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { mergeOrder } from './layout-order.js';
+import { mergeOrder } from './merge-order.js';
 import { attachHistogramRows, HistogramRowStore } from './histogram-rows.js';
 
 type Scope = ScopeMetrics['scope'];

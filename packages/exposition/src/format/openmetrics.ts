@@ -7,10 +7,10 @@
 
 import type { Attributes } from '@opentelemetry/api';
 import { DataPointType, type DataPoint, type Histogram, type MetricDescriptor, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { diagLogger, type Logger } from './logger.js';
+import { diagLogger, type Logger } from '../logger.js';
 import type { Exemplar, ExemplarLookup } from './exemplar.js';
 import { ExemplarBytes } from './exemplar-bytes.js';
-import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './format.js';
+import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './text-syntax.js';
 import {
   bucketLabelsFor,
   DEFAULT_CHUNK_BYTES,
@@ -27,10 +27,10 @@ import {
   type Family,
   type OwnAt,
   type PrometheusSerializerOptions,
-} from './serializer.js';
-import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { histogramRowsOf, HistogramValues, type HistogramRows } from './histogram-rows.js';
-import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
+} from './prometheus-text.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-text-cache.js';
+import { histogramRowsOf, HistogramValues, type HistogramRows } from '../collect/histogram-rows.js';
+import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './byte-sink.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 

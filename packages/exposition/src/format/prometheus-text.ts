@@ -7,7 +7,7 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { diagLogger, type Logger } from './logger.js';
+import { diagLogger, type Logger } from '../logger.js';
 import {
   braceLabels,
   escapeHelp,
@@ -16,10 +16,10 @@ import {
   formatValue,
   NO_REGISTERED_METRICS,
   sanitizeName,
-} from './format.js';
-import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { histogramRowsOf, HistogramValues, type HistogramRows } from './histogram-rows.js';
-import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './sink.js';
+} from './text-syntax.js';
+import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-text-cache.js';
+import { histogramRowsOf, HistogramValues, type HistogramRows } from '../collect/histogram-rows.js';
+import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, maxUtf8Bytes, NEWLINE, utf8, writeNumber } from './byte-sink.js';
 
 export interface PrometheusSerializerOptions {
   /** Prepended to every metric name as `prefix_` (not to `target_info`). Default none. */
