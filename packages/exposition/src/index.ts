@@ -8,7 +8,8 @@ export {
   type MetricsServerOptions,
   type Server,
 } from './http/metrics-server.js';
-export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './format/prometheus-text.js';
+export { PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
+export { DEFAULT_CHUNK_BYTES } from './format/byte-sink.js';
 export { writeChunks, type WriteOutcome } from './http/write-chunks.js';
 export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format/text-syntax.js';
 export {

@@ -16,8 +16,8 @@ import type { ExemplarLookup } from './format/exemplar.js';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from './format/text-syntax.js';
 import { negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
 import { OPENMETRICS_CONTENT_TYPE, OpenMetricsSerializer } from './format/openmetrics.js';
-import { DEFAULT_CHUNK_BYTES, PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
-import { type ChunkOptions, ChunkPool, chunkCapacity } from './format/byte-sink.js';
+import { PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
+import { type ChunkOptions, ChunkPool, chunkCapacity, DEFAULT_CHUNK_BYTES } from './format/byte-sink.js';
 import { writeChunks, type WriteOutcome } from './http/write-chunks.js';
 import {
   ConcurrencyLimit,

@@ -5,6 +5,9 @@
  * repeated parts (a data point's labels appear on 12 lines) as bytes, removes that second pass.
  */
 
+/** Bytes per chunk handed to the consumer: large enough that per-write overhead vanishes. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+
 /** A JavaScript string takes at most 3 UTF-8 bytes per UTF-16 unit (a lone surrogate becomes U+FFFD). */
 export function maxUtf8Bytes(text: string): number {
   return text.length * 3;
