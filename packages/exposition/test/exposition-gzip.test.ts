@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { acceptsGzip } from '../src/compress/parallel-gzip.js';
+import { acceptsGzip } from '../src/http/negotiate.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
 import type { Exemplar } from '../src/format/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';

@@ -1,6 +1,7 @@
 import type { Attributes } from '@opentelemetry/api';
 import { DataPointType, type DataPoint, type Histogram, type MetricData, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { ByteSink, type ChunkOptions, type ChunkPool, DEFAULT_CHUNK_BYTES } from './byte-sink.js';
+import { ByteSink, type ChunkOptions, DEFAULT_CHUNK_BYTES } from './byte-sink.js';
+import type { ChunkPool } from './chunk-pool.js';
 import { MetricFamilies, TARGET_INFO, type Family, type FamilyOptions } from './families.js';
 import { writePoints, writeText, type PointWriter } from './line-writers.js';
 import { seriesTable } from './series-text-cache.js';

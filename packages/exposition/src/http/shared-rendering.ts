@@ -1,12 +1,7 @@
 import type { Writable } from 'node:stream';
+import type { ChunkSource } from '../format/chunk-source.js';
 import type { WriteOutcome } from './write-chunks.js';
 
-/** Where a rendering's bytes come from: one chunk per call, `undefined` at the end. May throw or reject. */
-export interface ChunkSource {
-  next(): Uint8Array | undefined | Promise<Uint8Array | undefined>;
-  /** Stops early (every reader left): frees what the source holds. */
-  close(): void;
-}
 
 /**
  * One rendering of the exposition written to every response that joined it. Chunks are produced at the pace of
