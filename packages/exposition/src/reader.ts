@@ -59,7 +59,7 @@ const OTEL_COMPONENT_TYPE = 'prometheus_http_text_metric_exporter';
 /**
  * A pull `MetricReader` that serves the Prometheus text format fast: default aggregations and cumulative values
  * like `PrometheusExporter`, the same text, but written in chunks with backpressure and without a per-line
- * object, so 100k series scrape in well under a second. Histograms are collected from the SDK as deltas and
+ * object, so a hundred thousand series scrape in well under a second. Histograms are collected from the SDK as deltas and
  * added up here, so a scrape pays for the series that changed, not for every series. It owns no server: hand
  * `handleMetricsRequest` to an `http.Server` (or use `createMetricsServer`).
  */

@@ -21,7 +21,7 @@ const LINE_END_BYTES = 32;
  * 0.301 does (same families, order, names, labels and values), but without an object or a string per line:
  * each data point's label text is built and UTF-8-encoded once and its other lines copy those bytes, the
  * `le` label tails are encoded once per metric and boundary set, and the bytes come out in chunks, so a
- * scrape of 100k series never exists as one string or one buffer.
+ * large scrape never exists as one string or one buffer.
  */
 export class PrometheusTextSerializer extends FamilySerializer {
   readonly #format: FamilyFormat;
