@@ -7,10 +7,11 @@ export {
   type MetricsServer,
   type MetricsServerOptions,
   type Server,
-} from './server.js';
-export { PrometheusTextSerializer, DEFAULT_CHUNK_BYTES, type PrometheusSerializerOptions } from './serializer.js';
-export { writeChunks, type WriteOutcome } from './stream.js';
-export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format.js';
+} from './http/metrics-server.js';
+export { PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
+export { DEFAULT_CHUNK_BYTES } from './format/byte-sink.js';
+export { writeChunks, type WriteOutcome } from './http/write-chunks.js';
+export { PROMETHEUS_TEXT_CONTENT_TYPE } from './format/text-syntax.js';
 export {
   OpenMetricsSerializer,
   OPENMETRICS_CONTENT_TYPE,
@@ -18,14 +19,15 @@ export {
   formatExemplar,
   openMetricsUnit,
   type OpenMetricsSerializerOptions,
-} from './openmetrics.js';
-export { negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
-export type { Exemplar, ExemplarLookup } from './exemplar.js';
+} from './format/openmetrics.js';
+export { negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
+export type { Exemplar, ExemplarLookup } from './format/exemplar.js';
+export type { LogFields, Logger } from './logger.js';
 export {
   DEFAULT_HEADERS_TIMEOUT_MILLIS,
   DEFAULT_IDLE_TIMEOUT_MILLIS,
   DEFAULT_MAX_CONCURRENT_SCRAPES,
   DEFAULT_RENDER_SHARE_MILLIS,
   DEFAULT_RESPONSE_TIMEOUT_MILLIS,
-} from './limits.js';
-export { DEFAULT_GZIP_LEVEL } from './compression.js';
+} from './http/serving-limits.js';
+export { DEFAULT_GZIP_LEVEL } from './compress/parallel-gzip.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ByteSink, ChunkPool } from '../src/sink.js';
+import { ByteSink } from '../src/format/byte-sink.js';
+import { ChunkPool } from '../src/format/chunk-pool.js';
 
 describe('ChunkPool', () => {
   it('hands a buffer released twice out once: a double release cannot make two chunks share bytes', () => {

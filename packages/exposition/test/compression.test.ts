@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { crc32, gunzipSync } from 'node:zlib';
-import { crc32Combine } from '../src/crc32-combine.js';
-import { GzipSegmentCache, parallelGzip } from '../src/compression.js';
-import type { ChunkSource } from '../src/shared-render.js';
-import { PrometheusTextSerializer } from '../src/serializer.js';
+import { crc32Combine } from '../src/compress/crc32-combine.js';
+import { parallelGzip } from '../src/compress/parallel-gzip.js';
+import { GzipSegmentCache } from '../src/compress/gzip-segment-cache.js';
+import type { ChunkSource } from '../src/format/chunk-source.js';
+import { PrometheusTextSerializer } from '../src/format/prometheus-text.js';
 import { ValueType } from '@opentelemetry/api';
 import type { DataPoint, Histogram, ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { histogramCollection } from './exposition-support.js';

@@ -12,8 +12,8 @@ import {
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { FastPrometheusReader } from '../src/index.js';
-import { mergeOrder } from '../src/layout-order.js';
-import { CumulativeState } from '../src/cumulative-state.js';
+import { mergeOrder } from '../src/collect/merge-order.js';
+import { CumulativeState } from '../src/collect/cumulative-state.js';
 import { Rng, randomScenario } from './exposition-random.js';
 import { metadataSet, parseExposition, sampleSet } from '@agentconn/test-support/exposition-parser';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Exemplar } from '../src/exemplar.js';
-import { ExemplarBytes } from '../src/exemplar-bytes.js';
+import type { Exemplar } from '../src/format/exemplar.js';
+import { ExemplarBytes } from '../src/format/exemplar-bytes.js';
 
 function counting(): { table: ExemplarBytes; encoded: Exemplar[] } {
   const encoded: Exemplar[] = [];

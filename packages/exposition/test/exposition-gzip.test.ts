@@ -8,9 +8,9 @@ import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { acceptsGzip } from '../src/compression.js';
+import { acceptsGzip } from '../src/http/negotiate.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
-import type { Exemplar } from '../src/exemplar.js';
+import type { Exemplar } from '../src/format/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
 
 const cleanup: Array<() => unknown> = [];

@@ -10,11 +10,11 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { CumulativeState } from '../src/cumulative-state.js';
-import { histogramRowsOf, PAGE_ROWS, ROW_COUNTS_OFFSET, rowPage, rowSlot, type HistogramRows } from '../src/histogram-rows.js';
-import { PrometheusTextSerializer } from '../src/serializer.js';
-import { OpenMetricsSerializer } from '../src/openmetrics.js';
-import type { ExemplarLookup } from '../src/exemplar.js';
+import { CumulativeState } from '../src/collect/cumulative-state.js';
+import { histogramRowsOf, PAGE_ROWS, ROW_COUNTS_OFFSET, rowPage, rowSlot, type HistogramRows } from '../src/collect/histogram-rows.js';
+import { PrometheusTextSerializer } from '../src/format/prometheus-text.js';
+import { OpenMetricsSerializer } from '../src/format/openmetrics.js';
+import type { ExemplarLookup } from '../src/format/exemplar.js';
 import { histogramCollection } from './exposition-support.js';
 
 class DeltaReader extends MetricReader {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { SharedRendering, SharedTask, writeShared, type ChunkSource } from '../src/shared-render.js';
+import { SharedRendering, SharedTask, writeShared } from '../src/http/shared-rendering.js';
+import type { ChunkSource } from '../src/format/chunk-source.js';
 
 function source(chunks: number, size = 100): ChunkSource & { produced: number; closed: boolean } {
   const state = {

@@ -1,9 +1,9 @@
 /**
  * The cumulative series of the streams the reader collects as deltas, kept here instead of in the SDK.
  *
- * A cumulative collection makes the SDK build a data point for every series it ever saw, on every scrape: at
- * 100k series that is most of a scrape's time and 300k short-lived objects, although about 0.1 % of the
- * series change per minute. Collected as deltas, the SDK hands over only the series recorded since the last
+ * A cumulative collection makes the SDK build a data point for every series it ever saw, on every scrape: for a
+ * large fleet that is most of a scrape's time and several short-lived objects a series, although only a few
+ * series change between scrapes. Collected as deltas, the SDK hands over only the series recorded since the last
  * collection; they are added here to the series kept from before, and every other series is the very same
  * data point object as at the previous scrape (which is also what the render cache and the exemplar lookup
  * key on).
@@ -32,7 +32,7 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { mergeOrder } from './layout-order.js';
+import { mergeOrder } from './merge-order.js';
 import { attachHistogramRows, HistogramRowStore } from './histogram-rows.js';
 
 type Scope = ScopeMetrics['scope'];
@@ -147,7 +147,7 @@ class KeptStream {
   #warnedBoundaries = false;
   #metric: MetricData | undefined;
   #points: Array<DataPoint<unknown>> = [];
-  /** Series by `attributesKey` (not by attributes object: a WeakMap of 100k entries costs more in GC than the key). */
+  /** Series by `attributesKey` (not by attributes object: a WeakMap entry per series costs more in GC than the key). */
   readonly #index = new Map<string, number>();
   /** The last collection's result while nothing changed: a quiet stream costs no allocation. */
   #snapshot: MetricData | undefined;
@@ -247,7 +247,7 @@ function stamped(metric: MetricData, endTime: HrTime): MetricData {
 /**
  * The SDK's identity of a series: its attributes whatever their key order, `undefined` and `null` alike, a
  * string never equal to a number or an array (the SDK compares `JSON.stringify` of the sorted pairs). Strings,
- * nearly every value, are length-prefixed instead of JSON-escaped: at 100k new series that halves the cost.
+ * nearly every value, are length-prefixed instead of JSON-escaped, which is the cheaper of the two.
  */
 function attributesKey(attributes: Attributes): string {
   const keys = Object.keys(attributes);

@@ -1,8 +1,7 @@
 /**
  * A histogram stream's cumulative values as flat arrays, one row per series, beside the data point objects a
- * collection hands out. Rendering 100k series from the points chases four pointers a series (point, value,
- * buckets, counts) through a heap of hundreds of MB, and those cache misses, not the bytes, were most of a
- * scrape's rendering time (measured: the same points copied into one compact run rendered 1.8× faster). Rows
+ * collection hands out. Rendering from the points chases four pointers a series (point, value, buckets, counts)
+ * through a large heap, and those cache misses, not the bytes, are most of a big scrape's rendering time. Rows
  * are read front to back.
  *
  * A collection's rows are its own: they are pages no later collection writes (a change copies its page first), so a
@@ -72,8 +71,8 @@ interface WritablePage {
 
 /**
  * Growing rows of one stream, written as its series change; `snapshot` hands a collection the pages as they are.
- * A page a snapshot holds is copied before its next write, so a collection after 0.1 % of 100k series changed
- * copies about a hundred pages of 7 KB, not the whole 11 MB.
+ * A page a snapshot holds is copied before its next write, so a collection after a few series changed copies a
+ * few pages, not every row.
  */
 export class HistogramRowStore {
   readonly boundaries: readonly number[];

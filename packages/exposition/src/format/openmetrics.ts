@@ -6,31 +6,18 @@
  */
 
 import type { Attributes } from '@opentelemetry/api';
-import { DataPointType, type DataPoint, type Histogram, type MetricDescriptor, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import { diagLogger, type Logger } from '@agentconn/core';
+import type { DataPoint, Histogram, MetricData, MetricDescriptor } from '@opentelemetry/sdk-metrics';
+import { histogramRowsOf } from '../collect/histogram-rows.js';
+import { diagLogger, type Logger } from '../logger.js';
+import { type ByteSink, NEWLINE, utf8, writeNumber } from './byte-sink.js';
 import type { Exemplar, ExemplarLookup } from './exemplar.js';
 import { ExemplarBytes } from './exemplar-bytes.js';
-import { escapeLabelValue, formatLabels, formatValue, sanitizeLabelName } from './format.js';
-import {
-  bucketLabelsFor,
-  DEFAULT_CHUNK_BYTES,
-  LabelSuffix,
-  PrometheusTextSerializer,
-  SampleWriter,
-  unwritten,
-  writeOwn,
-  writePoints,
-  writeSeries,
-  writeText,
-  type BucketLabels,
-  type SampleLineEnd,
-  type Family,
-  type OwnAt,
-  type PrometheusSerializerOptions,
-} from './serializer.js';
-import { emptyOwnLabels, seriesTable, type OwnLabels, type SeriesTable } from './series-bytes.js';
-import { histogramRowsOf, HistogramValues, type HistogramRows } from './histogram-rows.js';
-import { ByteSink, type ChunkOptions, type ChunkPool, MAX_NUMBER_BYTES, NEWLINE, utf8, writeNumber } from './sink.js';
+import { TARGET_INFO, type Family } from './families.js';
+import { FamilySerializer, type FamilyFormat } from './family-walk.js';
+import { bucketLineCount, HistogramPoint, SampleWriter, unwritten, writeBucketRest, writeOwn, writeSeries, type OwnAt, type PointWriter, type SampleLineEnd } from './line-writers.js';
+import type { PrometheusSerializerOptions } from './prometheus-text.js';
+import type { SeriesTable } from './series-text-cache.js';
+import { escapeLabelValue, formatValue, sanitizeLabelName } from './text-syntax.js';
 
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
@@ -40,7 +27,6 @@ export interface OpenMetricsSerializerOptions extends PrometheusSerializerOption
 }
 
 const EOF = '# EOF\n';
-const TARGET_INFO = 'target_info';
 const TARGET_FAMILY = 'target';
 const TOTAL = '_total';
 /** ` <seconds>` of a sample timestamp; the newline is written apart, after any exemplar. */
@@ -99,14 +85,12 @@ function writeEnd(buf: Buffer, pos: number, timestamp: string | undefined, exemp
 
 /**
  * Writes the OpenMetrics exposition of one `collect()` result in UTF-8 chunks, the way
- * `PrometheusTextSerializer` writes the text format (it groups the families, so both agree on what a scrape
+ * `PrometheusTextSerializer` writes the text format (the same family walk, so both agree on what a scrape
  * contains): each data point's label text is encoded once, `le` tails once per metric, and each exemplar
  * once for as long as it stays the bucket's latest.
  */
-export class OpenMetricsSerializer {
-  readonly #plan: PrometheusTextSerializer;
+export class OpenMetricsSerializer extends FamilySerializer {
   readonly #appendTimestamp: boolean;
-  readonly #withoutTargetInfo: boolean;
   readonly #exemplars: ExemplarLookup | undefined;
   readonly #logger: Logger;
   /** Encoded exemplars per histogram stream (see `ExemplarBytes`). */
@@ -114,81 +98,35 @@ export class OpenMetricsSerializer {
   readonly #warnedCollisions = new Set<string>();
 
   constructor(options: OpenMetricsSerializerOptions = {}) {
-    this.#plan = new PrometheusTextSerializer(options);
+    super(options);
     this.#appendTimestamp = options.appendTimestamp ?? false;
-    this.#withoutTargetInfo = options.withoutTargetInfo ?? false;
     this.#exemplars = options.exemplars;
     this.#logger = options.logger ?? diagLogger;
   }
 
-  /** The whole exposition as one string (tests, small registries). */
-  serialize(resourceMetrics: ResourceMetrics): string {
-    return Buffer.concat([...this.chunks(resourceMetrics)]).toString('utf8');
-  }
-
-  /** As `PrometheusTextSerializer.chunks`: lazy, about `chunkBytes` per chunk, recycled through `pool`. */
-  *chunks(
-    resourceMetrics: ResourceMetrics,
-    chunkBytes: number = DEFAULT_CHUNK_BYTES,
-    pool?: ChunkPool,
-    options: ChunkOptions = {},
-  ): Generator<Buffer, void, undefined> {
-    const plan = this.#plan.plan(resourceMetrics);
-    const sink = new ByteSink(chunkBytes, pool, options);
+  /** The format of one rendering: OpenMetrics family names are unique within a body, so they are tracked per rendering. */
+  protected override format(): FamilyFormat {
+    const appendTimestamp = this.#appendTimestamp;
     const familyNames = new Set<string>();
-    for (const [name, family] of plan.families) {
-      if (family.dropped) continue;
-      const omName = family.type === 'counter' && name.endsWith(TOTAL) ? name.slice(0, -TOTAL.length) : name;
-      const isTarget = name === TARGET_INFO && !this.#withoutTargetInfo;
-      const familyName = isTarget ? TARGET_FAMILY : omName;
-      if (familyNames.has(familyName)) {
-        this.#warnCollision(familyName, name);
-        continue;
-      }
-      familyNames.add(familyName);
-      let writeMetadata = true;
-      if (isTarget) {
-        const labels = formatLabels(resourceMetrics.resource.attributes);
-        yield* writeText(sink, metadata(familyName, 'info', family.help || 'Target metadata', '') + TARGET_INFO + (labels ? '{' + labels + '}' : '') + ' 1\n');
-        writeMetadata = false;
-      }
-      for (const { metric, scope } of family.members) {
-        if (writeMetadata) {
-          yield* writeText(sink, metadata(familyName, openMetricsType(family), family.help || 'description missing', family.unit));
-          writeMetadata = false;
-        } else if (metric.dataPoints.length === 0 || metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) {
-          if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM) plan.warnUnsupported(name);
-          continue;
+    return {
+      familyName: (name, family, isTargetInfo) => {
+        const omName = family.type === 'counter' && name.endsWith(TOTAL) ? name.slice(0, -TOTAL.length) : name;
+        const familyName = isTargetInfo ? TARGET_FAMILY : omName;
+        if (familyNames.has(familyName)) {
+          this.#warnCollision(familyName, name);
+          return undefined;
         }
-        const additional = plan.additionalLabels(scope, plan.resourceLabels);
-        switch (metric.dataPointType) {
-          case DataPointType.SUM:
-          case DataPointType.GAUGE:
-            yield* writePoints(sink, new SampleWriter(name, additional, this.#appendTimestamp, OPENMETRICS_SAMPLE_LINE_END), metric.dataPoints, seriesTable(metric.descriptor));
-            break;
-          case DataPointType.HISTOGRAM: {
-            const exemplarBytes = this.#exemplarBytesOf(metric.descriptor);
-            const writer = new OpenMetricsHistogramWriter(
-              name,
-              additional,
-              this.#appendTimestamp,
-              this.#exemplars,
-              metric.descriptor.name,
-              exemplarBytes,
-              histogramRowsOf(metric),
-            );
-            yield* writePoints(sink, writer, metric.dataPoints, seriesTable(metric.descriptor));
-            exemplarBytes.trim(metric.dataPoints.length);
-            break;
-          }
-          default:
-            plan.warnUnsupported(name);
-        }
-      }
-    }
-    yield* writeText(sink, EOF);
-    const last = sink.finish();
-    if (last !== undefined) yield last;
+        familyNames.add(familyName);
+        return familyName;
+      },
+      targetInfo: (familyName, family, resourceLabels) =>
+        metadata(familyName, 'info', family.help || 'Target metadata', '') + TARGET_INFO + (resourceLabels ? '{' + resourceLabels + '}' : '') + ' 1\n',
+      metadata: (familyName, family) => metadata(familyName, openMetricsType(family), family.help || 'description missing', family.unit),
+      samples: (name, additional) => new SampleWriter(name, additional, appendTimestamp, OPENMETRICS_SAMPLE_LINE_END),
+      histogram: (name, additional, metric) =>
+        new OpenMetricsHistogramWriter(name, additional, appendTimestamp, this.#exemplars, metric, this.#exemplarBytesOf(metric.descriptor)),
+      end: () => EOF,
+    };
   }
 
   #exemplarBytesOf(descriptor: MetricDescriptor): ExemplarBytes {
@@ -229,23 +167,13 @@ const OPENMETRICS_SAMPLE_LINE_END: SampleLineEnd<string | undefined> = {
 };
 
 /** Histograms: cumulative `_bucket` lines with their exemplars, then `_count` and `_sum`. */
-class OpenMetricsHistogramWriter {
-  readonly #countName: Buffer;
-  readonly #sumName: Buffer;
-  readonly #bucketOpen: Buffer;
-  readonly #suffix: LabelSuffix;
-  readonly #additional: Attributes;
+class OpenMetricsHistogramWriter implements PointWriter<DataPoint<Histogram>> {
+  readonly #point: HistogramPoint;
   readonly #appendTimestamp: boolean;
   readonly #lookup: ExemplarLookup | undefined;
   readonly #metricName: string;
   readonly #exemplarBytes: ExemplarBytes;
-  #buckets: BucketLabels | undefined;
-  /** The point being written: from its row when the stream has rows (`histogramRowsOf`), else from the point. */
-  readonly #values: HistogramValues;
-  readonly #own: OwnLabels = emptyOwnLabels();
   readonly #ownAt: OwnAt = { start: -1, end: -1 };
-  #table: SeriesTable | undefined;
-  #index = 0;
   #timestamp: string | undefined;
   /** Per bucket of the current point: its exemplar's bytes, or undefined. */
   readonly #lineExemplars: Array<Buffer | undefined> = [];
@@ -255,43 +183,26 @@ class OpenMetricsHistogramWriter {
     additional: Attributes,
     appendTimestamp: boolean,
     lookup: ExemplarLookup | undefined,
-    metricName: string,
+    metric: MetricData,
     exemplarBytes: ExemplarBytes,
-    rows?: HistogramRows,
   ) {
-    this.#values = new HistogramValues(rows);
-    this.#countName = utf8(name + '_count');
-    this.#sumName = utf8(name + '_sum');
-    this.#bucketOpen = utf8(name + '_bucket{');
-    this.#additional = additional;
-    this.#suffix = new LabelSuffix(formatLabels(additional));
+    this.#point = new HistogramPoint(name, additional, histogramRowsOf(metric));
     this.#appendTimestamp = appendTimestamp;
     this.#lookup = lookup;
-    this.#metricName = metricName;
+    this.#metricName = metric.descriptor.name;
     this.#exemplarBytes = exemplarBytes;
   }
 
   prepare(point: DataPoint<Histogram>, table: SeriesTable, index: number): number {
-    const values = this.#values;
-    values.load(point, index);
-    const attributes = values.attributes;
-    table.prepare(index, attributes, this.#own);
-    this.#table = table;
-    this.#index = index;
+    const bytes = this.#point.load(point, table, index, TIMESTAMP_BYTES + 1);
     this.#timestamp = sampleTimestamp(point, this.#appendTimestamp);
-    const boundaries = values.boundaries;
-    const buckets = this.#bucketLabels(boundaries);
-    const exemplarBytes = this.#prepareExemplars(index, attributes, boundaries, values.countsLength);
-    const lines = 2 + values.countsLength;
-    const perLine =
-      this.#bucketOpen.length +
-      2 +
-      this.#own.length +
-      Math.max(buckets.longestTail, this.#suffix.afterOwn.length, this.#suffix.withoutOwn.length) +
-      MAX_NUMBER_BYTES +
-      TIMESTAMP_BYTES +
-      1;
-    return lines * perLine + exemplarBytes;
+    const values = this.#point.values;
+    return bytes + this.#prepareExemplars(index, values.attributes, values.boundaries, values.countsLength);
+  }
+
+  /** Slots past the stream's points belong to no series now. */
+  finish(points: number): void {
+    this.#exemplarBytes.trim(points);
   }
 
   /** Looks the point's exemplars up and keeps the bytes of those that lie in their bucket; returns their size. */
@@ -313,10 +224,11 @@ class OpenMetricsHistogramWriter {
   }
 
   write(sink: ByteSink): void {
-    const table = this.#table;
+    const point = this.#point;
+    const table = point.table;
     if (table === undefined) return;
-    const values = this.#values;
-    const own = this.#own;
+    const values = point.values;
+    const own = point.own;
     const ownAt = unwritten(this.#ownAt);
     const timestamp = this.#timestamp;
     const exemplars = this.#lineExemplars;
@@ -324,14 +236,11 @@ class OpenMetricsHistogramWriter {
     for (let i = 0; i < exemplars.length; i++) sink.input(exemplars[i]);
     const buf = sink.buf;
     let pos = sink.pos;
-    const boundaries = values.boundaries;
     const counts = values.counts;
     const countsAt = values.countsAt;
-    const buckets = this.#bucketLabels(boundaries);
-    let limit = values.countsLength;
-    if (buckets.hasInfinity && limit > boundaries.length) limit = boundaries.length;
+    const buckets = point.bucketLabels(values.boundaries);
+    const limit = bucketLineCount(values, buckets);
     const { common, rests } = own.length > 0 ? buckets.splitAfterOwn : buckets.split;
-    const lastRest = rests[rests.length - 1];
     // As in the text format: the head `name_bucket{own,additional,le="` once, then one copy of it a line.
     let head: Buffer | undefined;
     let cumulative = 0;
@@ -339,8 +248,8 @@ class OpenMetricsHistogramWriter {
       cumulative += counts[countsAt + i] ?? 0;
       if (head === undefined) {
         const headStart = pos;
-        buf.set(this.#bucketOpen, pos);
-        pos += this.#bucketOpen.length;
+        buf.set(point.bucketOpen, pos);
+        pos += point.bucketOpen.length;
         pos = writeOwn(buf, pos, own, ownAt);
         buf.set(common, pos);
         pos += common.length;
@@ -349,31 +258,19 @@ class OpenMetricsHistogramWriter {
         buf.set(head, pos);
         pos += head.length;
       }
-      const rest = i < rests.length ? rests[i] : lastRest;
-      if (rest !== undefined) {
-        for (let k = 0; k < rest.length; k++) buf[pos + k] = rest[k] as number;
-        pos += rest.length;
-      }
+      pos = writeBucketRest(buf, pos, rests, i);
       pos = writeEnd(buf, writeNumber(buf, pos, cumulative, formatValue), timestamp, exemplars[i]);
     }
     const count = values.count;
     const sum = values.sum;
     if (count !== undefined) {
-      pos = writeSeries(buf, pos, this.#countName, own, ownAt, this.#suffix);
+      pos = writeSeries(buf, pos, point.countName, own, ownAt, point.suffix);
       pos = writeEnd(buf, writeNumber(buf, pos, count, formatValue), timestamp);
     }
     if (sum !== undefined) {
-      pos = writeSeries(buf, pos, this.#sumName, own, ownAt, this.#suffix);
-      pos = writeEnd(buf, table.writeSum(buf, pos, this.#index, sum), timestamp);
+      pos = writeSeries(buf, pos, point.sumName, own, ownAt, point.suffix);
+      pos = writeEnd(buf, table.writeSum(buf, pos, point.index, sum), timestamp);
     }
     sink.pos = pos;
-  }
-
-  #bucketLabels(boundaries: readonly number[]): BucketLabels {
-    const cached = this.#buckets;
-    if (cached !== undefined && cached.boundaries === boundaries) return cached;
-    const built = bucketLabelsFor(boundaries, this.#additional);
-    this.#buckets = built;
-    return built;
   }
 }

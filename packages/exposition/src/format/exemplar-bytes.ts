@@ -1,9 +1,9 @@
 /**
  * The encoded exemplars of one histogram stream, kept between OpenMetrics scrapes by data point position and
  * bucket. An exemplar object is replaced, never changed (see `Exemplar`), so the slot that holds the very same
- * object holds its bytes: a scrape compares pointers and reads neither the exemplar nor a hash table (a
- * `WeakMap` from exemplar to bytes cost half an OpenMetrics rendering at 100k series with three exemplars
- * each, in hash lookups and cache misses on 300k objects). Whether an exemplar lies in its bucket depends on
+ * object holds its bytes: a scrape compares pointers and reads neither the exemplar nor a hash table (a map
+ * from exemplar to bytes costs a hash lookup and its cache misses per exemplar, which at a hundred thousand
+ * series is a large share of a rendering). Whether an exemplar lies in its bucket depends on
  * its value and the stream's boundaries only, so that answer is kept too (as no bytes).
  */
 

@@ -10,14 +10,14 @@
  *
  * Nothing here can go stale: the label bytes are a function of the attributes object alone (not of the scope,
  * resource, prefix or options, which live in the per-metric label parts), and a sum's text is reused only for
- * the very same number. The bytes live in a few large buffers, not in an object per series: at 200k series
- * that is ~30 MB the garbage collector never has to walk.
+ * the very same number. The bytes live in a few large buffers, not in an object per series, so the garbage
+ * collector never has to walk them.
  */
 
 import type { Attributes } from '@opentelemetry/api';
 import type { MetricDescriptor } from '@opentelemetry/sdk-metrics';
-import { formatLabels, formatValue } from './format.js';
-import { MAX_NUMBER_BYTES } from './sink.js';
+import { formatLabels, formatValue } from './text-syntax.js';
+import { MAX_NUMBER_BYTES } from './byte-sink.js';
 
 /** Where `prepare` found a series' label bytes: valid until the next `prepare` of the same writer. */
 export interface OwnLabels {

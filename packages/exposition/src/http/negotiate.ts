@@ -52,3 +52,25 @@ export function negotiateExpositionFormat(accept: string | string[] | undefined)
   }
   return openMetrics > 0 && openMetrics >= text ? 'openmetrics' : 'prometheus-text';
 }
+
+/**
+ * True when the request's `Accept-Encoding` takes gzip (`gzip`, `x-gzip` or `*` with a q-value above 0, and gzip
+ * not refused by `gzip;q=0`). Without the header, or with only `identity`, the answer is uncompressed.
+ */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  if (header === undefined) return false;
+  let gzipQ: number | undefined;
+  let starQ: number | undefined;
+  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
+    const [token = '', ...params] = part.split(';').map((text) => text.trim().toLowerCase());
+    let q = 1;
+    for (const param of params) {
+      const match = /^q=([0-9.]+)$/.exec(param);
+      if (match) q = Number(match[1]);
+    }
+    if (Number.isNaN(q)) continue;
+    if (token === 'gzip' || token === 'x-gzip') gzipQ = Math.max(gzipQ ?? 0, q);
+    else if (token === '*') starQ = q;
+  }
+  return (gzipQ ?? starQ ?? 0) > 0;
+}

@@ -4,7 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { DEFAULT_HEADERS_TIMEOUT_MILLIS, DEFAULT_IDLE_TIMEOUT_MILLIS, timeoutOption } from './limits.js';
+import { DEFAULT_HEADERS_TIMEOUT_MILLIS, DEFAULT_IDLE_TIMEOUT_MILLIS, timeoutOption } from './serving-limits.js';
 
 /** What the server serves: a `FastPrometheusReader`, or anything with the same two members. */
 export interface MetricsEndpoint {

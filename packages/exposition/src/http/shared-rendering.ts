@@ -1,12 +1,9 @@
 import type { Writable } from 'node:stream';
-import type { WriteOutcome } from './stream.js';
+import type { ChunkSource } from '../format/chunk-source.js';
+import type { WriteOutcome } from './write-chunks.js';
 
-/** Where a rendering's bytes come from: one chunk per call, `undefined` at the end. May throw or reject. */
-export interface ChunkSource {
-  next(): Uint8Array | undefined | Promise<Uint8Array | undefined>;
-  /** Stops early (every reader left): frees what the source holds. */
-  close(): void;
-}
+/** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
+export const DEFAULT_KEEP_BYTES = 16 * 1024 * 1024;
 
 /**
  * One rendering of the exposition written to every response that joined it. Chunks are produced at the pace of
@@ -16,9 +13,6 @@ export interface ChunkSource {
  * reader is done with are kept too, up to `keepBytes` and while the rendering is young (a socket's kernel buffers
  * take megabytes at once, so without this a reader arriving a moment later would find the start gone).
  */
-/** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
-export const DEFAULT_KEEP_BYTES = 16 * 1024 * 1024;
-
 export class SharedRendering {
   readonly #source: ChunkSource;
   readonly #release: ((chunk: Uint8Array) => void) | undefined;
@@ -152,11 +146,10 @@ export class SharedRendering {
 }
 
 /**
- * Bytes an HTTP response may hold in its stream's buffer before its writer waits for `drain`. Waiting after every chunk
- * (256 KiB) made each chunk its own socket write and its own turn of the event loop; more in hand lets the socket
- * take many chunks in one `writev` and wake the scraper less often. 4 MiB is Linux's default ceiling of a TCP send
- * buffer (`net.ipv4.tcp_wmem`): at 100k series, scrapes in rotation took 141 ms with 1 MiB, 132 with 2, 122 with 4,
- * 123 with 6 and 126-136 with 16 (0.85× of waiting after every chunk already came from the first MiB).
+ * Bytes an HTTP response may hold in its stream's buffer before its writer waits for `drain`. Waiting after every
+ * chunk makes each chunk its own socket write and its own turn of the event loop; more in hand lets the socket take
+ * many chunks in one `writev` and wake the scraper less often. 4 MiB is Linux's default ceiling of a TCP send buffer
+ * (`net.ipv4.tcp_wmem`): more would only sit in user space.
  */
 export const WRITE_AHEAD_BYTES = 4 * 1024 * 1024;
 

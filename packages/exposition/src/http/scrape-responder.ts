@@ -1,0 +1,251 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CollectionResult } from '@opentelemetry/sdk-metrics';
+import { GzipSegmentCache } from '../compress/gzip-segment-cache.js';
+import { DEFAULT_GZIP_LEVEL, parallelGzip } from '../compress/parallel-gzip.js';
+import type { ChunkOptions } from '../format/byte-sink.js';
+import { ChunkPool, chunkCapacity } from '../format/chunk-pool.js';
+import type { ChunkSource } from '../format/chunk-source.js';
+import { OPENMETRICS_CONTENT_TYPE } from '../format/openmetrics.js';
+import { PROMETHEUS_TEXT_CONTENT_TYPE } from '../format/text-syntax.js';
+import { errorMessage, type Logger } from '../logger.js';
+import { acceptsGzip, negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+import {
+  ConcurrencyLimit,
+  DEFAULT_MAX_CONCURRENT_SCRAPES,
+  DEFAULT_RENDER_SHARE_MILLIS,
+  DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+  RETRY_AFTER_SECONDS,
+  responseDeadline,
+  timeoutOption,
+} from './serving-limits.js';
+import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, WRITE_AHEAD_BYTES, writeShared } from './shared-rendering.js';
+import type { WriteOutcome } from './write-chunks.js';
+
+/** What the responder serves: a collection, and the chunks of a format's rendering of it. */
+export interface ScrapeSource {
+  /** One collection for the scrape (logged and rejected when it fails). */
+  collect(): Promise<CollectionResult>;
+  /** `collection` in `format`, as chunks of about `chunkBytes` from `pool` (see `PrometheusTextSerializer.chunks`). */
+  chunks(
+    collection: CollectionResult,
+    format: ExpositionFormat,
+    chunkBytes: number,
+    pool: ChunkPool,
+    options: ChunkOptions,
+  ): Generator<Uint8Array, void, undefined>;
+}
+
+export interface ScrapeResponderOptions {
+  readonly endpoint: string;
+  readonly chunkBytes: number;
+  readonly logger: Logger;
+  readonly maxConcurrentScrapes?: number;
+  readonly responseTimeoutMillis?: number;
+  readonly renderShareMillis?: number;
+  readonly gzip?: boolean;
+  readonly gzipLevel?: number;
+}
+
+/**
+ * Chunk buffers kept for reuse between scrapes: as many as a rendering keeps for responses that may still join
+ * (`DEFAULT_KEEP_BYTES`), plus a few in the sockets' hands, so that a steady scrape allocates none (new
+ * ArrayBuffers every scrape add external-memory pressure that starts full garbage collections). The pool holds
+ * no more than a rendering holds anyway. (Capped for tiny chunks, where a few more allocations do not matter.)
+ */
+function chunkPoolLimit(chunkBytes: number): number {
+  return Math.min(1024, Math.ceil(DEFAULT_KEEP_BYTES / chunkBytes) + 8);
+}
+
+function pathOf(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/**
+ * Answers scrapes over HTTP: the format and encoding the request asks for, concurrent scrapes sharing one
+ * collection and one rendering, chunks written with backpressure, and the bounds (concurrent responses, response
+ * timeout) that keep a misbehaving client from taking the process down.
+ */
+export class ScrapeResponder {
+  readonly #source: ScrapeSource;
+  /** The path answered. */
+  readonly endpoint: string;
+  readonly #chunkBytes: number;
+  readonly #logger: Logger;
+  /** Shared by concurrent scrapes: a chunk comes back once its socket write completed, when the kernel has the bytes. */
+  readonly #pool: ChunkPool;
+  readonly #limit: ConcurrencyLimit;
+  readonly #responseTimeoutMillis: number;
+  readonly #renderings = new LatestRenderings();
+  readonly #collections: SharedTask<CollectionResult>;
+  readonly #shareMillis: number;
+  readonly #gzipLevel: number | undefined;
+  /** Compressed segments of unchanged chunks, reused between gzip scrapes: one cache per format. */
+  readonly #gzipCaches: ReadonlyMap<ExpositionFormat, GzipSegmentCache> | undefined;
+
+  constructor(source: ScrapeSource, options: ScrapeResponderOptions) {
+    this.#source = source;
+    this.endpoint = options.endpoint;
+    this.#chunkBytes = options.chunkBytes;
+    this.#logger = options.logger;
+    this.#pool = new ChunkPool(chunkCapacity(options.chunkBytes), chunkPoolLimit(options.chunkBytes));
+    this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);
+    this.#responseTimeoutMillis = timeoutOption('responseTimeoutMillis', options.responseTimeoutMillis ?? DEFAULT_RESPONSE_TIMEOUT_MILLIS);
+    this.#shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
+    this.#collections = new SharedTask(this.#shareMillis);
+    const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
+    if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);
+    this.#gzipLevel = options.gzip === false ? undefined : gzipLevel;
+    this.#gzipCaches =
+      this.#gzipLevel === undefined
+        ? undefined
+        : new Map<ExpositionFormat, GzipSegmentCache>([
+            ['prometheus-text', new GzipSegmentCache(this.#gzipLevel)],
+            ['openmetrics', new GzipSegmentCache(this.#gzipLevel)],
+          ]);
+  }
+
+  /** See `FastPrometheusReader.handleMetricsRequest`. */
+  readonly handle = (request: IncomingMessage, response: ServerResponse): void => {
+    if (pathOf(request.url) !== this.endpoint) {
+      respondText(response, 404, 'Not Found\n');
+      return;
+    }
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      respondText(response, 405, 'Method Not Allowed\n');
+      return;
+    }
+    const release = this.#limit.tryAcquire();
+    if (release === undefined) {
+      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+      respondText(response, 503, 'too many concurrent scrapes\n');
+      return;
+    }
+    const cancelDeadline = responseDeadline(response, this.#responseTimeoutMillis, () =>
+      this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis }),
+    );
+    response.once('close', release);
+    this.#serve(request, response, negotiateExpositionFormat(request.headers.accept))
+      .catch((error: unknown) => {
+        // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
+        this.#logger.error('metrics response failed', { error: errorMessage(error) });
+        if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
+        else response.destroy();
+      })
+      .finally(() => {
+        cancelDeadline();
+        release();
+      });
+  };
+
+  async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat): Promise<void> {
+    const gzipLevel = this.#gzipLevel;
+    const gzip = gzipLevel !== undefined && acceptsGzip(request.headers['accept-encoding']);
+    const headers: Record<string, string> = {
+      'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE,
+      Vary: gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
+    };
+    if (gzip) headers['Content-Encoding'] = 'gzip';
+    if (request.method === 'HEAD') {
+      try {
+        await this.#source.collect();
+      } catch (error) {
+        this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+        respondText(response, 500, 'failed to collect metrics\n');
+        return;
+      }
+      response.writeHead(200, headers);
+      response.end();
+      return;
+    }
+    const pool = this.#pool;
+    const release = (chunk: Uint8Array): void => pool.release(chunk);
+    const share = { maxAgeMillis: this.#shareMillis };
+    const cache = this.#gzipCaches?.get(format);
+    const rendering = gzip
+      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format, { recordInputs: true }), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share))
+      : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share));
+    try {
+      // The first chunk before the status line: an error this early still becomes a clean 500.
+      await rendering.chunk(0);
+    } catch (error) {
+      rendering.leave(0);
+      respondText(response, 500, error instanceof CollectFailed ? 'failed to collect metrics\n' : 'failed to serialize metrics\n');
+      return;
+    }
+    response.writeHead(200, headers);
+    let outcome: WriteOutcome;
+    try {
+      outcome = await writeShared(rendering, response, WRITE_AHEAD_BYTES);
+    } catch {
+      // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
+      response.destroy();
+      return;
+    }
+    if (outcome === 'complete') response.end();
+  }
+
+  /** One collection and its serialization, as chunks for a shared rendering; failures are logged here, once. */
+  #renderSource(format: ExpositionFormat, options: ChunkOptions = {}): ChunkSource {
+    let chunks: Generator<Uint8Array, void, undefined> | undefined;
+    let first = true;
+    let releaseCollection: (() => void) | undefined;
+    let closed = false;
+    return {
+      next: async () => {
+        if (closed) return undefined;
+        if (chunks === undefined) {
+          let collected: CollectionResult;
+          try {
+            const shared = this.#collections.acquire(() => this.#source.collect());
+            releaseCollection = shared.release;
+            collected = await shared.value;
+            if (closed) {
+              releaseCollection();
+              return undefined;
+            }
+          } catch (error) {
+            this.#logger.error('metrics collection failed', { error: errorMessage(error) });
+            throw new CollectFailed(error);
+          }
+          chunks = this.#source.chunks(collected, format, this.#chunkBytes, this.#pool, options);
+        }
+        try {
+          const result = chunks.next();
+          first = false;
+          if (result.done === true) releaseCollection?.();
+          return result.done === true ? undefined : result.value;
+        } catch (error) {
+          releaseCollection?.();
+          this.#logger.error(first ? 'metrics serialization failed' : 'metrics serialization failed mid-response', {
+            error: errorMessage(error),
+          });
+          throw error;
+        }
+      },
+      close: () => {
+        closed = true;
+        chunks?.return();
+        releaseCollection?.();
+      },
+    };
+  }
+}
+
+/** The collection failed (as opposed to its serialization): the answer says which. */
+class CollectFailed extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause });
+  }
+}
+
+function respondText(response: ServerResponse, status: number, body: string): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  response.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' });
+  response.end(body);
+}
