@@ -443,6 +443,10 @@ describe.skipIf(PODMAN === undefined)(
       await waitFor(async () => (await Promise.all(bases.map(leaderOf))).reduce((a, b) => a + b, 0) === 1, 15_000, 'one leader');
       const leaders = await Promise.all(bases.map(leaderOf));
       expect(leaders.sort()).toEqual([0, 1]);
+      // What the README's check step looks for in the logs: exactly one `became leader`, no error.
+      const logs = await Promise.all(containers.map(async (container) => (await podman.run(['logs', container])).stderr));
+      expect(logs.map((text) => text.includes('"msg":"became leader')).sort()).toEqual([false, true]);
+      expect(logs.filter((text) => text.includes('"level":"error"'))).toEqual([]);
 
       // Agents connecting now are observed once, by the leader.
       const connecting = fixture!.counting.slice(5, 9);
