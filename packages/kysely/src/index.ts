@@ -50,6 +50,21 @@ export { awaitingAgentsQuery, type AwaitingAgentRow, type AwaitingAgentsQueryOpt
 export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './queries/changed-agents.js';
 export { effectiveTimeoutSeconds, passedTimeoutText } from './queries/connection-timeout.js';
 export {
+  exactDurationMicros,
+  FIRST_CONNECTION_HISTORY_LABEL_COLUMNS,
+  firstConnectionSamples,
+  HISTORY_QUANTILES,
+  historySeriesQuery,
+  historySummaryQuery,
+  templateNamesQuery,
+  type HistorySampleColumns,
+  type HistorySampleFilter,
+  type HistorySeriesOptions,
+  type HistorySeriesRow,
+  type HistorySummaryOptions,
+  type HistorySummaryRow,
+} from './history-query.js';
+export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,
   type CoderAgentBatch,

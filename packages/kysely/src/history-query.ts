@@ -1,0 +1,233 @@
+/**
+ * The history queries behind `agentconn-exporter report`: exact percentiles, trend, slowest samples and
+ * cumulative histogram series over a time range, computed in the database in one statement each, so a
+ * report over a million agents moves kilobytes, not rows.
+ *
+ * Every family of durations (the first connection here; the whole start and its phases later) is a
+ * "samples" query with the columns of {@link HistorySampleColumns}; the statements below aggregate any
+ * of them the same way.
+ */
+import { sql, type Expression, type Kysely, type RawBuilder } from 'kysely';
+import { currentAgents } from './agents-query.js';
+import type { CoderDatabase } from './schema.js';
+import { utcMicrosText } from './utc-micros-text.js';
+
+/**
+ * The columns a family's samples query selects, one row per sample.
+ * - `template_name`: the template; `breakdown`: a second grouping (a start's outcome, a phase) or NULL;
+ * - `at`: the instant the sample is counted at (the first connection; a start's end);
+ * - `created_at`: the instant its duration starts;
+ * - `duration_us`: the duration in whole microseconds, exact (NULL when a timestamp cannot be read:
+ *   `infinity` or outside years 1–9999, which the exporter also drops as invalid);
+ * - `workspace_name`, `username`, `agent_name`: who it was, for the slowest list (`agent_name` NULL when
+ *   a sample is not one agent's);
+ * - the series label columns the family's metric carries (for the OpenMetrics history).
+ */
+export interface HistorySampleColumns {
+  readonly template_name: string;
+  readonly breakdown: string | null;
+  /** Never NULL in the rows read (the range excludes NULL); typed as the column is. */
+  readonly at: Date | null;
+  readonly created_at: Date | null;
+  readonly duration_us: string | number | null;
+  readonly workspace_name: string;
+  readonly username: string;
+  readonly agent_name: string | null;
+}
+
+/** Which samples a history reads: `[from, until)` of `at`, optionally some templates only. */
+export interface HistorySampleFilter {
+  readonly from: Date;
+  readonly until: Date;
+  /** Template names to keep; undefined or empty: all. */
+  readonly templates?: readonly string[];
+}
+
+/** The label columns of `coderd_agents_first_connection_seconds` a first-connection sample carries. */
+export const FIRST_CONNECTION_HISTORY_LABEL_COLUMNS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
+
+/**
+ * Exact whole microseconds from `start` to `end` (`extract(epoch ...)` is numeric, exact, from
+ * PostgreSQL 14 on), or NULL when either cannot be read as the exporter reads it.
+ */
+export function exactDurationMicros(start: Expression<Date | null>, end: Expression<Date | null>): RawBuilder<string | null> {
+  return sql<string | null>`(CASE WHEN ${readable(start)} AND ${readable(end)} THEN ((extract(epoch FROM ${end}) - extract(epoch FROM ${start})) * 1000000)::bigint END)`;
+}
+
+/** The range `utcMicrosText` renders, which is also the range the exporter accepts. */
+function readable(timestamp: Expression<Date | null>): RawBuilder<boolean> {
+  return sql<boolean>`(${timestamp} >= '0001-01-01 00:00:00+00'::timestamptz AND ${timestamp} < '10000-01-01 00:00:00+00'::timestamptz)`;
+}
+
+/**
+ * First connections as history samples: the exporter's population (agents of the latest build of
+ * non-deleted workspaces, agents not deleted), connected within `[from, until)`, counted at
+ * `first_connected_at`, with the duration `first_connected_at - created_at` the histogram observes.
+ */
+export function firstConnectionSamples(db: Kysely<CoderDatabase>, filter: HistorySampleFilter) {
+  let query = currentAgents(db, 'no-newer-build')
+    .select((eb) => [
+      't.name as template_name',
+      sql<string | null>`NULL::text`.as('breakdown'),
+      'wa.first_connected_at as at',
+      'wa.created_at as created_at',
+      exactDurationMicros(eb.ref('wa.created_at'), eb.ref('wa.first_connected_at')).as('duration_us'),
+      'w.name as workspace_name',
+      'u.username as username',
+      'wa.name as agent_name',
+    ])
+    .where('wa.first_connected_at', '>=', filter.from)
+    .where('wa.first_connected_at', '<', filter.until);
+  if (filter.templates !== undefined && filter.templates.length > 0) query = query.where('t.name', 'in', [...filter.templates]);
+  return query;
+}
+
+/**
+ * The names of all templates, deleted ones too (Coder's rule does not look at `templates.deleted`, so
+ * their workspaces' samples count), sorted: to tell an unknown `--template` apart.
+ */
+export function templateNamesQuery(db: Kysely<CoderDatabase>) {
+  return db.selectFrom('templates').select('name').distinct().orderBy('name');
+}
+
+/** What a summary statement computes: the range, its trend step, the previous period and the buckets. */
+export interface HistorySummaryOptions {
+  /** Start of the reported range; samples from `previousSince` on are read. */
+  readonly since: Date;
+  readonly until: Date;
+  /** Start of the period before `since` that the range is compared with. */
+  readonly previousSince: Date;
+  /** Length of one trend period, whole seconds. */
+  readonly stepSeconds: number;
+  /** Bucket upper bounds in whole microseconds, ascending (`+Inf` is implied). */
+  readonly bucketBoundsMicros: readonly number[];
+  /** Slowest samples kept per group. */
+  readonly slowest: number;
+}
+
+/** Percentile fractions every summary computes, in this order. */
+export const HISTORY_QUANTILES = [0.5, 0.9, 0.95, 0.99] as const;
+
+/**
+ * One row of the summary statement. `kind` tells which:
+ * - `range`: one group (`template_name`, `breakdown`; `template_name` NULL: all templates) over the
+ *   `current` range or the `previous` period (`part`);
+ * - `period`: one group over the trend period starting at `period_start`;
+ * - `slowest`: one sample among the `slowest` of its group in the current range, `rank` 1 the slowest.
+ * Counts and durations are float8, so both drivers hand back numbers; durations are µs. Negative
+ * durations (clock skew) and unreadable ones are counted apart and left out of everything else, as the
+ * exporter drops them.
+ */
+export interface HistorySummaryRow {
+  readonly kind: 'range' | 'period' | 'slowest';
+  readonly template_name: string | null;
+  readonly breakdown: string | null;
+  readonly part: 'current' | 'previous' | null;
+  /** µs text (`utcMicrosText`) of the trend period's start. */
+  readonly period_start: string | null;
+  readonly count: number | null;
+  readonly negative: number | null;
+  readonly invalid: number | null;
+  /** At the fractions of `HISTORY_QUANTILES`; NULL when there is no sample. */
+  readonly quantiles_us: number[] | null;
+  readonly max_us: number | null;
+  readonly sum_us: number | null;
+  /** Cumulative count at each bucket bound (`le`), then `+Inf`. */
+  readonly bucket_counts: number[] | null;
+  readonly rank: number | null;
+  readonly workspace_name: string | null;
+  readonly username: string | null;
+  readonly agent_name: string | null;
+  readonly created_at: string | null;
+  readonly at: string | null;
+  readonly duration_us: number | null;
+}
+
+/**
+ * Everything a report says about one family, in one statement: the samples are read once (a
+ * materialized CTE), then aggregated per group and range, per group and trend period, and ranked for
+ * the slowest. Percentiles are `percentile_cont`, exact.
+ */
+export function historySummaryQuery(samples: Expression<HistorySampleColumns>, options: HistorySummaryOptions): RawBuilder<HistorySummaryRow> {
+  const { since, stepSeconds, slowest } = options;
+  const step = `${stepSeconds} seconds`;
+  const measured = sql`s.duration_us >= 0`;
+  const buckets = sql.join([
+    ...options.bucketBoundsMicros.map((bound) => sql`count(*) FILTER (WHERE ${measured} AND s.duration_us <= ${sql.lit(Math.trunc(bound))})::float8`),
+    sql`count(*) FILTER (WHERE ${measured})::float8`,
+  ]);
+  const quantiles = sql.raw(`ARRAY[${HISTORY_QUANTILES.join(',')}]::float8[]`);
+  const aggregates = sql`count(*) FILTER (WHERE ${measured})::float8 AS count,
+    count(*) FILTER (WHERE s.duration_us < 0)::float8 AS negative,
+    count(*) FILTER (WHERE s.duration_us IS NULL)::float8 AS invalid,
+    percentile_cont(${quantiles}) WITHIN GROUP (ORDER BY s.duration_us::float8) FILTER (WHERE ${measured}) AS quantiles_us,
+    (max(s.duration_us) FILTER (WHERE ${measured}))::float8 AS max_us,
+    (sum(s.duration_us) FILTER (WHERE ${measured}))::float8 AS sum_us,
+    ARRAY[${buckets}] AS bucket_counts`;
+  const noSample = sql`NULL::float8 AS rank, NULL::text AS workspace_name, NULL::text AS username, NULL::text AS agent_name,
+    NULL::text AS created_at, NULL::text AS at, NULL::float8 AS duration_us`;
+  return sql<HistorySummaryRow>`WITH samples AS MATERIALIZED (${samples}),
+  s AS (
+    SELECT samples.*,
+      CASE WHEN samples.at >= ${since} THEN 'current' ELSE 'previous' END AS part,
+      CASE WHEN samples.at >= ${since} THEN date_bin(${step}::interval, samples.at, ${since}) END AS period_start
+    FROM samples
+  )
+  SELECT CASE WHEN GROUPING(s.period_start) = 0 THEN 'period' ELSE 'range' END AS kind,
+    s.template_name, s.breakdown,
+    CASE WHEN GROUPING(s.part) = 0 THEN s.part END AS part,
+    ${utcMicrosText(sql`s.period_start`)} AS period_start,
+    ${aggregates}, ${noSample}
+  FROM s
+  GROUP BY GROUPING SETS ((s.template_name, s.breakdown, s.part), (s.breakdown, s.part), (s.template_name, s.breakdown, s.period_start))
+  HAVING GROUPING(s.period_start) = 1 OR s.period_start IS NOT NULL
+  UNION ALL
+  SELECT 'slowest', r.template_name, r.breakdown, 'current', NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    r.rank::float8, r.workspace_name, r.username, r.agent_name,
+    ${utcMicrosText(sql`r.created_at`)}, ${utcMicrosText(sql`r.at`)}, r.duration_us::float8
+  FROM (
+    SELECT s.*, row_number() OVER (PARTITION BY s.template_name, s.breakdown ORDER BY s.duration_us DESC, s.at, s.workspace_name) AS rank
+    FROM s WHERE s.part = 'current' AND ${measured}
+  ) r
+  WHERE r.rank <= ${sql.lit(Math.trunc(slowest))}`;
+}
+
+/** What a series statement computes: cumulative histograms per label set, in steps from `since`. */
+export interface HistorySeriesOptions {
+  readonly since: Date;
+  readonly stepSeconds: number;
+  /** The sample columns that label a series, in the metric's label order. */
+  readonly labelColumns: readonly string[];
+  readonly bucketBoundsMicros: readonly number[];
+}
+
+/**
+ * One row per label set and step that has samples, ordered by label set then step: the step's count
+ * per bucket (not cumulative across steps; cumulative across bounds, `+Inf` last) and sum in µs. Read
+ * it in order with a cursor and add up; negative and unreadable durations are left out, as the exporter
+ * drops them.
+ */
+export interface HistorySeriesRow {
+  readonly labels: string[];
+  /** Index of the step from `since`: the samples in `[since + i·step, since + (i+1)·step)`. */
+  readonly step_index: number;
+  readonly bucket_counts: number[];
+  readonly sum_us: number;
+}
+
+export function historySeriesQuery(samples: Expression<HistorySampleColumns>, options: HistorySeriesOptions): RawBuilder<HistorySeriesRow> {
+  const columns = options.labelColumns.map((name) => sql`coalesce(s.${sql.ref(name)}::text, '')`);
+  const buckets = sql.join([
+    ...options.bucketBoundsMicros.map((bound) => sql`count(*) FILTER (WHERE s.duration_us <= ${sql.lit(Math.trunc(bound))})::float8`),
+    sql`count(*)::float8`,
+  ]);
+  const labels = columns.length === 0 ? sql`ARRAY[]::text[]` : sql`ARRAY[${sql.join(columns)}]`;
+  const stepIndex = sql`floor((extract(epoch FROM s.at) - extract(epoch FROM ${options.since}::timestamptz)) / ${sql.lit(options.stepSeconds)})::int`;
+  return sql<HistorySeriesRow>`SELECT ${labels} AS labels, ${stepIndex} AS step_index,
+    ARRAY[${buckets}] AS bucket_counts, (sum(s.duration_us))::float8 AS sum_us
+  FROM (${samples}) s
+  WHERE s.duration_us >= 0
+  GROUP BY 1, 2
+  ORDER BY 1, 2`;
+}
