@@ -160,8 +160,9 @@ export function resolveRange(options: ReportOptions, nowMs: number): ResolvedRan
   const stepMs = options.stepMs ?? (reportDurationMs(options.format === 'openmetrics' ? DEFAULT_STEP.openmetrics : DEFAULT_STEP.trend) as number);
   // A start given as "that long ago" begins on a step boundary (midnight UTC for days, Monday for weeks),
   // so periods are calendar periods; one given as a time is kept as it is.
-  const sinceMs = options.since.kind === 'ago' ? alignDown(at(options.since), stepMs) : at(options.since);
-  const untilMs = at(options.until ?? { kind: 'now' });
+  // Whole seconds: OpenMetrics timestamps are seconds, and whole ones also pass `promtool check metrics`.
+  const sinceMs = options.since.kind === 'ago' ? alignDown(at(options.since), stepMs) : alignDown(at(options.since), 1000);
+  const untilMs = alignDown(at(options.until ?? { kind: 'now' }), 1000);
   const iso = (ms: number) => new Date(ms).toISOString();
   if (untilMs === sinceMs) throw new ReportInputError(`empty range: --since and --until are both ${iso(sinceMs)}`);
   if (untilMs < sinceMs) throw new ReportInputError(`--until (${iso(untilMs)}) is before --since (${iso(sinceMs)})`);

@@ -162,8 +162,7 @@ function sameLabels(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((value, i) => value === b[i]);
 }
 
-/** The i-th sample instant in seconds (ms precision): `since + i·step`, the last one the range's end. */
+/** The i-th sample instant in whole seconds (the range is in whole seconds): `since + i·step`, the last one the range's end. */
 export function instantSeconds(range: ResolvedRange, index: number): string {
-  const ms = Math.min(range.sinceMs + index * range.stepMs, range.untilMs);
-  return (ms / 1000).toFixed(3).replace(/\.?0+$/, '');
+  return String(Math.floor(Math.min(range.sinceMs + index * range.stepMs, range.untilMs) / 1000));
 }

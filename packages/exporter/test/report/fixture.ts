@@ -16,7 +16,8 @@ export const BASE_TIME = '2026-11-20T12:00:00.000000Z';
 export const BASE_MS = Date.parse(BASE_TIME);
 export const DAY_MS = 86_400_000;
 
-export async function seedHistory(db: Kysely<CoderDatabase>, workspaces = 1200): Promise<GeneratedCoderData> {
+export async function seedHistory(db: Kysely<CoderDatabase>, options: { workspaces?: number; spanDays?: number } = {}): Promise<GeneratedCoderData> {
+  const { workspaces = 1200, spanDays = 12 } = options;
   await migrateToLatest(db);
   const data = await generateCoderData(db, {
     seed: 27,
@@ -24,7 +25,7 @@ export async function seedHistory(db: Kysely<CoderDatabase>, workspaces = 1200):
     users: 40,
     templates: 4,
     baseTime: BASE_TIME,
-    spanSeconds: 12 * 86_400,
+    spanSeconds: spanDays * 86_400,
     deletedWorkspaceRatio: 0.05,
     deletedAgentRatio: 0.03,
     negativeRatio: 0.02,
