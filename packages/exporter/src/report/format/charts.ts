@@ -15,6 +15,10 @@ const CONFIG = {
   legend: { labelFontSize: 11, titleFontSize: 11 },
 } as const;
 
+/** An axis label in human units (a Vega expression): `30s`, `5m`, `1h`, `1d`. */
+const HUMAN_SECONDS =
+  "datum.value < 60 ? datum.value + 's' : datum.value < 3600 ? datum.value / 60 + 'm' : datum.value < 86400 ? datum.value / 3600 + 'h' : datum.value / 86400 + 'd'";
+
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });
   try {
@@ -41,10 +45,19 @@ export function trendSpec(group: GroupReport, title: string): TopLevelSpec {
     config: CONFIG,
     title: { text: title, anchor: 'start', fontSize: 13 },
     data: { values },
+    // Periods without samples have no percentile, and a log scale has no 0.
+    transform: [{ filter: 'isValid(datum.seconds) && datum.seconds > 0' }],
     mark: { type: 'line', point: { size: 24 }, interpolate: 'linear' },
     encoding: {
       x: { field: 'start', type: 'temporal', title: 'period start (UTC)', axis: { format: '%b %d', labelAngle: 0 } },
-      y: { field: 'seconds', type: 'quantitative', title: 'seconds' },
+      // Log scale: a P50 of seconds and a P99 of an hour both readable; ticks on the bucket bounds.
+      y: {
+        field: 'seconds',
+        type: 'quantitative',
+        title: 'log scale',
+        scale: { type: 'log' },
+        axis: { values: [0.1, 1, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 86_400], labelExpr: HUMAN_SECONDS },
+      },
       color: { field: 'percentile', type: 'nominal', title: null, scale: { domain: ['P50', 'P95', 'P99'], range: ['#2563eb', '#d97706', '#dc2626'] } },
     },
   };
