@@ -66,7 +66,8 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
           {
             connectionString: options.database.url,
             application_name: 'agentconn-report',
-            connectionTimeoutMillis: Math.min(options.statementTimeoutMs, 10_000),
+            // Connecting is not the statement: a short --statement-timeout must not fail the connection.
+            connectionTimeoutMillis: 10_000,
             max: 1,
           },
           { onIdleClientError: () => undefined },
