@@ -111,29 +111,27 @@ export const HISTORY_QUANTILES = [0.5, 0.9, 0.95, 0.99] as const;
 /**
  * One row of the summary statement. `kind` tells which:
  * - `range`: one group (`template_name`, `breakdown`; `template_name` NULL: all templates) over the
- *   `current` range or the `previous` period (`part`);
- * - `period`: one group over the trend period starting at `period_start`;
+ *   current range (`current` true) or the period before (false): count, percentiles, max, sum;
+ * - `period`: one group over the trend period starting at `period_start`: the same figures;
+ * - `bucket`: how many samples of one group and range are in bucket `bucket` (0 for the first bound,
+ *   the number of bounds for `+Inf`), or dropped: `-1` negative durations (clock skew), `-2` unreadable;
  * - `slowest`: one sample among the `slowest` of its group in the current range, `rank` 1 the slowest.
- * Counts and durations are float8, so both drivers hand back numbers; durations are µs. Negative
- * durations (clock skew) and unreadable ones are counted apart and left out of everything else, as the
- * exporter drops them.
+ * Counts and durations are float8, so both drivers hand back numbers; durations are µs. Negative and
+ * unreadable durations are left out of every figure but their `bucket` counts, as the exporter drops them.
  */
 export interface HistorySummaryRow {
-  readonly kind: 'range' | 'period' | 'slowest';
+  readonly kind: 'range' | 'period' | 'bucket' | 'slowest';
   readonly template_name: string | null;
   readonly breakdown: string | null;
-  readonly part: 'current' | 'previous' | null;
+  readonly current: boolean | null;
   /** µs text (`utcMicrosText`) of the trend period's start. */
   readonly period_start: string | null;
   readonly count: number | null;
-  readonly negative: number | null;
-  readonly invalid: number | null;
   /** At the fractions of `HISTORY_QUANTILES`; NULL when there is no sample. */
   readonly quantiles_us: number[] | null;
   readonly max_us: number | null;
   readonly sum_us: number | null;
-  /** Cumulative count at each bucket bound (`le`), then `+Inf`. */
-  readonly bucket_counts: number[] | null;
+  readonly bucket: number | null;
   readonly rank: number | null;
   readonly workspace_name: string | null;
   readonly username: string | null;
@@ -144,53 +142,76 @@ export interface HistorySummaryRow {
 }
 
 /**
- * Everything a report says about one family, in one statement: the samples are read once (a
- * materialized CTE), then aggregated per group and range, per group and trend period, and ranked for
- * the slowest. Percentiles are `percentile_cont`, exact.
+ * Everything a report says about one family, in one statement. The samples are read once (a
+ * materialized CTE); then the percentiles per group and range, per group and trend period, and over all
+ * groups (one sorted aggregation with grouping sets, `percentile_cont`: exact); the bucket counts (a
+ * hashed aggregation on each sample's bucket number); and the slowest, ranked among the samples at or
+ * above their group's P99 only, so the ranking sorts a hundredth of the rows (a group of fewer than 100
+ * samples per slowest one asked for is ranked whole).
  */
 export function historySummaryQuery(samples: Expression<HistorySampleColumns>, options: HistorySummaryOptions): RawBuilder<HistorySummaryRow> {
-  const { since, stepSeconds, slowest } = options;
+  const { since, stepSeconds } = options;
+  const slowest = Math.trunc(options.slowest);
   const step = `${stepSeconds} seconds`;
-  const measured = sql`s.duration_us >= 0`;
-  const buckets = sql.join([
-    ...options.bucketBoundsMicros.map((bound) => sql`count(*) FILTER (WHERE ${measured} AND s.duration_us <= ${sql.lit(Math.trunc(bound))})::float8`),
-    sql`count(*) FILTER (WHERE ${measured})::float8`,
-  ]);
+  const bounds = sql.raw(`ARRAY[${options.bucketBoundsMicros.map((b) => String(Math.trunc(b))).join(',')}]::bigint[]`);
   const quantiles = sql.raw(`ARRAY[${HISTORY_QUANTILES.join(',')}]::float8[]`);
-  const aggregates = sql`count(*) FILTER (WHERE ${measured})::float8 AS count,
-    count(*) FILTER (WHERE s.duration_us < 0)::float8 AS negative,
-    count(*) FILTER (WHERE s.duration_us IS NULL)::float8 AS invalid,
-    percentile_cont(${quantiles}) WITHIN GROUP (ORDER BY s.duration_us::float8) FILTER (WHERE ${measured}) AS quantiles_us,
-    (max(s.duration_us) FILTER (WHERE ${measured}))::float8 AS max_us,
-    (sum(s.duration_us) FILTER (WHERE ${measured}))::float8 AS sum_us,
-    ARRAY[${buckets}] AS bucket_counts`;
-  const noSample = sql`NULL::float8 AS rank, NULL::text AS workspace_name, NULL::text AS username, NULL::text AS agent_name,
-    NULL::text AS created_at, NULL::text AS at, NULL::float8 AS duration_us`;
-  return sql<HistorySummaryRow>`WITH samples AS MATERIALIZED (${samples}),
-  s AS (
-    SELECT samples.*,
-      CASE WHEN samples.at >= ${since} THEN 'current' ELSE 'previous' END AS part,
-      CASE WHEN samples.at >= ${since} THEN date_bin(${step}::interval, samples.at, ${since}) END AS period_start
-    FROM samples
+  const p99 = HISTORY_QUANTILES.indexOf(0.99) + 1;
+  /** `NULL::type AS name, ...` for the columns a branch of the union does not have. */
+  const none = (columns: string) =>
+    sql.raw(
+      columns
+        .split(',')
+        .map((c) => c.trim().split(' '))
+        .map(([name, type]) => `NULL::${type} AS ${name}`)
+        .join(', '),
+    );
+  return sql<HistorySummaryRow>`WITH samples AS MATERIALIZED (
+    SELECT x.template_name, x.breakdown, x.at, x.created_at, x.duration_us, x.workspace_name, x.username, x.agent_name,
+      x.at >= ${since} AS current,
+      CASE WHEN x.at >= ${since} THEN date_bin(${step}::interval, x.at, ${since}) END AS period_start
+    FROM (${samples}) x
+  ),
+  figures AS MATERIALIZED (
+    SELECT CASE WHEN GROUPING(s.period_start) = 0 THEN 'period' ELSE 'range' END AS kind,
+      s.template_name, s.breakdown,
+      CASE WHEN GROUPING(s.current) = 0 THEN s.current END AS current,
+      s.period_start,
+      count(*)::float8 AS count,
+      percentile_cont(${quantiles}) WITHIN GROUP (ORDER BY s.duration_us::float8) AS quantiles_us,
+      max(s.duration_us)::float8 AS max_us,
+      sum(s.duration_us)::float8 AS sum_us
+    FROM samples s
+    WHERE s.duration_us >= 0
+    GROUP BY GROUPING SETS ((s.template_name, s.breakdown, s.current), (s.breakdown, s.current), (s.template_name, s.breakdown, s.period_start))
+    HAVING GROUPING(s.period_start) = 1 OR s.period_start IS NOT NULL
   )
-  SELECT CASE WHEN GROUPING(s.period_start) = 0 THEN 'period' ELSE 'range' END AS kind,
-    s.template_name, s.breakdown,
-    CASE WHEN GROUPING(s.part) = 0 THEN s.part END AS part,
-    ${utcMicrosText(sql`s.period_start`)} AS period_start,
-    ${aggregates}, ${noSample}
-  FROM s
-  GROUP BY GROUPING SETS ((s.template_name, s.breakdown, s.part), (s.breakdown, s.part), (s.template_name, s.breakdown, s.period_start))
-  HAVING GROUPING(s.period_start) = 1 OR s.period_start IS NOT NULL
+  SELECT f.kind, f.template_name, f.breakdown, f.current, ${utcMicrosText(sql`f.period_start`)} AS period_start,
+    f.count, f.quantiles_us, f.max_us, f.sum_us, ${none('bucket int, rank float8, workspace_name text, username text, agent_name text, created_at text, at text, duration_us float8')}
+  FROM figures f
   UNION ALL
-  SELECT 'slowest', r.template_name, r.breakdown, 'current', NULL,
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  SELECT 'bucket', b.template_name, b.breakdown, b.current, NULL, b.count, NULL, NULL, NULL, b.bucket,
+    ${none('rank float8, workspace_name text, username text, agent_name text, created_at text, at text, duration_us float8')}
+  FROM (
+    SELECT s.template_name, s.breakdown, s.current, s.bucket, count(*)::float8 AS count
+    FROM (
+      SELECT template_name, breakdown, current,
+        -- Bucket i holds bounds[i-1] < d <= bounds[i]; in whole µs d <= b is d - 1 < b, which width_bucket counts.
+        CASE WHEN duration_us IS NULL THEN -2 WHEN duration_us < 0 THEN -1 ELSE width_bucket(duration_us - 1, ${bounds}) END AS bucket
+      FROM samples
+    ) s
+    GROUP BY GROUPING SETS ((s.template_name, s.breakdown, s.current, s.bucket), (s.breakdown, s.current, s.bucket))
+  ) b
+  UNION ALL
+  SELECT 'slowest', r.template_name, r.breakdown, true, NULL, NULL, NULL, NULL, NULL, NULL,
     r.rank::float8, r.workspace_name, r.username, r.agent_name,
     ${utcMicrosText(sql`r.created_at`)}, ${utcMicrosText(sql`r.at`)}, r.duration_us::float8
   FROM (
     SELECT s.*, row_number() OVER (PARTITION BY s.template_name, s.breakdown ORDER BY s.duration_us DESC, s.at, s.workspace_name) AS rank
-    FROM s WHERE s.part = 'current' AND ${measured}
+    FROM samples s
+    JOIN figures f ON f.kind = 'range' AND f.current AND f.template_name = s.template_name AND coalesce(f.breakdown, '') = coalesce(s.breakdown, '')
+    WHERE s.current AND s.duration_us >= 0 AND (s.duration_us >= f.quantiles_us[${sql.lit(p99)}] OR f.count <= ${sql.lit(100 * Math.max(1, slowest))})
   ) r
-  WHERE r.rank <= ${sql.lit(Math.trunc(slowest))}`;
+  WHERE r.rank <= ${sql.lit(slowest)}`;
 }
 
 /** What a series statement computes: cumulative histograms per label set, in steps from `since`. */
@@ -203,31 +224,30 @@ export interface HistorySeriesOptions {
 }
 
 /**
- * One row per label set and step that has samples, ordered by label set then step: the step's count
- * per bucket (not cumulative across steps; cumulative across bounds, `+Inf` last) and sum in µs. Read
- * it in order with a cursor and add up; negative and unreadable durations are left out, as the exporter
- * drops them.
+ * One row per label set, step and bucket that has samples, ordered by label set, step, bucket: how many
+ * samples of that step fall in that bucket (0 for the first bound, the number of bounds for `+Inf`; not
+ * cumulative) and their sum in µs. Read it in order with a cursor and add up; negative and unreadable
+ * durations are left out, as the exporter drops them.
  */
 export interface HistorySeriesRow {
   readonly labels: string[];
   /** Index of the step from `since`: the samples in `[since + i·step, since + (i+1)·step)`. */
   readonly step_index: number;
-  readonly bucket_counts: number[];
+  readonly bucket: number;
+  readonly count: number;
   readonly sum_us: number;
 }
 
 export function historySeriesQuery(samples: Expression<HistorySampleColumns>, options: HistorySeriesOptions): RawBuilder<HistorySeriesRow> {
-  const columns = options.labelColumns.map((name) => sql`coalesce(s.${sql.ref(name)}::text, '')`);
-  const buckets = sql.join([
-    ...options.bucketBoundsMicros.map((bound) => sql`count(*) FILTER (WHERE s.duration_us <= ${sql.lit(Math.trunc(bound))})::float8`),
-    sql`count(*)::float8`,
-  ]);
+  const columns = options.labelColumns.map((name) => sql`coalesce(${sql.ref(`s.${name}`)}::text, '')`);
+  const bounds = sql.raw(`ARRAY[${options.bucketBoundsMicros.map((b) => String(Math.trunc(b))).join(',')}]::bigint[]`);
   const labels = columns.length === 0 ? sql`ARRAY[]::text[]` : sql`ARRAY[${sql.join(columns)}]`;
-  const stepIndex = sql`floor((extract(epoch FROM s.at) - extract(epoch FROM ${options.since}::timestamptz)) / ${sql.lit(options.stepSeconds)})::int`;
+  const since = sql`${options.since}::timestamptz`;
+  const stepIndex = sql`((extract(epoch FROM date_bin(${`${options.stepSeconds} seconds`}::interval, s.at, ${since})) - extract(epoch FROM ${since})) / ${sql.lit(options.stepSeconds)})::int`;
   return sql<HistorySeriesRow>`SELECT ${labels} AS labels, ${stepIndex} AS step_index,
-    ARRAY[${buckets}] AS bucket_counts, (sum(s.duration_us))::float8 AS sum_us
+    width_bucket(s.duration_us - 1, ${bounds}) AS bucket, count(*)::float8 AS count, (sum(s.duration_us))::float8 AS sum_us
   FROM (${samples}) s
   WHERE s.duration_us >= 0
-  GROUP BY 1, 2
-  ORDER BY 1, 2`;
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 2, 3`;
 }

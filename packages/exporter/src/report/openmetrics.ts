@@ -88,6 +88,7 @@ class SeriesWriter {
   readonly #instants: number;
   #labels: string[] | undefined;
   #prefix = '';
+  /** Samples per bucket so far (not cumulative; the `le` lines add them up). */
   #counts: number[] = [];
   #sumMicros = 0;
   /** The next instant index to write. */
@@ -117,7 +118,7 @@ class SeriesWriter {
     }
     // The step's samples are in [since + i·step, since + (i+1)·step): first visible at instant i + 1.
     await this.#writeUntil(row.step_index + 1);
-    for (let i = 0; i < this.#counts.length; i++) this.#counts[i] = (this.#counts[i] ?? 0) + (row.bucket_counts[i] ?? 0);
+    this.#counts[row.bucket] = (this.#counts[row.bucket] ?? 0) + row.count;
     this.#sumMicros += row.sum_us;
   }
 
@@ -144,11 +145,13 @@ class SeriesWriter {
     let text = '';
     for (; this.#next < Math.min(end, this.#instants); this.#next++) {
       const at = instantSeconds(this.#range, this.#next);
+      let cumulative = 0;
       for (let i = 0; i < this.#bounds.length; i++) {
-        text += `${name}_bucket{${prefix}${comma}le="${this.#bounds[i]}"} ${this.#counts[i]} ${at}\n`;
+        cumulative += this.#counts[i] ?? 0;
+        text += `${name}_bucket{${prefix}${comma}le="${this.#bounds[i]}"} ${cumulative} ${at}\n`;
       }
       const labels = prefix === '' ? '' : `{${prefix}}`;
-      text += `${name}_count${labels} ${this.#counts[this.#counts.length - 1]} ${at}\n${name}_sum${labels} ${this.#sumMicros / 1_000_000} ${at}\n`;
+      text += `${name}_count${labels} ${cumulative} ${at}\n${name}_sum${labels} ${this.#sumMicros / 1_000_000} ${at}\n`;
       if (text.length > 65_536) {
         await this.#write(text);
         text = '';

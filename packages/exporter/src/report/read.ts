@@ -46,6 +46,9 @@ interface GroupRows {
   readonly breakdown: string | null;
   current?: HistorySummaryRow;
   previous?: HistorySummaryRow;
+  /** Bucket number (-1 negative, -2 unreadable) → count, in the range and in the period before. */
+  readonly currentBuckets: Map<number, number>;
+  readonly previousBuckets: Map<number, number>;
   readonly periods: Map<number, HistorySummaryRow>;
   readonly slowest: HistorySummaryRow[];
 }
@@ -58,7 +61,7 @@ export function shapeFamily(family: ReportFamily, rows: readonly HistorySummaryR
     const key = JSON.stringify([template, breakdown]);
     let group = map.get(key);
     if (group === undefined) {
-      group = { template, breakdown, periods: new Map(), slowest: [] };
+      group = { template, breakdown, periods: new Map(), slowest: [], currentBuckets: new Map(), previousBuckets: new Map() };
       map.set(key, group);
     }
     return group;
@@ -66,8 +69,11 @@ export function shapeFamily(family: ReportFamily, rows: readonly HistorySummaryR
   for (const row of rows) {
     if (row.kind === 'range') {
       const group = groupOf(row.template_name === null ? totals : groups, row.template_name, row.breakdown);
-      if (row.part === 'current') group.current = row;
+      if (row.current === true) group.current = row;
       else group.previous = row;
+    } else if (row.kind === 'bucket' && row.bucket !== null) {
+      const group = groupOf(row.template_name === null ? totals : groups, row.template_name, row.breakdown);
+      (row.current === true ? group.currentBuckets : group.previousBuckets).set(row.bucket, row.count ?? 0);
     } else if (row.kind === 'period' && row.period_start !== null) {
       const startMs = Math.floor((toEpochMicros(row.period_start) ?? Number.NaN) / 1000);
       groupOf(groups, row.template_name, row.breakdown).periods.set(Math.round((startMs - range.sinceMs) / range.stepMs), row);
@@ -78,8 +84,8 @@ export function shapeFamily(family: ReportFamily, rows: readonly HistorySummaryR
   const bounds = family.metric.bucketBounds;
   const byName = (a: GroupRows, b: GroupRows) => compareText(a.template ?? '', b.template ?? '') || compareText(a.breakdown ?? '', b.breakdown ?? '');
   const shape = (group: GroupRows): GroupReport => {
-    const current = stats(group.current, bounds);
-    const previous = stats(group.previous, bounds);
+    const current = stats(group.current, group.currentBuckets, bounds);
+    const previous = stats(group.previous, group.previousBuckets, bounds);
     return {
       template_name: group.template,
       breakdown: group.breakdown,
@@ -98,7 +104,7 @@ export function shapeFamily(family: ReportFamily, rows: readonly HistorySummaryR
     metric: family.metric.name,
     bucket_bounds_seconds: [...bounds],
     breakdown_label: family.breakdownLabel,
-    groups: [...groups.values()].filter((g) => g.current !== undefined || g.previous !== undefined).sort(byName).map(shape),
+    groups: [...groups.values()].filter((g) => g.currentBuckets.size > 0 || g.previousBuckets.size > 0).sort(byName).map(shape),
     totals: [...totals.values()].sort(byName).map(shape),
   };
 }
@@ -110,18 +116,17 @@ function compareText(a: string, b: string): number {
 const seconds = (micros: number | null | undefined): number | null =>
   micros === null || micros === undefined || !Number.isFinite(micros) ? null : micros / 1_000_000;
 
-function stats(row: HistorySummaryRow | undefined, bounds: readonly number[]): Stats {
+const NEGATIVE_BUCKET = -1;
+const INVALID_BUCKET = -2;
+
+function stats(row: HistorySummaryRow | undefined, bucketCounts: ReadonlyMap<number, number>, bounds: readonly number[]): Stats {
   const count = row?.count ?? 0;
   const quantile = (fraction: (typeof HISTORY_QUANTILES)[number]) => seconds(row?.quantiles_us?.[HISTORY_QUANTILES.indexOf(fraction)]);
-  const cumulative = row?.bucket_counts ?? [];
-  const buckets: BucketCount[] = [...bounds, null].map((le, i) => ({
-    le,
-    count: (cumulative[i] ?? 0) - (i === 0 ? 0 : (cumulative[i - 1] ?? 0)),
-  }));
+  const buckets: BucketCount[] = [...bounds, null].map((le, i) => ({ le, count: bucketCounts.get(i) ?? 0 }));
   return {
     count,
-    dropped_negative: row?.negative ?? 0,
-    dropped_invalid: row?.invalid ?? 0,
+    dropped_negative: bucketCounts.get(NEGATIVE_BUCKET) ?? 0,
+    dropped_invalid: bucketCounts.get(INVALID_BUCKET) ?? 0,
     p50_seconds: quantile(0.5),
     p90_seconds: quantile(0.9),
     p95_seconds: quantile(0.95),
@@ -147,6 +152,8 @@ function change(current: Stats, previous: Stats): Change {
   };
 }
 
+const NO_BUCKETS: ReadonlyMap<number, number> = new Map();
+
 /** Number of trend periods in a range: the last one may be shorter. */
 export function periodCount(range: ResolvedRange): number {
   return Math.ceil((range.untilMs - range.sinceMs) / range.stepMs);
@@ -157,7 +164,7 @@ function trend(periods: ReadonlyMap<number, HistorySummaryRow>, range: ResolvedR
   let before: Stats | undefined;
   for (let i = 0; i < periodCount(range); i++) {
     const startMs = range.sinceMs + i * range.stepMs;
-    const s = stats(periods.get(i), bounds);
+    const s = stats(periods.get(i), NO_BUCKETS, bounds);
     out.push({
       start: new Date(startMs).toISOString(),
       end: new Date(Math.min(startMs + range.stepMs, range.untilMs)).toISOString(),

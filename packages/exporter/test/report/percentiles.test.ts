@@ -3,7 +3,7 @@ import { createPgliteDb } from '@agentconn/kysely/pglite';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import type { CoderDatabase } from '@agentconn/kysely';
 import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryReport } from '../../src/report/model.js';
 import { BASE_MS, closeTo, DAY_MS, expectedByTemplate, runReportCaptured, seedHistory, type ExpectedStats } from './fixture.js';
@@ -107,6 +107,31 @@ describe.each(TARGETS)('report percentiles on $name', (target) => {
         expect(period.count, `${group.template_name} day ${day}`).toBe(want?.count ?? 0);
         expect(closeTo(period.p95_seconds, want?.quantiles[2] ?? null), `${group.template_name} day ${day} p95`).toBe(true);
         expect(closeTo(period.max_seconds, want?.max ?? null)).toBe(true);
+      }
+    }
+  });
+
+  it('the slowest equal the longest durations an independent query finds, also when ranked among those above P99 only', async () => {
+    const { rows } = await sql<{ template: string; d: number }>`
+      SELECT template, d FROM (
+        SELECT t.name AS template, (extract(epoch FROM wa.first_connected_at - wa.created_at))::float8 AS d,
+          row_number() OVER (PARTITION BY t.name ORDER BY wa.first_connected_at - wa.created_at DESC) AS n
+        FROM workspaces w JOIN templates t ON w.template_id = t.id JOIN workspace_builds wb ON w.id = wb.workspace_id
+        JOIN workspace_resources wr ON wb.job_id = wr.job_id JOIN workspace_agents wa ON wr.id = wa.resource_id
+        WHERE w.deleted = false AND wa.deleted = false AND isfinite(wa.created_at)
+          AND wb.build_number = (SELECT max(build_number) FROM workspace_builds wb2 WHERE wb2.workspace_id = w.id)
+          AND wa.first_connected_at >= ${SINCE} AND wa.first_connected_at < ${UNTIL}) x
+      WHERE n <= 3 ORDER BY template, d DESC`.execute(opened.db);
+    const expected = (template: string, n: number) => rows.filter((r) => r.template === template).slice(0, n).map((r) => r.d);
+    // 1 slowest of ~200 samples a template: ranked among the samples at or above P99 (fewer than 100 per one asked for: all).
+    const one = await runReportCaptured(
+      [...opened.argv, '--format', 'json', '--since', SINCE.toISOString(), '--until', UNTIL.toISOString(), '--slowest', '1'],
+      opened.supplied ? opened.db : undefined,
+    );
+    for (const [n, result] of [[3, report], [1, JSON.parse(one.stdout) as HistoryReport]] as const) {
+      for (const group of result.families[0]!.groups) {
+        if (n === 1) expect(group.current.count).toBeGreaterThan(100);
+        expect(group.slowest.map((s) => s.duration_seconds), `${group.template_name} top ${n}`).toEqual(expected(group.template_name!, n));
       }
     }
   });
