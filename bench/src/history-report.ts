@@ -23,7 +23,8 @@ import { progress } from './progress.js';
 import { median } from './stats.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = join(REPO, 'packages', 'exporter', 'dist', 'cli.js');
+/** The bin users run. */
+const CLI = join(REPO, 'packages', 'exporter', 'bin', 'agentconn-exporter.js');
 /** Prints the process's peak RSS on exit, for a child we only spawn. */
 const RSS_HOOK = `data:text/javascript,process.on('exit',()=>process.stderr.write('\\nmaxrss_kib='+process.resourceUsage().maxRSS+'\\n'))`;
 const DAY_MS = 86_400_000;

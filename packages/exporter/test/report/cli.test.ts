@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryReport } from '../../src/report/model.js';
 import { BASE_MS, DAY_MS, runReportCaptured, seedHistory, type ReportRun } from './fixture.js';
 
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+/** The bin users run (it starts the report from its own entry). */
+const CLI = fileURLToPath(new URL('../../bin/agentconn-exporter.js', import.meta.url));
+const SERVING_CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const SINCE = new Date(BASE_MS - 8 * DAY_MS).toISOString();
 const UNTIL = new Date(BASE_MS + DAY_MS).toISOString();
 
@@ -157,6 +159,10 @@ describe('report on the PostgreSQL server: the binary, timeouts, an unreachable 
     const serving = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
     expect(serving.status).toBe(0);
     expect(serving.stdout).toContain('--listen');
+    // The serving entry dispatches the subcommand too.
+    const direct = spawnSync(process.execPath, [SERVING_CLI, 'report', '--help'], { encoding: 'utf8' });
+    expect(direct.status).toBe(0);
+    expect(direct.stdout).toBe(help.stdout);
   });
 
   it('reads DATABASE_URL as the exporter does and writes JSON', () => {
