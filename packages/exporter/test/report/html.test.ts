@@ -14,7 +14,7 @@ import { BASE_MS, DAY_MS, runReportCaptured, seedHistory } from './fixture.js';
 const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'];
 /** The screenshot the README shows; `AGENTCONN_UPDATE_SCREENSHOT=1` rewrites it from this test. */
-const DOCS_SCREENSHOT = fileURLToPath(new URL('../../docs/report.png', import.meta.url));
+const DOCS_SCREENSHOT = fileURLToPath(new URL('../../docs/report/report.png', import.meta.url));
 
 describe('report --format html in headless Chromium', () => {
   let db: Kysely<CoderDatabase>;
