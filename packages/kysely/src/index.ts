@@ -63,7 +63,7 @@ export {
   type HistorySeriesRow,
   type HistorySummaryOptions,
   type HistorySummaryRow,
-} from './history-query.js';
+} from './queries/history.js';
 export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,

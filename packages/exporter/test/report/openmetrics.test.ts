@@ -11,7 +11,7 @@ import { describeRun, promtoolCheckMetrics, runPromtool } from '@agentconn/test-
 import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSettings } from '../../src/config.js';
-import { startExporter } from '../../src/main.js';
+import { startExporter } from '../../src/exporter.js';
 import type { HistoryReport } from '../../src/report/model.js';
 import { BASE_MS, closeTo, DAY_MS, expectedByTemplate, runReportCaptured, seedHistory } from './fixture.js';
 

@@ -8,8 +8,8 @@
  * of them the same way.
  */
 import { sql, type Expression, type Kysely, type RawBuilder } from 'kysely';
-import { currentAgents } from './agents-query.js';
-import type { CoderDatabase } from './schema.js';
+import { currentAgents } from './current-agents.js';
+import type { CoderDatabase } from '../schema.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
 /**
