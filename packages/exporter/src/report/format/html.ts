@@ -5,7 +5,7 @@
 import { formatDurationMs } from '../../duration.js';
 import type { FamilyReport, GroupReport, HistoryReport } from '../model.js';
 import { breakdownSpec, histogramSpec, renderSvg, trendSpec } from './charts.js';
-import { humanChange, humanCount, humanInstant, humanSeconds } from './units.js';
+import { humanInstant, humanSeconds, SUMMARY_COLUMNS, summaryCells } from './units.js';
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
@@ -28,18 +28,9 @@ function groupTitle(group: GroupReport, family: FamilyReport): string {
 }
 
 function summaryTable(family: FamilyReport): string {
-  const head = ['template', 'count', 'P50', 'P90', 'P95', 'P99', 'max', 'count vs before', 'P95 vs before'];
+  const head = ['template', ...SUMMARY_COLUMNS];
   const rows = [...family.groups, ...family.totals].map((g) => {
-    const cells = [
-      humanCount(g.current.count),
-      humanSeconds(g.current.p50_seconds),
-      humanSeconds(g.current.p90_seconds),
-      humanSeconds(g.current.p95_seconds),
-      humanSeconds(g.current.p99_seconds),
-      humanSeconds(g.current.max_seconds),
-      humanChange(g.change.count_ratio),
-      humanChange(g.change.p95_ratio),
-    ];
+    const cells = summaryCells(g);
     return `<tr><td>${escapeHtml(groupTitle(g, family))}</td>${cells.map((c) => `<td class="n">${escapeHtml(c)}</td>`).join('')}</tr>`;
   });
   return `<table><thead><tr>${head.map((h, i) => `<th${i > 0 ? ' class="n"' : ''}>${h}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;

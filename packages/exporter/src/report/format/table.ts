@@ -1,7 +1,7 @@
 /** `--format table`: aligned columns in human units, one section per family. */
 import { formatDurationMs } from '../../duration.js';
 import type { FamilyReport, GroupReport, HistoryReport } from '../model.js';
-import { humanChange, humanCount, humanInstant, humanSeconds } from './units.js';
+import { humanChange, humanCount, humanInstant, humanSeconds, SUMMARY_COLUMNS, summaryCells } from './units.js';
 
 type Align = 'left' | 'right';
 
@@ -22,18 +22,8 @@ function groupName(group: GroupReport, family: FamilyReport): string {
 }
 
 function summary(family: FamilyReport): string {
-  const header = ['TEMPLATE', 'COUNT', 'P50', 'P90', 'P95', 'P99', 'MAX', 'COUNT VS PREV', 'P95 VS PREV'];
-  const rows = [...family.groups, ...family.totals].map((g) => [
-    groupName(g, family),
-    humanCount(g.current.count),
-    humanSeconds(g.current.p50_seconds),
-    humanSeconds(g.current.p90_seconds),
-    humanSeconds(g.current.p95_seconds),
-    humanSeconds(g.current.p99_seconds),
-    humanSeconds(g.current.max_seconds),
-    humanChange(g.change.count_ratio),
-    humanChange(g.change.p95_ratio),
-  ]);
+  const header = ['TEMPLATE', ...SUMMARY_COLUMNS.map((c) => c.toUpperCase().replace('BEFORE', 'PREV'))];
+  const rows = [...family.groups, ...family.totals].map((g) => [groupName(g, family), ...summaryCells(g)]);
   return alignColumns(header, rows, ['left', ...header.slice(1).map((): Align => 'right')]);
 }
 

@@ -1,3 +1,5 @@
+import type { GroupReport } from '../model.js';
+
 /** Durations and changes as a person reads them: `850ms`, `12.3s`, `4m12s`, `2h05m`, `3d04h`; `+12%`. */
 export function humanSeconds(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds)) return '-';
@@ -33,4 +35,21 @@ export function humanInstant(text: string): string {
   if (match === null) return text;
   const secondsPart = match[3] !== undefined && match[3] !== ':00' ? match[3] : '';
   return `${match[1]} ${match[2]}${secondsPart}Z`;
+}
+
+/** The figures of a group's summary line, in the order of `SUMMARY_COLUMNS`. */
+export const SUMMARY_COLUMNS = ['count', 'P50', 'P90', 'P95', 'P99', 'max', 'count vs before', 'P95 vs before'] as const;
+
+export function summaryCells(group: GroupReport): string[] {
+  const { current, change } = group;
+  return [
+    humanCount(current.count),
+    humanSeconds(current.p50_seconds),
+    humanSeconds(current.p90_seconds),
+    humanSeconds(current.p95_seconds),
+    humanSeconds(current.p99_seconds),
+    humanSeconds(current.max_seconds),
+    humanChange(change.count_ratio),
+    humanChange(change.p95_ratio),
+  ];
 }
