@@ -93,7 +93,7 @@ function runReport(url: string, since: string, until: string): Promise<{ wallMs:
   });
 }
 
-/** The report's own statement on the server, from its session's pg_stat_statements-free view: EXPLAIN of what it runs. */
+/** The report's own statement on the server, `EXPLAIN ANALYZE` with the settings the report's transaction sets. */
 async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: string): Promise<number> {
   const { historySummaryQuery, firstConnectionSamples } = await import('@agentconn/kysely');
   const sinceDate = new Date(since);
@@ -107,8 +107,11 @@ async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: s
     bucketBoundsMicros: [1, 10, 30, 60, 120, 300, 600, 1800, 3600].map((s) => s * 1_000_000),
     slowest: 5,
   });
-  const { rows } = await sql<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`.execute(db);
-  return rows[0]!['QUERY PLAN'][0]['Execution Time'];
+  return db.transaction().execute(async (trx) => {
+    await sql`SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);
+    const { rows } = await sql<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`.execute(trx);
+    return rows[0]!['QUERY PLAN'][0]['Execution Time'];
+  });
 }
 
 async function main(): Promise<void> {
