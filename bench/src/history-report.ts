@@ -95,7 +95,7 @@ function runReport(url: string, since: string, until: string): Promise<{ wallMs:
 
 /** The report's own statement on the server, `EXPLAIN ANALYZE` with the settings the report's transaction sets. */
 async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: string): Promise<number> {
-  const { historySummaryQuery, firstConnectionSamples } = await import('@agentconn/kysely');
+  const { historySummaryQuery, firstConnectionSamples, firstConnectionDetails } = await import('@agentconn/kysely');
   const sinceDate = new Date(since);
   const untilDate = new Date(until);
   const previous = new Date(sinceDate.getTime() - (untilDate.getTime() - sinceDate.getTime()));
@@ -106,6 +106,7 @@ async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: s
     stepSeconds: 86_400,
     bucketBoundsMicros: [1, 10, 30, 60, 120, 300, 600, 1800, 3600].map((s) => s * 1_000_000),
     slowest: 5,
+    details: firstConnectionDetails(db),
   });
   return db.transaction().execute(async (trx) => {
     await sql`SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);

@@ -13,7 +13,6 @@ import { existingStateError, handOverState, ReportInputError, stateFileExists, w
 import { REPORT_FAMILIES } from './families.js';
 import { renderTable } from './format/table.js';
 import { REPORT_SCHEMA_VERSION, reportHasData, type FamilyReport, type HistoryReport } from './model.js';
-import { writeOpenMetricsHistory } from './openmetrics.js';
 import {
   DEFAULT_STEP,
   MAX_SERIES_STEPS,
@@ -100,6 +99,8 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
         await checkTemplates(trx, options.templates);
         if (options.format === 'openmetrics') {
           progress.start('reading the history');
+          // Loaded for this format only, as the HTML's charts are.
+          const { writeOpenMetricsHistory } = await import('./openmetrics.js');
           const series = await writeOpenMetricsHistory(
             trx,
             REPORT_FAMILIES,

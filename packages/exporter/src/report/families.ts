@@ -10,7 +10,14 @@ import {
   LABEL_KEYS,
   type LabelKey,
 } from '@agentconn/core';
-import { firstConnectionSamples, type CoderDatabase, type HistorySampleColumns, type HistorySampleFilter } from '@agentconn/kysely';
+import {
+  firstConnectionDetails,
+  firstConnectionSamples,
+  type CoderDatabase,
+  type HistorySampleColumns,
+  type HistorySampleDetails,
+  type HistorySampleFilter,
+} from '@agentconn/kysely';
 import type { Expression, Kysely } from 'kysely';
 
 export interface ReportFamily {
@@ -25,6 +32,8 @@ export interface ReportFamily {
   /** The series labels the exporter puts on the histogram, in its order, given `--labels`. */
   seriesLabels(labels: readonly LabelKey[]): readonly string[];
   samples(db: Kysely<CoderDatabase>, filter: HistorySampleFilter): Expression<HistorySampleColumns>;
+  /** Who a sample was, by its `sample_key`: read for the slowest only. */
+  details(db: Kysely<CoderDatabase>): Expression<HistorySampleDetails>;
 }
 
 export const FIRST_CONNECTION_FAMILY: ReportFamily = {
@@ -39,6 +48,7 @@ export const FIRST_CONNECTION_FAMILY: ReportFamily = {
   // The exporter keeps the chosen labels in the contract's order, whatever order --labels gives.
   seriesLabels: (labels) => LABEL_KEYS.filter((key) => labels.includes(key)),
   samples: (db, filter) => firstConnectionSamples(db, filter),
+  details: (db) => firstConnectionDetails(db),
 };
 
 /**

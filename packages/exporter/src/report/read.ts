@@ -36,6 +36,7 @@ export async function readFamily(db: Kysely<CoderDatabase>, family: ReportFamily
     stepSeconds: range.stepMs / 1000,
     bucketBoundsMicros: family.metric.bucketBounds.map((bound) => Math.round(bound * 1_000_000)),
     slowest: options.slowest,
+    details: family.details(db),
   });
   const { rows } = await query.execute(db);
   return shapeFamily(family, rows, range);

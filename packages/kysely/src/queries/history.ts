@@ -19,8 +19,8 @@ import { utcMicrosText } from './utc-micros-text.js';
  * - `created_at`: the instant its duration starts;
  * - `duration_us`: the duration in whole microseconds, exact (NULL when a timestamp cannot be read:
  *   `infinity` or outside years 1–9999, which the exporter also drops as invalid);
- * - `workspace_name`, `username`, `agent_name`: who it was, for the slowest list (`agent_name` NULL when
- *   a sample is not one agent's);
+ * - `workspace_name`, `username`, `agent_name`: who it was (`agent_name` NULL when a sample is not one
+ *   agent's); `sample_key`: what identifies it in the family's details query (`HistorySampleDetails`);
  * - the series label columns the family's metric carries (for the OpenMetrics history).
  */
 export interface HistorySampleColumns {
@@ -33,6 +33,19 @@ export interface HistorySampleColumns {
   readonly workspace_name: string;
   readonly username: string;
   readonly agent_name: string | null;
+  readonly sample_key: string;
+}
+
+/**
+ * Who a sample was, by `sample_key`: read for the slowest only, so that the samples the statement keeps
+ * in memory stay narrow.
+ */
+export interface HistorySampleDetails {
+  readonly sample_key: string;
+  readonly workspace_name: string;
+  readonly username: string;
+  readonly agent_name: string | null;
+  readonly created_at: Date | null;
 }
 
 /** Which samples a history reads: `[from, until)` of `at`, optionally some templates only. */
@@ -75,11 +88,23 @@ export function firstConnectionSamples(db: Kysely<CoderDatabase>, filter: Histor
       'w.name as workspace_name',
       'u.username as username',
       'wa.name as agent_name',
+      'wa.id as sample_key',
     ])
     .where('wa.first_connected_at', '>=', filter.from)
     .where('wa.first_connected_at', '<', filter.until);
   if (filter.templates !== undefined && filter.templates.length > 0) query = query.where('t.name', 'in', [...filter.templates]);
   return query;
+}
+
+/** Who a first connection was, by agent id (primary and unique keys all the way: a few index lookups per sample). */
+export function firstConnectionDetails(db: Kysely<CoderDatabase>) {
+  return db
+    .selectFrom('workspace_agents as wa')
+    .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
+    .innerJoin('workspace_builds as wb', 'wb.job_id', 'wr.job_id')
+    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
+    .innerJoin('users as u', 'u.id', 'w.owner_id')
+    .select(['wa.id as sample_key', 'w.name as workspace_name', 'u.username as username', 'wa.name as agent_name', 'wa.created_at as created_at']);
 }
 
 /**
@@ -103,6 +128,8 @@ export interface HistorySummaryOptions {
   readonly bucketBoundsMicros: readonly number[];
   /** Slowest samples kept per group. */
   readonly slowest: number;
+  /** The family's details query, joined to the slowest only. */
+  readonly details: Expression<HistorySampleDetails>;
 }
 
 /** Percentile fractions every summary computes, in this order. */
@@ -166,7 +193,7 @@ export function historySummaryQuery(samples: Expression<HistorySampleColumns>, o
         .join(', '),
     );
   return sql<HistorySummaryRow>`WITH samples AS MATERIALIZED (
-    SELECT x.template_name, x.breakdown, x.at, x.created_at, x.duration_us, x.workspace_name, x.username, x.agent_name,
+    SELECT x.template_name, x.breakdown, x.at, x.duration_us, x.sample_key,
       x.at >= ${since} AS current,
       CASE WHEN x.at >= ${since} THEN date_bin(${step}::interval, x.at, ${since}) END AS period_start
     FROM (${samples}) x
@@ -203,14 +230,16 @@ export function historySummaryQuery(samples: Expression<HistorySampleColumns>, o
   ) b
   UNION ALL
   SELECT 'slowest', r.template_name, r.breakdown, true, NULL, NULL, NULL, NULL, NULL, NULL,
-    r.rank::float8, r.workspace_name, r.username, r.agent_name,
-    ${utcMicrosText(sql`r.created_at`)}, ${utcMicrosText(sql`r.at`)}, r.duration_us::float8
+    r.rank::float8, d.workspace_name, d.username, d.agent_name,
+    ${utcMicrosText(sql`d.created_at`)}, ${utcMicrosText(sql`r.at`)}, r.duration_us::float8
   FROM (
-    SELECT s.*, row_number() OVER (PARTITION BY s.template_name, s.breakdown ORDER BY s.duration_us DESC, s.at, s.workspace_name) AS rank
+    SELECT s.template_name, s.breakdown, s.at, s.duration_us, s.sample_key,
+      row_number() OVER (PARTITION BY s.template_name, s.breakdown ORDER BY s.duration_us DESC, s.at, s.sample_key) AS rank
     FROM samples s
     JOIN figures f ON f.kind = 'range' AND f.current AND f.template_name = s.template_name AND coalesce(f.breakdown, '') = coalesce(s.breakdown, '')
     WHERE s.current AND s.duration_us >= 0 AND (s.duration_us >= f.quantiles_us[${sql.lit(p99)}] OR f.count <= ${sql.lit(100 * Math.max(1, slowest))})
   ) r
+  JOIN (${options.details}) d ON d.sample_key = r.sample_key
   WHERE r.rank <= ${sql.lit(slowest)}`;
 }
 
