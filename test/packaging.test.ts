@@ -147,6 +147,12 @@ describe('the published packages, packed and installed with npm', () => {
     expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
     expect(result.stdout).toContain('--database-url');
     expect(result.stdout).toContain('--listen');
+    // The report subcommand, from its own entry in the tarball, with its chart dependencies installed.
+    const report = await run(join(dir, 'app', 'node_modules', '.bin', 'agentconn-exporter'), ['report', '--help'], join(dir, 'app'));
+    expect({ code: report.code, stderr: report.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(report.stdout).toContain('--format FORMAT');
+    const charts = await run(process.execPath, ['--input-type=module', '-e', "await import('vega'); await import('vega-lite');"], join(dir, 'app', 'node_modules', '@agentconn', 'exporter'));
+    expect({ code: charts.code, stderr: charts.stderr }).toEqual({ code: 0, stderr: '' });
   });
 
   it('compiles a consumer with module nodenext, strict and skipLibCheck false, and runs it', async () => {

@@ -30,6 +30,8 @@ export interface PrometheusOptions {
   readonly jobLines?: readonly string[];
   /** Rule files' contents, written next to the configuration. */
   readonly rules?: readonly string[];
+  /** The TSDB directory (e.g. with blocks made by `promtool tsdb create-blocks-from`); the caller removes it. Default: a temporary one. */
+  readonly storagePath?: string;
 }
 
 function requireBinary(name: string): void {
@@ -72,7 +74,7 @@ export async function startPrometheus(targets: string[], options: PrometheusOpti
     'prometheus',
     [
       `--config.file=${join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--storage.tsdb.path=${options.storagePath ?? join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
       ...(options.flags ?? []),

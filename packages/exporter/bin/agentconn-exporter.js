@@ -1,3 +1,4 @@
 #!/usr/bin/env node
 // Stays in place before the first build, so package managers can always link the bin.
-await import('../dist/cli.js');
+// The report subcommand has an entry of its own that skips the serving command's modules.
+await import(process.argv[2] === 'report' ? '../dist/report/cli.js' : '../dist/cli.js');

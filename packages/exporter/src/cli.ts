@@ -17,6 +17,11 @@ function badFlags(error: ConfigError): number {
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'report') {
+    // Loaded only for the subcommand: serving never loads the report's charts.
+    const { runReport } = await import('./report/command.js');
+    return runReport(process.argv.slice(3), { env: process.env, stdout: process.stdout, stderr: process.stderr, program: PROGRAM });
+  }
   let command;
   try {
     command = parseCommand(process.argv.slice(2), process.env);

@@ -50,6 +50,23 @@ export { awaitingAgentsQuery, type AwaitingAgentRow, type AwaitingAgentsQueryOpt
 export { changedAgentsQuery, type ChangedAgentRow, type ChangedAgentsQueryOptions } from './queries/changed-agents.js';
 export { effectiveTimeoutSeconds, passedTimeoutText } from './queries/connection-timeout.js';
 export {
+  exactDurationMicros,
+  FIRST_CONNECTION_HISTORY_LABEL_COLUMNS,
+  firstConnectionDetails,
+  firstConnectionSamples,
+  HISTORY_QUANTILES,
+  historySeriesQuery,
+  historySummaryQuery,
+  templateNamesQuery,
+  type HistorySampleColumns,
+  type HistorySampleDetails,
+  type HistorySampleFilter,
+  type HistorySeriesOptions,
+  type HistorySeriesRow,
+  type HistorySummaryOptions,
+  type HistorySummaryRow,
+} from './queries/history.js';
+export {
   createCoderAgentSource,
   DEFAULT_STATEMENT_TIMEOUT_MS,
   type CoderAgentBatch,
