@@ -39,6 +39,9 @@ async function main(): Promise<number> {
   }
 
   logger = createJsonLogger({ level: command.config.logLevel, scrub: redactSecrets });
+  for (const { variable, flag } of command.ignoredEnvironment) {
+    logger.info('environment variable ignored: a command-line flag gives the same setting', { variable, flag });
+  }
   let exporter;
   try {
     exporter = await startExporter({ config: command.config, logger });
