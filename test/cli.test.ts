@@ -35,6 +35,11 @@ describe('exporter CLI', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(flag);
   });
+  it('a database URL that is not one exits 2 with the expected form written out whole', () => {
+    const result = run(['--database-url', 'reader:pw@db/coder']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe('agentconn-exporter: --database-url: not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n');
+  });
 });
 
 describe('exporter process', () => {
@@ -60,6 +65,7 @@ describe('exporter process', () => {
       expect(failure.msg).toMatch(/polling the agent source failed/);
       expect(String(failure['error'])).toMatch(/ECONNREFUSED|connect/);
       expect(String(failure['error'])).toContain(`127.0.0.1:${deadPort}`);
+      expect(failure['err']).toMatchObject({ code: 'ECONNREFUSED' });
       for (let i = 0; i < 3; i++) {
         const response = await fetch(url);
         expect(response.status).toBe(200);
@@ -143,6 +149,7 @@ describe('exporter process', () => {
       const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`]);
       expect(await exporter.exited).toBe(1);
       expect(exporter.stderr()).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+      expect(exporter.logs.find((l) => l.msg === 'fatal')?.['err']).toMatchObject({ code: 'EADDRINUSE' });
     } finally {
       blocker.close();
     }
