@@ -145,6 +145,9 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     if (database.owned) await db.destroy().catch(() => undefined);
     throw error;
   }
+  if (config.listen.host === '') {
+    logger.info('serving on every interface (--listen :PORT)', { port: config.listen.port, loopback_only: `--listen 127.0.0.1:${config.listen.port}` });
+  }
   logger.info('agentconn exporter started', {
     version: EXPORTER_VERSION,
     metrics_url: server.url,

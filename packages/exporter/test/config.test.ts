@@ -65,6 +65,13 @@ describe('parseCommand', () => {
     expect(c.leaderElection).toBe(false);
   });
 
+  it('--listen :PORT means every interface, as Go exporters read it; a host keeps its own meaning', () => {
+    expect(config([...URL_OK, '--listen', ':9464']).listen).toEqual({ host: '', port: 9464 });
+    expect(config([...URL_OK, '--listen', '0.0.0.0:9464']).listen).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(config([...URL_OK, '--listen', 'localhost:1']).listen).toEqual({ host: 'localhost', port: 1 });
+    expect(helpText('x').replace(/\s+/g, ' ')).toContain(':PORT for every interface');
+  });
+
   it('--leader-database-url (or AGENTCONN_LEADER_DATABASE_URL) gives the lock its own connection; default: none', () => {
     expect(config(URL_OK).leaderDatabaseUrl).toBeUndefined();
     expect(config([...URL_OK, '--leader-database-url', 'postgres://lock@db:5432/coder']).leaderDatabaseUrl).toBe('postgres://lock@db:5432/coder');
