@@ -10,6 +10,7 @@ const UNIT_TESTS = [
   'packages/exporter/test/report/format.test.ts',
   'packages/kysely/test/coder-database-error.test.ts',
   'packages/kysely/test/database-url.test.ts',
+  'packages/kysely/test/postgres-tls.test.ts',
   'test/{docs,metric-docs}.test.ts',
 ];
 

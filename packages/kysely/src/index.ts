@@ -75,9 +75,11 @@ export {
   type CoderAgentSourceOptions,
 } from './agent-source.js';
 export { CoderDatabaseError } from './coder-database-error.js';
+export { connectionAdvice, withoutNodeHints } from './connection-advice.js';
 export {
   DatabaseUrlError,
   SSL_MODES,
+  databaseEndpoint,
   parseDatabaseUrl,
   redactDatabaseUrl,
   withPassword,
