@@ -11,6 +11,13 @@ const PROGRAM = 'agentconn-exporter';
 /** Until the configuration says otherwise: fatal errors still go out as JSON lines without secrets. */
 let logger: Logger = createJsonLogger({ level: 'info', scrub: redactSecrets });
 
+// Node prints process warnings (a driver's deprecation notice, say) as plain text on stderr: they go
+// into the JSON log instead, so that every line there parses.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  logger.warn('process warning', { warning: warning.name, error: warning.message, ...('code' in warning && { code: String(warning.code) }) });
+});
+
 function badFlags(error: ConfigError): number {
   process.stderr.write(`${PROGRAM}: ${redactSecrets(error.message)}\n`);
   return 2;

@@ -109,6 +109,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       ? new AdvisoryLockLeadership({
           connectionString: leaderUrl,
           logger,
+          connectTimeoutMs: timings.connectTimeoutMs,
           queryTimeoutMs: timings.leaderQueryTimeoutMs,
         })
       : undefined;

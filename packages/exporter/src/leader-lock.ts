@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { errorMessage, settleOrAbort, type Leadership, type Logger, type Takeover } from '@agentconn/core';
+import { connectionAdvice, databaseEndpoint, withoutNodeHints } from '@agentconn/kysely';
+import { namingEndpoint, postgresTlsConfig } from '@agentconn/kysely/postgres';
 
 /** Default advisory lock key: the first 8 bytes of sha256("agentconn:first-connection-leader"), as int8. */
 export const DEFAULT_LEADER_LOCK_KEY = '-8203292330991340775';
@@ -252,10 +254,18 @@ export class AdvisoryLockLeadership implements Leadership {
 
   async #connection(signal: AbortSignal): Promise<pg.Client> {
     if (this.#client !== undefined) return this.#client;
+    const connectTimeoutMs = this.#options.connectTimeoutMs ?? 10_000;
+    let tls;
+    try {
+      tls = postgresTlsConfig(this.#options.connectionString);
+    } catch (error) {
+      throw new Error(`leader lock connection failed: ${errorMessage(error)}`, { cause: error });
+    }
     const client = new pg.Client({
-      connectionString: this.#options.connectionString,
+      connectionString: tls.connectionString,
+      ssl: tls.ssl,
       application_name: `${APPLICATION_NAME_PREFIX} ${this.#instance}`,
-      connectionTimeoutMillis: this.#options.connectTimeoutMs ?? 10_000,
+      connectionTimeoutMillis: connectTimeoutMs,
       keepAlive: true,
     });
     client.on('error', (error) => {
@@ -268,7 +278,9 @@ export class AdvisoryLockLeadership implements Leadership {
       await settleOrAbort(client.connect(), signal);
     } catch (error) {
       void endClient(client);
-      throw new Error(`leader lock connection failed: ${errorMessage(error)}`, { cause: error });
+      const named = namingEndpoint(error, databaseEndpoint(this.#options.connectionString), connectTimeoutMs);
+      const advice = connectionAdvice(error);
+      throw new Error(`leader lock connection failed: ${withoutNodeHints(errorMessage(named))}${advice === undefined ? '' : `; ${advice}`}`, { cause: named });
     }
     try {
       // Marks the session as this process's, unless a pooler handed us one another process set up.
