@@ -86,3 +86,16 @@ export {
   type DatabaseUrl,
 } from './database-url.js';
 export { redactSecrets } from './secret-redaction.js';
+export {
+  AWAITING_REQUIREMENT,
+  checkCoderSchema,
+  FIRST_CONNECTION_REQUIREMENT,
+  migrationName,
+  SUPPORTED_CODER_SCHEMA,
+  SUPPORTED_CODER_SCHEMA_TEXT,
+  type FeatureCheck,
+  type SchemaCheck,
+  type SchemaProblem,
+  type SchemaProblemKind,
+  type SchemaRequirement,
+} from './schema-check.js';
