@@ -120,9 +120,10 @@ export async function checkCoderSchema(db: Kysely<unknown>, requirements: readon
     await sql<ColumnRow>`
       SELECT r.table_name, r.column_name, c.oid::regclass::text AS qualified, a.attname IS NOT NULL AS column_found,
              CASE WHEN a.attname IS NOT NULL THEN has_column_privilege(c.oid, a.attname, 'SELECT') END AS can_select
-        FROM unnest(${pairs.map(([table]) => table)}::text[], ${pairs.map(([, column]) => column)}::text[]) AS r(table_name, column_name)
+        FROM unnest(${pairs.map(([table]) => table)}::text[], ${pairs.map(([, column]) => column)}::text[]) WITH ORDINALITY AS r(table_name, column_name, n)
         LEFT JOIN pg_class c ON c.oid = to_regclass(quote_ident(r.table_name))
-        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = r.column_name AND a.attnum > 0 AND NOT a.attisdropped`.execute(db)
+        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = r.column_name AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY r.n`.execute(db)
   ).rows;
   const missingTables = [...new Set(rows.filter((r) => r.qualified === null).map((r) => r.table_name))];
   const elsewhere =
