@@ -11,13 +11,22 @@ import {
   firstConnectionView,
   type Logger,
 } from '@agentconn/core';
-import { createCoderAgentSource, redactDatabaseUrl, redactSecrets } from '@agentconn/kysely';
+import {
+  AWAITING_REQUIREMENT,
+  createCoderAgentSource,
+  databaseEndpoint,
+  FIRST_CONNECTION_REQUIREMENT,
+  redactDatabaseUrl,
+  redactSecrets,
+} from '@agentconn/kysely';
+import type { Kysely } from 'kysely';
 import { ConfigError, type ExporterConfig } from './config.js';
 import { namingDatabaseInErrors, openDatabase } from './coder-database.js';
 import { createMetricsReader } from './metrics-reader.js';
 import type { ExemplarLookup } from '@agentconn/exposition';
 import { AdvisoryLockLeadership } from './leader-lock.js';
 import { createJsonLogger } from './log.js';
+import { Preflight } from './preflight.js';
 import { Readiness } from './readiness.js';
 import { ObservedMetricExporter, OTLP_SHUTDOWN_TIMEOUT_MS } from './observed-otlp-exporter.js';
 import { loadWebConfig } from './web/config-file.js';
@@ -92,13 +101,35 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger, ...metricOptions });
-  const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets);
+  const preflight = new Preflight({
+    db: db as Kysely<unknown>,
+    requirements: [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT],
+    logger,
+    database: databaseForLogs,
+  });
+  const where = database.url === undefined ? 'the database' : `the database at ${databaseEndpoint(database.url.text)}`;
+  const waitingFor = (): string => {
+    switch (preflight.status) {
+      case 'unchecked':
+        return `${where} to answer the preflight, each connection attempt up to ${timings.connectTimeoutMs / 1000} s`;
+      case 'unreachable':
+        return `${where} to answer, tried again within ${config.intervalMs / 1000} s`;
+      case 'problems':
+        return `the preflight's problems to be fixed, checked again every ${config.intervalMs / 1000} s`;
+      default:
+        return 'a poll to succeed';
+    }
+  };
+  const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets, waitingFor);
   const source = readiness.watchSource(
     namingDatabaseInErrors(
-      createCoderAgentSource(db, {
-        statementTimeoutMs: config.statementTimeoutMs,
-        fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
-      }),
+      preflight.wrapSource(
+        createCoderAgentSource(db, {
+          statementTimeoutMs: config.statementTimeoutMs,
+          fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
+        }),
+        AWAITING_REQUIREMENT,
+      ),
       databaseForLogs,
       stuck,
     ),
@@ -113,7 +144,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
           queryTimeoutMs: timings.leaderQueryTimeoutMs,
         })
       : undefined;
-  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(leaderLock);
+  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(preflight.wrapLeadership(leaderLock));
   const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
@@ -131,7 +162,12 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     ...(leadership !== undefined && { leadership }),
   });
 
-  const status = () => ({ version: EXPORTER_VERSION, leader: poller.isLeader, leaderElection: leadership !== undefined, readiness: readiness.state() });
+  const status = () => ({
+    version: EXPORTER_VERSION,
+    leader: poller.isLeader,
+    leaderElection: leadership !== undefined,
+    readiness: readiness.state(),
+  });
   let server: HttpServer;
   try {
     server = await startHttpServer({

@@ -25,12 +25,22 @@ export class Readiness {
   #lastError: string | undefined;
 
   readonly #scrub: (text: string) => string;
+  readonly #waitingFor: () => string | undefined;
 
-  /** `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed. */
-  constructor(intervalMs: number, now: () => number = Date.now, scrub: (text: string) => string = (text) => text) {
+  /**
+   * `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed.
+   * `waitingFor` says, while not ready, what the process waits for (e.g. `the database at db:5432`).
+   */
+  constructor(
+    intervalMs: number,
+    now: () => number = Date.now,
+    scrub: (text: string) => string = (text) => text,
+    waitingFor: () => string | undefined = () => undefined,
+  ) {
     this.#windowMs = intervalMs * READY_WITHIN_INTERVALS;
     this.#now = now;
     this.#scrub = scrub;
+    this.#waitingFor = waitingFor;
   }
 
   ok(): void {
@@ -46,12 +56,16 @@ export class Readiness {
     const lastOkMs = this.#lastOkMs;
     const lastError = this.#lastError;
     const cause = lastError === undefined ? '' : `: ${lastError}`;
+    const waiting = (): string => {
+      const what = this.#waitingFor();
+      return what === undefined ? '' : ` (waiting for ${what})`;
+    };
     if (lastOkMs === undefined) {
-      return { ready: false, reason: `no successful poll yet${cause}`, lastOkMs, lastError };
+      return { ready: false, reason: `no successful poll yet${cause}${waiting()}`, lastOkMs, lastError };
     }
     const ageMs = this.#now() - lastOkMs;
     if (ageMs > this.#windowMs) {
-      return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}`, lastOkMs, lastError };
+      return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}${waiting()}`, lastOkMs, lastError };
     }
     return { ready: true, reason: `last successful poll ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
   }
