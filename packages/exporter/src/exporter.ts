@@ -24,7 +24,9 @@ import { ConfigError, type ExporterConfig } from './config.js';
 import { namingDatabaseInErrors, openDatabase } from './coder-database.js';
 import { createMetricsReader } from './metrics-reader.js';
 import type { ExemplarLookup } from '@agentconn/exposition';
+import { hostname } from 'node:os';
 import { AdvisoryLockLeadership } from './leader-lock.js';
+import { LeaderWatch } from './leader-watch.js';
 import { createJsonLogger } from './log.js';
 import { Preflight } from './preflight.js';
 import { Readiness } from './readiness.js';
@@ -142,9 +144,22 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
           logger,
           connectTimeoutMs: timings.connectTimeoutMs,
           queryTimeoutMs: timings.leaderQueryTimeoutMs,
+          identity: { host: hostname(), pid: process.pid, labels: config.labels, version: EXPORTER_VERSION, intervalMs: config.intervalMs },
         })
       : undefined;
-  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(preflight.wrapLeadership(leaderLock));
+  const leaderWatch =
+    leaderLock === undefined
+      ? undefined
+      : new LeaderWatch({
+          lock: leaderLock,
+          logger,
+          labels: config.labels,
+          intervalMs: config.intervalMs,
+          meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION),
+        });
+  if (leaderWatch !== undefined) readiness.describeLeaderWith(() => leaderWatch.describe());
+  const leadership =
+    leaderLock === undefined || leaderWatch === undefined ? undefined : readiness.watchLeadership(leaderWatch.wrap(preflight.wrapLeadership(leaderLock)));
   const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
@@ -166,6 +181,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     version: EXPORTER_VERSION,
     leader: poller.isLeader,
     leaderElection: leadership !== undefined,
+    leaderDescription: leaderWatch?.describe(),
     readiness: readiness.state(),
   });
   let server: HttpServer;

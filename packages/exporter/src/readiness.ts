@@ -23,6 +23,9 @@ export class Readiness {
   readonly #now: () => number;
   #lastOkMs: number | undefined;
   #lastError: string | undefined;
+  /** Whether the last success was a follower's lock check rather than a poll. */
+  #following = false;
+  #leader: () => string | undefined = () => undefined;
 
   readonly #scrub: (text: string) => string;
   readonly #waitingFor: () => string | undefined;
@@ -46,6 +49,12 @@ export class Readiness {
   ok(): void {
     this.#lastOkMs = this.#now();
     this.#lastError = undefined;
+    this.#following = false;
+  }
+
+  /** Who leads while this process follows, for the ready reason (e.g. `host exporter-0 pid 7 (…)`). */
+  describeLeaderWith(describe: () => string | undefined): void {
+    this.#leader = describe;
   }
 
   failed(error: unknown): void {
@@ -66,6 +75,10 @@ export class Readiness {
     const ageMs = this.#now() - lastOkMs;
     if (ageMs > this.#windowMs) {
       return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}${waiting()}`, lastOkMs, lastError };
+    }
+    if (this.#following) {
+      const leader = this.#leader() ?? 'another process';
+      return { ready: true, reason: `following; leader is ${leader}; leader lock checked ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
     }
     return { ready: true, reason: `last successful poll ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
   }
@@ -91,7 +104,10 @@ export class Readiness {
     const isLeader = async (signal: AbortSignal): Promise<boolean> => {
       try {
         const leader = await leadership.isLeader(signal);
-        if (!leader) this.ok();
+        if (!leader) {
+          this.ok();
+          this.#following = true;
+        }
         return leader;
       } catch (error) {
         this.failed(error);
