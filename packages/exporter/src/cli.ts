@@ -2,6 +2,7 @@ import { errorMessage, type Logger } from '@agentconn/core';
 import { redactSecrets } from '@agentconn/kysely';
 import { ConfigError, helpText, parseCommand } from './config.js';
 import { createJsonLogger } from './log.js';
+import { runCheck } from './check.js';
 import { startExporter } from './exporter.js';
 import { WebConfigError } from './web/config-file.js';
 import { EXPORTER_VERSION } from './version.js';
@@ -14,6 +15,11 @@ let logger: Logger = createJsonLogger({ level: 'info', scrub: redactSecrets });
 // Node prints process warnings (a driver's deprecation notice, say) as plain text on stderr: they go
 // into the JSON log instead, so that every line there parses.
 process.removeAllListeners('warning');
+// `check | head`: a reader that stops reading ends the output, not in a crash on stderr.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  logger.error('cannot write to stdout', { error: error.message, err: error });
+});
 process.on('warning', (warning) => {
   logger.warn('process warning', { warning: warning.name, error: warning.message, ...('code' in warning && { code: String(warning.code) }) });
 });
@@ -23,15 +29,46 @@ function badFlags(error: ConfigError): number {
   return 2;
 }
 
-async function main(): Promise<number> {
-  if (process.argv[2] === 'report') {
+/** Subcommands by name; without one, the exporter serves. Each takes the same flags. */
+const SUBCOMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
+  check: (argv) => check(argv),
+  report: async (argv) => {
     // Loaded only for the subcommand: serving never loads the report's charts.
     const { runReport } = await import('./report/command.js');
-    return runReport(process.argv.slice(3), { env: process.env, stdout: process.stdout, stderr: process.stderr, program: PROGRAM });
-  }
+    return runReport(argv, { env: process.env, stdout: process.stdout, stderr: process.stderr, program: PROGRAM });
+  },
+};
+
+async function main(): Promise<number> {
+  const [first = '', ...rest] = process.argv.slice(2);
+  const subcommand = Object.hasOwn(SUBCOMMANDS, first) ? SUBCOMMANDS[first] : undefined;
+  if (subcommand !== undefined) return subcommand(rest);
+  return serve(process.argv.slice(2));
+}
+
+/** `check`: the preflight once, a report on stdout; exit 0 when the exporter could serve, 1 when not, 2 on bad flags. */
+async function check(argv: readonly string[]): Promise<number> {
   let command;
   try {
-    command = parseCommand(process.argv.slice(2), process.env);
+    command = parseCommand(argv, process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) return badFlags(error);
+    throw error;
+  }
+  if (command.kind !== 'run') return serve(argv);
+  logger = createJsonLogger({ level: command.config.logLevel, scrub: redactSecrets });
+  try {
+    return (await runCheck(command.config, (line) => process.stdout.write(redactSecrets(line)), logger)) ? 0 : 1;
+  } catch (error) {
+    if (error instanceof ConfigError) return badFlags(error);
+    throw error;
+  }
+}
+
+async function serve(argv: readonly string[]): Promise<number> {
+  let command;
+  try {
+    command = parseCommand(argv, process.env);
   } catch (error) {
     if (error instanceof ConfigError) return badFlags(error);
     throw error;

@@ -11,7 +11,13 @@ export function helpText(program: string): string {
     return `${left.padEnd(40)} ${f.help}\n${''.padEnd(41)}default: ${shownDefault(f)} [env ${f.env}]`;
   });
   return [
-    `Usage: ${program} (--database-url URL | --database-url-file PATH) [flags]`,
+    `Usage: ${program} [COMMAND] (--database-url URL | --database-url-file PATH) [flags]`,
+    '',
+    'Commands (the same flags):',
+    '  (none)    serve /metrics',
+    '  check     check the database once (connection, TLS, tables, columns, grants, leader) and exit:',
+    '            0 when the exporter could serve, 1 when not',
+    '  report    the history of first connections in the database (see report --help)',
     '',
     'Serves coderd_agents_first_connection_seconds (time from workspace agent creation to its first',
     'connection to the control plane) on http://HOST:PORT/metrics, read from a Coder PostgreSQL database.',
