@@ -208,6 +208,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     interval_s: config.intervalMs / 1000,
     mode: config.mode,
     labels: config.labels.join(','),
+    counting: countingNote(config),
     leader_election: leadership !== undefined,
     ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
     state_file: config.stateFile ?? null,
@@ -244,4 +245,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       return stopping;
     },
   };
+}
+
+/** What the histogram counts from, so that an empty `/metrics | grep` on a quiet database explains itself. */
+function countingNote(config: Pick<ExporterConfig, 'backfill' | 'stateFile'>): string {
+  const resume = config.stateFile === undefined ? '' : ' (or from where --state-file left off)';
+  if (config.backfill === 'all') return `every current agent's first connection (--backfill all)${resume}`;
+  if (config.backfill.sinceMs === 0) {
+    return `first connections from now on (--backfill none)${resume}: coderd_agents_first_connection_seconds appears on /metrics once an agent connects; --backfill 1h would also count the last hour`;
+  }
+  return `first connections from ${config.backfill.sinceMs / 1000} s before start on (--backfill)${resume}`;
 }
