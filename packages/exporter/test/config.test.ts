@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import type { CoderDatabase } from '@agentconn/kysely';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
@@ -169,6 +169,14 @@ describe('parseCommand', () => {
       return;
     }
     expect(block.exec(readme)?.[2], 'run with AGENTCONN_UPDATE_README=1 to rewrite the table').toBe(expected);
+  });
+
+  it("the README's GRANTs are the columns the queries read, and the range the preflight states", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const block = /<!-- grants:begin[^>]*-->\n```sql\n([\s\S]*?)```\n<!-- grants:end -->/.exec(readme)?.[1] ?? '';
+    const grants = block.split('\n').filter((line) => line.startsWith('GRANT SELECT ('));
+    expect(grants).toEqual(CODER_TABLES.map((table) => `GRANT SELECT (${AGENT_SOURCE_COLUMNS[table].join(', ')}) ON ${table} TO agentconn_reader;`));
+    expect(readme).toContain(`supported: ${SUPPORTED_CODER_SCHEMA_TEXT};`);
   });
 
   it.each([
