@@ -96,8 +96,8 @@ interface ElsewhereRow {
 /**
  * Reads the server version, the role, Coder's migration (when readable), and for every table and column
  * of `requirements` whether it exists on the search path and whether this role may SELECT it; then runs
- * `SELECT <columns> FROM <table> LIMIT 0` on every table that passed, to prove it. Rejects only when
- * the database cannot be asked at all (connection, timeout).
+ * `SELECT <columns> FROM <table> LIMIT 0` on every table that passed, to prove it. Rejects when the
+ * database cannot be asked (connection, timeout, a cancelled statement).
  */
 export async function checkCoderSchema(db: Kysely<unknown>, requirements: readonly SchemaRequirement[]): Promise<SchemaCheck> {
   const about = (
@@ -178,6 +178,9 @@ export async function checkCoderSchema(db: Kysely<unknown>, requirements: readon
         await sql`SELECT ${list} FROM ${sql.raw(qualified)} LIMIT 0`.execute(db);
       } catch (error) {
         const code = (error as { code?: unknown }).code;
+        // Only a fault of the schema or its privileges (SQLSTATE class 42) is a problem of the table; a
+        // cancelled statement or a lost connection fails the whole check.
+        if (typeof code !== 'string' || !code.startsWith('42')) throw error;
         add({
           table,
           kind: 'select failed',
