@@ -9,7 +9,7 @@ import {
   type SchemaCheck,
   type SchemaRequirement,
 } from '@agentconn/kysely';
-import type { Kysely } from 'kysely';
+import { PGliteAdapter, sql, type Kysely } from 'kysely';
 
 /** The database cannot serve the required families as it is; the message lists every problem and its fix. */
 export class PreflightError extends Error {
@@ -88,13 +88,16 @@ export class Preflight {
     return this.#passed;
   }
 
-  /** Resolves once the required families can be read; rejects with a `PreflightError` naming every problem. */
+  /**
+   * Resolves once the required families can be read; rejects with a `PreflightError` naming every
+   * problem. On abort (a stop, the poll's timeout) its query is cancelled on the server, as a poll's is.
+   */
   async ensure(signal: AbortSignal): Promise<void> {
     if (this.#passed !== undefined) return;
     this.#running ??= this.#run().finally(() => {
       this.#running = undefined;
     });
-    await settleOrAbort(this.#running, signal);
+    await settleOrAbort(this.#running, signal, () => this.#cancel());
   }
 
   /** After a poll failed with a schema error: the next poll runs the preflight first. */
@@ -135,11 +138,33 @@ export class Preflight {
     };
   }
 
+  /** The backend running the preflight's statements, while it runs. */
+  #backendPid: number | undefined;
+
+  /** Cancels the preflight's statement from another connection (a table lock can hold it for long). */
+  #cancel(): void {
+    const { db } = this.#options;
+    const pid = this.#backendPid;
+    if (pid === undefined || db.getExecutor().adapter instanceof PGliteAdapter) return;
+    void db
+      .connection()
+      .execute((other) => sql`SELECT pg_cancel_backend(${pid})`.execute(other))
+      .catch(() => undefined);
+  }
+
   async #run(): Promise<SchemaCheck> {
     const { db, requirements, logger, database } = this.#options;
     let check: SchemaCheck;
     try {
-      check = await checkCoderSchema(db, requirements);
+      // One connection for all its statements, so that one cancel reaches whichever runs.
+      check = await db.connection().execute(async (connection) => {
+        this.#backendPid = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(connection)).rows[0]?.pid;
+        try {
+          return await checkCoderSchema(connection, requirements);
+        } finally {
+          this.#backendPid = undefined;
+        }
+      });
     } catch (error) {
       this.#status = 'unreachable';
       // Not the schema's fault: the poll's error line says what (one per outage).
