@@ -86,6 +86,24 @@ async function serve(argv: readonly string[]): Promise<number> {
   for (const { variable, flag } of command.ignoredEnvironment) {
     logger.info('environment variable ignored: a command-line flag gives the same setting', { variable, flag });
   }
+  // Signals are taken from before the start on: one that comes while the exporter starts (after its
+  // "started" line, say) stops it once started, instead of killing the process mid-way.
+  let signalled: NodeJS.Signals | undefined;
+  let stopNow: ((signal: NodeJS.Signals) => void) | undefined;
+  let exitNow: ((code: number) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled !== undefined) {
+      logger.warn('second signal; exiting now', { signal });
+      if (exitNow !== undefined) exitNow(1);
+      else process.exit(1);
+      return;
+    }
+    signalled = signal;
+    stopNow?.(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
   let exporter;
   try {
     exporter = await startExporter({ config: command.config, logger });
@@ -111,16 +129,10 @@ async function serve(argv: readonly string[]): Promise<number> {
     logger.error('unhandled rejection', { error: errorMessage(reason), err: reason });
   });
   return new Promise<number>((resolve) => {
-    let signalled = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (signalled) {
-        logger.warn('second signal; exiting now', { signal });
-        resolve(1);
-        return;
-      }
-      signalled = true;
+    exitNow = resolve;
+    stopNow = (signal) => {
       logger.info('stopping', { signal });
-      exporter.stop().then(
+      running.stop().then(
         () => resolve(0),
         (error: unknown) => {
           logger.error('stop failed', { error: errorMessage(error), err: error });
@@ -128,8 +140,7 @@ async function serve(argv: readonly string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    if (signalled !== undefined) stopNow(signalled);
   });
 }
 
