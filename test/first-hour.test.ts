@@ -156,6 +156,28 @@ describe('the preflight', () => {
   });
 });
 
+describe('schema drift while running', () => {
+  it('a column dropped under a running exporter fails the poll with err.code 42703, then the preflight names it', async () => {
+    const drifting = await migrated('drifting');
+    try {
+      await grantReader(drifting, 'reader', CODER_TABLES);
+      const exporter = start(['--database-url', url('reader', 'drifting'), ...(await listen())]);
+      const metricsUrl = await exporter.started;
+      await waitFor(async () => (await readyz(metricsUrl)).code === 200, 15_000, 'ready');
+      await sql`ALTER TABLE template_versions DROP COLUMN name`.execute(drifting);
+      const failure = await exporter.waitForLog((l) => l.msg.startsWith('polling the agent source failed'));
+      expect(failure['err']).toMatchObject({ code: '42703' });
+      const preflight = await exporter.waitForLog((l) => l.msg.startsWith('preflight: the exporter cannot read'));
+      expect(preflight['problems']).toEqual(['template_versions.name: missing']);
+      expect(String(preflight['error'])).toContain("supported: Coder's schema from migration 000338 (Coder v2.24.0) through 000532");
+      expect(await exporter.stop()).toBe(0);
+      expect(nonJsonLines(exporter.stderr())).toEqual([]);
+    } finally {
+      await drifting.destroy();
+    }
+  });
+});
+
 describe('leadership you can see', () => {
   it('a follower logs, serves on /readyz and / and in agentconn_leader_info who leads; a leader change and a stale leader are said', async () => {
     const leader = start(['--database-url', url('reader', 'coder'), ...(await listen())]);

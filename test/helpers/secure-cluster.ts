@@ -7,11 +7,11 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { freePortsIn } from './cluster-ports.js';
 
 const run = promisify(execFile);
 const VERSION = '15';
@@ -32,14 +32,6 @@ export interface SecureCluster {
   drop(): Promise<void>;
 }
 
-async function portIsFree(port: number): Promise<boolean> {
-  const server = createServer();
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
 /** A CA, a second CA, and a server certificate from the first for `localhost` (DNS only: not for 127.0.0.1). */
 function makeCertificates(dir: string): void {
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -53,11 +45,7 @@ function makeCertificates(dir: string): void {
 
 /** Creates and starts the cluster on a free port of `range` (inclusive). */
 export async function createSecureCluster(range: readonly [number, number]): Promise<SecureCluster> {
-  let port: number | undefined;
-  for (let candidate = range[0]; candidate <= range[1] && port === undefined; candidate++) {
-    if (await portIsFree(candidate)) port = candidate;
-  }
-  if (port === undefined) throw new Error(`no free port in ${range[0]}-${range[1]}`);
+  const [port = 0] = await freePortsIn(range, 1);
   const name = `agentconn_secure_${randomBytes(3).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'agentconn-secure-'));
   const config = `/etc/postgresql/${VERSION}/${name}`;

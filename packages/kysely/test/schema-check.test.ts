@@ -95,6 +95,14 @@ describe('checkCoderSchema on a database without Coder', () => {
   });
 });
 
+/** A fresh schema with the subset on the real server, and its name. */
+async function serverDatabase(): Promise<{ database: TestDatabase; schema: string }> {
+  const database = await openPostgresTestDatabase();
+  opened.push(database);
+  const schema = (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(database.db)).rows[0]!.schema;
+  return { database, schema };
+}
+
 describe('checkCoderSchema with a role of limited grants (PostgreSQL)', () => {
   const role = `agentconn_preflight_${randomBytes(4).toString('hex')}`;
   afterAll(async () => {
@@ -107,9 +115,7 @@ describe('checkCoderSchema with a role of limited grants (PostgreSQL)', () => {
   });
 
   it('a role missing three grants gets all three at once, each with the GRANT that fixes it, and the GRANTs do', async () => {
-    const database = await openPostgresTestDatabase();
-    opened.push(database);
-    const schema = (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(database.db)).rows[0]!.schema;
+    const { database, schema } = await serverDatabase();
     await sql`CREATE ROLE ${sql.id(role)} LOGIN`.execute(database.db);
     await sql`GRANT USAGE ON SCHEMA ${sql.id(schema)} TO ${sql.id(role)}`.execute(database.db);
     for (const table of ['workspace_agents', 'workspace_resources', 'workspace_builds', 'workspaces']) {
@@ -135,9 +141,7 @@ describe('checkCoderSchema with a role of limited grants (PostgreSQL)', () => {
   });
 
   it('tables in a schema off the search path are found there, with the setting that reaches them', async () => {
-    const database = await openPostgresTestDatabase();
-    opened.push(database);
-    const schema = (await sql<{ schema: string }>`SELECT current_schema() AS schema`.execute(database.db)).rows[0]!.schema;
+    const { schema } = await serverDatabase();
     const elsewhere = createPostgresDb({ connectionString: BASE_DATABASE_URL, options: '-c search_path=public' });
     try {
       const check = await checkCoderSchema(elsewhere as Kysely<unknown>, [FIRST_CONNECTION_REQUIREMENT]);
