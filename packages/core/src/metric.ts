@@ -206,7 +206,7 @@ export const SELF_METRICS = {
     name: 'agentconn_leader_info',
     type: 'gauge',
     labels: { leader_instance: [], leader_host: [], leader_pid: [] },
-    description: 'The process that holds the leader lock, named by its labels; 1 while known (with leader election).',
+    description: 'Who holds the leader lock; 1 while known.',
     unit: '1',
   },
   otlpExports: {
