@@ -1,6 +1,6 @@
 import { errorMessage, type Logger } from '@agentconn/core';
 import { redactSecrets } from '@agentconn/kysely';
-import { ConfigError, helpText, parseCommand } from './config.js';
+import { ConfigError, helpText, parseCommand, type ParsedCommand } from './config.js';
 import { createJsonLogger } from './log.js';
 import { runCheck } from './check.js';
 import { startExporter } from './exporter.js';
@@ -46,15 +46,20 @@ async function main(): Promise<number> {
   return serve(process.argv.slice(2));
 }
 
-/** `check`: the preflight once, a report on stdout; exit 0 when the exporter could serve, 1 when not, 2 on bad flags. */
-async function check(argv: readonly string[]): Promise<number> {
-  let command;
+/** The command, or the exit code of bad flags (their line already written). */
+function parsed(argv: readonly string[]): ParsedCommand | number {
   try {
-    command = parseCommand(argv, process.env);
+    return parseCommand(argv, process.env);
   } catch (error) {
     if (error instanceof ConfigError) return badFlags(error);
     throw error;
   }
+}
+
+/** `check`: the preflight once, a report on stdout; exit 0 when the exporter could serve, 1 when not, 2 on bad flags. */
+async function check(argv: readonly string[]): Promise<number> {
+  const command = parsed(argv);
+  if (typeof command === 'number') return command;
   if (command.kind !== 'run') return serve(argv);
   logger = createJsonLogger({ level: command.config.logLevel, scrub: redactSecrets });
   try {
@@ -66,13 +71,8 @@ async function check(argv: readonly string[]): Promise<number> {
 }
 
 async function serve(argv: readonly string[]): Promise<number> {
-  let command;
-  try {
-    command = parseCommand(argv, process.env);
-  } catch (error) {
-    if (error instanceof ConfigError) return badFlags(error);
-    throw error;
-  }
+  const command = parsed(argv);
+  if (typeof command === 'number') return command;
   if (command.kind === 'help') {
     process.stdout.write(helpText(PROGRAM));
     return 0;
