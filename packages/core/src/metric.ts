@@ -206,7 +206,7 @@ export const SELF_METRICS = {
     name: 'agentconn_leader_info',
     type: 'gauge',
     labels: { leader_instance: [], leader_host: [], leader_pid: [] },
-    description: 'Who holds the leader lock; 1 while known.',
+    description: 'Who leads.',
     unit: '1',
   },
   otlpExports: {

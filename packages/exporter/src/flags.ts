@@ -105,7 +105,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'listen', env: 'AGENTCONN_LISTEN', value: 'HOST:PORT', key: 'listen', default: '127.0.0.1:9464',
-    help: 'where /metrics is served (loopback unless told otherwise; :PORT: every interface)',
+    help: 'where /metrics is served (loopback unless told otherwise)',
     parse: listen,
   },
   {

@@ -28,7 +28,8 @@ export function helpText(program: string): string {
     `  --help${''.padEnd(32)} show this help and exit`,
     `  --version${''.padEnd(29)} print the version and exit`,
     '',
-    'Durations: 500ms, 30s, 5m, 1h, 1h30m, 1d. Exit codes: 0 stopped by SIGINT/SIGTERM, 1 fatal error, 2 bad flags.',
+    'Durations: 500ms, 30s, 5m, 1h, 1h30m, 1d. --listen :PORT (no host) listens on every interface.',
+    'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 fatal error, 2 bad flags.',
     '',
   ].join('\n');
 }

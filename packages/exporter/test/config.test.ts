@@ -69,7 +69,7 @@ describe('parseCommand', () => {
     expect(config([...URL_OK, '--listen', ':9464']).listen).toEqual({ host: '', port: 9464 });
     expect(config([...URL_OK, '--listen', '0.0.0.0:9464']).listen).toEqual({ host: '0.0.0.0', port: 9464 });
     expect(config([...URL_OK, '--listen', 'localhost:1']).listen).toEqual({ host: 'localhost', port: 1 });
-    expect(helpText('x').replace(/\s+/g, ' ')).toContain(':PORT: every interface');
+    expect(helpText('x').replace(/\s+/g, ' ')).toContain('--listen :PORT (no host) listens on every interface');
   });
 
   it('--leader-database-url (or AGENTCONN_LEADER_DATABASE_URL) gives the lock its own connection; default: none', () => {
