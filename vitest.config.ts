@@ -6,10 +6,11 @@ const sourceConditions = ['@agentconn/source'];
 const UNIT_TESTS = [
   'packages/core/test/**/*.test.ts',
   'packages/exposition/test/{compression,exposition,exposition-gzip,exposition-http,openmetrics,shared-render}.test.ts',
-  'packages/exporter/test/{config,log,readiness,timings}.test.ts',
+  'packages/exporter/test/{config,leader-watch,listen,log,readiness,timings}.test.ts',
   'packages/exporter/test/report/format.test.ts',
   'packages/kysely/test/coder-database-error.test.ts',
   'packages/kysely/test/database-url.test.ts',
+  'packages/kysely/test/postgres-tls.test.ts',
   'test/{docs,metric-docs}.test.ts',
 ];
 

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXPORTER_CLI, spawnExporter } from './helpers/exporter-process.js';
+import { EXPORTER_CLI, nonJsonLines, spawnExporter } from './helpers/exporter-process.js';
 import { freePort } from '@agentconn/test-support/ports';
 import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
 
@@ -35,6 +35,11 @@ describe('exporter CLI', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(flag);
   });
+  it('a database URL that is not one exits 2 with the expected form written out whole', () => {
+    const result = run(['--database-url', 'reader:pw@db/coder']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe('agentconn-exporter: --database-url: not a URL (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)\n');
+  });
 });
 
 describe('exporter process', () => {
@@ -60,6 +65,7 @@ describe('exporter process', () => {
       expect(failure.msg).toMatch(/polling the agent source failed/);
       expect(String(failure['error'])).toMatch(/ECONNREFUSED|connect/);
       expect(String(failure['error'])).toContain(`127.0.0.1:${deadPort}`);
+      expect(failure['err']).toMatchObject({ code: 'ECONNREFUSED' });
       for (let i = 0; i < 3; i++) {
         const response = await fetch(url);
         expect(response.status).toBe(200);
@@ -77,6 +83,41 @@ describe('exporter process', () => {
       exporter.child.kill('SIGKILL');
     }
   });
+
+  it.each([['true'], ['false']])(
+    'a server that accepts and never answers (--leader-election %s): the first error within seconds, naming host and port; /readyz says what it waits for',
+    async (election) => {
+      const { createServer } = await import('node:net');
+      const sockets: import('node:net').Socket[] = [];
+      const silent = createServer((socket) => void sockets.push(socket)).listen(0, '127.0.0.1');
+      await new Promise((r) => silent.once('listening', r));
+      const silentPort = (silent.address() as import('node:net').AddressInfo).port;
+      const port = await freePort();
+      const exporter = spawnExporter([
+        '--database-url', `postgres://reader:Sup3rSecret@127.0.0.1:${silentPort}/coder`,
+        '--listen', `127.0.0.1:${port}`,
+        '--interval', '1s',
+        '--leader-election', election,
+      ]);
+      try {
+        const url = await exporter.started;
+        const started = Date.now();
+        const waiting = await (await fetch(url.replace('/metrics', '/readyz'))).text();
+        expect(waiting).toContain(`(waiting for the database at 127.0.0.1:${silentPort} to answer the preflight, each connection attempt up to 5 s)`);
+        const failure = await exporter.waitForLog((l) => l.level === 'error', 15_000);
+        expect(Date.now() - started).toBeLessThan(8000);
+        expect(String(failure['error'])).toContain(`connecting to 127.0.0.1:${silentPort} timed out after 5 s`);
+        expect(await exporter.stop()).toBe(0);
+        expect(nonJsonLines(exporter.stderr())).toEqual([]);
+        expect(exporter.stderr()).not.toContain('Sup3rSecret');
+      } finally {
+        exporter.child.kill('SIGKILL');
+        for (const socket of sockets) socket.destroy();
+        silent.close();
+      }
+    },
+    30_000,
+  );
 
   it('a database without the Coder tables gives an error naming the table, and SIGINT exits 0', async () => {
     const port = await freePort();
@@ -143,6 +184,7 @@ describe('exporter process', () => {
       const exporter = spawnExporter(['--database-url', database.url, '--listen', `127.0.0.1:${port}`]);
       expect(await exporter.exited).toBe(1);
       expect(exporter.stderr()).toMatch(/cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+      expect(exporter.logs.find((l) => l.msg === 'fatal')?.['err']).toMatchObject({ code: 'EADDRINUSE' });
     } finally {
       blocker.close();
     }

@@ -97,15 +97,29 @@ describe('secrets from files', () => {
     expect(result.stderr).not.toContain('Hash');
   });
 
-  it.each([
-    [['--database-url', 'postgres://u@127.0.0.1/db'], {}],
-    [[], { DATABASE_URL: 'postgres://u@127.0.0.1/db' }],
-  ])('a URL and a URL file both given (%j %j) exit 2', (args, env) => {
+  it('a URL and a URL file both on the command line exit 2 naming both', () => {
     const path = file('url-both', 'postgres://u:Both-Pw@127.0.0.1/db\n');
-    const result = run([...args, '--database-url-file', path], env);
+    const result = run(['--database-url', 'postgres://u@127.0.0.1/db', '--database-url-file', path]);
     expect(result.status).toBe(2);
     expect(result.stderr.trim().split('\n')).toEqual([
       'agentconn-exporter: the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both',
     ]);
+  });
+
+  it('--database-url-file on the command line wins over an exported DATABASE_URL, and the log says which was ignored', async () => {
+    const path = file('url-flag', 'postgres://from-file:File-Pw@127.0.0.1:1/db\n');
+    const port = await freePort();
+    const exporter = spawnExporter(['--database-url-file', path, '--listen', `127.0.0.1:${port}`], { DATABASE_URL: 'postgres://from-env@127.0.0.1:1/db' });
+    try {
+      await exporter.started;
+      const ignored = await exporter.waitForLog((l) => l.msg.startsWith('environment variable ignored'));
+      expect(ignored).toMatchObject({ level: 'info', variable: 'DATABASE_URL', flag: '--database-url-file' });
+      const started = await exporter.waitForLog((l) => l.msg === 'agentconn exporter started');
+      expect(started['database']).toBe('postgres://from-file:***@127.0.0.1:1/db');
+      expect(await exporter.stop()).toBe(0);
+      expect(exporter.stderr()).not.toContain('File-Pw');
+    } finally {
+      exporter.child.kill('SIGKILL');
+    }
   });
 });

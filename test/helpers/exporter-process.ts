@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const EXPORTER_CLI = fileURLToPath(new URL('../../packages/exporter/dist/cli.js', import.meta.url));
+/** The built CLI; `AGENTCONN_EXPORTER_CLI` points the suites at another build (e.g. an older one, to reproduce a defect). */
+export const EXPORTER_CLI = process.env['AGENTCONN_EXPORTER_CLI'] ?? fileURLToPath(new URL('../../packages/exporter/dist/cli.js', import.meta.url));
 
 export interface LogLine {
   readonly level: string;
@@ -19,6 +20,21 @@ export interface ExporterProcess {
   /** Sends the signal and resolves with the exit code (null if killed by a signal). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   readonly exited: Promise<number | null>;
+}
+
+/** The lines of a stderr text that are not JSON objects (the exporter's log is JSON lines only). */
+export function nonJsonLines(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line !== '')
+    .filter((line) => {
+      try {
+        const parsed: unknown = JSON.parse(line);
+        return typeof parsed !== 'object' || parsed === null || !('msg' in parsed) || !('level' in parsed);
+      } catch {
+        return true;
+      }
+    });
 }
 
 /** Runs the built exporter CLI (`packages/exporter/dist/cli.js`) as a child process. */

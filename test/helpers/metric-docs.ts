@@ -61,7 +61,7 @@ const code = (text: string): string => `\`${text}\``;
 function labelsCell(definition: MetricDefinition): string {
   if (definition.labels === 'series') return 'series labels';
   return Object.entries(definition.labels)
-    .map(([key, values]) => `${code(key)}: ${values.map(code).join(', ')}`)
+    .map(([key, values]) => (values.length === 0 ? code(key) : `${code(key)}: ${values.map(code).join(', ')}`))
     .join('; ');
 }
 

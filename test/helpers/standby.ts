@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile, rm, readdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePortsIn } from './cluster-ports.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -23,24 +23,6 @@ export interface StreamingPair {
   drop(): Promise<void>;
 }
 
-async function portIsFree(port: number): Promise<boolean> {
-  const server = createServer();
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** Two free ports from `range` (inclusive). */
-async function freePorts(range: readonly [number, number]): Promise<[number, number]> {
-  const free: number[] = [];
-  for (let port = range[0]; port <= range[1] && free.length < 2; port++) {
-    if (await portIsFree(port)) free.push(port);
-  }
-  if (free.length < 2) throw new Error(`no two free ports in ${range[0]}-${range[1]}`);
-  return [free[0]!, free[1]!];
-}
-
 async function createCluster(name: string, port: number, hba: string): Promise<void> {
   await run('pg_createcluster', [VERSION, name, '--port', String(port), '-o', 'wal_level=replica', '-o', 'max_wal_senders=5']);
   await writeFile(`/etc/postgresql/${VERSION}/${name}/pg_hba.conf`, hba);
@@ -51,7 +33,7 @@ export async function createStreamingPair(range: readonly [number, number]): Pro
   const suffix = randomBytes(3).toString('hex');
   const primary = `agentconn_primary_${suffix}`;
   const standby = `agentconn_standby_${suffix}`;
-  const [primaryPort, standbyPort] = await freePorts(range);
+  const [primaryPort = 0, standbyPort = 0] = await freePortsIn(range, 2);
   const created: string[] = [];
   const drop = async (): Promise<void> => {
     for (const name of created.splice(0).reverse()) {

@@ -15,7 +15,8 @@ export type MetricType = 'histogram' | 'counter' | 'gauge';
 
 /**
  * A metric's series labels: `'series'` for the configurable labels of the histogram (`DEFAULT_LABEL_KEYS` by default,
- * any subset of `LABEL_KEYS`), otherwise each label key with every value it takes (none: no labels).
+ * any subset of `LABEL_KEYS`), otherwise each label key with every value it takes (none: no labels; an empty list:
+ * a value that names something, such as a host).
  */
 export type MetricLabels = 'series' | { readonly [key: string]: readonly string[] };
 
@@ -199,6 +200,13 @@ export const SELF_METRICS = {
     type: 'gauge',
     labels: {},
     description: '1 when this process holds the leader lock and observes, 0 when it is a follower.',
+    unit: '1',
+  },
+  leaderInfo: {
+    name: 'agentconn_leader_info',
+    type: 'gauge',
+    labels: { leader_instance: [], leader_host: [], leader_pid: [] },
+    description: 'Who leads.',
     unit: '1',
   },
   otlpExports: {

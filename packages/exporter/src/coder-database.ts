@@ -1,5 +1,5 @@
 import type { FirstConnectionSource, Logger } from '@agentconn/core';
-import type { Kysely } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import { DatabaseUrlError, parseDatabaseUrl, redactSecrets, type CoderDatabase, type DatabaseUrl } from '@agentconn/kysely';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { ConfigError, type ExporterConfig } from './config.js';
@@ -27,27 +27,39 @@ export function openDatabase(config: ExporterConfig, timings: ExporterTimings, l
     throw error;
   }
   let stuck: StuckConnections | undefined;
-  const db = createPostgresDb(
-    {
-      connectionString: url.text,
-      application_name: 'agentconn-exporter',
-      connectionTimeoutMillis: timings.connectTimeoutMs,
-      idleTimeoutMillis: timings.idleTimeoutMs,
-      keepAlive: true,
-    },
-    // An idle client whose backend died: the next poll reports the outage; this is only a hint.
-    {
-      onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }),
-      onPool: (pool) => {
-        stuck = watchStuckConnections(pool, logger);
+  let db: Kysely<CoderDatabase>;
+  try {
+    db = createPostgresDb(
+      {
+        connectionString: url.text,
+        application_name: 'agentconn-exporter',
+        connectionTimeoutMillis: timings.connectTimeoutMs,
+        idleTimeoutMillis: timings.idleTimeoutMs,
+        keepAlive: true,
       },
-    },
-  );
+      // An idle client whose backend died: the next poll reports the outage; this is only a hint.
+      {
+        onIdleClientError: (error) => logger.debug('idle database connection closed', { error: error.message, err: error }),
+        onPool: (pool) => {
+          stuck = watchStuckConnections(pool, logger);
+        },
+      },
+    );
+  } catch (error) {
+    // A TLS parameter that cannot work (a missing sslrootcert, say) fails each connection attempt, as in
+    // libpq: the error then reaches the log, /readyz and `check` like any connection failure.
+    if (!(error instanceof DatabaseUrlError)) throw error;
+    db = unconnectable(error);
+  }
   return { db, stuck, url, owned: true };
 }
 
 /** Errors name the database (without its password), so one log line says what failed where. */
-export function namingDatabaseInErrors(source: FirstConnectionSource, database: string, stuck: StuckConnections | undefined): FirstConnectionSource {
+export function namingDatabaseInErrors(
+  source: FirstConnectionSource,
+  database: string,
+  stuck: StuckConnections | undefined,
+): FirstConnectionSource {
   return {
     async listAgents(query) {
       try {
@@ -59,4 +71,10 @@ export function namingDatabaseInErrors(source: FirstConnectionSource, database: 
       }
     },
   };
+}
+
+/** A database every connection attempt to which fails with `error`. */
+function unconnectable(error: Error): Kysely<CoderDatabase> {
+  const pool = { options: {}, connect: () => Promise.reject(error), end: () => Promise.resolve() };
+  return new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -14,8 +14,15 @@ export interface ExporterConfig extends ExporterSettings {
   readonly database: ExporterDatabase;
 }
 
+/** An environment variable left unused because a command-line flag gave the same setting. */
+export interface IgnoredVariable {
+  readonly variable: string;
+  /** The flag that gave the setting instead, e.g. `--database-url-file`. */
+  readonly flag: string;
+}
+
 export type ParsedCommand =
-  | { readonly kind: 'run'; readonly config: ExporterConfig }
+  | { readonly kind: 'run'; readonly config: ExporterConfig; readonly ignoredEnvironment: readonly IgnoredVariable[] }
   | { readonly kind: 'help' }
   | { readonly kind: 'version' };
 
@@ -38,7 +45,22 @@ const PARSE_OPTIONS = {
   ...Object.fromEntries(FLAGS.map((f) => [f.flag, { type: 'string' }] as const)),
 } as const satisfies Record<string, { type: 'string' | 'boolean' }>;
 
-/** Reads the command line and the environment (a flag wins over its variable, both over the default). */
+/** Flags that give one setting between them: a flag of the group on the command line overrides every variable of it. */
+const SETTING_GROUPS: readonly (readonly (keyof FlagValues)[])[] = [['databaseUrl', 'databaseUrlFromFile']];
+
+/** Where a flag's text came from. */
+interface FlagInput {
+  readonly text: string;
+  readonly fromCommandLine: boolean;
+  /** How messages name it: `--interval`, or `AGENTCONN_INTERVAL (--interval)`. */
+  readonly source: string;
+}
+
+/**
+ * Reads the command line and the environment. A flag on the command line wins over any environment
+ * variable for the same setting (its own, or one of the other flags that give that setting), and the
+ * variables so left unused are listed; both win over the default.
+ */
 export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, options: ParseCommandOptions = {}): ParsedCommand {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -49,8 +71,46 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
   if (values['help'] === true) return { kind: 'help' };
   if (values['version'] === true) return { kind: 'version' };
 
+  const ignoredEnvironment: IgnoredVariable[] = [];
+  const inputs = new Map<keyof FlagValues, FlagInput>();
+  for (const spec of FLAGS) {
+    const fromFlag = values[spec.flag];
+    const fromEnv = env[spec.env];
+    const setInEnv = fromEnv !== undefined && fromEnv !== '';
+    if (typeof fromFlag === 'string') {
+      inputs.set(spec.key, { text: fromFlag, fromCommandLine: true, source: `--${spec.flag}` });
+      if (setInEnv) ignoredEnvironment.push({ variable: spec.env, flag: `--${spec.flag}` });
+    } else if (setInEnv) {
+      inputs.set(spec.key, { text: fromEnv, fromCommandLine: false, source: `${spec.env} (--${spec.flag})` });
+    }
+  }
+  for (const group of SETTING_GROUPS) {
+    const winner = group.find((key) => inputs.get(key)?.fromCommandLine === true);
+    if (winner === undefined) continue;
+    for (const key of group) {
+      if (inputs.get(key)?.fromCommandLine !== false) continue;
+      inputs.delete(key);
+      ignoredEnvironment.push({ variable: flagSpec(key).env, flag: `--${flagSpec(winner).flag}` });
+    }
+  }
+  const urlInputs = [inputs.get('databaseUrl'), inputs.get('databaseUrlFromFile')];
+  if (options.db === undefined && urlInputs[0] !== undefined && urlInputs[1] !== undefined) {
+    throw new ConfigError(
+      urlInputs[0].fromCommandLine
+        ? 'the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both'
+        : 'the database URL is given twice in the environment: DATABASE_URL and DATABASE_URL_FILE; set one',
+    );
+  }
+  const passwordFile = inputs.get('databasePasswordFromFile');
+  const urlOnCommandLine = inputs.get('databaseUrl');
+  if (passwordFile !== undefined && !passwordFile.fromCommandLine && urlOnCommandLine?.fromCommandLine === true && hasPassword(urlOnCommandLine.text)) {
+    // The password is part of the URL's setting: the one on the command line is the one asked for.
+    inputs.delete('databasePasswordFromFile');
+    ignoredEnvironment.push({ variable: flagSpec('databasePasswordFromFile').env, flag: '--database-url' });
+  }
+
   const given: Record<string, unknown> = {};
-  for (const spec of FLAGS) given[spec.key] = readFlag(spec, values[spec.flag], env, options.db !== undefined);
+  for (const spec of FLAGS) given[spec.key] = readFlag(spec, inputs.get(spec.key), options.db !== undefined);
   const flags = given as unknown as FlagValues;
   const { databaseUrl, databaseUrlFromFile, databasePasswordFromFile, ...settings } = flags;
 
@@ -58,19 +118,36 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv, op
     if (settings.leaderElection && settings.leaderDatabaseUrl === undefined) {
       throw new ConfigError('--leader-election: needs --database-url for its lock connection, and this program supplies the database: give --leader-database-url, or set --leader-election false');
     }
-    return { kind: 'run', config: { ...settings, database: { db: options.db } } };
-  }
-  if (databaseUrl !== undefined && databaseUrlFromFile !== undefined) {
-    throw new ConfigError('the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both');
+    return { kind: 'run', config: { ...settings, database: { db: options.db } }, ignoredEnvironment };
   }
   const url = databaseUrl ?? databaseUrlFromFile;
   if (url === undefined) throw new ConfigError('--database-url is required (or set DATABASE_URL, or give --database-url-file)');
-  if (databasePasswordFromFile === undefined) return { kind: 'run', config: { ...settings, database: { url } } };
+  if (databasePasswordFromFile === undefined) return { kind: 'run', config: { ...settings, database: { url } }, ignoredEnvironment };
   try {
-    return { kind: 'run', config: { ...settings, database: { url: withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text } } };
+    return {
+      kind: 'run',
+      config: { ...settings, database: { url: withPassword(parseDatabaseUrl(url), databasePasswordFromFile).text } },
+      ignoredEnvironment,
+    };
   } catch (error) {
     if (error instanceof DatabaseUrlError) throw new ConfigError(`--database-password-file: with this password the URL ${error.message}`);
     throw error;
+  }
+}
+
+function flagSpec(key: keyof FlagValues): AnyFlagSpec {
+  const spec = FLAGS.find((f) => f.key === key);
+  if (spec === undefined) throw new Error(`no flag for ${key}`);
+  return spec;
+}
+
+/** Whether a URL carries a password in its userinfo or a `password` parameter (an unparsable one: as if it did not). */
+function hasPassword(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.password !== '' || [...url.searchParams.keys()].some((key) => key.toLowerCase() === 'password');
+  } catch {
+    return false;
   }
 }
 
@@ -82,14 +159,7 @@ export function defaultSettings(): ExporterSettings {
   return settings;
 }
 
-function readFlag(spec: AnyFlagSpec, fromFlag: string | boolean | undefined, env: NodeJS.ProcessEnv, injectedDb: boolean): unknown {
-  const fromEnv = env[spec.env];
-  const input =
-    typeof fromFlag === 'string'
-      ? { text: fromFlag, source: `--${spec.flag}` }
-      : fromEnv !== undefined && fromEnv !== ''
-        ? { text: fromEnv, source: `${spec.env} (--${spec.flag})` }
-        : undefined;
+function readFlag(spec: AnyFlagSpec, input: FlagInput | undefined, injectedDb: boolean): unknown {
   if (injectedDb && DATABASE_KEYS.has(spec.key)) {
     if (input !== undefined) throw new ConfigError(`${input.source}: not accepted here; this program supplies the database`);
     return undefined;

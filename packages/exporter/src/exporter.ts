@@ -11,13 +11,24 @@ import {
   firstConnectionView,
   type Logger,
 } from '@agentconn/core';
-import { createCoderAgentSource, redactDatabaseUrl, redactSecrets } from '@agentconn/kysely';
+import {
+  AWAITING_REQUIREMENT,
+  createCoderAgentSource,
+  databaseEndpoint,
+  FIRST_CONNECTION_REQUIREMENT,
+  redactDatabaseUrl,
+  redactSecrets,
+} from '@agentconn/kysely';
+import type { Kysely } from 'kysely';
 import { ConfigError, type ExporterConfig } from './config.js';
 import { namingDatabaseInErrors, openDatabase } from './coder-database.js';
 import { createMetricsReader } from './metrics-reader.js';
 import type { ExemplarLookup } from '@agentconn/exposition';
+import { hostname } from 'node:os';
 import { AdvisoryLockLeadership } from './leader-lock.js';
+import { LeaderWatch } from './leader-watch.js';
 import { createJsonLogger } from './log.js';
+import { Preflight } from './preflight.js';
 import { Readiness } from './readiness.js';
 import { ObservedMetricExporter, OTLP_SHUTDOWN_TIMEOUT_MS } from './observed-otlp-exporter.js';
 import { loadWebConfig } from './web/config-file.js';
@@ -92,13 +103,35 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger, ...metricOptions });
-  const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets);
+  const preflight = new Preflight({
+    db: db as Kysely<unknown>,
+    requirements: [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT],
+    logger,
+    database: databaseForLogs,
+  });
+  const where = database.url === undefined ? 'the database' : `the database at ${databaseEndpoint(database.url.text)}`;
+  const waitingFor = (): string => {
+    switch (preflight.status) {
+      case 'unchecked':
+        return `${where} to answer the preflight, each connection attempt up to ${timings.connectTimeoutMs / 1000} s`;
+      case 'unreachable':
+        return `${where} to answer, tried again within ${config.intervalMs / 1000} s`;
+      case 'problems':
+        return `the preflight's problems to be fixed, checked again every ${config.intervalMs / 1000} s`;
+      default:
+        return 'a poll to succeed';
+    }
+  };
+  const readiness = new Readiness(config.intervalMs, Date.now, redactSecrets, waitingFor);
   const source = readiness.watchSource(
     namingDatabaseInErrors(
-      createCoderAgentSource(db, {
-        statementTimeoutMs: config.statementTimeoutMs,
-        fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
-      }),
+      preflight.wrapSource(
+        createCoderAgentSource(db, {
+          statementTimeoutMs: config.statementTimeoutMs,
+          fallbackConnectionTimeoutSeconds: config.connectionTimeoutSeconds,
+        }),
+        AWAITING_REQUIREMENT,
+      ),
       databaseForLogs,
       stuck,
     ),
@@ -109,10 +142,24 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       ? new AdvisoryLockLeadership({
           connectionString: leaderUrl,
           logger,
+          connectTimeoutMs: timings.connectTimeoutMs,
           queryTimeoutMs: timings.leaderQueryTimeoutMs,
+          identity: { host: hostname(), pid: process.pid, labels: config.labels, version: EXPORTER_VERSION, intervalMs: config.intervalMs },
         })
       : undefined;
-  const leadership = leaderLock === undefined ? undefined : readiness.watchLeadership(leaderLock);
+  const leaderWatch =
+    leaderLock === undefined
+      ? undefined
+      : new LeaderWatch({
+          lock: leaderLock,
+          logger,
+          labels: config.labels,
+          intervalMs: config.intervalMs,
+          meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION),
+        });
+  if (leaderWatch !== undefined) readiness.describeLeaderWith(() => leaderWatch.describe());
+  const leadership =
+    leaderLock === undefined || leaderWatch === undefined ? undefined : readiness.watchLeadership(leaderWatch.wrap(preflight.wrapLeadership(leaderLock)));
   const resumeFrom = config.stateFile === undefined ? undefined : await loadStateFile(config.stateFile, logger);
   const poller = new FirstConnectionPoller({
     source,
@@ -130,7 +177,13 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     ...(leadership !== undefined && { leadership }),
   });
 
-  const status = () => ({ version: EXPORTER_VERSION, leader: poller.isLeader, leaderElection: leadership !== undefined, readiness: readiness.state() });
+  const status = () => ({
+    version: EXPORTER_VERSION,
+    leader: poller.isLeader,
+    leaderElection: leadership !== undefined,
+    leaderDescription: leaderWatch?.describe(),
+    readiness: readiness.state(),
+  });
   let server: HttpServer;
   try {
     server = await startHttpServer({
@@ -145,6 +198,9 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     if (database.owned) await db.destroy().catch(() => undefined);
     throw error;
   }
+  if (config.listen.host === '') {
+    logger.info('serving on every interface (--listen :PORT)', { port: config.listen.port, loopback_only: `--listen 127.0.0.1:${config.listen.port}` });
+  }
   logger.info('agentconn exporter started', {
     version: EXPORTER_VERSION,
     metrics_url: server.url,
@@ -152,6 +208,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     interval_s: config.intervalMs / 1000,
     mode: config.mode,
     labels: config.labels.join(','),
+    counting: countingNote(config),
     leader_election: leadership !== undefined,
     ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),
     state_file: config.stateFile ?? null,
@@ -188,4 +245,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       return stopping;
     },
   };
+}
+
+/** What the histogram counts from, so that an empty `/metrics | grep` on a quiet database explains itself. */
+function countingNote(config: Pick<ExporterConfig, 'backfill' | 'stateFile'>): string {
+  const resume = config.stateFile === undefined ? '' : ' (or from where --state-file left off)';
+  if (config.backfill === 'all') return `every current agent's first connection (--backfill all)${resume}`;
+  if (config.backfill.sinceMs === 0) {
+    return `first connections from now on (--backfill none)${resume}: coderd_agents_first_connection_seconds appears on /metrics once an agent connects; --backfill 1h would also count the last hour`;
+  }
+  return `first connections from ${config.backfill.sinceMs / 1000} s before start on (--backfill)${resume}`;
 }

@@ -16,6 +16,7 @@ export type ExpositionKind = 'fast' | 'otel';
 
 /** Every setting of the exporter except the database. */
 export interface ExporterSettings {
+  /** Host '' (`--listen :PORT`): every interface. */
   readonly listen: { readonly host: string; readonly port: number };
   readonly intervalMs: number;
   readonly labels: readonly LabelKey[];
@@ -219,14 +220,14 @@ function oneOf<T extends string>(text: string, allowed: readonly T[]): T {
   return found;
 }
 
+/** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT`: every interface (host ''), as Go's net.Listen reads it. */
 function listen(text: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
   const port = Number(match?.[3]);
   if (!match || !Number.isInteger(port) || port > 65535) {
-    throw new Error(`"${text}" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464)`);
+    throw new Error(`"${text}" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464, :9464 for every interface)`);
   }
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '127.0.0.1' : host, port };
+  return { host: match[1] ?? match[2] ?? '', port };
 }
 
 function databaseUrl(text: string): string {

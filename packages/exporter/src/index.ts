@@ -6,6 +6,7 @@ export {
   type ExporterDatabase,
   type ExporterSettings,
   type ExpositionKind,
+  type IgnoredVariable,
   type ParseCommandOptions,
   type ParsedCommand,
 } from './config.js';

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { errorMessage, settleOrAbort, type Leadership, type Logger, type Takeover } from '@agentconn/core';
+import { connectionAdvice, databaseEndpoint, withoutNodeHints } from '@agentconn/kysely';
+import { namingEndpoint, postgresTlsConfig } from '@agentconn/kysely/postgres';
+import { identityComment, parseIdentity, type LeaderIdentity, type LeaderInfo } from './leader-identity.js';
 
 /** Default advisory lock key: the first 8 bytes of sha256("agentconn:first-connection-leader"), as int8. */
 export const DEFAULT_LEADER_LOCK_KEY = '-8203292330991340775';
@@ -22,6 +25,8 @@ export interface AdvisoryLockLeadershipOptions {
    * dead (e.g. silent behind a dead NAT) and a new one decides. Default 5000 ms.
    */
   readonly queryTimeoutMs?: number;
+  /** What followers see of this process while it leads (host, pid, labels…). Default: nothing beyond its instance. */
+  readonly identity?: LeaderIdentity;
 }
 
 /**
@@ -35,6 +40,17 @@ export class LeaderSessionError extends Error {
 interface SessionRow {
   readonly pid: number;
   readonly owner: string | null;
+}
+
+/** The lock holder's session, as `pg_stat_activity` shows it to this role. */
+interface HolderRow {
+  readonly pid: number;
+  readonly application_name: string | null;
+  /** Its last statement; `<insufficient privilege>` for another role's session. */
+  readonly query: string | null;
+  readonly client_addr: string | null;
+  /** The database's clock. */
+  readonly now_ms: number;
 }
 
 /**
@@ -66,6 +82,9 @@ export class AdvisoryLockLeadership implements Leadership {
   /** The last leader this process knows of: itself, or another one with its last published watermark. */
   #lastLeader: 'self' | { readonly progressMs: number | undefined } | undefined;
   #takeover: Takeover = { kind: 'unknown' };
+  /** The other process that holds the lock, as of the last check that found one. */
+  #leader: LeaderInfo | undefined;
+  readonly #comment: string;
 
   constructor(options: AdvisoryLockLeadershipOptions) {
     this.#options = options;
@@ -75,6 +94,12 @@ export class AdvisoryLockLeadership implements Leadership {
     this.#lockClassId = String(key >> 32n);
     this.#lockObjId = String(key & 0xffffffffn);
     this.#queryTimeoutMs = options.queryTimeoutMs ?? 5000;
+    this.#comment = options.identity === undefined ? '' : identityComment(options.identity);
+  }
+
+  /** The other process that leads, as the last lock check found it; undefined while this one leads or none was seen. */
+  get leader(): LeaderInfo | undefined {
+    return this.#held ? undefined : this.#leader;
   }
 
   /** This process's identity in its lock session's `application_name`. */
@@ -142,6 +167,19 @@ export class AdvisoryLockLeadership implements Leadership {
     }
   }
 
+  /**
+   * Who holds the lock now, without trying to take it (for `agentconn-exporter check`): undefined when
+   * nobody does. Opens the lock's connection and closes it again.
+   */
+  async whoLeads(signal: AbortSignal): Promise<LeaderInfo | undefined> {
+    try {
+      const holder = await this.#holder(await this.#connection(signal), signal);
+      return holder === undefined ? undefined : leaderInfo(holder);
+    } finally {
+      await this.release();
+    }
+  }
+
   /** Releases the lock (by ending the session) so a follower takes over at once. */
   async release(): Promise<void> {
     const client = this.#client;
@@ -190,7 +228,9 @@ export class AdvisoryLockLeadership implements Leadership {
       const published = name?.[2] === undefined ? undefined : Number(name[2]);
       const previous = name !== null && name !== undefined && typeof this.#lastLeader === 'object' ? this.#lastLeader.progressMs : undefined;
       this.#lastLeader = { progressMs: published ?? previous };
+      this.#leader = leaderInfo(holder);
     }
+    if (holder === undefined) this.#leader = undefined;
     return false;
   }
 
@@ -216,10 +256,11 @@ export class AdvisoryLockLeadership implements Leadership {
     return true;
   }
 
-  async #holder(client: pg.Client, signal: AbortSignal): Promise<{ pid: number; application_name: string | null } | undefined> {
-    const result = await this.#rows<SessionRow & { holder_pid: number; application_name: string | null }>(
+  async #holder(client: pg.Client, signal: AbortSignal): Promise<HolderRow | undefined> {
+    const result = await this.#rows<SessionRow & { holder_pid: number } & Omit<HolderRow, 'pid'>>(
       client,
-      `SELECT pg_backend_pid() AS pid, current_setting('${OWNER_SETTING}', true) AS owner, l.pid AS holder_pid, a.application_name
+      `SELECT pg_backend_pid() AS pid, current_setting('${OWNER_SETTING}', true) AS owner, l.pid AS holder_pid, a.application_name,
+              a.query, a.client_addr::text AS client_addr, (extract(epoch FROM now()) * 1000)::float8 AS now_ms
          FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE ${this.#lockSql('l')} AND l.granted
         LIMIT 1`,
@@ -229,7 +270,7 @@ export class AdvisoryLockLeadership implements Leadership {
     const row = result[0];
     if (row === undefined) return undefined;
     this.#verifySession(row);
-    return { pid: row.holder_pid, application_name: row.application_name };
+    return { pid: row.holder_pid, application_name: row.application_name, query: row.query, client_addr: row.client_addr, now_ms: row.now_ms };
   }
 
   #lockSql(alias: string): string {
@@ -252,10 +293,18 @@ export class AdvisoryLockLeadership implements Leadership {
 
   async #connection(signal: AbortSignal): Promise<pg.Client> {
     if (this.#client !== undefined) return this.#client;
+    const connectTimeoutMs = this.#options.connectTimeoutMs ?? 10_000;
+    let tls;
+    try {
+      tls = postgresTlsConfig(this.#options.connectionString);
+    } catch (error) {
+      throw new Error(`leader lock connection failed: ${errorMessage(error)}`, { cause: error });
+    }
     const client = new pg.Client({
-      connectionString: this.#options.connectionString,
+      connectionString: tls.connectionString,
+      ssl: tls.ssl,
       application_name: `${APPLICATION_NAME_PREFIX} ${this.#instance}`,
-      connectionTimeoutMillis: this.#options.connectTimeoutMs ?? 10_000,
+      connectionTimeoutMillis: connectTimeoutMs,
       keepAlive: true,
     });
     client.on('error', (error) => {
@@ -268,7 +317,9 @@ export class AdvisoryLockLeadership implements Leadership {
       await settleOrAbort(client.connect(), signal);
     } catch (error) {
       void endClient(client);
-      throw new Error(`leader lock connection failed: ${errorMessage(error)}`, { cause: error });
+      const named = namingEndpoint(error, databaseEndpoint(this.#options.connectionString), connectTimeoutMs);
+      const advice = connectionAdvice(error);
+      throw new Error(`leader lock connection failed: ${withoutNodeHints(errorMessage(named))}${advice === undefined ? '' : `; ${advice}`}`, { cause: named });
     }
     try {
       // Marks the session as this process's, unless a pooler handed us one another process set up.
@@ -309,7 +360,7 @@ export class AdvisoryLockLeadership implements Leadership {
     const timer = setTimeout(() => timeout.abort(new Error(`no answer within ${this.#queryTimeoutMs} ms`)), this.#queryTimeoutMs);
     timer.unref();
     try {
-      const result = await settleOrAbort(client.query<R>(text, values), AbortSignal.any([signal, timeout.signal]));
+      const result = await settleOrAbort(client.query<R>(this.#comment + text, values), AbortSignal.any([signal, timeout.signal]));
       return result.rows;
     } finally {
       clearTimeout(timer);
@@ -325,6 +376,20 @@ export class AdvisoryLockLeadership implements Leadership {
     }
     void endClient(client);
   }
+}
+
+function leaderInfo(holder: HolderRow): LeaderInfo {
+  const name = APPLICATION_NAME.exec(holder.application_name ?? '');
+  const published = name?.[2] === undefined ? undefined : Number(name[2]);
+  return {
+    instance: name?.[1],
+    applicationName: holder.application_name,
+    backendPid: holder.pid,
+    clientAddr: holder.client_addr,
+    identity: parseIdentity(holder.query),
+    publishedPollMs: published,
+    publishedPollAgeMs: published === undefined ? undefined : holder.now_ms - published,
+  };
 }
 
 const POOLER_ADVICE =

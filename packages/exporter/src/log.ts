@@ -17,7 +17,7 @@ const MAX_CAUSES = 5;
 /**
  * One JSON object per line: `{"time":…,"level":…,"msg":…,…fields}`. A field holding an Error (by
  * convention `err`, as pino names it) is written as `{ type, message, code }` (`code`: the SQLSTATE or
- * system error code, when it has one); at `debug` also with its `stack` and its `cause`, in the same form.
+ * system error code, its own or its cause's, when there is one); at `debug` also with its `stack` and its `cause`, in the same form.
  */
 export function createJsonLogger(options: JsonLoggerOptions): Logger {
   const threshold = LOG_LEVELS.indexOf(options.level);
@@ -56,14 +56,16 @@ function errorText(error: Error): string {
   return error.message === '' ? (errorCode(error) ?? error.name) : error.message;
 }
 
-function errorCode(error: Error): string | undefined {
+/** Its own code, else the first of its inner errors' or its causes': context added around a driver error keeps the driver's code. */
+function errorCode(error: Error, depth = MAX_CAUSES): string | undefined {
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && code !== '') return code;
   if (typeof code === 'number') return String(code);
   if (error instanceof AggregateError) {
-    for (const inner of error.errors) if (inner instanceof Error && errorCode(inner) !== undefined) return errorCode(inner);
+    for (const inner of error.errors) if (inner instanceof Error && errorCode(inner, depth) !== undefined) return errorCode(inner, depth);
   }
-  return undefined;
+  const { cause } = error;
+  return cause instanceof Error && depth > 0 ? errorCode(cause, depth - 1) : undefined;
 }
 
 function scrubbed(value: unknown, scrub: (text: string) => string): unknown {

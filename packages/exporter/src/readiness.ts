@@ -23,19 +23,38 @@ export class Readiness {
   readonly #now: () => number;
   #lastOkMs: number | undefined;
   #lastError: string | undefined;
+  /** Whether the last success was a follower's lock check rather than a poll. */
+  #following = false;
+  #leader: () => string | undefined = () => undefined;
 
   readonly #scrub: (text: string) => string;
+  readonly #waitingFor: () => string | undefined;
 
-  /** `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed. */
-  constructor(intervalMs: number, now: () => number = Date.now, scrub: (text: string) => string = (text) => text) {
+  /**
+   * `scrub` cleans an error message before it is shown (on `/readyz` and `/`), e.g. of a password it echoed.
+   * `waitingFor` says, while not ready, what the process waits for (e.g. `the database at db:5432`).
+   */
+  constructor(
+    intervalMs: number,
+    now: () => number = Date.now,
+    scrub: (text: string) => string = (text) => text,
+    waitingFor: () => string | undefined = () => undefined,
+  ) {
     this.#windowMs = intervalMs * READY_WITHIN_INTERVALS;
     this.#now = now;
     this.#scrub = scrub;
+    this.#waitingFor = waitingFor;
   }
 
   ok(): void {
     this.#lastOkMs = this.#now();
     this.#lastError = undefined;
+    this.#following = false;
+  }
+
+  /** Who leads while this process follows, for the ready reason (e.g. `host exporter-0 pid 7 (…)`). */
+  describeLeaderWith(describe: () => string | undefined): void {
+    this.#leader = describe;
   }
 
   failed(error: unknown): void {
@@ -46,12 +65,20 @@ export class Readiness {
     const lastOkMs = this.#lastOkMs;
     const lastError = this.#lastError;
     const cause = lastError === undefined ? '' : `: ${lastError}`;
+    const waiting = (): string => {
+      const what = this.#waitingFor();
+      return what === undefined ? '' : ` (waiting for ${what})`;
+    };
     if (lastOkMs === undefined) {
-      return { ready: false, reason: `no successful poll yet${cause}`, lastOkMs, lastError };
+      return { ready: false, reason: `no successful poll yet${cause}${waiting()}`, lastOkMs, lastError };
     }
     const ageMs = this.#now() - lastOkMs;
     if (ageMs > this.#windowMs) {
-      return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}`, lastOkMs, lastError };
+      return { ready: false, reason: `no successful poll for ${(ageMs / 1000).toFixed(0)} s${cause}${waiting()}`, lastOkMs, lastError };
+    }
+    if (this.#following) {
+      const leader = this.#leader() ?? 'another process';
+      return { ready: true, reason: `following; leader is ${leader}; leader lock checked ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
     }
     return { ready: true, reason: `last successful poll ${(ageMs / 1000).toFixed(1)} s ago`, lastOkMs, lastError };
   }
@@ -77,7 +104,10 @@ export class Readiness {
     const isLeader = async (signal: AbortSignal): Promise<boolean> => {
       try {
         const leader = await leadership.isLeader(signal);
-        if (!leader) this.ok();
+        if (!leader) {
+          this.ok();
+          this.#following = true;
+        }
         return leader;
       } catch (error) {
         this.failed(error);

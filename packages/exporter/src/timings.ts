@@ -10,7 +10,10 @@ export interface ExporterTimings {
   readonly leaderQueryTimeoutMs: number;
   /** A poll is aborted once the server had its statement timeout and a grace to say so. */
   readonly pollTimeoutMs: number;
-  /** Opening a pooled connection: never longer than a statement may run, at most 10 s. */
+  /**
+   * Opening a connection (pooled, or the leader lock's): a few seconds, never longer than a statement
+   * may run, so a server that accepts and never answers is reported soon, by host and port.
+   */
   readonly connectTimeoutMs: number;
   /**
    * An idle pooled connection is closed before the next poll (half an interval, 0.5 to 30 s), so a
@@ -26,7 +29,7 @@ export function exporterTimings(settings: { readonly intervalMs: number; readonl
     otlpExportTimeoutMs: Math.min(intervalMs, 30_000),
     leaderQueryTimeoutMs: Math.max(1000, Math.min(5000, intervalMs / 2)),
     pollTimeoutMs: statementTimeoutMs + POLL_TIMEOUT_GRACE_MS,
-    connectTimeoutMs: Math.min(statementTimeoutMs, 10_000),
+    connectTimeoutMs: Math.min(statementTimeoutMs, 5000),
     idleTimeoutMs: Math.max(500, Math.min(intervalMs / 2, 30_000)),
   };
 }

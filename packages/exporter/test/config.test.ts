@@ -1,6 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import type { CoderDatabase } from '@agentconn/kysely';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
@@ -61,6 +63,13 @@ describe('parseCommand', () => {
     expect(c.backfill).toEqual({ sinceMs: 7_200_000 });
     expect(c.logLevel).toBe('debug');
     expect(c.leaderElection).toBe(false);
+  });
+
+  it('--listen :PORT means every interface, as Go exporters read it; a host keeps its own meaning', () => {
+    expect(config([...URL_OK, '--listen', ':9464']).listen).toEqual({ host: '', port: 9464 });
+    expect(config([...URL_OK, '--listen', '0.0.0.0:9464']).listen).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(config([...URL_OK, '--listen', 'localhost:1']).listen).toEqual({ host: 'localhost', port: 1 });
+    expect(helpText('x').replace(/\s+/g, ' ')).toContain('--listen :PORT (no host) listens on every interface');
   });
 
   it('--leader-database-url (or AGENTCONN_LEADER_DATABASE_URL) gives the lock its own connection; default: none', () => {
@@ -162,6 +171,14 @@ describe('parseCommand', () => {
     expect(block.exec(readme)?.[2], 'run with AGENTCONN_UPDATE_README=1 to rewrite the table').toBe(expected);
   });
 
+  it("the README's GRANTs are the columns the queries read, and the range the preflight states", () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const block = /<!-- grants:begin[^>]*-->\n```sql\n([\s\S]*?)```\n<!-- grants:end -->/.exec(readme)?.[1] ?? '';
+    const grants = block.split('\n').filter((line) => line.startsWith('GRANT SELECT ('));
+    expect(grants).toEqual(CODER_TABLES.map((table) => `GRANT SELECT (${AGENT_SOURCE_COLUMNS[table].join(', ')}) ON ${table} TO agentconn_reader;`));
+    expect(readme).toContain(`supported: ${SUPPORTED_CODER_SCHEMA_TEXT};`);
+  });
+
   it.each([
     [['--interval'], /^--interval needs a value$/],
     [['--interval', '--labels', 'agent_name'], /^--interval needs a value$/],
@@ -179,6 +196,63 @@ describe('parseCommand', () => {
     expect(() => parseCommand(['--interval', '5s'], {}, { db })).toThrow(/--leader-election: needs --database-url/);
     expect(() => parseCommand(URL_OK, {}, { db })).toThrow(/--database-url: not accepted here/);
     expect(() => parseCommand([], { DATABASE_URL: 'postgres://u@h/db' }, { db })).toThrow(/DATABASE_URL \(--database-url\): not accepted/);
+  });
+});
+
+describe('a command-line flag beats the environment', () => {
+  const run = (argv: string[], env: NodeJS.ProcessEnv) => {
+    const parsed = parseCommand(argv, env);
+    if (parsed.kind !== 'run') throw new Error(`expected run, got ${parsed.kind}`);
+    return parsed;
+  };
+
+  it('names each environment variable a flag overrode', () => {
+    const parsed = run([...URL_OK, '--interval', '10s'], { AGENTCONN_INTERVAL: '30s', AGENTCONN_LABELS: 'agent_name' });
+    expect(parsed.config.intervalMs).toBe(10_000);
+    expect(parsed.config.labels).toEqual(['agent_name']);
+    expect(parsed.ignoredEnvironment).toEqual([{ variable: 'AGENTCONN_INTERVAL', flag: '--interval' }]);
+  });
+
+  it('--database-url-file on the command line wins over DATABASE_URL in the environment, and the other way round', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agentconn-config-'));
+    try {
+      const file = join(dir, 'url');
+      writeFileSync(file, 'postgres://from-file@127.0.0.1/db\n');
+      const fromFile = run(['--database-url-file', file], { DATABASE_URL: 'postgres://from-env@127.0.0.1/db' });
+      expect(fromFile.config.database).toEqual({ url: 'postgres://from-file@127.0.0.1/db' });
+      expect(fromFile.ignoredEnvironment).toEqual([{ variable: 'DATABASE_URL', flag: '--database-url-file' }]);
+      // The variable's file is not even read: a flag on the command line settles it.
+      const fromFlag = run(['--database-url', 'postgres://from-flag@127.0.0.1/db'], { DATABASE_URL_FILE: join(dir, 'missing') });
+      expect(fromFlag.config.database).toEqual({ url: 'postgres://from-flag@127.0.0.1/db' });
+      expect(fromFlag.ignoredEnvironment).toEqual([{ variable: 'DATABASE_URL_FILE', flag: '--database-url' }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a password in --database-url wins over DATABASE_PASSWORD_FILE in the environment; without one the file gives it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agentconn-config-'));
+    try {
+      const file = join(dir, 'pw');
+      writeFileSync(file, 'from-file\n');
+      const withOwn = run(['--database-url', 'postgres://u:from-flag@127.0.0.1/db'], { DATABASE_PASSWORD_FILE: file });
+      expect(withOwn.config.database).toEqual({ url: 'postgres://u:from-flag@127.0.0.1/db' });
+      expect(withOwn.ignoredEnvironment).toEqual([{ variable: 'DATABASE_PASSWORD_FILE', flag: '--database-url' }]);
+      const without = run(['--database-url', 'postgres://u@127.0.0.1/db'], { DATABASE_PASSWORD_FILE: file });
+      expect(without.config.database).toEqual({ url: 'postgres://u:from-file@127.0.0.1/db' });
+      expect(without.ignoredEnvironment).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('two sources of the database URL on one level still fail, naming both', () => {
+    expect(() => run(['--database-url', 'postgres://a@h/db', '--database-url-file', '/nonexistent'], {})).toThrow(
+      'the database URL is given twice: use --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both',
+    );
+    expect(() => run([], { DATABASE_URL: 'postgres://a@h/db', DATABASE_URL_FILE: '/nonexistent' })).toThrow(
+      'the database URL is given twice in the environment: DATABASE_URL and DATABASE_URL_FILE; set one',
+    );
   });
 });
 

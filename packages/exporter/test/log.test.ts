@@ -51,6 +51,14 @@ describe('createJsonLogger', () => {
     expect(lines[0]?.['err']).toEqual({ type: 'AggregateError', message: 'connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432', code: 'ECONNREFUSED' });
   });
 
+  it.each(['28P01', '42501', '42703', 'ECONNREFUSED', 'EADDRINUSE'])('an error wrapped with context keeps its cause\'s code %s', (code) => {
+    const { logger, lines } = capture('info');
+    const driver = Object.assign(new Error('driver text'), { code });
+    const wrapped = new Error('context: driver text', { cause: new Error('middle', { cause: driver }) });
+    logger.error('failed', { err: wrapped });
+    expect(lines[0]?.['err']).toEqual({ type: 'Error', message: 'context: driver text', code });
+  });
+
   it('keeps the level threshold, renames reserved keys and scrubs nested strings', () => {
     const { logger, lines } = capture('warn');
     logger.info('hidden', {});

@@ -28,6 +28,19 @@ describe('Readiness', () => {
     expect(readiness.state()).toMatchObject({ ready: false, reason: 'no successful poll for 30 s: connect ECONNREFUSED 127.0.0.1:5432' });
   });
 
+  it('says what it is waiting for, after the reason and its error', async () => {
+    let now = 0;
+    let waiting: string | undefined = 'the database at db:5432';
+    const readiness = new Readiness(1000, () => now, (text) => text, () => waiting);
+    readiness.failed(new Error('connecting to db:5432 timed out after 5 s'));
+    expect(readiness.state().reason).toBe('no successful poll yet: connecting to db:5432 timed out after 5 s (waiting for the database at db:5432)');
+    readiness.ok();
+    waiting = 'a poll to succeed';
+    expect(readiness.state().reason).toBe('last successful poll 0.0 s ago');
+    now += 5000;
+    expect(readiness.state().reason).toBe('no successful poll for 5 s (waiting for a poll to succeed)');
+  });
+
   it('shows an error only after scrubbing it', async () => {
     const readiness = new Readiness(1000, () => 0, (text) => text.replaceAll('Sup3rSecret', '***'));
     readiness.failed(new Error('connect to postgres://u:Sup3rSecret@h/db failed'));

@@ -39,6 +39,8 @@ describe('startExporter with a database the caller supplies', () => {
     const started = logger.events.find((e) => e.message === 'agentconn exporter started');
     expect(started?.fields?.['database']).toBe('supplied by the program');
     expect(started?.fields?.['leader_election']).toBe(false);
+    // A quiet database shows no histogram at first: the start line says why.
+    expect(started?.fields?.['counting']).toMatch(/^first connections from now on \(--backfill none\): coderd_agents_first_connection_seconds appears on \/metrics once an agent connects/);
     await expect.poll(async () => (await (await fetch(exporter!.metricsUrl)).text()).match(/agentconn_polls_total\{[^}]*outcome="success"[^}]*\} (\d+)/)?.[1] ?? '0').not.toBe('0');
     await exporter.stop();
     exporter = undefined;

@@ -9,7 +9,7 @@ describe('exporterTimings', () => {
       otlpExportTimeoutMs: 30_000,
       leaderQueryTimeoutMs: 5000,
       pollTimeoutMs: 35_000,
-      connectTimeoutMs: 10_000,
+      connectTimeoutMs: 5000,
       idleTimeoutMs: 30_000,
     });
   });

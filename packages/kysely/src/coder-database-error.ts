@@ -1,3 +1,4 @@
+import { connectionAdvice, withoutNodeHints } from './connection-advice.js';
 import { redactSecrets } from './secret-redaction.js';
 
 /**
@@ -10,7 +11,7 @@ export function rawMessage(error: unknown): string {
     return error.message.length > 0 ? `${error.message}: ${inner}` : inner;
   }
   if (error instanceof Error) {
-    if (error.message.length > 0) return error.message;
+    if (error.message.length > 0) return withoutNodeHints(error.message);
     const code = (error as { code?: unknown }).code;
     return typeof code === 'string' ? code : error.name;
   }
@@ -32,7 +33,10 @@ export function errorCode(error: unknown): string | undefined {
   return undefined;
 }
 
-/** An error of this package: a clear message with context, the driver's error code, and the original as `cause`. */
+/**
+ * An error of this package: a clear message with context, the driver's error code, what to set when
+ * the fix is a URL parameter (e.g. `sslrootcert`), and the original as `cause`.
+ */
 export class CoderDatabaseError extends Error {
   override readonly name = 'CoderDatabaseError';
   /** SQLSTATE (e.g. `42P01` for a missing table) or system error code (e.g. `ECONNREFUSED`). */
@@ -41,8 +45,9 @@ export class CoderDatabaseError extends Error {
   constructor(context: string, cause: unknown) {
     const raw = rawMessage(cause);
     const safe = redactSecrets(raw);
+    const advice = connectionAdvice(cause);
     // The original stays attached for its stack and fields, unless its text carried a credential.
-    super(`${context}: ${safe}`, safe === raw ? { cause } : {});
+    super(`${context}: ${safe}${advice === undefined ? '' : `; ${advice}`}`, safe === raw ? { cause } : {});
     this.code = errorCode(cause);
   }
 }

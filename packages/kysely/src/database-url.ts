@@ -114,3 +114,21 @@ function splitUrl(text: string): UrlParts {
     queryKeys: () => (query === undefined ? [] : query.split('&').map((pair) => pair.split('=')[0] ?? '')),
   };
 }
+
+/**
+ * Where `pg` connects for this URL, for messages: `HOST:PORT` (the `host`/`port` parameters win over the
+ * authority, as in `pg`; 5432 by default), an IPv6 host in brackets, a Unix socket directory as is.
+ */
+export function databaseEndpoint(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text.replace('@/', '@localhost/'));
+  } catch {
+    return 'the database';
+  }
+  const host = url.searchParams.get('host') ?? (url.hostname === '' ? 'localhost' : url.hostname);
+  const port = url.searchParams.get('port') ?? (url.port === '' ? '5432' : url.port);
+  if (host.startsWith('/')) return `${host} (port ${port})`;
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
+}
+

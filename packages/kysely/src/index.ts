@@ -75,12 +75,27 @@ export {
   type CoderAgentSourceOptions,
 } from './agent-source.js';
 export { CoderDatabaseError } from './coder-database-error.js';
+export { connectionAdvice, withoutNodeHints } from './connection-advice.js';
 export {
   DatabaseUrlError,
   SSL_MODES,
+  databaseEndpoint,
   parseDatabaseUrl,
   redactDatabaseUrl,
   withPassword,
   type DatabaseUrl,
 } from './database-url.js';
 export { redactSecrets } from './secret-redaction.js';
+export {
+  AWAITING_REQUIREMENT,
+  checkCoderSchema,
+  FIRST_CONNECTION_REQUIREMENT,
+  migrationName,
+  SUPPORTED_CODER_SCHEMA,
+  SUPPORTED_CODER_SCHEMA_TEXT,
+  type FeatureCheck,
+  type SchemaCheck,
+  type SchemaProblem,
+  type SchemaProblemKind,
+  type SchemaRequirement,
+} from './schema-check.js';

@@ -2,9 +2,15 @@
  * `@agentconn/kysely/postgres`: a Kysely over a PostgreSQL server through `pg`. The only module of this
  * package that imports `pg`; users of PGlite alone never load it.
  */
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
+import { namingEndpoint } from './connect-failure.js';
+import { databaseEndpoint } from './database-url.js';
+import { postgresTlsConfig } from './postgres-tls.js';
 import type { CoderDatabase } from './schema.js';
+
+export { ConnectFailure, namingEndpoint } from './connect-failure.js';
+export { postgresTlsConfig, type PostgresTlsConfig, type PostgresTlsOptions } from './postgres-tls.js';
 
 export interface PostgresDbOptions {
   /**
@@ -36,14 +42,29 @@ export const POSTGRES_POOL_DEFAULTS = {
  * connection string (`postgres://user@host:5432/db`) or a `pg.PoolConfig` (e.g. `{ connectionString,
  * max, application_name, connectionTimeoutMillis, idleTimeoutMillis, keepAlive }`, or
  * `options: '-c search_path=coder'`); {@link POSTGRES_POOL_DEFAULTS} fill what it leaves unset.
- * `db.destroy()` ends the pool.
+ * A connection string's TLS parameters mean what they mean to libpq (see {@link postgresTlsConfig}),
+ * unless the config gives `ssl` itself; a bad one throws a `DatabaseUrlError` naming it. A connection
+ * that cannot be made fails with an error naming the host and port (a `ConnectFailure` where the driver's does not). `db.destroy()` ends the pool.
  */
 export function createPostgresDb(connection: string | pg.PoolConfig, options: PostgresDbOptions = {}): Kysely<CoderDatabase> {
-  const config: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;
+  const given: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;
+  const tls = given.connectionString === undefined || given.ssl !== undefined ? undefined : postgresTlsConfig(given.connectionString);
+  const config = tls === undefined ? given : { ...given, connectionString: tls.connectionString, ssl: tls.ssl };
   const pool = new pg.Pool({ ...POSTGRES_POOL_DEFAULTS, ...withoutUndefined(config) });
   pool.on('error', (error) => options.onIdleClientError?.(error));
   options.onPool?.(pool);
-  return new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const endpoint = config.connectionString === undefined ? `${config.host ?? 'localhost'}:${config.port ?? 5432}` : databaseEndpoint(config.connectionString);
+  const named: PostgresPool = {
+    // Kysely cancels a query from a client of the pool's class and options.
+    Client: pg.Client,
+    options: pool.options,
+    connect: () =>
+      pool.connect().catch((error: unknown) => {
+        throw namingEndpoint(error, endpoint, pool.options.connectionTimeoutMillis);
+      }),
+    end: () => pool.end(),
+  };
+  return new Kysely<CoderDatabase>({ dialect: new PostgresDialect({ pool: named }) });
 }
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {

@@ -10,6 +10,9 @@ const SECRET_PARAMETERS: ReadonlySet<string> = new Set(['password', 'sslpassword
 
 const MASK = '***';
 
+/** `USER[:PASSWORD]`: how a usage hint writes the userinfo (this package's own messages do), not a credential. */
+const PLACEHOLDER_USERINFO = /^[A-Z_]+\[:[A-Z_]+\]$/;
+
 /**
  * Any text (an error message, a log field) with the passwords of the URLs and `password=` pairs it
  * contains replaced by `***`. A URL in running text ends at white space or a quote; its password is
@@ -40,7 +43,7 @@ export function redactUrlText(text: string, at = text.lastIndexOf('@')): string 
   if (at >= start) {
     const userinfo = text.slice(start, at);
     const colon = userinfo.indexOf(':');
-    head += colon === -1 ? userinfo : `${userinfo.slice(0, colon)}:${MASK}`;
+    head += colon === -1 || PLACEHOLDER_USERINFO.test(userinfo) ? userinfo : `${userinfo.slice(0, colon)}:${MASK}`;
     rest = text.slice(at);
   }
   const queryStart = rest.indexOf('?');

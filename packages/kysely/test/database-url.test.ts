@@ -56,6 +56,21 @@ describe('redactSecrets', () => {
   });
 });
 
+describe('the hint of a refused URL', () => {
+  it('comes out of redactSecrets as written: its placeholders are no password', () => {
+    let message = '';
+    try {
+      parseDatabaseUrl('reader:pw@db/coder');
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE');
+    expect(redactSecrets(`--database-url: ${message}`)).toBe(`--database-url: ${message}`);
+    // A real password next to the same brackets is still hidden.
+    expect(redactSecrets('postgres://USER[:hunter2]@HOST/db')).toBe('postgres://USER[:***@HOST/db');
+  });
+});
+
 describe('withPassword', () => {
   it.each([
     ['postgres://u:old@h:5432/db?sslmode=disable', 'postgres://u:n%40w%23%25%2F%3A%20x@h:5432/db?sslmode=disable'],

@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import { errorMessage, type Logger } from '@agentconn/core';
-import { createMetricsServer, type MetricsEndpoint } from '@agentconn/exposition';
+import { createMetricsServer, type MetricsEndpoint, type MetricsServer } from '@agentconn/exposition';
 import { tlsServerOptions, WebGuard } from './access-guard.js';
 import type { WebConfig } from './config-file.js';
 import { WebConfigReloader } from './config-reload.js';
@@ -25,6 +25,11 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/** Where to listen for a `--listen` host: '' (`:PORT`) is every interface, IPv6 and IPv4, or IPv4 alone without IPv6. */
+export function listenAddresses(host: string): readonly string[] {
+  return host === '' ? ['::', '0.0.0.0'] : [host];
+}
+
 /**
  * The exporter's HTTP(S) server: the status pages in front of `/metrics`, behind the web config's TLS,
  * basic auth and headers, which it re-reads when its files change. Rejects with an error naming the
@@ -35,18 +40,26 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const webConfig = options.webConfig?.config;
   const guard = webConfig === undefined ? undefined : new WebGuard(webConfig, logger);
   const routes = withStatusPages(options.metrics, options.status);
-  let server;
-  try {
-    server = await createMetricsServer({
-      reader: guard === undefined ? routes : guard.wrap(routes),
-      host: listen.host,
-      port: listen.port,
-      ...(webConfig?.tls !== undefined && { tls: tlsServerOptions(webConfig.tls) }),
-    });
-  } catch (cause) {
-    const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
-    throw new Error(`cannot listen on ${host}:${listen.port}: ${errorMessage(cause)}`, { cause });
+  let server: MetricsServer | undefined;
+  const addresses = listenAddresses(listen.host);
+  for (const [index, host] of addresses.entries()) {
+    try {
+      server = await createMetricsServer({
+        reader: guard === undefined ? routes : guard.wrap(routes),
+        host,
+        port: listen.port,
+        ...(webConfig?.tls !== undefined && { tls: tlsServerOptions(webConfig.tls) }),
+      });
+      break;
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      // No IPv6 on this host: every interface is then every IPv4 one.
+      if (index < addresses.length - 1 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) continue;
+      const shown = listen.host === '' ? '' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+      throw new Error(`cannot listen on ${shown}:${listen.port}: ${errorMessage(cause)}`, { cause });
+    }
   }
+  if (server === undefined) throw new Error(`cannot listen on ${listen.host}:${listen.port}`);
   const metricsServer = server;
   if (webConfig?.tls !== undefined && guard !== undefined) {
     metricsServer.server.on('secureConnection', (socket: TLSSocket) => {

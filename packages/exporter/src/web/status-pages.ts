@@ -7,6 +7,8 @@ export interface WebStatus {
   /** True while this process observes (holds the leader lock, or runs without leader election). */
   readonly leader: boolean;
   readonly leaderElection: boolean;
+  /** Who leads (`this process`, or the other process's description), once known. */
+  readonly leaderDescription?: string | undefined;
   readonly readiness: ReadinessState;
 }
 
@@ -62,6 +64,7 @@ function landingPage(metricsPath: string, status: WebStatus): string {
   const rows: Array<[string, string]> = [
     ['version', status.version],
     ['role', role],
+    ...(status.leaderElection ? [['leader', status.leaderDescription ?? 'not known yet'] as [string, string]] : []),
     ['ready', `${readiness.ready ? 'yes' : 'no'}: ${readiness.reason}`],
     ['last successful poll', lastOk],
   ];
