@@ -149,7 +149,7 @@ export const SELF_METRICS = {
     type: 'counter',
     labels: {},
     description:
-      'Samples recorded into the otel_metric_overflow series because the cardinality limit of label sets was reached.',
+      'Samples recorded into the otel_metric_overflow series of an instrument (label instrument) because its cardinality limit of label sets was reached.',
     unit: '{sample}',
   },
   polls: {
