@@ -381,18 +381,19 @@ async function measureSize(options: ScrapeOptions, agents: number, work: string)
     for (const v of options.variants) figures.set(v, { bytes: exporters.map(() => 0), exporter: exporters.map(() => []), prerendered: [], ratios: exporters.map(() => []) });
     const load: number[] = [];
     const windows: Array<[number, number]> = [];
-    // Round 0 warms every server up (JIT, chunk pools, caches) and is not counted; each round starts the rotation
-    // one target later, so no target is always first or always after the same one.
-    for (let round = 0; round <= options.rounds; round++) {
-      load.push(loadavg()[0] ?? 0);
-      for (const variant of options.variants) {
-        const f = figures.get(variant)!;
+    // One variant after the other, as a Prometheus scrapes in one format: round 0 warms every server up (JIT,
+    // chunk pools, caches) and is not counted; each round starts the rotation one target later, so no target is
+    // always first or always after the same one.
+    for (const variant of options.variants) {
+      const f = figures.get(variant)!;
+      for (let round = 0; round <= options.rounds; round++) {
+        load.push(loadavg()[0] ?? 0);
         const times = new Map<number | undefined, Timed>();
         for (let k = 0; k < targets.length; k++) {
           const target = targets[(k + round) % targets.length]!;
           const from = Number(process.hrtime.bigint() / 1000n);
           const timed = await curl(target.url(variant), variant);
-          if (target.exporter === 0) windows.push([from, Number(process.hrtime.bigint() / 1000n)]);
+          if (target.exporter === 0 && round > 0) windows.push([from, Number(process.hrtime.bigint() / 1000n)]);
           times.set(target.exporter, timed);
         }
         if (round === 0) continue;
@@ -404,13 +405,9 @@ async function measureSize(options: ScrapeOptions, agents: number, work: string)
           f.exporter[i]!.push(t.seconds * 1000);
           f.ratios[i]!.push(t.seconds / base.seconds);
         });
-      }
-      if (round > 0) {
-        const line = options.variants.map((v) => {
-          const f = figures.get(v)!;
-          return `${v} ${f.exporter.map((e) => e.at(-1)!.toFixed(0)).join('/')}/${f.prerendered.at(-1)!.toFixed(0)} ms`;
-        });
-        progress(`${agents}: round ${round}/${options.rounds} (load ${load.at(-1)!.toFixed(2)}): ${line.join(', ')}`);
+        progress(
+          `${agents}: ${variant} round ${round}/${options.rounds} (load ${load.at(-1)!.toFixed(2)}): ${f.exporter.map((e) => e.at(-1)!.toFixed(0)).join('/')}/${f.prerendered.at(-1)!.toFixed(0)} ms`,
+        );
       }
     }
     const ends: Array<{ rss: number; hwm: number }> = [];
@@ -474,7 +471,7 @@ export function scrapeReport(sizes: readonly SizeFigures[], options: ScrapeOptio
   const lines = [
     `agentconn-exporter with \`--labels ${FOUR_LABELS} --cardinality-limit 200000 --backfill all\` on PostgreSQL,`,
     `scraped by curl with Prometheus 2.42's headers, against a plain HTTP server answering the first exporter's bytes,`,
-    `all in turn; ${options.rounds} rounds after one unmeasured; medians (range); ratios are medians of per-round ratios.`,
+    `all in turn, one variant after the other; ${options.rounds} rounds after one unmeasured each; medians (range); ratios are medians of per-round ratios.`,
     `${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}. Exporters: ${options.roots.map((r, i) => `[${i + 1}] ${rootName(r)}`).join(', ')}.`,
     '',
     '| agents (series) | variant | exporter | bytes | exporter ms | prerendered ms | exporter / prerendered |',
