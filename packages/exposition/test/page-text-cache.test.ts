@@ -3,7 +3,8 @@ import { MeterProvider, type IMetricReader } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { Attributes } from '@opentelemetry/api';
 import { FastPrometheusReader, OpenMetricsSerializer, type Exemplar, type ExemplarLookup } from '../src/index.js';
-import { PAGE_ROWS } from '../src/collect/histogram-rows.js';
+import { PAGE_ROWS, type RowPage } from '../src/collect/histogram-rows.js';
+import { IDLE_MILLIS, PageTexts } from '../src/format/page-text-cache.js';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 import { officialText } from './exposition-support.js';
 
@@ -78,5 +79,22 @@ describe('histogram text kept by row page between scrapes', () => {
     } finally {
       await provider.shutdown();
     }
+  });
+
+  it('a serializer that has not written for a while gives its page texts back when another one writes', () => {
+    const text = new PageTexts();
+    const openMetrics = new PageTexts();
+    const page = { values: new Float64Array(0), hasSum: new Uint8Array(0), attributes: [] } as RowPage;
+    text.use(1_000);
+    text.set(page, { bytes: new Uint8Array([1]), extras: [] });
+    openMetrics.use(1_000 + IDLE_MILLIS);
+    expect(text.get(page)).toBeDefined();
+    openMetrics.use(1_000 + IDLE_MILLIS + 1);
+    expect(text.get(page)).toBeUndefined();
+    // Once in use again it keeps what it writes.
+    text.use(2_000 + IDLE_MILLIS);
+    text.set(page, { bytes: new Uint8Array([2]), extras: [] });
+    openMetrics.use(2_000 + IDLE_MILLIS);
+    expect(text.get(page)?.bytes).toEqual(new Uint8Array([2]));
   });
 });

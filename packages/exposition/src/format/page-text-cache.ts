@@ -8,9 +8,9 @@
  * series), which leaves a scrape mostly the copying that serving pre-rendered bytes costs too.
  *
  * Memory: the text of the histogram series, about the size of their part of the body (2.5 KB a series with the
- * four labels of Coder PR #24179), once: a page keeps the text of the last writer that wrote it, so scrapes in
- * both formats do not keep both texts (they take turns, each then writing the pages anew). A page that leaves the
- * rows leaves the cache with it.
+ * four labels of Coder PR #24179), per serializer (format) that scrapes: one that has not written for
+ * `IDLE_MILLIS` gives its text back when another writes (an occasional curl in the text format next to a
+ * Prometheus asking for OpenMetrics). A page that leaves the rows leaves the cache with it.
  */
 
 import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics';
@@ -20,19 +20,52 @@ import type { PointWriter } from './line-writers.js';
 import type { SeriesTable } from './series-text-cache.js';
 
 interface PageText {
-  /** The writer (a serializer, with its format and options) the text is of. */
-  readonly owner: object;
   readonly bytes: Uint8Array;
   /** The inputs the points' lines took besides the points (`extraInputs`): per point their count, then them. */
   readonly extras: readonly unknown[];
 }
 
+/** How long a serializer's page texts outlive its last rendering once another serializer renders. */
+export const IDLE_MILLIS = 5 * 60_000;
+
+/** The serializers' page texts, to give back those of one gone idle. */
+const everyPageTexts = new Set<WeakRef<PageTexts>>();
+
 /**
- * By page object: a page a collection held is never written again, not even its last rows (a new series on it
- * copies it too), so the same object means the same rows, attributes and numbers. One for every serializer: a
- * page belongs to one reader's rows, and its entry says whose text it holds.
+ * One serializer's page texts, by page object: a page a collection held is never written again, not even its last
+ * rows (a new series on it copies it too), so the same object means the same rows, attributes and numbers.
  */
-const pageTexts = new WeakMap<RowPage, PageText>();
+export class PageTexts {
+  #pages = new WeakMap<RowPage, PageText>();
+  #lastUsed = 0;
+
+  constructor() {
+    everyPageTexts.add(new WeakRef(this));
+  }
+
+  get(page: RowPage): PageText | undefined {
+    return this.#pages.get(page);
+  }
+
+  set(page: RowPage, text: PageText): void {
+    this.#pages.set(page, text);
+  }
+
+  /** A rendering starts: this one is in use, and others idle for `IDLE_MILLIS` give their text back. */
+  use(now: number = Date.now()): void {
+    this.#lastUsed = now;
+    for (const ref of everyPageTexts) {
+      const other = ref.deref();
+      if (other === undefined) everyPageTexts.delete(ref);
+      else if (other !== this && other.#lastUsed > 0 && now - other.#lastUsed > IDLE_MILLIS) other.#forget();
+    }
+  }
+
+  #forget(): void {
+    this.#pages = new WeakMap();
+    this.#lastUsed = 0;
+  }
+}
 
 /**
  * `writePoints` for a histogram stream with rows: a page whose text is cached (and whose extra inputs are the
@@ -45,14 +78,13 @@ export function* writeHistogramPages(
   points: readonly DataPoint<Histogram>[],
   table: SeriesTable,
   rows: HistogramRows,
-  owner: object,
+  texts: PageTexts,
 ): Generator<Buffer, void, undefined> {
   const extras: unknown[] = [];
   for (let base = 0; base < points.length; base += PAGE_ROWS) {
     const end = Math.min(points.length, base + PAGE_ROWS);
     const page = rowPage(rows, base);
-    const entry = pageTexts.get(page);
-    const cached = entry?.owner === owner ? entry : undefined;
+    const cached = texts.get(page);
     extras.length = 0;
     if (writer.extraInputs !== undefined) {
       for (let i = base; i < end; i++) {
@@ -100,7 +132,7 @@ export function* writeHistogramPages(
     if (whole && sink.buf === pageBuf) {
       const bytes = new Uint8Array(sink.pos - pageStart);
       bytes.set(sink.buf.subarray(pageStart, sink.pos));
-      pageTexts.set(page, { owner, bytes, extras: extras.slice() });
+      texts.set(page, { bytes, extras: extras.slice() });
     }
     if (sink.full) yield sink.take();
   }
