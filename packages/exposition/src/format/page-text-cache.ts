@@ -8,9 +8,10 @@
  * series), which leaves a scrape mostly the copying that serving pre-rendered bytes costs too.
  *
  * Memory: the text of the histogram series, about the size of their part of the body (2.5 KB a series with the
- * four labels of Coder PR #24179), per serializer (format) that scrapes: one that has not written for
- * `IDLE_MILLIS` gives its text back when another writes (an occasional curl in the text format next to a
- * Prometheus asking for OpenMetrics). A page that leaves the rows leaves the cache with it.
+ * four labels of Coder PR #24179), once: a page holds the text of one serializer (one format), the first to write
+ * it, until that one has not written for `IDLE_MILLIS`; another format's scrapes meanwhile write the page as
+ * usual (so an occasional curl in the text format next to a Prometheus asking for OpenMetrics neither doubles the
+ * memory nor makes the two take turns rewriting every page). A page that leaves the rows takes its text along.
  */
 
 import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics';
@@ -20,50 +21,42 @@ import type { PointWriter } from './line-writers.js';
 import type { SeriesTable } from './series-text-cache.js';
 
 interface PageText {
+  /** The serializer whose text this is. */
+  readonly holder: PageTexts;
   readonly bytes: Uint8Array;
   /** The inputs the points' lines took besides the points (`extraInputs`): per point their count, then them. */
   readonly extras: readonly unknown[];
 }
 
-/** How long a serializer's page texts outlive its last rendering once another serializer renders. */
+/** How long a serializer keeps its hold on page texts after its last rendering, against another one's. */
 export const IDLE_MILLIS = 5 * 60_000;
 
-/** The serializers' page texts, to give back those of one gone idle. */
-const everyPageTexts = new Set<WeakRef<PageTexts>>();
-
 /**
- * One serializer's page texts, by page object: a page a collection held is never written again, not even its last
- * rows (a new series on it copies it too), so the same object means the same rows, attributes and numbers.
+ * By page object: a page a collection held is never written again, not even its last rows (a new series on it
+ * copies it too), so the same object means the same rows, attributes and numbers. Pages belong to one reader's rows.
  */
+const pageTexts = new WeakMap<RowPage, PageText>();
+
+/** One serializer's claim on page texts (it fixes the format and the options the text was written with). */
 export class PageTexts {
-  #pages = new WeakMap<RowPage, PageText>();
-  #lastUsed = 0;
+  #lastUsed = Number.NEGATIVE_INFINITY;
 
-  constructor() {
-    everyPageTexts.add(new WeakRef(this));
-  }
-
-  get(page: RowPage): PageText | undefined {
-    return this.#pages.get(page);
-  }
-
-  set(page: RowPage, text: PageText): void {
-    this.#pages.set(page, text);
-  }
-
-  /** A rendering starts: this one is in use, and others idle for `IDLE_MILLIS` give their text back. */
+  /** A rendering starts at `now`. */
   use(now: number = Date.now()): void {
     this.#lastUsed = now;
-    for (const ref of everyPageTexts) {
-      const other = ref.deref();
-      if (other === undefined) everyPageTexts.delete(ref);
-      else if (other !== this && other.#lastUsed > 0 && now - other.#lastUsed > IDLE_MILLIS) other.#forget();
-    }
   }
 
-  #forget(): void {
-    this.#pages = new WeakMap();
-    this.#lastUsed = 0;
+  /** The text this serializer wrote for `page`, if the page holds it. */
+  get(page: RowPage): PageText | undefined {
+    const text = pageTexts.get(page);
+    return text?.holder === this ? text : undefined;
+  }
+
+  /** Keeps the text of `page`, unless another serializer that wrote within `IDLE_MILLIS` holds it. */
+  set(page: RowPage, bytes: Uint8Array, extras: readonly unknown[], now: number = Date.now()): void {
+    const held = pageTexts.get(page);
+    if (held !== undefined && held.holder !== this && now - held.holder.#lastUsed <= IDLE_MILLIS) return;
+    pageTexts.set(page, { holder: this, bytes, extras });
   }
 }
 
@@ -132,7 +125,7 @@ export function* writeHistogramPages(
     if (whole && sink.buf === pageBuf) {
       const bytes = new Uint8Array(sink.pos - pageStart);
       bytes.set(sink.buf.subarray(pageStart, sink.pos));
-      texts.set(page, { bytes, extras: extras.slice() });
+      texts.set(page, bytes, extras.slice());
     }
     if (sink.full) yield sink.take();
   }
