@@ -367,7 +367,7 @@ async function measureSize(options: ScrapeOptions, agents: number, work: string)
       const file = join(work, `${agents}-${variant}.body`);
       await writeFile(file, response.body);
       manifest[variant] = { file, headers: response.headers };
-      if (variant === 'plain') series = countSeries(response.body.toString('utf8'));
+      if (!SCRAPE_VARIANTS[variant].gzip && series === 0) series = countSeries(response.body.toString('utf8'));
     }
     const manifestFile = join(work, `${agents}-manifest.json`);
     await writeFile(manifestFile, JSON.stringify(manifest));
