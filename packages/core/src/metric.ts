@@ -157,7 +157,7 @@ export const SELF_METRICS = {
       ],
     },
     description:
-      'Samples recorded into the otel_metric_overflow series of an instrument because its cardinality limit of label sets was reached (for a gauge: the label sets folded at a collection).',
+      'Samples recorded into an instrument\'s otel_metric_overflow series past its cardinality limit.',
     unit: '{sample}',
   },
   polls: {
