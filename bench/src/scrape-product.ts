@@ -204,7 +204,8 @@ interface Response {
 function fetchRaw(url: string, variant: ScrapeVariant): Promise<Response> {
   const { accept, gzip } = SCRAPE_VARIANTS[variant];
   return new Promise((resolveResponse, reject) => {
-    const req = request(url, { headers: { Accept: accept, ...(gzip && { 'Accept-Encoding': 'gzip' }) } }, (res) => {
+    // No keep-alive: an idle connection left open would hold the exporter's graceful stop.
+    const req = request(url, { agent: false, headers: { Accept: accept, ...(gzip && { 'Accept-Encoding': 'gzip' }) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.once('end', () => {
@@ -273,8 +274,10 @@ async function stop(child: Child): Promise<void> {
   if (child.process.exitCode !== null) return;
   const exited = new Promise<void>((r) => child.process.once('exit', () => r()));
   child.process.kill('SIGTERM');
-  await Promise.race([exited, sleep(30_000)]);
-  if (child.process.exitCode === null) child.process.kill('SIGKILL');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise<void>((r) => (timer = setTimeout(r, 30_000)))]);
+  clearTimeout(timer);
+  if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
 }
 
 async function waitReady(child: Child, url: string, timeoutMs: number): Promise<void> {
@@ -282,7 +285,7 @@ async function waitReady(child: Child, url: string, timeoutMs: number): Promise<
   while (Date.now() < deadline) {
     if (child.process.exitCode !== null) throw new Error(`the exporter exited with ${child.process.exitCode}: ${child.stderr}`);
     const status = await new Promise<number>((r) => {
-      const req = request(url, (res) => {
+      const req = request(url, { agent: false }, (res) => {
         res.resume();
         res.once('end', () => r(res.statusCode ?? 0));
       });
