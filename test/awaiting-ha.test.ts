@@ -89,8 +89,10 @@ describe('timeouts across replicas', () => {
     await new Promise((r) => setTimeout(r, 3.5 * INTERVAL_MS));
     expect(await timeouts(leader.url)).toBe(wave1.length);
     expect(await timeouts(follower.url)).toBe(0);
-    // The follower's awaiting gauges are 0, so sums over replicas are the leader's.
-    expect(sumSamples(await scrape(follower.url), 'coderd_agents_awaiting_first_connection')).toBe(0);
+    // The follower reports no awaiting series, so sums over replicas are the leader's.
+    const followerText = await scrape(follower.url);
+    expect(sumSamples(followerText, 'coderd_agents_awaiting_first_connection')).toBe(0);
+    expect(followerText).not.toContain('coderd_agents_awaiting_first_connection{');
     expect(sumSamples(await scrape(leader.url), 'coderd_agents_awaiting_first_connection')).toBe(f.counting.length);
 
     leader.process.child.kill('SIGKILL');

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { AgentConnectionTracker, firstConnectionView, type Logger } from '@agentconn/core';
+import { AgentConnectionTracker, agentconnViews, observableGaugesAsDelta, type Logger } from '@agentconn/core';
 
 /** The labels Coder #24355 keeps for the event-driven metric. */
 const LABELS = ['template_name', 'agent_name'] as const;
@@ -30,11 +30,12 @@ export interface AgentService {
  * own MeterProvider with its own metrics (requests by route) next to ours, served on `/metrics`.
  */
 export async function startAgentService(options: AgentServiceOptions = {}): Promise<AgentService> {
-  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  // Observable gauges as deltas: a label set with no waiting agent left leaves /metrics instead of keeping its last value.
+  const prometheus = observableGaugesAsDelta(new PrometheusExporter({ preventServerStart: true }));
   const meterProvider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agent-service-example' }),
     readers: [prometheus],
-    views: [firstConnectionView({ labels: [...LABELS] })],
+    views: agentconnViews({ labels: [...LABELS] }),
   });
   const meter = meterProvider.getMeter('agent-service-example');
   const requests = meter.createCounter('agent_service_http_requests', { description: 'HTTP requests by route and status.' });

@@ -61,7 +61,7 @@ describe('in-service example: the agents that wait and the ones that time out', 
     return line === undefined ? undefined : Number(line.split(' ').pop());
   };
 
-  it('created → awaiting; a timeout counts once; connecting later observes once and awaiting drops to 0', async () => {
+  it('created → awaiting; a timeout counts once; connecting later observes once and the awaiting series leave', async () => {
     service = await startAgentService({ logger: silent });
     const base = { template_name: 'docker', agent_name: 'main' };
     expect(await post('w1', 'created', { ...base, connection_timeout_seconds: 0.05 })).toEqual({ status: 200, body: { awaiting: true } });
@@ -76,7 +76,8 @@ describe('in-service example: the agents that wait and the ones that time out', 
     expect((await post('w2', 'connected', {})).body).toEqual({ outcome: 'observed' });
     expect((await post('w1', 'connected', {})).body).toEqual({ outcome: 'duplicate' });
     text = await (await fetch(`${service.url}/metrics`)).text();
-    expect(value(text, 'coderd_agents_awaiting_first_connection')).toBe(0);
+    expect(value(text, 'coderd_agents_awaiting_first_connection')).toBeUndefined();
+    expect(value(text, 'coderd_agents_awaiting_first_connection_oldest_seconds')).toBeUndefined();
     expect(value(text, 'coderd_agents_first_connection_timeouts_total')).toBe(1);
     expect(value(text, 'coderd_agents_first_connection_seconds_count')).toBe(2);
   });

@@ -4,7 +4,6 @@ import {
   AWAITING_METRICS,
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
-  OVERFLOW_ATTRIBUTE,
   instrumentOptions,
   type LabelKey,
 } from './metric.js';
@@ -13,6 +12,7 @@ import { AwaitingAgentSet } from './awaiting-set.js';
 import type { AgentBatch, AgentFirstConnectionTimeout, AwaitingAgent, AwaitingAgentGroup } from './first-connection-source.js';
 import { toEpochMicros } from './timestamp.js';
 import type { CountedTimeout } from './poller/poller-state.js';
+import { LabelSetLimit, OVERFLOW_ATTRIBUTES } from './label-set-limit.js';
 
 export interface AwaitingAgentsRecorderOptions extends FirstConnectionMetricOptions {
   readonly meter?: Meter;
@@ -61,28 +61,31 @@ const MAX_CANDIDATES = 10_000;
  * `coderd_agents_first_connection_timeouts_total`, with the histogram's labels. A timeout is counted
  * once per agent id, as the histogram observes once. Never throws into the caller.
  *
- * A label set that had waiting agents keeps reporting 0 when none waits any more (so a sum over it
- * drops to 0 instead of disappearing), up to the cardinality limit; past it, the overflow series.
+ * The gauges report only the label sets that have waiting agents now: a label set whose last waiting
+ * agent connected or left is not observed at the next collection, so the series follow the waiting
+ * population, not its history. (A reader must collect observable gauges as deltas for such a series to
+ * leave; with cumulative temporality the OpenTelemetry JS SDK keeps reporting its last value.) The
+ * cardinality limit is one `LabelSetLimit` for the gauges and one for the timeouts: past it, label sets go
+ * to the overflow series, summed (and the longest wait taken), counted and logged once per instrument.
  * Polled (`nextQuery()` / `recordBatch()`), it holds the waiting agents between full reconciliations:
  * a tick reads the agents created since the last one, drops those that connected, and checks only the
  * agents whose timeout came due (they may have been deleted meanwhile), so its cost follows what
  * changed, not how many wait. Memory: one small entry per waiting agent.
  *
- * After `clearAwaiting()` (a follower) every known label set reports 0: the SDK keeps reporting a
- * cumulative gauge's last value for a label set it saw, so 0 is what keeps `sum()` and `max()` over
- * replicas right. Before any snapshot the gauges report nothing.
+ * After `clearAwaiting()` (a follower) the gauges report nothing, so `sum()` and `max()` over replicas
+ * count the leader's agents only. Before any snapshot the gauges report nothing.
  */
 export class AwaitingAgentsRecorder {
   readonly #labels: readonly LabelKey[];
-  readonly #labelSetCapacity: number;
   readonly #maxTracked: number;
   readonly #logger: Logger;
   readonly #collect: (() => readonly AwaitingAgentGroup[] | undefined) | undefined;
   readonly #timeouts: Counter;
   readonly #awaitingGauge: ObservableGauge;
   readonly #oldestGauge: ObservableGauge;
-  /** Label sets ever reported (key → attributes), so they report 0 once empty. */
-  readonly #labelSets = new Map<string, Attributes>();
+  readonly #timeoutLimit: LabelSetLimit;
+  /** The two gauges always see the same label sets: one limit, counted for each. */
+  readonly #gaugeLimit: LabelSetLimit;
   /** agent id → epoch µs of its timeout, for count-once. */
   readonly #counted = new Map<string, number>();
   readonly #set = new AwaitingAgentSet();
@@ -93,12 +96,10 @@ export class AwaitingAgentsRecorder {
   #lastFullMs: number | undefined;
   #pendingCandidates: string[] = [];
   #clockOffsetMs = 0;
-  #overflowLogged = false;
 
   constructor(options: AwaitingAgentsRecorderOptions = {}) {
     const { labels, cardinalityLimit } = validateMetricOptions(options);
     this.#labels = labels;
-    this.#labelSetCapacity = cardinalityLimit - 1;
     this.#maxTracked = options.maxTrackedAgents ?? DEFAULT_MAX_TRACKED_TIMEOUTS;
     if (!Number.isSafeInteger(this.#maxTracked) || this.#maxTracked < 1) {
       throw new RangeError(`maxTrackedAgents must be a positive integer, got ${String(options.maxTrackedAgents)}`);
@@ -116,6 +117,9 @@ export class AwaitingAgentsRecorder {
     this.#timeouts = meter.createCounter(AWAITING_METRICS.timeouts.name, instrumentOptions(AWAITING_METRICS.timeouts));
     this.#awaitingGauge = meter.createObservableGauge(AWAITING_METRICS.awaiting.name, instrumentOptions(AWAITING_METRICS.awaiting));
     this.#oldestGauge = meter.createObservableGauge(AWAITING_METRICS.oldestWait.name, instrumentOptions(AWAITING_METRICS.oldestWait));
+    const limit = { cardinalityLimit, meter, logger: this.#logger, logFields: { labels: labels.join(',') } };
+    this.#timeoutLimit = new LabelSetLimit({ instrument: AWAITING_METRICS.timeouts.name, ...limit });
+    this.#gaugeLimit = new LabelSetLimit({ instrument: [AWAITING_METRICS.awaiting.name, AWAITING_METRICS.oldestWait.name], ...limit });
     meter.addBatchObservableCallback((result) => {
       let groups: readonly AwaitingAgentGroup[] | undefined;
       try {
@@ -125,7 +129,7 @@ export class AwaitingAgentsRecorder {
         return;
       }
       if (groups === undefined) return;
-      for (const group of this.#fold(groups).values()) {
+      for (const group of this.#fold(groups)) {
         result.observe(this.#awaitingGauge, group.count, group.attributes);
         result.observe(this.#oldestGauge, group.oldestWaitSeconds, group.attributes);
       }
@@ -146,7 +150,7 @@ export class AwaitingAgentsRecorder {
     return this.#set.size;
   }
 
-  /** Every known label set reports 0 until the next batch (this process does not observe); the next query is full. */
+  /** The gauges report nothing until the next batch (this process does not observe); the next query is full. */
   clearAwaiting(): void {
     this.#set.clear();
     this.#active = this.#active === 'none' ? 'none' : 'following';
@@ -189,7 +193,8 @@ export class AwaitingAgentsRecorder {
     }
     this.#remember(agentId, micros);
     if (countFromMicros !== undefined && micros < countFromMicros) return 'before_backfill';
-    this.#timeouts.add(1, this.#attributes(timeout.labels));
+    const { key, attributes } = this.#labelSet(timeout.labels);
+    this.#timeouts.add(1, this.#timeoutLimit.attributes(key, attributes));
     return 'counted';
   }
 
@@ -270,11 +275,12 @@ export class AwaitingAgentsRecorder {
       // Coder never rewrites them, but a row read again with other values replaces what was held.
       this.#set.delete(agent.agentId);
     }
-    const attributes = this.#attributes(agent.labels);
+    const { key, attributes } = this.#labelSet(agent.labels);
     this.#set.add(agent.agentId, {
       createdMicros,
       timeoutMicros,
-      labelKey: JSON.stringify(attributes),
+      labelKey: key,
+      labels: attributes,
       timeoutHandled:
         timeoutMicros === undefined ||
         this.#counted.has(agent.agentId) ||
@@ -289,10 +295,8 @@ export class AwaitingAgentsRecorder {
     if (this.#lastFullMs === undefined) return undefined;
     const nowMicros = (this.#now() + this.#clockOffsetMs) * 1000;
     const groups: AwaitingAgentGroup[] = [];
-    for (const [key, count, oldestMicros] of this.#set.groups()) {
-      const attributes = this.#labelSets.get(key);
-      if (attributes === undefined) continue;
-      groups.push({ labels: attributes as Partial<Record<LabelKey, string>>, count, oldestWaitSeconds: Math.max(0, (nowMicros - oldestMicros) / 1e6) });
+    for (const [labels, count, oldestMicros] of this.#set.groups()) {
+      groups.push({ labels, count, oldestWaitSeconds: Math.max(0, (nowMicros - oldestMicros) / 1e6) });
     }
     return groups;
   }
@@ -332,49 +336,58 @@ export class AwaitingAgentsRecorder {
     }
   }
 
-  /** Sums counts and takes the longest wait per configured label set; known sets absent now report 0. */
-  #fold(groups: readonly AwaitingAgentGroup[]): Map<string, { attributes: Attributes; count: number; oldestWaitSeconds: number }> {
-    const folded = new Map<string, { attributes: Attributes; count: number; oldestWaitSeconds: number }>();
-    for (const [key, attributes] of this.#labelSets) folded.set(key, { attributes, count: 0, oldestWaitSeconds: 0 });
+  /**
+   * Sums counts and takes the longest wait per configured label set, for the label sets with waiting agents
+   * only; those past the cardinality limit are folded into the overflow series the same way.
+   */
+  #fold(groups: readonly AwaitingAgentGroup[]): GaugeValues[] {
+    const byKey = new Map<string, GaugeValues>();
     for (const group of groups) {
       if (!Number.isFinite(group.count) || group.count <= 0) continue;
-      const attributes = this.#attributes(group.labels);
-      const key = JSON.stringify(attributes);
-      const entry = folded.get(key);
+      const { key, attributes } = this.#labelSet(group.labels);
       const wait = Number.isFinite(group.oldestWaitSeconds) ? Math.max(0, group.oldestWaitSeconds) : 0;
-      if (entry === undefined) folded.set(key, { attributes, count: group.count, oldestWaitSeconds: wait });
-      else {
-        entry.count += group.count;
-        entry.oldestWaitSeconds = Math.max(entry.oldestWaitSeconds, wait);
-      }
+      const entry = byKey.get(key);
+      if (entry === undefined) byKey.set(key, { attributes, count: group.count, oldestWaitSeconds: wait });
+      else addTo(entry, group.count, wait);
     }
-    return folded;
+    const values: GaugeValues[] = [];
+    let overflow: GaugeValues | undefined;
+    let folded = 0;
+    for (const [key, entry] of byKey) {
+      const own = this.#gaugeLimit.slot(key, entry.attributes);
+      if (own !== undefined) {
+        values.push(own === entry.attributes ? entry : { ...entry, attributes: own });
+        continue;
+      }
+      folded++;
+      if (overflow === undefined) {
+        overflow = { attributes: OVERFLOW_ATTRIBUTES, count: 0, oldestWaitSeconds: 0 };
+        values.push(overflow);
+      }
+      addTo(overflow, entry.count, entry.oldestWaitSeconds);
+    }
+    this.#gaugeLimit.overflowed(folded);
+    return values;
   }
 
-  /** The configured labels of a label set, capped at the cardinality limit over the process lifetime. */
-  #attributes(labels: Readonly<Partial<Record<LabelKey, string>>> | undefined): Attributes {
-    const attributes: Attributes = {};
+  /** The configured labels of a label set ('' for a missing one) and the key that identifies it. */
+  #labelSet(labels: Readonly<Partial<Record<LabelKey, string>>> | undefined): { key: string; attributes: Record<string, string> } {
+    const attributes: Record<string, string> = {};
     for (const key of this.#labels) {
       const value = labels?.[key];
       attributes[key] = typeof value === 'string' ? value : '';
     }
-    const key = JSON.stringify(attributes);
-    if (this.#labelSets.has(key)) return attributes;
-    if (this.#labelSets.size < this.#labelSetCapacity) {
-      this.#labelSets.set(key, attributes);
-      return attributes;
-    }
-    if (!this.#overflowLogged) {
-      this.#overflowLogged = true;
-      this.#logger.warn('awaiting agents: cardinality limit of label sets reached; new label sets of the awaiting gauges and timeouts go to the otel_metric_overflow series', {
-        metric: AWAITING_METRICS.awaiting.name,
-        cardinality_limit: this.#labelSetCapacity + 1,
-      });
-    }
-    this.#labelSets.set(OVERFLOW_KEY, OVERFLOW_ATTRIBUTES);
-    return OVERFLOW_ATTRIBUTES;
+    return { key: JSON.stringify(attributes), attributes };
   }
 }
 
-const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
-const OVERFLOW_KEY = JSON.stringify(OVERFLOW_ATTRIBUTES);
+interface GaugeValues {
+  attributes: Attributes;
+  count: number;
+  oldestWaitSeconds: number;
+}
+
+function addTo(values: GaugeValues, count: number, waitSeconds: number): void {
+  values.count += count;
+  values.oldestWaitSeconds = Math.max(values.oldestWaitSeconds, waitSeconds);
+}

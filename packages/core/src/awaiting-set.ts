@@ -10,11 +10,14 @@ export interface WaitingEntry {
   readonly timeoutMicros: number | undefined;
   /** Key of the agent's label set (the configured labels). */
   readonly labelKey: string;
+  /** The configured labels themselves, the same for every agent of a label set. */
+  readonly labels: Readonly<Record<string, string>>;
   /** Set once its timeout is handled (counted, or before the backfill bound): never a candidate again. */
   timeoutHandled: boolean;
 }
 
 interface LabelSetState {
+  readonly labels: Readonly<Record<string, string>>;
   count: number;
   /** Smallest createdMicros of the set, or undefined when it must be recomputed. */
   oldestMicros: number | undefined;
@@ -41,7 +44,7 @@ export class AwaitingAgentSet {
     this.#entries.set(agentId, entry);
     let state = this.#byLabelSet.get(entry.labelKey);
     if (state === undefined) {
-      state = { count: 0, oldestMicros: undefined, members: new Map() };
+      state = { labels: entry.labels, count: 0, oldestMicros: undefined, members: new Map() };
       this.#byLabelSet.set(entry.labelKey, state);
     }
     state.members.set(agentId, entry.createdMicros);
@@ -95,15 +98,15 @@ export class AwaitingAgentSet {
     if (entry?.timeoutMicros !== undefined && !entry.timeoutHandled) this.#push([entry.timeoutMicros, agentId]);
   }
 
-  /** Per label set: how many wait and the earliest creation (epoch µs). */
-  *groups(): IterableIterator<[labelKey: string, count: number, oldestCreatedMicros: number]> {
-    for (const [key, state] of this.#byLabelSet) {
+  /** Per label set with waiting agents: its labels, how many wait and the earliest creation (epoch µs). */
+  *groups(): IterableIterator<[labels: Readonly<Record<string, string>>, count: number, oldestCreatedMicros: number]> {
+    for (const state of this.#byLabelSet.values()) {
       if (state.oldestMicros === undefined) {
         let oldest = Number.POSITIVE_INFINITY;
         for (const micros of state.members.values()) if (micros < oldest) oldest = micros;
         state.oldestMicros = oldest;
       }
-      yield [key, state.count, state.oldestMicros];
+      yield [state.labels, state.count, state.oldestMicros];
     }
   }
 

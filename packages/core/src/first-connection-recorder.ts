@@ -15,7 +15,6 @@ import {
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
   DROP_REASONS,
-  OVERFLOW_ATTRIBUTE,
   SELF_METRICS,
   instrumentOptions,
   type DropReason,
@@ -26,6 +25,7 @@ import type { HandledAgent } from './poller/poller-state.js';
 import { durationSeconds, formatEpochMicros, toEpochMicros } from './timestamp.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
 import { exemplarLabels, FirstConnectionExemplars, seriesKey } from './exemplars.js';
+import { LabelSetLimit, OVERFLOW_ATTRIBUTES } from './label-set-limit.js';
 
 export type RecordOutcome = 'observed' | 'duplicate' | 'not_connected' | DropReason;
 
@@ -62,10 +62,8 @@ export class FirstConnectionRecorder {
   readonly #histogram: Histogram;
   readonly #observed: Counter;
   readonly #dropped: Counter;
-  readonly #overflow: Counter;
   readonly #logger: Logger;
   readonly #labels: readonly LabelKey[];
-  readonly #labelSetCapacity: number;
   readonly #maxTracked: number;
   /** agent id → epoch µs of its first connection (or of when it was handled, for invalid rows). */
   #handled = new Map<string, number>();
@@ -76,16 +74,13 @@ export class FirstConnectionRecorder {
    * lookup builds no key string, and the trie shares the value strings the attributes hold anyway.
    */
   readonly #labelSets: LabelTrie = new Map();
-  #labelSetCount = 0;
+  readonly #limit: LabelSetLimit;
   readonly #overflowSeries: RecordedSeries;
   readonly #exemplars: FirstConnectionExemplars;
-  #overflowLogged = false;
 
   constructor(options: FirstConnectionRecorderOptions = {}) {
     const { labels, cardinalityLimit } = validateMetricOptions(options);
     this.#labels = labels;
-    // The SDK keeps limit - 1 label sets and folds the rest into one overflow set.
-    this.#labelSetCapacity = cardinalityLimit - 1;
     this.#exemplars = new FirstConnectionExemplars(labels, cardinalityLimit);
     this.#overflowSeries = { attributes: OVERFLOW_ATTRIBUTES, exemplarKey: seriesKey(OVERFLOW_ATTRIBUTES, labels) };
     this.#maxTracked = options.maxTrackedAgents ?? DEFAULT_MAX_TRACKED_AGENTS;
@@ -99,11 +94,16 @@ export class FirstConnectionRecorder {
     this.#histogram = createFirstConnectionHistogram(meter);
     this.#observed = meter.createCounter(SELF_METRICS.samplesObserved.name, instrumentOptions(SELF_METRICS.samplesObserved));
     this.#dropped = meter.createCounter(SELF_METRICS.samplesDropped.name, instrumentOptions(SELF_METRICS.samplesDropped));
-    this.#overflow = meter.createCounter(SELF_METRICS.labelSetOverflow.name, instrumentOptions(SELF_METRICS.labelSetOverflow));
-    // Series that exist at 0 from the start, so rate() and increase() see the first drop or overflow.
+    this.#limit = new LabelSetLimit({
+      instrument: FIRST_CONNECTION_METRIC_NAME,
+      cardinalityLimit,
+      meter,
+      logger: this.#logger,
+      logFields: { labels: labels.join(',') },
+    });
+    // Series that exist at 0 from the start, so rate() and increase() see the first drop.
     this.#observed.add(0);
     for (const reason of DROP_REASONS) this.#dropped.add(0, { reason });
-    this.#overflow.add(0);
   }
 
   /** Label keys attached to each sample, in Coder PR #24179's order. */
@@ -283,9 +283,8 @@ export class FirstConnectionRecorder {
 
   /**
    * The attributes to record under, or undefined when a label is missing or not a string. Capped over
-   * the process's lifetime: sdk-metrics 3.1 applies its cardinality limit per collection, so with
-   * cumulative temporality the series would keep growing. Past the cap, new label sets go to the same
-   * overflow set the SDK uses.
+   * the process's lifetime by the `LabelSetLimit` (sdk-metrics applies its limit per collection, so with
+   * cumulative temporality the series would keep growing); past it, new label sets go to the overflow set.
    */
   #series(labels: AgentFirstConnection['labels']): RecordedSeries | undefined {
     if (labels === null || typeof labels !== 'object') return undefined;
@@ -307,7 +306,7 @@ export class FirstConnectionRecorder {
       if (known !== undefined) return known;
     }
     for (const name of names) if (typeof labels[name] !== 'string') return undefined;
-    if (this.#labelSetCount < this.#labelSetCapacity) {
+    if (this.#limit.admit()) {
       const attributes: Attributes = {};
       for (const name of names) attributes[name] = labels[name];
       const series = { attributes: Object.freeze(attributes), exemplarKey: seriesKey(attributes, names) };
@@ -317,17 +316,9 @@ export class FirstConnectionRecorder {
         node = next;
       }
       node.set(last < 0 ? '' : labels[names[last]!], series);
-      this.#labelSetCount++;
       return series;
     }
-    this.#overflow.add(1);
-    if (!this.#overflowLogged) {
-      this.#overflowLogged = true;
-      this.#logger.warn(
-        'cardinality limit of label sets reached; new label sets go to the otel_metric_overflow series',
-        { metric: FIRST_CONNECTION_METRIC_NAME, cardinality_limit: this.#labelSetCapacity + 1, labels: this.#labels.join(',') },
-      );
-    }
+    this.#limit.overflowed(1);
     return this.#overflowSeries;
   }
 
@@ -345,8 +336,6 @@ export class FirstConnectionRecorder {
     return reason;
   }
 }
-
-const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
 
 
 /**

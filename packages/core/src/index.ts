@@ -29,7 +29,14 @@ export {
   type LabelKey,
 } from './metric.js';
 export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOptions, type ResolvedMetricOptions } from './metric-options.js';
-export { firstConnectionView } from './view.js';
+export { agentconnViews, firstConnectionView, labelSetLimitView, type LabelSetLimitViewOptions } from './view.js';
+export {
+  LabelSetLimit,
+  OVERFLOW_ATTRIBUTES,
+  OVERFLOW_INSTRUMENT_LABEL,
+  type LabelSetLimitOptions,
+} from './label-set-limit.js';
+export { observableGaugesAsDelta, type TemporalitySelecting } from './temporality.js';
 export { diagLogger, errorMessage, type LogFields, type Logger } from './logger.js';
 export { durationSeconds, formatEpochMicros, toEpochMicros, type Instant } from './timestamp.js';
 export { MAX_EXCLUDED_AGENT_IDS } from './first-connection-source.js';

@@ -147,9 +147,17 @@ export const SELF_METRICS = {
   labelSetOverflow: {
     name: 'agentconn_label_set_overflow_samples',
     type: 'counter',
-    labels: {},
+    // The instruments of this package with label sets; an instrument of yours that uses `LabelSetLimit` adds its name.
+    labels: {
+      instrument: [
+        FIRST_CONNECTION_METRIC.name,
+        AWAITING_METRICS.awaiting.name,
+        AWAITING_METRICS.oldestWait.name,
+        AWAITING_METRICS.timeouts.name,
+      ],
+    },
     description:
-      'Samples recorded into the otel_metric_overflow series because the cardinality limit of label sets was reached.',
+      'Samples recorded into an instrument\'s otel_metric_overflow series past its cardinality limit.',
     unit: '{sample}',
   },
   polls: {

@@ -5,6 +5,7 @@ const entry = (createdMicros: number, timeoutMicros: number | undefined, labelKe
   createdMicros,
   timeoutMicros,
   labelKey,
+  labels: { template_name: labelKey },
   timeoutHandled: timeoutMicros === undefined,
 });
 
@@ -31,10 +32,10 @@ describe('AwaitingAgentSet (the waiting agents a poller holds between reconcilia
     set.add('a3', entry(30, undefined, 'a'));
     set.add('b1', entry(70, undefined, 'b'));
     set.add('a1', entry(1, undefined, 'a')); // already held: ignored
-    expect([...set.groups()]).toEqual([['a', 3, 10], ['b', 1, 70]]);
+    expect([...set.groups()]).toEqual([[{ template_name: 'a' }, 3, 10], [{ template_name: 'b' }, 1, 70]]);
     set.delete('a2');
     set.delete('b1');
-    expect([...set.groups()]).toEqual([['a', 2, 30]]);
+    expect([...set.groups()]).toEqual([[{ template_name: 'a' }, 2, 30]]);
     expect(set.size).toBe(2);
     set.clear();
     expect([...set.groups()]).toEqual([]);

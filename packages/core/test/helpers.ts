@@ -1,6 +1,6 @@
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider, type ViewOptions } from '@opentelemetry/sdk-metrics';
-import type { AgentFirstConnection } from '../src/index.js';
+import { observableGaugesAsDelta, type AgentFirstConnection } from '../src/index.js';
 
 export interface TestMetrics {
   readonly meterProvider: MeterProvider;
@@ -9,8 +9,13 @@ export interface TestMetrics {
   shutdown(): Promise<void>;
 }
 
-export function createTestMetrics(views: ViewOptions[] = []): TestMetrics {
-  const exporter = new PrometheusExporter({ preventServerStart: true });
+/**
+ * The official exporter, with observable gauges collected as deltas (as the exporter's readers do) unless
+ * `cumulativeGauges`: then a label set no longer observed keeps its last value (the SDK's behaviour).
+ */
+export function createTestMetrics(views: ViewOptions[] = [], options: { cumulativeGauges?: boolean } = {}): TestMetrics {
+  const upstream = new PrometheusExporter({ preventServerStart: true });
+  const exporter = options.cumulativeGauges === true ? upstream : observableGaugesAsDelta(upstream);
   const meterProvider = new MeterProvider({ readers: [exporter], views });
   const serializer = new PrometheusSerializer();
   return {

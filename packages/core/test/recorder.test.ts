@@ -204,7 +204,7 @@ describe('labels and cardinality', () => {
     expect(counts.size).toBe(4);
     expect(counts.get(`${NAME}_count{otel_metric_overflow="true"}`)).toBe(3);
     expect(logger.records.filter((r) => r.message.startsWith('cardinality limit'))).toHaveLength(1);
-    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get('agentconn_label_set_overflow_samples_total{}')).toBe(3);
+    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get(`agentconn_label_set_overflow_samples_total{instrument="${NAME}"}`)).toBe(3);
   });
 });
 
@@ -267,7 +267,7 @@ describe('self-metric series', () => {
     const dropped = samples(text, 'agentconn_samples_dropped_total');
     expect(dropped.get('agentconn_samples_dropped_total{reason="negative_duration"}')).toBe(0);
     expect(dropped.get('agentconn_samples_dropped_total{reason="invalid"}')).toBe(0);
-    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get('agentconn_label_set_overflow_samples_total{}')).toBe(0);
+    expect(samples(text, 'agentconn_label_set_overflow_samples_total').get(`agentconn_label_set_overflow_samples_total{instrument="${NAME}"}`)).toBe(0);
     expect(samples(text, 'agentconn_samples_observed_total').get('agentconn_samples_observed_total{}')).toBe(0);
   });
 });

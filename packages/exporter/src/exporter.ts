@@ -8,7 +8,8 @@ import {
   INSTRUMENTATION_SCOPE,
   INSTRUMENTATION_VERSION,
   errorMessage,
-  firstConnectionView,
+  agentconnViews,
+  observableGaugesAsDelta,
   type Logger,
 } from '@agentconn/core';
 import {
@@ -83,7 +84,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const otlpExporter =
     config.otlpEndpoint === undefined
       ? undefined
-      : new ObservedMetricExporter(new OTLPMetricExporter({ url: config.otlpEndpoint }), config.otlpEndpoint, logger);
+      : observableGaugesAsDelta(new ObservedMetricExporter(new OTLPMetricExporter({ url: config.otlpEndpoint }), config.otlpEndpoint, logger));
   if (otlpExporter !== undefined) {
     readers.push(
       new PeriodicExportingMetricReader({
@@ -97,7 +98,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const meterProvider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agentconn-exporter', 'service.version': EXPORTER_VERSION }),
     readers,
-    views: [firstConnectionView(metricOptions)],
+    views: agentconnViews(metricOptions),
   });
 
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));

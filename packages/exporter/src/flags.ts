@@ -121,7 +121,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   {
     flag: 'cardinality-limit', env: 'AGENTCONN_CARDINALITY_LIMIT', value: 'N', key: 'cardinalityLimit',
     default: String(DEFAULT_CARDINALITY_LIMIT),
-    help: 'most label sets; more go to the otel_metric_overflow series',
+    help: 'most label sets of each metric; more go to its otel_metric_overflow series',
     parse: (text) => integer(text, { min: 2 }),
   },
   {

@@ -3,7 +3,7 @@ import type { MetricReader } from '@opentelemetry/sdk-metrics';
 import type { ExpositionKind } from './config.js';
 import { FastPrometheusReader } from '@agentconn/exposition';
 import type { ExemplarLookup, MetricsEndpoint } from '@agentconn/exposition';
-import type { Logger } from '@agentconn/core';
+import { observableGaugesAsDelta, type Logger } from '@agentconn/core';
 
 export interface MetricsReader {
   readonly reader: MetricReader;
@@ -23,7 +23,8 @@ export function createMetricsReader(
   const withoutScopeInfo = options.withoutScopeLabels ?? false;
   const { exemplars } = options;
   if (kind === 'otel') {
-    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo });
+    // The awaiting gauges leave a label set with no waiting agent unobserved: as deltas it leaves the exposition.
+    const exporter = observableGaugesAsDelta(new PrometheusExporter({ preventServerStart: true, withoutScopeInfo }));
     const endpoint = '/metrics';
     return {
       reader: exporter,

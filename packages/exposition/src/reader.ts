@@ -47,6 +47,12 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
   readonly gzip?: boolean;
   /** zlib level of that gzip, 1 (fastest) to 9. Default 1. */
   readonly gzipLevel?: number;
+  /**
+   * Keep writing an observable gauge's label set that its callback no longer observes, at its last value, as
+   * `PrometheusExporter` does. Default `false`: only what the callbacks observed at this scrape is written (the
+   * OpenTelemetry specification's rule; the SDK collects observable gauges as deltas for it).
+   */
+  readonly repeatUnobservedGauges?: boolean;
 }
 
 export const DEFAULT_METRICS_ENDPOINT = '/metrics';
@@ -77,10 +83,15 @@ export class FastPrometheusReader extends MetricReader {
     // Histograms (the series that grow with the fleet) as deltas, made cumulative again by `collect()`; all of
     // them cumulative as upstream when every point must carry its own collection's timestamp.
     const deltaHistograms = options.appendTimestamp !== true;
+    // Observable gauges as deltas too, passed on as they come: the SDK then reports only the label sets their
+    // callbacks observed this time (as cumulatives it repeats a label set's last value for ever).
+    const deltaGauges = options.repeatUnobservedGauges !== true;
     const readerOptions: MetricReaderOptions = {
       aggregationSelector: () => ({ type: AggregationType.DEFAULT }),
       aggregationTemporalitySelector: (type) =>
-        deltaHistograms && type === InstrumentType.HISTOGRAM ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
+        (deltaHistograms && type === InstrumentType.HISTOGRAM) || (deltaGauges && type === InstrumentType.OBSERVABLE_GAUGE)
+          ? AggregationTemporality.DELTA
+          : AggregationTemporality.CUMULATIVE,
       otelComponentType: OTEL_COMPONENT_TYPE,
     };
     if (options.metricProducers !== undefined) readerOptions.metricProducers = options.metricProducers;

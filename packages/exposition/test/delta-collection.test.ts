@@ -28,7 +28,10 @@ async function scrapeRounds(seed: number, lateInstruments: boolean, rounds: numb
   const rng = new Rng(seed);
   const scenario = randomScenario(rng, { promtoolSafe: false, histogramAggregations: true });
   const official = new PrometheusExporter({ preventServerStart: true });
-  const ours = new FastPrometheusReader({ logger: createMemoryLogger() });
+  // Observable gauges as upstream keeps them (a label set no longer observed stays at its last value): the
+  // scenarios' callbacks drop label sets, and both readers share one provider, where a delta gauge would show
+  // another reader's observation of the same round.
+  const ours = new FastPrometheusReader({ logger: createMemoryLogger(), repeatUnobservedGauges: true });
   const provider = new MeterProvider({
     resource: resourceFromAttributes(scenario.resourceAttributes),
     views: scenario.views,

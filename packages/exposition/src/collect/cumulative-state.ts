@@ -25,6 +25,7 @@ import type { Attributes, HrTime } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   DataPointType,
+  InstrumentType,
   type DataPoint,
   type Histogram,
   type MetricData,
@@ -72,7 +73,8 @@ export class CumulativeState {
 
   /**
    * Adds this collection's delta streams to the kept series and returns the collection as a cumulative one.
-   * Streams that are not deltas pass through unchanged.
+   * Streams that are not deltas, and observable gauges (collected as deltas only to leave out what was not
+   * observed), pass through unchanged.
    */
   accumulate(resourceMetrics: ResourceMetrics): ResourceMetrics {
     const current = new Map<string, CurrentScope>();
@@ -83,7 +85,7 @@ export class CumulativeState {
       const byKey = new Map<string, MetricData>();
       for (const metric of metrics) {
         const metricKey = metricKeys.next(metricKeyOf(metric));
-        byKey.set(metricKey, metric.aggregationTemporality === AggregationTemporality.DELTA ? this.#add(scopeKey, metricKey, metric) : metric);
+        byKey.set(metricKey, addsUp(metric) ? this.#add(scopeKey, metricKey, metric) : metric);
       }
       current.set(scopeKey, { scope, metrics: byKey });
     }
@@ -139,6 +141,17 @@ export class CumulativeState {
     }
     return stream.add(metric);
   }
+}
+
+/**
+ * Whether a stream's points are deltas to add up. An observable gauge's are not: it is collected as a delta only
+ * so that the SDK reports just the label sets its callbacks observed this time, and it is passed on as it is. (A
+ * histogram instrument whose View aggregates it to its last value also has delta gauge points: those are kept.)
+ * The SDK's descriptor is its instrument descriptor, whose `type` the `MetricDescriptor` type does not declare.
+ */
+function addsUp(metric: MetricData): boolean {
+  if (metric.aggregationTemporality !== AggregationTemporality.DELTA) return false;
+  return (metric.descriptor as { readonly type?: unknown }).type !== InstrumentType.OBSERVABLE_GAUGE;
 }
 
 /** One delta stream's cumulative series, in the order they were first seen. */

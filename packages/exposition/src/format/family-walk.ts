@@ -4,6 +4,8 @@ import { ByteSink, type ChunkOptions, DEFAULT_CHUNK_BYTES } from './byte-sink.js
 import type { ChunkPool } from './chunk-pool.js';
 import { MetricFamilies, TARGET_INFO, type Family, type FamilyOptions } from './families.js';
 import { writePoints, writeText, type PointWriter } from './line-writers.js';
+import { histogramRowsOf } from '../collect/histogram-rows.js';
+import { PageTexts, writeHistogramPages } from './page-text-cache.js';
 import { seriesTable } from './series-text-cache.js';
 import { formatLabels } from './text-syntax.js';
 
@@ -26,6 +28,8 @@ export interface FamilyFormat {
 /** What the two text serializers share: the family grouping, and the walk that writes it in their format. */
 export abstract class FamilySerializer {
   readonly #families: MetricFamilies;
+  /** The text of this serializer's unchanged histogram row pages, kept between renderings. */
+  readonly #pageTexts = new PageTexts();
 
   constructor(options: FamilyOptions) {
     this.#families = new MetricFamilies(options);
@@ -49,7 +53,7 @@ export abstract class FamilySerializer {
     pool?: ChunkPool,
     options: ChunkOptions = {},
   ): Generator<Buffer, void, undefined> {
-    return walkFamilies(this.#families, this.format(), resourceMetrics, chunkBytes, pool, options);
+    return walkFamilies(this.#families, this.format(), resourceMetrics, chunkBytes, pool, options, this.#pageTexts);
   }
 
   /** The format's steps for one rendering. */
@@ -60,7 +64,8 @@ export abstract class FamilySerializer {
  * Writes one `collect()` result in a text format as UTF-8 chunks of about `chunkBytes` bytes (never splitting a
  * line; a data point larger than that gets a chunk of its own size): the families in upstream's order, each
  * family's metadata before its first member, then every member's points. Lazy: nothing is written before the
- * first `next()`, so a consumer can pause between chunks for backpressure.
+ * first `next()`, so a consumer can pause between chunks for backpressure. A histogram with rows reuses the text
+ * of its unchanged row pages from `pageTexts` (the serializer's, which fixes the format and options).
  */
 export function* walkFamilies(
   families: MetricFamilies,
@@ -69,7 +74,9 @@ export function* walkFamilies(
   chunkBytes: number,
   pool: ChunkPool | undefined,
   options: ChunkOptions,
+  pageTexts: PageTexts = new PageTexts(),
 ): Generator<Buffer, void, undefined> {
+  pageTexts.use();
   const grouped = families.group(resourceMetrics);
   const resourceLabels = families.resourceConstantLabels(resourceMetrics.resource.attributes);
   const sink = new ByteSink(chunkBytes, pool, options);
@@ -100,9 +107,15 @@ export function* walkFamilies(
         case DataPointType.GAUGE:
           yield* writePoints(sink, format.samples(name, additional), metric.dataPoints, seriesTable(metric.descriptor));
           break;
-        case DataPointType.HISTOGRAM:
-          yield* writePoints(sink, format.histogram(name, additional, metric), metric.dataPoints, seriesTable(metric.descriptor));
+        case DataPointType.HISTOGRAM: {
+          const writer = format.histogram(name, additional, metric);
+          const points = metric.dataPoints as DataPoint<Histogram>[];
+          const rows = histogramRowsOf(metric);
+          yield* rows === undefined
+            ? writePoints(sink, writer, points, seriesTable(metric.descriptor))
+            : writeHistogramPages(sink, writer, points, seriesTable(metric.descriptor), rows, pageTexts);
           break;
+        }
         default:
           families.warnUnsupported(name);
       }

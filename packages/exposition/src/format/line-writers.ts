@@ -20,6 +20,12 @@ export interface PointWriter<P> {
   write(sink: ByteSink): void;
   /** After the stream's last point: `points` were written. */
   finish?(points: number): void;
+  /**
+   * What a point's lines are written from besides the point, looked up anew (OpenMetrics: its exemplars' bytes),
+   * in the order `write` records them as chunk inputs: a histogram page's kept text is used only while these are
+   * the same objects (see `page-text-cache.ts`).
+   */
+  extraInputs?(point: P, index: number): readonly unknown[];
 }
 
 /** Text (metadata, `target_info`) written whole, after making room for it. */

@@ -205,6 +205,14 @@ class OpenMetricsHistogramWriter implements PointWriter<DataPoint<Histogram>> {
     this.#exemplarBytes.trim(points);
   }
 
+  /** The point's exemplars' bytes by bucket, as `write` records them. */
+  extraInputs(point: DataPoint<Histogram>, index: number): readonly unknown[] {
+    const values = this.#point.values;
+    values.load(point, index);
+    this.#prepareExemplars(index, values.attributes, values.boundaries, values.countsLength);
+    return this.#lineExemplars;
+  }
+
   /** Looks the point's exemplars up and keeps the bytes of those that lie in their bucket; returns their size. */
   #prepareExemplars(index: number, attributes: Attributes, boundaries: readonly number[], buckets: number): number {
     const lines = this.#lineExemplars;
