@@ -20,7 +20,7 @@ export {
   openMetricsUnit,
   type OpenMetricsSerializerOptions,
 } from './format/openmetrics.js';
-export { negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
+export { negotiateContentEncoding, negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
 export type { Exemplar, ExemplarLookup } from './format/exemplar.js';
 export type { LogFields, Logger } from './logger.js';
 export {

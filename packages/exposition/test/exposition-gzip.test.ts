@@ -8,7 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { acceptsGzip } from '../src/http/negotiate.js';
+import { acceptsGzip, negotiateContentEncoding } from '../src/http/negotiate.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
 import type { Exemplar } from '../src/format/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
@@ -207,6 +207,41 @@ describe('gzip', () => {
     expect(acceptsGzip('identity')).toBe(false);
     expect(acceptsGzip('')).toBe(false);
     expect(acceptsGzip(undefined)).toBe(false);
+  });
+
+  it('reads Accept-Encoding as RFC 9110 does: invalid q-values are ignored, identity;q=0 is honoured', () => {
+    // An element whose q-value is not a qvalue (0 to 1, three decimals at most) is ignored, not taken as q=1.
+    for (const header of ['gzip;q=-1', 'gzip;q=abc', 'gzip;q=1.5', 'gzip;q=0.0001', 'gzip;q=', '*;q=2']) {
+      expect(negotiateContentEncoding(header), header).toBe('identity');
+    }
+    expect(negotiateContentEncoding('gzip;q=0.001')).toBe('gzip');
+    expect(negotiateContentEncoding('gzip; Q=1.000')).toBe('gzip');
+    // identity refused: gzip when offered, otherwise nothing acceptable (the server answers 406).
+    expect(negotiateContentEncoding('identity;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('gzip, identity;q=0')).toBe('gzip');
+    expect(negotiateContentEncoding('gzip, identity;q=0', false)).toBe(undefined);
+    expect(negotiateContentEncoding('*;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('*;q=0, identity')).toBe('identity');
+    expect(negotiateContentEncoding('br;q=1, *;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('identity;q=0, *')).toBe('gzip');
+    expect(negotiateContentEncoding('br')).toBe('identity');
+    expect(negotiateContentEncoding('gzip', false)).toBe('identity');
+    expect(negotiateContentEncoding(undefined)).toBe('identity');
+  });
+
+  it('answers 406 when identity is refused and gzip is not offered, gzip when it is', async () => {
+    const { server: plain } = await setup({ gzip: false }, 100);
+    const refused = await get(plain.url, { 'Accept-Encoding': 'identity;q=0' });
+    expect(refused.status).toBe(406);
+    expect(refused.headers['content-type']).toBe('text/plain; charset=utf-8');
+    const { reader, server } = await setup({}, 100);
+    const zipped = await get(server.url, { 'Accept-Encoding': 'identity;q=0, gzip;q=0.5' });
+    expect(zipped.status).toBe(200);
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(zipped.body).toString('utf8')).toBe(await reader.serializeToString());
+    const invalid = await get(server.url, { 'Accept-Encoding': 'gzip;q=-1' });
+    expect(invalid.headers['content-encoding']).toBeUndefined();
+    expect(invalid.body.toString('utf8')).toBe(await reader.serializeToString());
   });
 
   it('rejects a bad gzipLevel', () => {

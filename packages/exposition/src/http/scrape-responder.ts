@@ -8,7 +8,7 @@ import type { ChunkSource } from '../format/chunk-source.js';
 import { OPENMETRICS_CONTENT_TYPE } from '../format/openmetrics.js';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from '../format/text-syntax.js';
 import { errorMessage, type Logger } from '../logger.js';
-import { acceptsGzip, negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+import { negotiateContentEncoding, negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
 import {
   ConcurrencyLimit,
   DEFAULT_MAX_CONCURRENT_SCRAPES,
@@ -142,7 +142,13 @@ export class ScrapeResponder {
 
   async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat): Promise<void> {
     const gzipLevel = this.#gzipLevel;
-    const gzip = gzipLevel !== undefined && acceptsGzip(request.headers['accept-encoding']);
+    const encoding = negotiateContentEncoding(request.headers['accept-encoding'], gzipLevel !== undefined);
+    if (encoding === undefined) {
+      response.setHeader('Vary', 'Accept-Encoding');
+      respondText(response, 406, 'no acceptable content encoding: identity is refused and gzip is not offered\n');
+      return;
+    }
+    const gzip = gzipLevel !== undefined && encoding === 'gzip';
     const headers: Record<string, string> = {
       'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE,
       Vary: gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
