@@ -180,7 +180,7 @@ describe('gzip', () => {
         return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [] }, errors: [] };
       },
     };
-    const { server } = await setup({ metricProducers: [counting], chunkBytes: 64 * 1024 }, 20_000);
+    const { server } = await setup({ metricProducers: [counting], chunkBytes: 64 * 1024, drainTimeoutMillis: 60_000 }, 20_000);
     // An identity reader that takes nothing keeps its collection in use.
     const stalled = connect(server.port, '127.0.0.1');
     stalled.on('error', () => {});
