@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { webcrypto } from 'node:crypto';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,30 +11,12 @@ import { acceptsGzip, negotiateContentEncoding } from '../src/http/negotiate.js'
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
 import type { Exemplar } from '../src/format/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
+import { get } from './serving-support.js';
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
-
-interface Reply {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
-}
-
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers, method, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (part: Buffer) => parts.push(part));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 async function setup(options: FastPrometheusReaderOptions = {}, series = 3) {
   const reader = new FastPrometheusReader(options);

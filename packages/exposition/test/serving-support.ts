@@ -15,10 +15,10 @@ export interface Reply {
   readonly body: Buffer;
 }
 
-/** One GET on a connection of its own. */
-export function get(url: string, headers: Record<string, string> = {}): Promise<Reply> {
+/** One request (a GET unless told) on a connection of its own. */
+export function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers, agent: false }, (res) => {
+    const req = request(url, { headers, method, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (part: Buffer) => parts.push(part));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
