@@ -79,7 +79,12 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const exemplars: ExemplarLookup = {
     histogramExemplars: (name, attributes) => recorder?.exemplars.histogramExemplars(name, attributes),
   };
-  const exposition = createMetricsReader(config.exposition, logger, { exemplars, withoutScopeLabels: config.withoutScopeLabels });
+  const exposition = createMetricsReader(config.exposition, logger, {
+    exemplars,
+    withoutScopeLabels: config.withoutScopeLabels,
+    responseTimeoutMillis: config.webResponseTimeoutMs,
+    drainTimeoutMillis: config.webDrainTimeoutMs,
+  });
   const readers: MetricReader[] = [exposition.reader];
   const otlpExporter =
     config.otlpEndpoint === undefined

@@ -38,6 +38,10 @@ export interface ExporterSettings {
   readonly withoutScopeLabels: boolean;
   /** exporter-toolkit web config (TLS, basic auth, headers), if any. */
   readonly webConfigFile: string | undefined;
+  /** A /metrics response not finished by then is reset. */
+  readonly webResponseTimeoutMs: number;
+  /** A /metrics response whose client takes nothing for this long is reset. */
+  readonly webDrainTimeoutMs: number;
   readonly logLevel: LogLevel;
 }
 
@@ -183,6 +187,16 @@ export const FLAGS: readonly AnyFlagSpec[] = [
     flag: 'web.config.file', env: 'AGENTCONN_WEB_CONFIG_FILE', value: 'FILE', key: 'webConfigFile', unset: '(off)',
     help: "TLS, basic auth and headers in Prometheus exporter-toolkit's format; re-read on change and SIGHUP",
     parse: filePath,
+  },
+  {
+    flag: 'web.response-timeout', env: 'AGENTCONN_WEB_RESPONSE_TIMEOUT', value: 'DURATION', key: 'webResponseTimeoutMs', default: '15s',
+    help: '/metrics response deadline, near the scrape_timeout',
+    parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
+  },
+  {
+    flag: 'web.drain-timeout', env: 'AGENTCONN_WEB_DRAIN_TIMEOUT', value: 'DURATION', key: 'webDrainTimeoutMs', default: '5s',
+    help: 'reset /metrics responses stalled this long',
+    parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
   },
   {
     flag: 'log-level', env: 'AGENTCONN_LOG_LEVEL', value: 'LEVEL', key: 'logLevel', default: 'info',

@@ -18,7 +18,13 @@ export interface MetricsReader {
 export function createMetricsReader(
   kind: ExpositionKind,
   logger: Logger,
-  options: { readonly exemplars?: ExemplarLookup; readonly withoutScopeLabels?: boolean } = {},
+  options: {
+    readonly exemplars?: ExemplarLookup;
+    readonly withoutScopeLabels?: boolean;
+    /** `fast` only: see `FastPrometheusReaderOptions`. */
+    readonly responseTimeoutMillis?: number;
+    readonly drainTimeoutMillis?: number;
+  } = {},
 ): MetricsReader {
   const withoutScopeInfo = options.withoutScopeLabels ?? false;
   const { exemplars } = options;
@@ -40,6 +46,13 @@ export function createMetricsReader(
       },
     };
   }
-  const reader = new FastPrometheusReader({ logger, withoutScopeInfo, ...(exemplars !== undefined && { exemplars }) });
+  const { responseTimeoutMillis, drainTimeoutMillis } = options;
+  const reader = new FastPrometheusReader({
+    logger,
+    withoutScopeInfo,
+    ...(exemplars !== undefined && { exemplars }),
+    ...(responseTimeoutMillis !== undefined && { responseTimeoutMillis }),
+    ...(drainTimeoutMillis !== undefined && { drainTimeoutMillis }),
+  });
   return { reader, endpoint: reader };
 }

@@ -20,14 +20,17 @@ export {
   openMetricsUnit,
   type OpenMetricsSerializerOptions,
 } from './format/openmetrics.js';
-export { negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
+export { negotiateContentEncoding, negotiateExpositionFormat, type ExpositionFormat } from './http/negotiate.js';
 export type { Exemplar, ExemplarLookup } from './format/exemplar.js';
 export type { LogFields, Logger } from './logger.js';
 export {
+  DEFAULT_DRAIN_TIMEOUT_MILLIS,
   DEFAULT_HEADERS_TIMEOUT_MILLIS,
   DEFAULT_IDLE_TIMEOUT_MILLIS,
+  DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_MAX_CONCURRENT_SCRAPES,
   DEFAULT_RENDER_SHARE_MILLIS,
   DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+  MIN_DRAIN_BYTES_PER_SECOND,
 } from './http/serving-limits.js';
 export { DEFAULT_GZIP_LEVEL } from './compress/parallel-gzip.js';

@@ -1,95 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { fork, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions, type MetricsServerOptions } from '../src/index.js';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { get, slowReader as slowReaderOf, startTarget as startTargetOf, type Cleanup } from './serving-support.js';
 
-const TARGET = fileURLToPath(new URL('./fixtures/scrape-target.mjs', import.meta.url));
-
-const cleanup: Array<() => unknown> = [];
+const cleanup: Cleanup = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
-interface Reply {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
-}
-
-function get(url: string, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (part: Buffer) => parts.push(part));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** A reader that sends its request and then takes `bytesPerSecond` of the answer (0: none at all). */
-function slowReader(port: number, bytesPerSecond: number): { socket: Socket; received: () => number; closed: Promise<void> } {
-  const socket = connect(port, '127.0.0.1');
-  let received = 0;
-  socket.on('error', () => {});
-  socket.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-  socket.pause();
-  const perTick = Math.floor(bytesPerSecond / 10);
-  const timer = setInterval(() => {
-    for (let taken = 0; taken < perTick; ) {
-      const part = socket.read() as Buffer | null;
-      if (part === null) break;
-      taken += part.length;
-      received += part.length;
-    }
-    // The first bytes (status line) are seen even at 0 B/s (read(0) fills the buffer without consuming it).
-    if (received === 0) {
-      socket.read(0);
-      received = socket.readableLength;
-    }
-  }, 100);
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  void closed.then(() => clearInterval(timer));
-  cleanup.push(() => {
-    clearInterval(timer);
-    socket.destroy();
-  });
-  return { socket, received: () => received, closed };
-}
-
-interface Target {
-  readonly child: ChildProcess;
-  readonly port: number;
-  ask<T>(message: string): Promise<T>;
-}
-
-async function startTarget(series: number, options: { reader?: FastPrometheusReaderOptions; server?: Partial<MetricsServerOptions> }): Promise<Target> {
-  const child = fork(TARGET, [String(series), JSON.stringify(options)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  cleanup.push(() => child.kill('SIGKILL'));
-  const next = <T>(): Promise<T> =>
-    new Promise((resolve, reject) => {
-      child.once('message', (message) => resolve(message as T));
-      child.once('exit', (code) => reject(new Error(`scrape target exited with ${code}`)));
-    });
-  const { port } = await next<{ port: number }>();
-  return {
-    child,
-    port,
-    ask<T>(message: string) {
-      const answer = next<T>();
-      child.send(message);
-      return answer;
-    },
-  };
-}
+const slowReader = (port: number, bytesPerSecond: number) => slowReaderOf(port, bytesPerSecond, cleanup);
+const startTarget = (series: number, options: Parameters<typeof startTargetOf>[1]) => startTargetOf(series, options, cleanup);
 
 describe('bounded serving', () => {
   // Measured before the fix: at 50k series each slow reader held its own full collection; 300 readers at 3 KB/s
@@ -153,7 +77,7 @@ describe('bounded serving', () => {
         return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [] }, errors: [] };
       },
     };
-    const { server } = await setup({ metricProducers: [counting], chunkBytes: 16384 }, {}, 20_000);
+    const { server } = await setup({ metricProducers: [counting], chunkBytes: 16384, drainTimeoutMillis: 60_000 }, {}, 20_000);
     // A reader that takes nothing keeps its rendering (and so its collection) in use.
     const stalled = slowReader(server.port, 0);
     for (let waited = 0; stalled.received() === 0 && waited < 5000; waited += 20) await sleep(20);
@@ -170,16 +94,54 @@ describe('bounded serving', () => {
   });
 
   it('beyond maxConcurrentScrapes answers 503 with Retry-After, and serves again once a slot is free', async () => {
-    const { server } = await setup({ maxConcurrentScrapes: 2, chunkBytes: 4096 }, {}, 20_000);
-    const stalled = [slowReader(server.port, 0), slowReader(server.port, 0)];
-    for (let waited = 0; stalled.some((r) => r.received() === 0) && waited < 5000; waited += 50) await sleep(50);
+    // Two scrapes held by a slow collection: no reader is slow, so the third has no slot to take.
+    let finish: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (finish = resolve));
+    const slowCollection: MetricProducer = {
+      collect: async () => {
+        await held;
+        return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [] }, errors: [] };
+      },
+    };
+    const { server } = await setup({ maxConcurrentScrapes: 2, metricProducers: [slowCollection] });
+    const first = [get(server.url), get(server.url)];
+    await sleep(200);
     const refused = await get(server.url);
     expect(refused.status).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
-    for (const reader of stalled) reader.socket.destroy();
-    await Promise.all(stalled.map((r) => r.closed));
-    await sleep(50);
+    finish?.();
+    expect((await Promise.all(first)).map((reply) => reply.status)).toEqual([200, 200]);
     expect((await get(server.url)).status).toBe(200);
+  });
+
+  it('with every slot taken by readers too slow to finish, a new scrape takes the slot of the slowest', async () => {
+    const { server, logger } = await setup({ maxConcurrentScrapes: 2, chunkBytes: 4096, drainTimeoutMillis: 60_000 }, {}, 20_000);
+    const stalled = [slowReader(server.port, 0), slowReader(server.port, 0)];
+    for (let waited = 0; stalled.some((r) => r.received() === 0) && waited < 5000; waited += 50) await sleep(50);
+    // A second for their drain rate to show (bytes waited for them the whole time, and they took none).
+    await sleep(1600);
+    const reply = await get(server.url);
+    expect(reply.status).toBe(200);
+    expect(logger.records.filter((e) => e.message === 'metrics response reset: it drained too slowly and a new scrape needed its slot')).toHaveLength(1);
+    // The one cut ends as soon as it reads again (a paused socket does not see the reset).
+    for (const reader of stalled) reader.socket.resume();
+    await Promise.race(stalled.map((r) => r.closed));
+  });
+
+  it('resets a response whose reader stops taking bytes, once drainTimeoutMillis passed', async () => {
+    const { server, logger } = await setup({ drainTimeoutMillis: 1000, chunkBytes: 65536 }, {}, 20_000);
+    const stalled = slowReader(server.port, 0);
+    for (let waited = 0; stalled.received() === 0 && waited < 5000; waited += 50) await sleep(50);
+    await sleep(2500);
+    expect(logger.records.some((e) => e.message === 'metrics response reset: its socket took nothing for the drain timeout')).toBe(true);
+    // A reset, not a graceful close: what the kernel still held for the reader is dropped, so, reading again, it
+    // gets what its own buffers hold and no more (a graceful close would hand it the server's megabytes too).
+    let bytes = 0;
+    stalled.socket.on('data', (part: Buffer) => (bytes += part.length));
+    stalled.socket.resume();
+    await stalled.closed;
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBeLessThan(1024 * 1024);
   });
 
   it('cuts a response that does not finish within responseTimeoutMillis', async () => {
@@ -194,11 +156,15 @@ describe('bounded serving', () => {
     await stalled.closed;
     expect(bytes).toBeGreaterThan(0);
     expect(bytes).toBeLessThan(Buffer.byteLength(await reader.serializeToString()));
+    // Reset, not closed gracefully: the megabytes the kernel held for it are dropped.
+    expect(bytes).toBeLessThan(1024 * 1024);
   });
 
   it('rejects bad limits', () => {
     expect(() => new FastPrometheusReader({ maxConcurrentScrapes: 0 })).toThrow(/maxConcurrentScrapes/);
     expect(() => new FastPrometheusReader({ responseTimeoutMillis: 2 ** 31 })).toThrow(/responseTimeoutMillis/);
+    expect(() => new FastPrometheusReader({ drainTimeoutMillis: 0 })).toThrow(/drainTimeoutMillis/);
+    expect(() => new FastPrometheusReader({ maxBufferedBytes: 1000 })).toThrow(/maxBufferedBytes/);
   });
 });
 

@@ -2,40 +2,21 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { webcrypto } from 'node:crypto';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { acceptsGzip } from '../src/http/negotiate.js';
+import { acceptsGzip, negotiateContentEncoding } from '../src/http/negotiate.js';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions } from '../src/index.js';
 import type { Exemplar } from '../src/format/exemplar.js';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
+import { get } from './serving-support.js';
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
-
-interface Reply {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
-}
-
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers, method, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (part: Buffer) => parts.push(part));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 async function setup(options: FastPrometheusReaderOptions = {}, series = 3) {
   const reader = new FastPrometheusReader(options);
@@ -180,7 +161,7 @@ describe('gzip', () => {
         return { resourceMetrics: { resource: resourceFromAttributes({}), scopeMetrics: [] }, errors: [] };
       },
     };
-    const { server } = await setup({ metricProducers: [counting], chunkBytes: 64 * 1024 }, 20_000);
+    const { server } = await setup({ metricProducers: [counting], chunkBytes: 64 * 1024, drainTimeoutMillis: 60_000 }, 20_000);
     // An identity reader that takes nothing keeps its collection in use.
     const stalled = connect(server.port, '127.0.0.1');
     stalled.on('error', () => {});
@@ -207,6 +188,41 @@ describe('gzip', () => {
     expect(acceptsGzip('identity')).toBe(false);
     expect(acceptsGzip('')).toBe(false);
     expect(acceptsGzip(undefined)).toBe(false);
+  });
+
+  it('reads Accept-Encoding as RFC 9110 does: invalid q-values are ignored, identity;q=0 is honoured', () => {
+    // An element whose q-value is not a qvalue (0 to 1, three decimals at most) is ignored, not taken as q=1.
+    for (const header of ['gzip;q=-1', 'gzip;q=abc', 'gzip;q=1.5', 'gzip;q=0.0001', 'gzip;q=', '*;q=2']) {
+      expect(negotiateContentEncoding(header), header).toBe('identity');
+    }
+    expect(negotiateContentEncoding('gzip;q=0.001')).toBe('gzip');
+    expect(negotiateContentEncoding('gzip; Q=1.000')).toBe('gzip');
+    // identity refused: gzip when offered, otherwise nothing acceptable (the server answers 406).
+    expect(negotiateContentEncoding('identity;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('gzip, identity;q=0')).toBe('gzip');
+    expect(negotiateContentEncoding('gzip, identity;q=0', false)).toBe(undefined);
+    expect(negotiateContentEncoding('*;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('*;q=0, identity')).toBe('identity');
+    expect(negotiateContentEncoding('br;q=1, *;q=0')).toBe(undefined);
+    expect(negotiateContentEncoding('identity;q=0, *')).toBe('gzip');
+    expect(negotiateContentEncoding('br')).toBe('identity');
+    expect(negotiateContentEncoding('gzip', false)).toBe('identity');
+    expect(negotiateContentEncoding(undefined)).toBe('identity');
+  });
+
+  it('answers 406 when identity is refused and gzip is not offered, gzip when it is', async () => {
+    const { server: plain } = await setup({ gzip: false }, 100);
+    const refused = await get(plain.url, { 'Accept-Encoding': 'identity;q=0' });
+    expect(refused.status).toBe(406);
+    expect(refused.headers['content-type']).toBe('text/plain; charset=utf-8');
+    const { reader, server } = await setup({}, 100);
+    const zipped = await get(server.url, { 'Accept-Encoding': 'identity;q=0, gzip;q=0.5' });
+    expect(zipped.status).toBe(200);
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(zipped.body).toString('utf8')).toBe(await reader.serializeToString());
+    const invalid = await get(server.url, { 'Accept-Encoding': 'gzip;q=-1' });
+    expect(invalid.headers['content-encoding']).toBeUndefined();
+    expect(invalid.body.toString('utf8')).toBe(await reader.serializeToString());
   });
 
   it('rejects a bad gzipLevel', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
-import { SharedRendering, SharedTask, writeShared } from '../src/http/shared-rendering.js';
+import { SharedRendering, SharedTask, writeShared, type RenderingReader } from '../src/http/shared-rendering.js';
 import type { ChunkSource } from '../src/format/chunk-source.js';
 
 function source(chunks: number, size = 100): ChunkSource & { produced: number; closed: boolean } {
@@ -39,8 +39,7 @@ describe('SharedRendering', () => {
     const src = source(10);
     const released: Uint8Array[] = [];
     const rendering = new SharedRendering(src, (chunk) => released.push(chunk), { keepBytes: 300 });
-    rendering.join();
-    const first = await writeAll(rendering);
+    const first = await writeAll(rendering.join());
     expect(first.length).toBe(1000);
     await new Promise((r) => setImmediate(r)); // the sink's write callbacks run after the write loop
     // Done and nobody reads it: not joinable, every chunk released exactly once.
@@ -54,18 +53,15 @@ describe('SharedRendering', () => {
     const src = source(20);
     const rendering = new SharedRendering(src, undefined, { keepBytes: 0 });
     const slow = heldSink();
-    rendering.join();
-    const slowDone = writeShared(rendering, slow.sink);
+    const slowDone = writeShared(rendering.join(), slow.sink);
     await new Promise((r) => setImmediate(r));
     // The slow reader has chunk 0 in flight: a reader arriving now can join.
     expect(rendering.joinable()).toBe(true);
-    rendering.join();
     const quitter = new Writable({ write: (_c, _e, cb) => cb() });
-    const quitting = writeShared(rendering, quitter);
+    const quitting = writeShared(rendering.join(), quitter);
     quitter.destroy();
     expect(await quitting).toBe('closed');
-    rendering.join();
-    const late = await writeAll(rendering);
+    const late = await writeAll(rendering.join());
     expect(late.equals(Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.alloc(100, i))))).toBe(true);
     expect(src.produced).toBe(20);
     for (let i = 0; i < 40 && rendering.keptChunks > 0; i++) {
@@ -79,9 +75,8 @@ describe('SharedRendering', () => {
   it('stops the source when every reader left before the end', async () => {
     const src = source(1000);
     const rendering = new SharedRendering(src);
-    rendering.join();
     const sink = new Writable({ highWaterMark: 1, write: (_c, _e, cb) => setImmediate(cb) });
-    const writing = writeShared(rendering, sink);
+    const writing = writeShared(rendering.join(), sink);
     await new Promise((r) => setTimeout(r, 5));
     sink.destroy();
     expect(await writing).toBe('closed');
@@ -105,9 +100,8 @@ describe('SharedRendering', () => {
     };
     const released: Uint8Array[] = [];
     const rendering = new SharedRendering(src, (chunk) => released.push(chunk), { keepBytes: 0 });
-    rendering.join();
     const held = heldSink();
-    const writing = writeShared(rendering, held.sink);
+    const writing = writeShared(rendering.join(), held.sink);
     await new Promise((r) => setImmediate(r));
     // Chunk 0 is in the socket and not drained, yet chunk 1 is already being produced.
     expect(held.received).toHaveLength(1);
@@ -131,10 +125,9 @@ describe('SharedRendering', () => {
     ] as const) {
       const src = source(20);
       const rendering = new SharedRendering(src, undefined, { keepBytes: 0 });
-      rendering.join();
       const held = heldSink();
       let outcome: string | undefined;
-      const writing = writeShared(rendering, held.sink, ahead).then((how) => (outcome = how));
+      const writing = writeShared(rendering.join(), held.sink, { writeAheadBytes: ahead }).then((how) => (outcome = how));
       await new Promise((r) => setImmediate(r));
       expect(held.sink.writableLength).toBe(buffered);
       for (let i = 0; i < 100 && outcome === undefined; i++) {
@@ -151,6 +144,37 @@ describe('SharedRendering', () => {
     }
   });
 
+  it('lets the event loop turn while a reader takes every chunk at once (a fast scraper must not stall the process)', async () => {
+    // A destination that takes every write at once, as a socket does while the kernel has room: nothing ever asks
+    // the writer to wait, so only the writer itself can let timers and other connections run.
+    const src: ChunkSource & { produced: number } = {
+      produced: 0,
+      next() {
+        if (this.produced >= 400) return undefined;
+        this.produced++;
+        const started = performance.now();
+        while (performance.now() - started < 0.5) {
+          // rendering a chunk takes a moment
+        }
+        return Buffer.alloc(1000);
+      },
+      close() {},
+    };
+    const rendering = new SharedRendering(src, undefined, { keepBytes: 0 });
+    let turns = 0;
+    const heartbeat = setInterval(() => turns++, 1);
+    try {
+      const started = performance.now();
+      await writeAll(rendering.join());
+      const took = performance.now() - started;
+      expect(took).toBeGreaterThan(200);
+      // About one turn per slice (1 ms) of writing; none at all when the writer never yields.
+      expect(turns).toBeGreaterThanOrEqual(Math.floor(took / 40));
+    } finally {
+      clearInterval(heartbeat);
+    }
+  });
+
   it('hands every reader the same failure', async () => {
     let calls = 0;
     const failing: ChunkSource = {
@@ -162,10 +186,10 @@ describe('SharedRendering', () => {
       close() {},
     };
     const rendering = new SharedRendering(failing);
-    rendering.join();
-    rendering.join();
-    await expect(writeAll(rendering)).rejects.toThrow('serializer broke');
-    await expect(writeAll(rendering)).rejects.toThrow('serializer broke');
+    const first = rendering.join();
+    const second = rendering.join();
+    await expect(writeAll(first)).rejects.toThrow('serializer broke');
+    await expect(writeAll(second)).rejects.toThrow('serializer broke');
     expect(calls).toBe(3);
   });
 });
@@ -197,7 +221,7 @@ describe('SharedTask', () => {
   });
 });
 
-async function writeAll(rendering: SharedRendering): Promise<Buffer> {
+async function writeAll(reader: RenderingReader): Promise<Buffer> {
   const parts: Buffer[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback): void {
@@ -205,7 +229,7 @@ async function writeAll(rendering: SharedRendering): Promise<Buffer> {
       callback();
     },
   });
-  const outcome = await writeShared(rendering, sink);
+  const outcome = await writeShared(reader, sink);
   expect(outcome).toBe('complete');
   return Buffer.concat(parts);
 }

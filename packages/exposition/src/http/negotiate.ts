@@ -53,24 +53,56 @@ export function negotiateExpositionFormat(accept: string | string[] | undefined)
   return openMetrics > 0 && openMetrics >= text ? 'openmetrics' : 'prometheus-text';
 }
 
-/**
- * True when the request's `Accept-Encoding` takes gzip (`gzip`, `x-gzip` or `*` with a q-value above 0, and gzip
- * not refused by `gzip;q=0`). Without the header, or with only `identity`, the answer is uncompressed.
- */
-export function acceptsGzip(header: string | string[] | undefined): boolean {
-  if (header === undefined) return false;
-  let gzipQ: number | undefined;
-  let starQ: number | undefined;
-  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
-    const [token = '', ...params] = part.split(';').map((text) => text.trim().toLowerCase());
+/** An RFC 9110 qvalue: 0 to 1 with at most three decimals. */
+const QVALUE = /^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$/;
+
+interface Coding {
+  readonly name: string;
+  readonly q: number;
+}
+
+/** The codings of an `Accept-Encoding` header; an element whose q-value is not a valid qvalue is left out. */
+function parseAcceptEncoding(header: string): Coding[] {
+  const codings: Coding[] = [];
+  for (const part of header.split(',')) {
+    const [token = '', ...params] = part.split(';').map((text) => text.trim());
+    if (token === '') continue;
     let q = 1;
+    let valid = true;
     for (const param of params) {
-      const match = /^q=([0-9.]+)$/.exec(param);
-      if (match) q = Number(match[1]);
+      const eq = param.indexOf('=');
+      if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'q') continue;
+      const value = param.slice(eq + 1).trim();
+      if (!QVALUE.test(value)) valid = false;
+      else q = Number(value);
     }
-    if (Number.isNaN(q)) continue;
-    if (token === 'gzip' || token === 'x-gzip') gzipQ = Math.max(gzipQ ?? 0, q);
-    else if (token === '*') starQ = q;
+    if (valid) codings.push({ name: token.toLowerCase(), q });
   }
-  return (gzipQ ?? starQ ?? 0) > 0;
+  return codings;
+}
+
+/**
+ * The content coding to answer with, from `Accept-Encoding` as RFC 9110 (12.5.3) reads it: `gzip` (or `x-gzip`)
+ * when `gzip` is offered and the header accepts it with a q-value above 0, explicitly or through `*`; otherwise
+ * `identity`, unless the header refuses that too (`identity;q=0`, or `*;q=0` without `identity`): then undefined,
+ * which the server answers with 406. An element with an invalid q-value (`q=-1`, `q=abc`) is ignored. Without the
+ * header the answer is `identity`.
+ */
+export function negotiateContentEncoding(header: string | string[] | undefined, gzip = true): 'gzip' | 'identity' | undefined {
+  if (header === undefined) return 'identity';
+  let gzipQ: number | undefined;
+  let identityQ: number | undefined;
+  let starQ: number | undefined;
+  for (const { name, q } of parseAcceptEncoding(Array.isArray(header) ? header.join(',') : header)) {
+    if (name === 'gzip' || name === 'x-gzip') gzipQ = Math.max(gzipQ ?? 0, q);
+    else if (name === 'identity') identityQ = Math.max(identityQ ?? 0, q);
+    else if (name === '*') starQ = Math.max(starQ ?? 0, q);
+  }
+  if (gzip && (gzipQ ?? starQ ?? 0) > 0) return 'gzip';
+  return (identityQ ?? starQ ?? 1) > 0 ? 'identity' : undefined;
+}
+
+/** True when the request's `Accept-Encoding` takes gzip (see `negotiateContentEncoding`). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  return negotiateContentEncoding(header) === 'gzip';
 }

@@ -8,12 +8,18 @@ import type { ChunkSource } from '../format/chunk-source.js';
 import { OPENMETRICS_CONTENT_TYPE } from '../format/openmetrics.js';
 import { PROMETHEUS_TEXT_CONTENT_TYPE } from '../format/text-syntax.js';
 import { errorMessage, type Logger } from '../logger.js';
-import { acceptsGzip, negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+import { BufferedBytes } from './buffered-bytes.js';
+import { ConnectionTurns } from './connection-turns.js';
+import { negotiateContentEncoding, negotiateExpositionFormat, type ExpositionFormat } from './negotiate.js';
+import { ResponseSlots, type CutReason, type InFlightResponse } from './response-slots.js';
 import {
-  ConcurrencyLimit,
+  bytesOption,
+  DEFAULT_DRAIN_TIMEOUT_MILLIS,
+  DEFAULT_MAX_BUFFERED_BYTES,
   DEFAULT_MAX_CONCURRENT_SCRAPES,
   DEFAULT_RENDER_SHARE_MILLIS,
   DEFAULT_RESPONSE_TIMEOUT_MILLIS,
+  resetConnection,
   RETRY_AFTER_SECONDS,
   responseDeadline,
   timeoutOption,
@@ -41,6 +47,8 @@ export interface ScrapeResponderOptions {
   readonly logger: Logger;
   readonly maxConcurrentScrapes?: number;
   readonly responseTimeoutMillis?: number;
+  readonly drainTimeoutMillis?: number;
+  readonly maxBufferedBytes?: number;
   readonly renderShareMillis?: number;
   readonly gzip?: boolean;
   readonly gzipLevel?: number;
@@ -64,8 +72,10 @@ function pathOf(url: string | undefined): string | undefined {
 
 /**
  * Answers scrapes over HTTP: the format and encoding the request asks for, concurrent scrapes sharing one
- * collection and one rendering, chunks written with backpressure, and the bounds (concurrent responses, response
- * timeout) that keep a misbehaving client from taking the process down.
+ * collection and one rendering, chunks written with backpressure, and the bounds that keep one client from
+ * starving the others: one response at a time per connection, a limit of responses in flight whose slowest
+ * readers give way to a new scrape, a budget of bytes held for readers, drain and response timeouts, and writers
+ * that let the event loop turn.
  */
 export class ScrapeResponder {
   readonly #source: ScrapeSource;
@@ -75,8 +85,11 @@ export class ScrapeResponder {
   readonly #logger: Logger;
   /** Shared by concurrent scrapes: a chunk comes back once its socket write completed, when the kernel has the bytes. */
   readonly #pool: ChunkPool;
-  readonly #limit: ConcurrencyLimit;
+  readonly #slots: ResponseSlots;
+  readonly #turns = new ConnectionTurns();
+  readonly #budget: BufferedBytes;
   readonly #responseTimeoutMillis: number;
+  readonly #drainTimeoutMillis: number;
   readonly #renderings = new LatestRenderings();
   readonly #collections: SharedTask<CollectionResult>;
   readonly #shareMillis: number;
@@ -90,8 +103,15 @@ export class ScrapeResponder {
     this.#chunkBytes = options.chunkBytes;
     this.#logger = options.logger;
     this.#pool = new ChunkPool(chunkCapacity(options.chunkBytes), chunkPoolLimit(options.chunkBytes));
-    this.#limit = new ConcurrencyLimit(options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES);
     this.#responseTimeoutMillis = timeoutOption('responseTimeoutMillis', options.responseTimeoutMillis ?? DEFAULT_RESPONSE_TIMEOUT_MILLIS);
+    this.#drainTimeoutMillis = timeoutOption('drainTimeoutMillis', options.drainTimeoutMillis ?? DEFAULT_DRAIN_TIMEOUT_MILLIS);
+    this.#budget = new BufferedBytes(bytesOption('maxBufferedBytes', options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, 4 * chunkCapacity(options.chunkBytes)));
+    this.#slots = new ResponseSlots({
+      max: options.maxConcurrentScrapes ?? DEFAULT_MAX_CONCURRENT_SCRAPES,
+      drainTimeoutMillis: this.#drainTimeoutMillis,
+      cut: (entry, reason) => this.#cut(entry, reason),
+      onTick: () => this.#budget.recheck(),
+    });
     this.#shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
     this.#collections = new SharedTask(this.#shareMillis);
     const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
@@ -117,32 +137,68 @@ export class ScrapeResponder {
       respondText(response, 405, 'Method Not Allowed\n');
       return;
     }
-    const release = this.#limit.tryAcquire();
-    if (release === undefined) {
-      response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-      respondText(response, 503, 'too many concurrent scrapes\n');
+    const connection = request.socket;
+    const turn = this.#turns.take(connection);
+    if (turn === false) {
+      refuse(response, 'too many pipelined requests on this connection\n');
       return;
     }
-    const cancelDeadline = responseDeadline(response, this.#responseTimeoutMillis, () =>
-      this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis }),
-    );
-    response.once('close', release);
-    this.#serve(request, response, negotiateExpositionFormat(request.headers.accept))
-      .catch((error: unknown) => {
-        // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
-        this.#logger.error('metrics response failed', { error: errorMessage(error) });
-        if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
-        else response.destroy();
-      })
-      .finally(() => {
-        cancelDeadline();
-        release();
-      });
+    // Whatever happens to this request, its end hands the connection to the next one waiting.
+    if (turn === true) this.#start(request, response, connection);
+    else void turn.then((go) => (go ? this.#start(request, response, connection) : undefined));
   };
 
-  async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat): Promise<void> {
+  #start(request: IncomingMessage, response: ServerResponse, connection: NodeJS.EventEmitter): void {
+    response.once('close', () => this.#turns.done(connection));
+    if (request.socket.destroyed) return;
+    const entry = this.#slots.acquireWithin(response, SLOT_WAIT_MILLIS);
+    if (entry instanceof Promise) void entry.then((got) => this.#begin(request, response, got));
+    else this.#begin(request, response, entry);
+  }
+
+  #begin(request: IncomingMessage, response: ServerResponse, entry: InFlightResponse | undefined): void {
+    if (entry === undefined) {
+      refuse(response, 'too many concurrent scrapes\n');
+      return;
+    }
+    if (response.destroyed) {
+      this.#slots.release(entry);
+      return;
+    }
+    response.once('close', () => this.#slots.release(entry));
+    const cancelDeadline = responseDeadline(response, this.#responseTimeoutMillis, () => {
+      entry.markCut('deadline');
+      this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis });
+    });
+    response.once('close', cancelDeadline);
+    this.#serve(request, response, negotiateExpositionFormat(request.headers.accept), entry).catch((error: unknown) => {
+      // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
+      this.#logger.error('metrics response failed', { error: errorMessage(error) });
+      if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
+      else resetConnection(response);
+    });
+  }
+
+  /** Resets a response's connection to free its slot (`slot`), its bytes (`memory`) or a stalled socket (`drain`). */
+  #cut(entry: InFlightResponse, reason: CutReason): void {
+    this.#logger.debug(CUT_MESSAGES[reason], {
+      reason,
+      drain_bytes_per_second: entry.meter.rate === undefined ? undefined : Math.round(entry.meter.rate),
+      taken_bytes: entry.meter.taken,
+      ...(reason === 'drain' && { timeout_ms: this.#drainTimeoutMillis }),
+    });
+    resetConnection(entry.response);
+  }
+
+  async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat, entry: InFlightResponse): Promise<void> {
     const gzipLevel = this.#gzipLevel;
-    const gzip = gzipLevel !== undefined && acceptsGzip(request.headers['accept-encoding']);
+    const encoding = negotiateContentEncoding(request.headers['accept-encoding'], gzipLevel !== undefined);
+    if (encoding === undefined) {
+      response.setHeader('Vary', 'Accept-Encoding');
+      respondText(response, 406, 'no acceptable content encoding: identity is refused and gzip is not offered\n');
+      return;
+    }
+    const gzip = gzipLevel !== undefined && encoding === 'gzip';
     const headers: Record<string, string> = {
       'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE,
       Vary: gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
@@ -162,26 +218,33 @@ export class ScrapeResponder {
     }
     const pool = this.#pool;
     const release = (chunk: Uint8Array): void => pool.release(chunk);
-    const share = { maxAgeMillis: this.#shareMillis };
+    const share = { maxAgeMillis: this.#shareMillis, budget: this.#budget };
     const cache = this.#gzipCaches?.get(format);
-    const rendering = gzip
-      ? this.#renderings.join(`${format}+gzip`, () => new SharedRendering(parallelGzip(this.#renderSource(format, { recordInputs: true }), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share))
-      : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share));
+    const cut = (): void => this.#slots.cut(entry, 'memory');
+    const reader = gzip
+      ? this.#renderings.join(
+          `${format}+gzip`,
+          () => new SharedRendering(parallelGzip(this.#renderSource(format, { recordInputs: true }), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share),
+          entry.meter,
+          cut,
+        )
+      : this.#renderings.join(format, () => new SharedRendering(this.#renderSource(format), release, share), entry.meter, cut);
+    const rendering = reader.rendering;
     try {
       // The first chunk before the status line: an error this early still becomes a clean 500.
       await rendering.chunk(0);
     } catch (error) {
-      rendering.leave(0);
+      rendering.leave(reader, 0);
       respondText(response, 500, error instanceof CollectFailed ? 'failed to collect metrics\n' : 'failed to serialize metrics\n');
       return;
     }
     response.writeHead(200, headers);
     let outcome: WriteOutcome;
     try {
-      outcome = await writeShared(rendering, response, WRITE_AHEAD_BYTES);
+      outcome = await writeShared(reader, response, { writeAheadBytes: WRITE_AHEAD_BYTES, meter: entry.meter });
     } catch {
       // Headers are out: cut the connection so the scraper sees a failed scrape, not a truncated success.
-      response.destroy();
+      resetConnection(response);
       return;
     }
     if (outcome === 'complete') response.end();
@@ -241,9 +304,28 @@ class CollectFailed extends Error {
   }
 }
 
+/**
+ * How long a new scrape may wait for a slot when every one is taken and none drains slowly yet: a response's rate
+ * is known within about a second of its start.
+ */
+const SLOT_WAIT_MILLIS = 1500;
+
+const CUT_MESSAGES: Readonly<Record<CutReason, string>> = {
+  slot: 'metrics response reset: it drained too slowly and a new scrape needed its slot',
+  memory: 'metrics response reset: it held bytes that no faster reader needed and the buffered bytes were at their limit',
+  drain: 'metrics response reset: its socket took nothing for the drain timeout',
+  deadline: 'metrics response timed out; connection closed',
+};
+
+/** 503 with `Retry-After`: the scraper may come back in a moment. */
+function refuse(response: ServerResponse, body: string): void {
+  response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+  respondText(response, 503, body);
+}
+
 function respondText(response: ServerResponse, status: number, body: string): void {
   if (response.headersSent) {
-    response.destroy();
+    resetConnection(response);
     return;
   }
   response.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8' });

@@ -1,19 +1,50 @@
 import type { Writable } from 'node:stream';
 import type { ChunkSource } from '../format/chunk-source.js';
+import type { BufferedBytes, ByteHolder } from './buffered-bytes.js';
+import type { DrainMeter } from './drain-meter.js';
 import type { WriteOutcome } from './write-chunks.js';
 
 /** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
 export const DEFAULT_KEEP_BYTES = 16 * 1024 * 1024;
 
+/** A response reading a rendering: where it is, and how to cut it when it holds bytes others need. */
+export class RenderingReader {
+  readonly rendering: SharedRendering;
+  /** Chunks its socket has taken, in order: it still needs chunk `taken` and after. */
+  taken = 0;
+  /** How fast its socket takes bytes, when the reader is a response (not in tests). */
+  readonly meter: DrainMeter | undefined;
+  /** Resets the response's connection (to free what it holds). */
+  readonly cut: (() => void) | undefined;
+  left = false;
+
+  constructor(rendering: SharedRendering, meter?: DrainMeter, cut?: () => void) {
+    this.rendering = rendering;
+    this.meter = meter;
+    this.cut = cut;
+  }
+}
+
+export interface SharedRenderingOptions {
+  /** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
+  readonly keepBytes?: number;
+  /** How long a new response may still join. Default: as long as every chunk from the first is kept. */
+  readonly maxAgeMillis?: number;
+  readonly now?: number;
+  /** The process's budget of bytes held for readers (see `BufferedBytes`). */
+  readonly budget?: BufferedBytes;
+}
+
 /**
  * One rendering of the exposition written to every response that joined it. Chunks are produced at the pace of
- * the fastest reader and kept until every reader's socket is done with them, so memory holds at most one body
- * (the gap between the fastest and the slowest reader) whatever the number of readers; without slow readers it
- * holds a few chunks. A response may join while every chunk from the first is still kept: for that, chunks every
- * reader is done with are kept too, up to `keepBytes` and while the rendering is young (a socket's kernel buffers
- * take megabytes at once, so without this a reader arriving a moment later would find the start gone).
+ * the fastest reader and kept until every reader's socket is done with them; without slow readers that is a few
+ * chunks. A response may join while every chunk from the first is still kept: for that, chunks every reader is
+ * done with are kept too, up to `keepBytes` and while the rendering is young (a socket's kernel buffers take
+ * megabytes at once, so without this a reader arriving a moment later would find the start gone). With a
+ * `budget`, what all renderings hold together is bounded: a rendering at the limit gives up its kept chunks, then
+ * its reader lagging furthest behind, or waits (see `BufferedBytes`).
  */
-export class SharedRendering {
+export class SharedRendering implements ByteHolder {
   readonly #source: ChunkSource;
   readonly #release: ((chunk: Uint8Array) => void) | undefined;
   readonly #startedAt: number;
@@ -21,7 +52,9 @@ export class SharedRendering {
   readonly #chunks: Array<Uint8Array | undefined> = [];
   /** Readers that still have to finish writing chunk i. */
   readonly #pending: number[] = [];
-  #readers = 0;
+  /** Bytes before chunk i (one more entry than chunks): how far apart two readers are. */
+  readonly #offsets: number[] = [0];
+  readonly #readers = new Set<RenderingReader>();
   #done = false;
   #failure: { error: unknown } | undefined;
   #producing: Promise<void> | undefined;
@@ -29,19 +62,19 @@ export class SharedRendering {
   #joinClosed = false;
   /** Bytes of chunks no reader needs, kept for responses that may still join. */
   #keptBytes = 0;
+  /** Bytes of the chunks held now (counted in the budget). */
+  #heldBytes = 0;
   readonly #keepBytes: number;
   readonly #maxAgeMillis: number;
+  readonly #budget: BufferedBytes | undefined;
 
-  constructor(
-    source: ChunkSource,
-    release?: (chunk: Uint8Array) => void,
-    options: { readonly keepBytes?: number; readonly maxAgeMillis?: number; readonly now?: number } = {},
-  ) {
+  constructor(source: ChunkSource, release?: (chunk: Uint8Array) => void, options: SharedRenderingOptions = {}) {
     this.#source = source;
     this.#release = release;
     this.#startedAt = options.now ?? Date.now();
     this.#keepBytes = options.keepBytes ?? DEFAULT_KEEP_BYTES;
     this.#maxAgeMillis = options.maxAgeMillis ?? Number.POSITIVE_INFINITY;
+    this.#budget = options.budget;
   }
 
   /** True while a new response can still get every byte (and the rendering is younger than its maximum age). */
@@ -52,7 +85,7 @@ export class SharedRendering {
 
   /** Responses writing it now. */
   get readers(): number {
-    return this.#readers;
+    return this.#readers.size;
   }
 
   /** Chunks kept in memory now (tests, self-checks). */
@@ -62,10 +95,15 @@ export class SharedRendering {
     return kept;
   }
 
-  /** Registers a reader that will write every chunk from the first: call `leave` exactly once afterwards. */
-  join(): void {
-    this.#readers++;
+  /**
+   * Registers a reader that will write every chunk from the first: it calls `written` for each chunk its socket
+   * is done with and `leave` exactly once. `meter` and `cut` let the budget judge and cut it.
+   */
+  join(meter?: DrainMeter, cut?: () => void): RenderingReader {
+    const reader = new RenderingReader(this, meter, cut);
+    this.#readers.add(reader);
     for (let i = 0; i < this.#pending.length; i++) this.#pending[i] = (this.#pending[i] ?? 0) + 1;
+    return reader;
   }
 
   /**
@@ -85,8 +123,13 @@ export class SharedRendering {
     return chunk;
   }
 
-  /** The reader's socket is done with chunk `index` (its write callback ran, with or without an error). */
-  written(index: number): void {
+  /** `reader`'s socket is done with chunk `index` (its write callback ran, with or without an error). */
+  written(reader: RenderingReader, index: number): void {
+    if (index + 1 > reader.taken) reader.taken = index + 1;
+    this.#written(index);
+  }
+
+  #written(index: number): void {
     const left = (this.#pending[index] ?? 0) - 1;
     this.#pending[index] = left;
     if (left > 0) return;
@@ -103,7 +146,10 @@ export class SharedRendering {
   #drop(index: number): void {
     const chunk = this.#chunks[index];
     this.#chunks[index] = undefined;
-    if (chunk !== undefined) this.#release?.(chunk);
+    if (chunk === undefined) return;
+    this.#heldBytes -= chunk.length;
+    this.#budget?.remove(this, chunk.length, this.#heldBytes === 0);
+    this.#release?.(chunk);
   }
 
   #closeJoin(): void {
@@ -113,11 +159,13 @@ export class SharedRendering {
     for (let i = 0; i < this.#chunks.length; i++) if ((this.#pending[i] ?? 0) <= 0) this.#drop(i);
   }
 
-  /** The reader stops; `from` is the first chunk it never wrote (it will not call `written` for those). */
-  leave(from: number): void {
-    this.#readers--;
-    for (let i = from; i < this.#chunks.length; i++) this.written(i);
-    if (this.#readers > 0) return;
+  /** `reader` stops; `from` is the first chunk it never wrote (it will not call `written` for those). */
+  leave(reader: RenderingReader, from: number): void {
+    if (reader.left) return;
+    reader.left = true;
+    this.#readers.delete(reader);
+    for (let i = from; i < this.#chunks.length; i++) this.#written(i);
+    if (this.#readers.size > 0) return;
     // Nobody reads it any more: a later scrape gets a fresh collection, and the bytes go.
     this.#closeJoin();
     if (!this.#done && this.#failure === undefined) {
@@ -126,16 +174,51 @@ export class SharedRendering {
     }
   }
 
+  dropKept(): number {
+    if (this.#joinClosed || this.#keptBytes === 0) return 0;
+    const before = this.#heldBytes;
+    this.#closeJoin();
+    return before - this.#heldBytes;
+  }
+
+  /**
+   * The reader whose cut frees most: the one furthest behind, when it lags the fastest by more than a quarter of
+   * the budget (it holds bytes nobody else needs) or drains slowly (it holds them for long). Its bytes are those of
+   * the chunks only it still needs.
+   */
+  cuttable(): { readonly cut: () => void; readonly bytes: number; readonly lag: number } | undefined {
+    const budget = this.#budget;
+    if (budget === undefined || this.#readers.size === 0) return undefined;
+    let slowest: RenderingReader | undefined;
+    let front = 0;
+    for (const reader of this.#readers) {
+      front = Math.max(front, reader.taken);
+      if (slowest === undefined || reader.taken < slowest.taken) slowest = reader;
+    }
+    let next = this.#chunks.length;
+    for (const reader of this.#readers) if (reader !== slowest) next = Math.min(next, reader.taken);
+    if (slowest?.cut === undefined) return undefined;
+    const offset = (chunk: number): number => this.#offsets[Math.min(chunk, this.#offsets.length - 1)] ?? 0;
+    const lag = offset(front) - offset(slowest.taken);
+    if (lag <= budget.limit / 4 && slowest.meter?.slow !== true) return undefined;
+    return { cut: slowest.cut, bytes: offset(next) - offset(slowest.taken), lag };
+  }
+
   async #produce(): Promise<void> {
     try {
+      await this.#budget?.reserve();
+      if (this.#done) return;
       const chunk = await this.#source.next();
       if (chunk === undefined) this.#done = true;
-      else if (this.#readers === 0 && this.#joinClosed) {
+      else if (this.#readers.size === 0 && this.#joinClosed) {
         // Rendered ahead for a reader that left meanwhile: nobody can ever read it.
         this.#release?.(chunk);
       } else {
         this.#chunks.push(chunk);
-        this.#pending.push(this.#readers);
+        this.#pending.push(this.#readers.size);
+        this.#offsets.push((this.#offsets[this.#offsets.length - 1] ?? 0) + chunk.length);
+        this.#heldBytes += chunk.length;
+        this.#budget?.add(this, chunk.length);
       }
     } catch (error) {
       this.#failure = { error };
@@ -154,11 +237,32 @@ export class SharedRendering {
 export const WRITE_AHEAD_BYTES = 4 * 1024 * 1024;
 
 /**
- * Writes a shared rendering (joined by the caller) to `out` from its first chunk, waiting for `drain` whenever a
- * write asks for it and `out` holds `writeAheadBytes` or more (default 0: after every such write); returns how it
- * ended. Rejects with the source's error. Always leaves the rendering.
+ * How long a writer runs before it lets the event loop turn: with a fast reader every write completes at once, and
+ * without a turn the whole body (and every other response's) would go before a health check or a new scrape is
+ * even read.
  */
-export async function writeShared(rendering: SharedRendering, out: Writable, writeAheadBytes = 0): Promise<WriteOutcome> {
+export const WRITE_SLICE_MILLIS = 1;
+
+export interface WriteSharedOptions {
+  /** Keep writing until `out` holds this many bytes before waiting for `drain`. Default 0: after every write that asks. */
+  readonly writeAheadBytes?: number;
+  /** Told each completed write. */
+  readonly meter?: DrainMeter;
+  /** Let the event loop turn after this much writing. Default `WRITE_SLICE_MILLIS`. */
+  readonly sliceMillis?: number;
+}
+
+/**
+ * Writes a shared rendering to `out` from its first chunk as `reader` (from `join`), waiting for `drain` whenever
+ * a write asks for it and `out` holds `writeAheadBytes` or more, and letting the event loop turn every
+ * `sliceMillis`; returns how it ended. Rejects with the source's error. Always leaves the rendering.
+ */
+export async function writeShared(reader: RenderingReader, out: Writable, options: WriteSharedOptions = {}): Promise<WriteOutcome> {
+  const rendering = reader.rendering;
+  const writeAheadBytes = options.writeAheadBytes ?? 0;
+  const meter = options.meter;
+  const sliceMillis = options.sliceMillis ?? WRITE_SLICE_MILLIS;
+  let sliceStart = performance.now();
   let index = 0;
   try {
     for (;;) {
@@ -168,16 +272,28 @@ export async function writeShared(rendering: SharedRendering, out: Writable, wri
       const at = index;
       index++;
       // The callback runs once the socket is done with the bytes (flushed, or failed): only then may they go.
-      const written = out.write(chunk, () => rendering.written(at));
+      const written = out.write(chunk, (error) => {
+        if (error == null) meter?.took(chunk.length, Date.now());
+        rendering.written(reader, at);
+      });
       if (!written && out.writableLength >= writeAheadBytes) {
         // Render the next chunk while the socket drains (the scraper reads meanwhile).
         rendering.chunk(index).catch(() => undefined);
         if ((await drained(out)) === 'closed') return 'closed';
+        sliceStart = performance.now();
+      } else if (performance.now() - sliceStart >= sliceMillis) {
+        await turn();
+        sliceStart = performance.now();
       }
     }
   } finally {
-    rendering.leave(index);
+    rendering.leave(reader, index);
   }
+}
+
+/** One turn of the event loop: I/O callbacks (new connections, other requests) run before this resolves. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function drained(out: Writable): Promise<'drain' | 'closed'> {
@@ -205,15 +321,14 @@ function drained(out: Writable): Promise<'drain' | 'closed'> {
 export class LatestRenderings {
   readonly #latest = new Map<string, SharedRendering>();
 
-  /** A joined rendering of `variant`: the current one, or a new one from `start`. */
-  join(variant: string, start: () => SharedRendering, now = Date.now()): SharedRendering {
+  /** A reader of `variant`'s current rendering, or of a new one from `start` (see `SharedRendering.join`). */
+  join(variant: string, start: () => SharedRendering, meter?: DrainMeter, cut?: () => void, now = Date.now()): RenderingReader {
     let rendering = this.#latest.get(variant);
     if (rendering === undefined || !rendering.joinable(now)) {
       rendering = start();
       this.#latest.set(variant, rendering);
     }
-    rendering.join();
-    return rendering;
+    return rendering.join(meter, cut);
   }
 }
 
