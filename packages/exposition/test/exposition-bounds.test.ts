@@ -181,6 +181,10 @@ describe('bounded serving', () => {
     expect(() => new FastPrometheusReader({ responseTimeoutMillis: 2 ** 31 })).toThrow(/responseTimeoutMillis/);
     expect(() => new FastPrometheusReader({ drainTimeoutMillis: 0 })).toThrow(/drainTimeoutMillis/);
     expect(() => new FastPrometheusReader({ maxBufferedBytes: 1000 })).toThrow(/maxBufferedBytes/);
+    // A share window that is not a number would share a collection for as long as anyone reads it.
+    expect(() => new FastPrometheusReader({ renderShareMillis: Number.NaN })).toThrow(/renderShareMillis/);
+    expect(() => new FastPrometheusReader({ renderShareMillis: -1 })).toThrow(/renderShareMillis/);
+    expect(() => new FastPrometheusReader({ renderShareMillis: 0 })).not.toThrow();
   });
 });
 
