@@ -2,7 +2,8 @@
  * The user docs stay short and say what the product does, not how it came to be: word limits for the READMEs, and
  * no dates, commit hashes, work-log wording, machine anecdotes or internal references in any README, in the
  * exporter's `--help` or in a changeset (a future CHANGELOG entry). How figures were obtained goes to
- * bench/RESULTS.md or a package's DESIGN.md, which these rules leave alone.
+ * bench/RESULTS.md or a package's DESIGN.md, which these rules leave alone. Every link between the docs pages (those
+ * too) reaches a file, and a heading where it names one.
  */
 import { existsSync, globSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,6 +18,10 @@ const readmes = globSync('**/README.md', { cwd: root, exclude: (path) => /(^|\/)
   .filter((path) => !path.startsWith('.changeset/'))
   .sort();
 const changesets = globSync('.changeset/*.md', { cwd: root }).sort();
+/** Every page of docs a reader follows links between: the READMEs, DESIGN.md, RESULTS.md, ARCHITECTURE.md and the like. */
+const docs = globSync('**/*.md', { cwd: root, exclude: (path) => /(^|\/)(node_modules|dist|\.git|\.changeset)$/.test(path) })
+  .filter((path) => !/(^|\/)CHANGELOG\.md$/.test(path))
+  .sort();
 
 const ROOT_README_WORDS = 1800;
 const README_WORDS = 1200;
@@ -39,6 +44,36 @@ const FORBIDDEN: ReadonlyArray<readonly [string, RegExp]> = [
   ['"the seed" (say Coder PR #24179)', /\bthe seed\b/i],
   ['an internal tool', /farm-studio/i],
 ];
+
+/** The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens, repeats numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const [, heading = ''] of markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '').matchAll(/^#{1,6}\s+(.*)$/gm)) {
+    const slug = heading
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
+    const repeat = seen.get(slug) ?? 0;
+    seen.set(slug, repeat + 1);
+    anchors.add(repeat === 0 ? slug : `${slug}-${repeat}`);
+  }
+  return anchors;
+}
+
+/** Links of a page to files or headings that are not there. */
+function brokenLinks(path: string): string[] {
+  const broken: string[] = [];
+  for (const [, target = ''] of read(path).matchAll(/\]\(([^)\s]+)\)/g)) {
+    if (/^[a-z]+:/i.test(target)) continue;
+    const [file = '', anchor] = target.split('#');
+    const resolved = file === '' ? path : join(dirname(path), file);
+    if (!existsSync(join(root, resolved))) broken.push(target);
+    else if (anchor !== undefined && resolved.endsWith('.md') && !headingAnchors(read(resolved)).has(anchor)) broken.push(target);
+  }
+  return broken;
+}
 
 function problems(text: string): string[] {
   const found: string[] = [];
@@ -83,17 +118,21 @@ describe('user docs', () => {
     expect(problems(helpText('agentconn-exporter'))).toEqual([]);
   });
 
-  it.each(readmes)('%s links only to files that exist', (path) => {
-    const missing = [...read(path).matchAll(/\]\(([^)\s]+)\)/g)]
-      .map((m) => m[1] ?? '')
-      .filter((target) => !/^[a-z]+:|^#/i.test(target))
-      .map((target) => target.replace(/#.*$/, ''))
-      .filter((target) => !existsSync(join(root, dirname(path), target)));
-    expect(missing).toEqual([]);
+  it.each(docs)('%s links only to files and headings that exist', (path) => {
+    expect(brokenLinks(path)).toEqual([]);
   });
 });
 
 describe('the rules themselves', () => {
+  it('find the anchors GitHub makes of headings', () => {
+    expect([...headingAnchors('# Top\n## `report`: history, day one\n```\n# not a heading\n```\n## Top\n### 2026-12-02 (evening)')]).toEqual([
+      'top',
+      'report-history-day-one',
+      'top-1',
+      '2026-12-02-evening',
+    ]);
+  });
+
   it('count words outside code blocks and comments only', () => {
     expect(proseWords('One two.\n\n```sh\nnot counted here\n```\n| a | b |\n|---|---|\n<!-- nor this -->\nthree')).toBe(5);
   });

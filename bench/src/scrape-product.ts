@@ -46,8 +46,8 @@ function usage(): string {
     '  [--root DIR[,DIR...] (checkouts whose exporters run side by side, scraped in turn; default this one)]',
     '  [--cpu-prof DIR (profiles the first root\'s exporter; summary of its measured scrapes)] [--out DIR]',
     '',
-    'Each size gets the database agentconn_scrape_<agents> (connected agents, one workspace each; --keep keeps it,',
-    '--reuse takes a kept one). The exporter runs with --labels ' + FOUR_LABELS,
+    'Each size gets a database of its own (connected agents, one workspace each), dropped at the end; with --keep it',
+    'is agentconn_scrape_<agents> and stays, and --reuse takes a kept one. The exporter runs with --labels ' + FOUR_LABELS,
     '--cardinality-limit 200000 --backfill all; once ready, every variant is scraped from it and from a plain server',
     'holding its bytes, in turn, --rounds times after one unmeasured round.',
     '',
@@ -132,7 +132,9 @@ function urlFor(base: string, name: string): string {
 
 /** The database of `agents` connected agents, one per workspace (so four labels give one series each). */
 async function openDatabase(options: ScrapeOptions, agents: number): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `agentconn_scrape_${agents}`;
+  // A database kept or reused has its size's name; any other is this run's own, so that runs at the same time (a
+  // test beside a benchmark) never drop each other's.
+  const name = options.keep || options.reuse ? `agentconn_scrape_${agents}` : `agentconn_scrape_${agents}_${process.pid}`;
   const url = urlFor(options.databaseUrl, name);
   const admin = new pg.Client({ connectionString: options.databaseUrl });
   await admin.connect();
@@ -181,7 +183,7 @@ async function openDatabase(options: ScrapeOptions, agents: number): Promise<{ u
     await sql`VACUUM ANALYZE`.execute(db);
     await sql`CREATE TABLE bench_scrape_meta (meta jsonb NOT NULL)`.execute(db);
     await sql`INSERT INTO bench_scrape_meta VALUES (${JSON.stringify({ version: DATA_VERSION, agents })}::jsonb)`.execute(db);
-    progress(`${agents}: generated in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    progress(`${agents}: ${name} generated in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } finally {
     await db.destroy();
   }

@@ -49,8 +49,10 @@ describe('pnpm bench:scrape', () => {
     const admin = new pg.Client({ connectionString: DATABASE_URL });
     await admin.connect();
     try {
-      const left = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [`agentconn_scrape_${AGENTS}`]);
-      expect(left.rowCount).toBe(0);
+      // Its database was its own (named for its process), and it is gone.
+      const left = await admin.query('SELECT datname FROM pg_database WHERE datname = $1', [`agentconn_scrape_${AGENTS}_${result.pid}`]);
+      expect(left.rows).toEqual([]);
+      expect(result.stderr).toContain(`agentconn_scrape_${AGENTS}_${result.pid}`);
     } finally {
       await admin.end();
     }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Meter } from '@opentelemetry/api';
 import { SELF_METRICS, type Leadership, type Logger } from '@agentconn/core';
 import { describeLabels, describeLeader, describePublishedPoll, type LeaderInfo } from './leader-identity.js';
+import { withIsLeader } from './leadership-wrap.js';
 
 /** What the watch reads of the lock: who else leads, and this process's instance. */
 export interface WatchedLock {
@@ -63,20 +64,11 @@ export class LeaderWatch {
 
   /** The leadership, observed after each check. */
   wrap(leadership: Leadership): Leadership {
-    return {
-      isLeader: async (signal) => {
-        const leader = await leadership.isLeader(signal);
-        this.#observe(leader);
-        return leader;
-      },
-      get held() {
-        return leadership.held !== false;
-      },
-      ...(leadership.takeover !== undefined && { takeover: () => leadership.takeover!() }),
-      ...(leadership.publishProgress !== undefined && {
-        publishProgress: (watermarkMs: number, signal: AbortSignal) => leadership.publishProgress!(watermarkMs, signal),
-      }),
-    };
+    return withIsLeader(leadership, async (signal) => {
+      const leader = await leadership.isLeader(signal);
+      this.#observe(leader);
+      return leader;
+    });
   }
 
   #observe(leading: boolean): void {

@@ -10,6 +10,7 @@ import {
   type SchemaRequirement,
 } from '@agentconn/kysely';
 import { PGliteAdapter, sql, type Kysely } from 'kysely';
+import { withIsLeader } from './leadership-wrap.js';
 
 /** The database cannot serve the required families as it is; the message lists every problem and its fix. */
 export class PreflightError extends Error {
@@ -123,19 +124,10 @@ export class Preflight {
 
   /** The leadership, behind the preflight: no lock is taken on a database the exporter cannot read. */
   wrapLeadership(leadership: Leadership): Leadership {
-    return {
-      isLeader: async (signal) => {
-        await this.ensure(signal);
-        return leadership.isLeader(signal);
-      },
-      get held() {
-        return leadership.held !== false;
-      },
-      ...(leadership.takeover !== undefined && { takeover: () => leadership.takeover!() }),
-      ...(leadership.publishProgress !== undefined && {
-        publishProgress: (watermarkMs: number, signal: AbortSignal) => leadership.publishProgress!(watermarkMs, signal),
-      }),
-    };
+    return withIsLeader(leadership, async (signal) => {
+      await this.ensure(signal);
+      return leadership.isLeader(signal);
+    });
   }
 
   /** The backend running the preflight's statements, while it runs. */

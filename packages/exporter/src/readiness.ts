@@ -1,5 +1,6 @@
 import type { AgentBatch, FirstConnectionSource, Leadership } from '@agentconn/core';
 import { errorMessage } from '@agentconn/core';
+import { withIsLeader } from './leadership-wrap.js';
 
 /** Intervals without a successful poll (or follower lock check) after which the process is not ready. */
 export const READY_WITHIN_INTERVALS = 3;
@@ -114,17 +115,6 @@ export class Readiness {
         throw error;
       }
     };
-    // The rest of the interface passes through untouched: the poller's takeover and published progress need it.
-    return {
-      isLeader,
-      get held() {
-        return leadership.held !== false;
-      },
-      ...(leadership.takeover !== undefined && { takeover: () => leadership.takeover!() }),
-      ...(leadership.publishProgress !== undefined && {
-        publishProgress: (watermarkMs: number, signal: AbortSignal) => leadership.publishProgress!(watermarkMs, signal),
-      }),
-    };
+    return withIsLeader(leadership, isLeader);
   }
-
 }

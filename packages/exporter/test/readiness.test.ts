@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { FirstConnectionSource, Leadership } from '@agentconn/core';
+import { withIsLeader } from '../src/leadership-wrap.js';
 import { Readiness } from '../src/readiness.js';
 
 const signal = new AbortController().signal;
@@ -67,5 +68,33 @@ describe('Readiness', () => {
     answer = false;
     await watched.isLeader(signal);
     expect(readiness.state().ready).toBe(true);
+  });
+});
+
+describe('withIsLeader', () => {
+  it('replaces the check and passes whether it is held, the takeover and the published progress through', async () => {
+    const published: number[] = [];
+    let held = true;
+    const lock: Leadership = {
+      isLeader: async () => true,
+      get held() {
+        return held;
+      },
+      takeover: () => ({ kind: 'resume', fromMs: 42 }),
+      publishProgress: async (watermarkMs) => void published.push(watermarkMs),
+    };
+    const wrapped = withIsLeader(lock, async () => false);
+    expect(await wrapped.isLeader(signal)).toBe(false);
+    expect(wrapped.held).toBe(true);
+    held = false;
+    expect(wrapped.held).toBe(false);
+    expect(wrapped.takeover?.()).toEqual({ kind: 'resume', fromMs: 42 });
+    await wrapped.publishProgress?.(7, signal);
+    expect(published).toEqual([7]);
+    // What the lock does not offer, the wrapper does not either (the poller then uses its defaults).
+    const bare = withIsLeader({ isLeader: async () => true }, async () => true);
+    expect(bare.takeover).toBeUndefined();
+    expect(bare.publishProgress).toBeUndefined();
+    expect(bare.held).toBe(true);
   });
 });

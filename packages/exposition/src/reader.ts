@@ -18,10 +18,11 @@ import { OpenMetricsSerializer } from './format/openmetrics.js';
 import { PrometheusTextSerializer, type PrometheusSerializerOptions } from './format/prometheus-text.js';
 import type { ExpositionFormat } from './http/negotiate.js';
 import { ScrapeResponder } from './http/scrape-responder.js';
+import type { ServingOptions } from './http/serving-limits.js';
 import { writeChunks, type WriteOutcome } from './http/write-chunks.js';
 import { diagLogger, errorMessage, type Logger } from './logger.js';
 
-export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions {
+export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions, ServingOptions {
   /** Path answered by `handleMetricsRequest`. Default `/metrics`. */
   readonly endpoint?: string;
   /** Bytes per write to the response. Default 256 KiB. */
@@ -34,32 +35,6 @@ export interface FastPrometheusReaderOptions extends PrometheusSerializerOptions
   readonly cardinalitySelector?: MetricReaderOptions['cardinalitySelector'];
   /** Histogram exemplars for OpenMetrics scrapes (e.g. `@agentconn/core`'s `recorder.exemplars`). Default none. */
   readonly exemplars?: ExemplarLookup;
-  /**
-   * `/metrics` responses in flight at most (GET and HEAD). Beyond, a new scrape takes the slot of the slowest
-   * response draining below 256 KiB/s, or gets 503 with `Retry-After`. Default 10.
-   */
-  readonly maxConcurrentScrapes?: number;
-  /**
-   * A response not finished within this time has its connection reset (a reader too slow). Default 15 000 ms, near
-   * Prometheus' default scrape timeout: raise it with a longer `scrape_timeout`.
-   */
-  readonly responseTimeoutMillis?: number;
-  /** A response whose socket takes nothing for this long, while bytes wait for it, is reset. Default 5 000 ms. */
-  readonly drainTimeoutMillis?: number;
-  /**
-   * What the responses in flight may hold for their readers together. At the limit, a reader lagging far behind
-   * the others of its rendering (or draining slowly) is reset, or the rendering waits. Default 64 MiB.
-   */
-  readonly maxBufferedBytes?: number;
-  /**
-   * A scrape arriving while a rendering younger than this is still being written from its first byte gets the
-   * same bytes instead of its own collection. Default 5000 ms.
-   */
-  readonly renderShareMillis?: number;
-  /** Answer gzip when the request's `Accept-Encoding` takes it. Default `true`. */
-  readonly gzip?: boolean;
-  /** zlib level of that gzip, 1 (fastest) to 9. Default 1. */
-  readonly gzipLevel?: number;
   /**
    * Keep writing an observable gauge's label set that its callback no longer observes, at its last value, as
    * `PrometheusExporter` does. Default `false`: only what the callbacks observed at this scrape is written (the

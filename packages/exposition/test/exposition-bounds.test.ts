@@ -5,6 +5,7 @@ import { MeterProvider, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { createMetricsServer, FastPrometheusReader, type FastPrometheusReaderOptions, type MetricsServerOptions } from '../src/index.js';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
+import { MAX_WAITING_PER_CONNECTION } from '../src/http/serving-limits.js';
 import { get, slowReader as slowReaderOf, startTarget as startTargetOf, type Cleanup } from './serving-support.js';
 
 const cleanup: Cleanup = [];
@@ -128,6 +129,21 @@ describe('bounded serving', () => {
     await Promise.race(stalled.map((r) => r.closed));
   });
 
+  it('pipelined requests on one stalled connection hold one slot between them: a new scrape finds a free one', async () => {
+    const { server, logger } = await setup({ maxConcurrentScrapes: 2, chunkBytes: 4096, drainTimeoutMillis: 60_000 }, {}, 20_000);
+    // One response in progress and as many waiting as a connection may have; started at once they would take
+    // both slots, and the new scrape would have to reset one of them (they take nothing, so they are slow).
+    const pipelined = slowReaderOf(server.port, 0, cleanup, 1 + MAX_WAITING_PER_CONNECTION);
+    for (let waited = 0; pipelined.received() === 0 && waited < 5000; waited += 50) await sleep(50);
+    expect(pipelined.received()).toBeGreaterThan(0);
+    // Long enough for a stalled response's rate to show, and for a request refused a slot to have been refused.
+    await sleep(1600);
+    const reply = await get(server.url);
+    expect(reply.status).toBe(200);
+    expect(logger.records.filter((e) => e.message.startsWith('metrics response reset'))).toEqual([]);
+    expect(pipelined.socket.destroyed).toBe(false);
+  });
+
   it('resets a response whose reader stops taking bytes, once drainTimeoutMillis passed', async () => {
     const { server, logger } = await setup({ drainTimeoutMillis: 1000, chunkBytes: 65536 }, {}, 20_000);
     const stalled = slowReader(server.port, 0);
@@ -165,6 +181,10 @@ describe('bounded serving', () => {
     expect(() => new FastPrometheusReader({ responseTimeoutMillis: 2 ** 31 })).toThrow(/responseTimeoutMillis/);
     expect(() => new FastPrometheusReader({ drainTimeoutMillis: 0 })).toThrow(/drainTimeoutMillis/);
     expect(() => new FastPrometheusReader({ maxBufferedBytes: 1000 })).toThrow(/maxBufferedBytes/);
+    // A share window that is not a number would share a collection for as long as anyone reads it.
+    expect(() => new FastPrometheusReader({ renderShareMillis: Number.NaN })).toThrow(/renderShareMillis/);
+    expect(() => new FastPrometheusReader({ renderShareMillis: -1 })).toThrow(/renderShareMillis/);
+    expect(() => new FastPrometheusReader({ renderShareMillis: 0 })).not.toThrow();
   });
 });
 

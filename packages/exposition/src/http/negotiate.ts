@@ -101,8 +101,3 @@ export function negotiateContentEncoding(header: string | string[] | undefined, 
   if (gzip && (gzipQ ?? starQ ?? 0) > 0) return 'gzip';
   return (identityQ ?? starQ ?? 1) > 0 ? 'identity' : undefined;
 }
-
-/** True when the request's `Accept-Encoding` takes gzip (see `negotiateContentEncoding`). */
-export function acceptsGzip(header: string | string[] | undefined): boolean {
-  return negotiateContentEncoding(header) === 'gzip';
-}

@@ -23,6 +23,7 @@ import {
   RETRY_AFTER_SECONDS,
   responseDeadline,
   timeoutOption,
+  type ServingOptions,
 } from './serving-limits.js';
 import { DEFAULT_KEEP_BYTES, LatestRenderings, SharedRendering, SharedTask, WRITE_AHEAD_BYTES, writeShared } from './shared-rendering.js';
 import type { WriteOutcome } from './write-chunks.js';
@@ -41,17 +42,10 @@ export interface ScrapeSource {
   ): Generator<Uint8Array, void, undefined>;
 }
 
-export interface ScrapeResponderOptions {
+export interface ScrapeResponderOptions extends ServingOptions {
   readonly endpoint: string;
   readonly chunkBytes: number;
   readonly logger: Logger;
-  readonly maxConcurrentScrapes?: number;
-  readonly responseTimeoutMillis?: number;
-  readonly drainTimeoutMillis?: number;
-  readonly maxBufferedBytes?: number;
-  readonly renderShareMillis?: number;
-  readonly gzip?: boolean;
-  readonly gzipLevel?: number;
 }
 
 /**
@@ -112,7 +106,7 @@ export class ScrapeResponder {
       cut: (entry, reason) => this.#cut(entry, reason),
       onTick: () => this.#budget.recheck(),
     });
-    this.#shareMillis = options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS;
+    this.#shareMillis = timeoutOption('renderShareMillis', options.renderShareMillis ?? DEFAULT_RENDER_SHARE_MILLIS, 0);
     this.#collections = new SharedTask(this.#shareMillis);
     const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
     if (!Number.isInteger(gzipLevel) || gzipLevel < 1 || gzipLevel > 9) throw new RangeError(`gzipLevel must be an integer from 1 to 9, got ${gzipLevel}`);

@@ -27,10 +27,40 @@ export const MIN_DRAIN_BYTES_PER_SECOND = 256 * 1024;
  */
 export const MAX_WAITING_PER_CONNECTION = 4;
 
-/** Validates a timeout option: a positive integer of milliseconds within Node's timer range. */
-export function timeoutOption(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1 || value > 2_147_483_647) {
-    throw new RangeError(`${name} must be an integer from 1 to 2147483647 ms, got ${value}`);
+/** How `/metrics` is served: the options of `FastPrometheusReader` that bound its responses. */
+export interface ServingOptions {
+  /**
+   * `/metrics` responses in flight at most (GET and HEAD). Beyond, a new scrape takes the slot of the slowest
+   * response draining below 256 KiB/s, or gets 503 with `Retry-After`. Default 10.
+   */
+  readonly maxConcurrentScrapes?: number;
+  /**
+   * A response not finished within this time has its connection reset (a reader too slow). Default 15 000 ms, near
+   * Prometheus' default scrape timeout: raise it with a longer `scrape_timeout`.
+   */
+  readonly responseTimeoutMillis?: number;
+  /** A response whose socket takes nothing for this long, while bytes wait for it, is reset. Default 5 000 ms. */
+  readonly drainTimeoutMillis?: number;
+  /**
+   * What the responses in flight may hold for their readers together. At the limit, a reader lagging far behind
+   * the others of its rendering (or draining slowly) is reset, or the rendering waits. Default 64 MiB.
+   */
+  readonly maxBufferedBytes?: number;
+  /**
+   * A scrape arriving while a rendering younger than this is still being written from its first byte gets the
+   * same bytes instead of its own collection. Default 5000 ms.
+   */
+  readonly renderShareMillis?: number;
+  /** Answer gzip when the request's `Accept-Encoding` takes it. Default `true`. */
+  readonly gzip?: boolean;
+  /** zlib level of that gzip, 1 (fastest) to 9. Default 1. */
+  readonly gzipLevel?: number;
+}
+
+/** Validates a timeout option: an integer of milliseconds from `min` (default 1) within Node's timer range. */
+export function timeoutOption(name: string, value: number, min = 1): number {
+  if (!Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
+    throw new RangeError(`${name} must be an integer from ${min} to 2147483647 ms, got ${value}`);
   }
   return value;
 }
