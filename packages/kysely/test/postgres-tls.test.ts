@@ -6,6 +6,7 @@ import { ConnectFailure, namingEndpoint } from '../src/connect-failure.js';
 import { DatabaseUrlError, databaseEndpoint } from '../src/database-url.js';
 import { connectionAdvice, withoutNodeHints } from '../src/connection-advice.js';
 import { postgresTlsConfig } from '../src/postgres-tls.js';
+import { PreferTlsSocket } from '../src/prefer-tls-socket.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentconn-tls-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,6 +32,16 @@ describe('postgresTlsConfig: sslmode as libpq means it', () => {
       ssl: false,
       sslmode: 'disable',
     });
+  });
+
+  it('prefer settles TLS in a stream of its own: pg itself is told no TLS', () => {
+    for (const url of ['postgres://u:p%40ss@h:5432/db?sslmode=prefer']) {
+      const prefer = config(url);
+      expect(prefer).toMatchObject({ connectionString: 'postgres://u:p%40ss@h:5432/db', ssl: false, sslmode: 'prefer' });
+      expect(prefer.stream?.()).toBeInstanceOf(PreferTlsSocket);
+    }
+    expect(config('postgres://u@h/db?sslmode=require').stream).toBeUndefined();
+    expect(config('postgres://u@h/db?sslmode=no-verify').stream).toBeUndefined();
   });
 
   it('require encrypts without verifying; with sslrootcert it verifies the chain, not the host (verify-ca)', () => {
