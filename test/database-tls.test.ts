@@ -158,8 +158,8 @@ async function onPlainServer(text: string): Promise<pg.QueryResult> {
   }
 }
 
-describe('sslmode=prefer', () => {
-  it.each([{ sslmode: 'prefer' }])('%j against a server with TLS: the pool and the leader lock both encrypt', async (params) => {
+describe('sslmode=prefer, and no sslmode (which means prefer, as in libpq)', () => {
+  it.each([{ sslmode: 'prefer' }, {}])('%j against a server with TLS: the pool and the leader lock both encrypt', async (params) => {
     const url = cluster.url({ user: 'reader', password: PASSWORD, database: 'coder', params });
     const { sessions, stderr } = await exporterSessions(url, (text) => cluster.sql(text, 'coder'));
     expect(sessions).toEqual({ pool: true, 'leader lock': true });
@@ -169,7 +169,7 @@ describe('sslmode=prefer', () => {
     expect(report.stdout).toMatch(/^leader +none: /m);
   });
 
-  it.each([{ sslmode: 'prefer' }])('%j against a server without TLS: both go on unencrypted, as psql does', async (params) => {
+  it.each([{ sslmode: 'prefer' }, {}])('%j against a server without TLS: both go on unencrypted, as psql does', async (params) => {
     const url = `${plain.url}${params.sslmode === undefined ? '' : `?sslmode=${params.sslmode}`}`;
     const { sessions, stderr } = await exporterSessions(url, onPlainServer);
     expect(sessions).toEqual({ pool: false, 'leader lock': false });

@@ -34,7 +34,7 @@ export interface PostgresTlsConfig {
    * unencrypted when the server has none (see `PreferTlsSocket`).
    */
   readonly stream?: () => Duplex;
-  /** The mode in force, e.g. `verify-full`; `disable` when none was given (as `pg` does, not libpq's `prefer`). */
+  /** The mode in force, e.g. `verify-full`; `prefer` when none was given, as libpq. */
   readonly sslmode: string;
 }
 
@@ -47,7 +47,7 @@ export interface PostgresTlsOptions {
 
 /**
  * The `pg` connection settings of a `postgres://` URL with libpq's meaning of `sslmode`: `disable` no
- * TLS; `prefer` encrypts without verifying when the server offers
+ * TLS; `prefer` (also when none is given, as libpq) encrypts without verifying when the server offers
  * TLS, and goes on unencrypted when it does not; `require` encrypts without verifying, never unencrypted
  * (it verifies the chain, as `verify-ca`, when a root certificate is given); `verify-ca` checks that the
  * server's certificate chains to `sslrootcert`; `verify-full` also that it names the host. `sslrootcert=system` trusts the system's
@@ -69,7 +69,8 @@ export function postgresTlsConfig(url: string, options: PostgresTlsOptions = {})
   const origin = (name: string): string => (parameters.has(name) ? `${name}=` : `${ENVIRONMENT[name] ?? name}=`);
 
   const legacy = parameters.get('ssl');
-  let sslmode = given('sslmode') ?? (legacy === 'true' || legacy === '1' ? 'verify-full' : 'disable');
+  // `pg`'s own `ssl=true` verifies fully; `ssl=false` is no TLS.
+  let sslmode = given('sslmode') ?? (legacy === 'true' || legacy === '1' ? 'verify-full' : legacy === 'false' || legacy === '0' ? 'disable' : 'prefer');
   if (legacy === 'no-verify') sslmode = 'no-verify';
   if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new DatabaseUrlError(`${origin('sslmode')}${sslmode} is not one of ${SSL_MODES.join(', ')}`);

@@ -25,17 +25,17 @@ const tlsOf = (url: string) => {
 };
 
 describe('postgresTlsConfig: sslmode as libpq means it', () => {
-  it('disable, and no sslmode at all, is no TLS; the URL goes to pg without the TLS parameters', () => {
-    expect(config('postgres://u:p%40ss@h:5432/db')).toEqual({ connectionString: 'postgres://u:p%40ss@h:5432/db', ssl: false, sslmode: 'disable' });
+  it('disable is no TLS; the URL goes to pg without the TLS parameters', () => {
     expect(config('postgres://u@h/db?sslmode=disable&application_name=x')).toEqual({
       connectionString: 'postgres://u@h/db?application_name=x',
       ssl: false,
       sslmode: 'disable',
     });
+    expect(config('postgres://u@h/db?ssl=false').sslmode).toBe('disable');
   });
 
-  it('prefer settles TLS in a stream of its own: pg itself is told no TLS', () => {
-    for (const url of ['postgres://u:p%40ss@h:5432/db?sslmode=prefer']) {
+  it('prefer, and no sslmode at all (as libpq), settles TLS in a stream of its own: pg itself is told no TLS', () => {
+    for (const url of ['postgres://u:p%40ss@h:5432/db', 'postgres://u:p%40ss@h:5432/db?sslmode=prefer']) {
       const prefer = config(url);
       expect(prefer).toMatchObject({ connectionString: 'postgres://u:p%40ss@h:5432/db', ssl: false, sslmode: 'prefer' });
       expect(prefer.stream?.()).toBeInstanceOf(PreferTlsSocket);

@@ -1,5 +1,5 @@
 /**
- * libpq's `sslmode=prefer` on real connections: TLS when the server offers
+ * libpq's `sslmode=prefer` (and no `sslmode`, which means it) on real connections: TLS when the server offers
  * it, else unencrypted on the same connection; `require` never goes on unencrypted. The server at
  * DATABASE_URL runs without TLS; loopback endpoints of this file's own answer the TLS request as a server could.
  */
@@ -91,6 +91,11 @@ describe('sslmode=prefer as libpq means it', () => {
   it('against a server without TLS: connects unencrypted (pool, and a client of its own)', async () => {
     expect(await encrypted(withParams('sslmode=prefer'))).toBe(false);
     expect(await connectError(withParams('sslmode=prefer'))).toBe('connected');
+  });
+
+  it('no sslmode means prefer, as in libpq', async () => {
+    expect(postgresTlsConfig(BASE_DATABASE_URL, { env: {} }).sslmode).toBe('prefer');
+    expect(await encrypted(BASE_DATABASE_URL)).toBe(false);
   });
 
   it('require never goes on unencrypted', async () => {
