@@ -47,13 +47,11 @@ async function readyz(url: string): Promise<{ code: number; body: string }> {
   return { code: response.status, body: await response.text() };
 }
 
-/** Runs the exporter on `params` until `done` holds of its /readyz, and returns what it logged. */
-async function withExporter(
-  params: Record<string, string>,
-  done: (ready: { code: number; body: string }) => boolean,
-  options: { password?: string; host?: string } = {},
-): Promise<{ exporter: ExporterProcess; ready: { code: number; body: string } }> {
-  const url = cluster.url({ user: 'reader', password: options.password ?? PASSWORD, database: 'coder', params, ...(options.host !== undefined && { host: options.host }) });
+/** Runs the exporter on `url` until `until` (asked with its /readyz every 200 ms) gives a result; returns both. */
+async function runExporterUntil<T>(
+  url: string,
+  until: (ready: { code: number; body: string }) => Promise<T | undefined> | T | undefined,
+): Promise<{ exporter: ExporterProcess; result: T }> {
   const port = await freePort();
   const exporter = spawnExporter(['--database-url', url, '--listen', `127.0.0.1:${port}`, '--interval', '1s']);
   try {
@@ -61,7 +59,8 @@ async function withExporter(
     const end = Date.now() + 20_000;
     for (;;) {
       const ready = await readyz(metricsUrl);
-      if (done(ready)) return { exporter, ready };
+      const result = await until(ready);
+      if (result !== undefined) return { exporter, result };
       if (Date.now() > end) throw new Error(`/readyz never satisfied the test: ${ready.code} ${ready.body}\n${exporter.stderr()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -69,6 +68,17 @@ async function withExporter(
     await exporter.stop();
     exporter.child.kill('SIGKILL');
   }
+}
+
+/** Runs the exporter on `params` until `done` holds of its /readyz, and returns what it logged. */
+async function withExporter(
+  params: Record<string, string>,
+  done: (ready: { code: number; body: string }) => boolean,
+  options: { password?: string; host?: string } = {},
+): Promise<{ exporter: ExporterProcess; ready: { code: number; body: string } }> {
+  const url = cluster.url({ user: 'reader', password: options.password ?? PASSWORD, database: 'coder', params, ...(options.host !== undefined && { host: options.host }) });
+  const { exporter, result } = await runExporterUntil(url, (ready) => (done(ready) ? ready : undefined));
+  return { exporter, ready: result };
 }
 
 describe('TLS and passwords as an operator configures them', () => {
@@ -126,22 +136,11 @@ async function sessionsTls(server: (text: string) => Promise<pg.QueryResult>): P
 
 /** Runs the exporter (leader election on, as by default) on `url` until it polled and holds the lock; returns its sessions' TLS. */
 async function exporterSessions(url: string, server: (text: string) => Promise<pg.QueryResult>): Promise<{ sessions: Record<string, boolean>; stderr: string }> {
-  const port = await freePort();
-  const exporter = spawnExporter(['--database-url', url, '--listen', `127.0.0.1:${port}`, '--interval', '1s']);
-  try {
-    const metricsUrl = await exporter.started;
-    const end = Date.now() + 20_000;
-    for (;;) {
-      const ready = await readyz(metricsUrl);
-      const sessions = await sessionsTls(server);
-      if (ready.code === 200 && Object.keys(sessions).length === 2) return { sessions, stderr: exporter.stderr() };
-      if (Date.now() > end) throw new Error(`never ready with both sessions: ${ready.code} ${ready.body} ${JSON.stringify(sessions)}\n${exporter.stderr()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  } finally {
-    await exporter.stop();
-    exporter.child.kill('SIGKILL');
-  }
+  const { exporter, result } = await runExporterUntil(url, async (ready) => {
+    const sessions = await sessionsTls(server);
+    return ready.code === 200 && Object.keys(sessions).length === 2 ? sessions : undefined;
+  });
+  return { sessions: result, stderr: exporter.stderr() };
 }
 
 function check(url: string) {
