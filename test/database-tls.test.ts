@@ -1,19 +1,31 @@
 /**
  * The exporter against a server set up as operators set theirs up: password authentication and TLS
- * with a private CA. `sslmode` means what it means to libpq, errors name the URL parameter to set,
- * and stderr holds JSON lines only (no driver text).
+ * with a private CA, and against the plain server at DATABASE_URL (no TLS). `sslmode` means what it
+ * means to libpq, errors name the URL parameter to set, and stderr holds JSON lines only (no driver text).
  */
+import { spawnSync } from 'node:child_process';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { freePort } from '@agentconn/test-support/ports';
-import { nonJsonLines, spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
+import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
+import { EXPORTER_CLI, nonJsonLines, spawnExporter, type ExporterProcess } from './helpers/exporter-process.js';
 import { createSecureCluster, type SecureCluster } from './helpers/secure-cluster.js';
 
 const PASSWORD = 'Reader-Pw-7';
 let cluster: SecureCluster;
+/** A Coder database on the server at DATABASE_URL, which has no TLS. */
+let plain: TestDatabase;
 
 beforeAll(async () => {
+  plain = await createTestDatabase('agentconn_tls');
+  const plainDb = createPostgresDb(plain.url);
+  try {
+    await migrateToLatest(plainDb);
+  } finally {
+    await plainDb.destroy();
+  }
   cluster = await createSecureCluster([55400, 55449]);
   await cluster.sql(`CREATE ROLE reader LOGIN PASSWORD '${PASSWORD}'`);
   await cluster.sql('CREATE DATABASE coder');
@@ -27,11 +39,35 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await cluster?.drop();
+  await plain?.drop();
 });
 
 async function readyz(url: string): Promise<{ code: number; body: string }> {
   const response = await fetch(url.replace('/metrics', '/readyz'));
   return { code: response.status, body: await response.text() };
+}
+
+/** Runs the exporter on `url` until `until` (asked with its /readyz every 200 ms) gives a result; returns both. */
+async function runExporterUntil<T>(
+  url: string,
+  until: (ready: { code: number; body: string }) => Promise<T | undefined> | T | undefined,
+): Promise<{ exporter: ExporterProcess; result: T }> {
+  const port = await freePort();
+  const exporter = spawnExporter(['--database-url', url, '--listen', `127.0.0.1:${port}`, '--interval', '1s']);
+  try {
+    const metricsUrl = await exporter.started;
+    const end = Date.now() + 20_000;
+    for (;;) {
+      const ready = await readyz(metricsUrl);
+      const result = await until(ready);
+      if (result !== undefined) return { exporter, result };
+      if (Date.now() > end) throw new Error(`/readyz never satisfied the test: ${ready.code} ${ready.body}\n${exporter.stderr()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await exporter.stop();
+    exporter.child.kill('SIGKILL');
+  }
 }
 
 /** Runs the exporter on `params` until `done` holds of its /readyz, and returns what it logged. */
@@ -41,21 +77,8 @@ async function withExporter(
   options: { password?: string; host?: string } = {},
 ): Promise<{ exporter: ExporterProcess; ready: { code: number; body: string } }> {
   const url = cluster.url({ user: 'reader', password: options.password ?? PASSWORD, database: 'coder', params, ...(options.host !== undefined && { host: options.host }) });
-  const port = await freePort();
-  const exporter = spawnExporter(['--database-url', url, '--listen', `127.0.0.1:${port}`, '--interval', '1s']);
-  try {
-    const metricsUrl = await exporter.started;
-    const end = Date.now() + 20_000;
-    for (;;) {
-      const ready = await readyz(metricsUrl);
-      if (done(ready)) return { exporter, ready };
-      if (Date.now() > end) throw new Error(`/readyz never satisfied the test: ${ready.code} ${ready.body}\n${exporter.stderr()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  } finally {
-    await exporter.stop();
-    exporter.child.kill('SIGKILL');
-  }
+  const { exporter, result } = await runExporterUntil(url, (ready) => (done(ready) ? ready : undefined));
+  return { exporter, ready: result };
 }
 
 describe('TLS and passwords as an operator configures them', () => {
@@ -100,5 +123,65 @@ describe('TLS and passwords as an operator configures them', () => {
     expect(String(failure?.['error'])).toMatch(/password authentication failed for user "reader"/);
     expect(exporter.stderr()).not.toContain('Wrong-Pw-9');
     expect(nonJsonLines(exporter.stderr())).toEqual([]);
+  });
+});
+
+/** The exporter's sessions (its pool's and its leader lock's) as `server` sees them: whether each is encrypted. */
+async function sessionsTls(server: (text: string) => Promise<pg.QueryResult>): Promise<Record<string, boolean>> {
+  const { rows } = await server(
+    `SELECT a.application_name AS name, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid WHERE a.datname = current_database() AND a.application_name LIKE 'agentconn%' ORDER BY 1`,
+  );
+  return Object.fromEntries((rows as Array<{ name: string; ssl: boolean }>).map((r) => [r.name.startsWith('agentconn-leader') ? 'leader lock' : 'pool', r.ssl]));
+}
+
+/** Runs the exporter (leader election on, as by default) on `url` until it polled and holds the lock; returns its sessions' TLS. */
+async function exporterSessions(url: string, server: (text: string) => Promise<pg.QueryResult>): Promise<{ sessions: Record<string, boolean>; stderr: string }> {
+  const { exporter, result } = await runExporterUntil(url, async (ready) => {
+    const sessions = await sessionsTls(server);
+    return ready.code === 200 && Object.keys(sessions).length === 2 ? sessions : undefined;
+  });
+  return { sessions: result, stderr: exporter.stderr() };
+}
+
+function check(url: string) {
+  return spawnSync(process.execPath, [EXPORTER_CLI, 'check', '--database-url', url], { encoding: 'utf8', env: { PATH: process.env['PATH'] }, timeout: 30_000 });
+}
+
+async function onPlainServer(text: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: plain.url });
+  await client.connect();
+  try {
+    return await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+describe('sslmode=prefer, and no sslmode (which means prefer, as in libpq)', () => {
+  it.each([{ sslmode: 'prefer' }, {}])('%j against a server with TLS: the pool and the leader lock both encrypt', async (params) => {
+    const url = cluster.url({ user: 'reader', password: PASSWORD, database: 'coder', params });
+    const { sessions, stderr } = await exporterSessions(url, (text) => cluster.sql(text, 'coder'));
+    expect(sessions).toEqual({ pool: true, 'leader lock': true });
+    expect(nonJsonLines(stderr)).toEqual([]);
+    const report = check(url);
+    expect(report.stdout).toMatch(/^server +PostgreSQL 15\.\d+.*; TLS TLSv1\.\d, sslmode=prefer$/m);
+    expect(report.stdout).toMatch(/^leader +none: /m);
+  });
+
+  it.each([{ sslmode: 'prefer' }, {}])('%j against a server without TLS: both go on unencrypted, as psql does', async (params) => {
+    const url = `${plain.url}${params.sslmode === undefined ? '' : `?sslmode=${params.sslmode}`}`;
+    const { sessions, stderr } = await exporterSessions(url, onPlainServer);
+    expect(sessions).toEqual({ pool: false, 'leader lock': false });
+    expect(nonJsonLines(stderr)).toEqual([]);
+    const report = check(url);
+    expect(report.stdout).toMatch(/^server +PostgreSQL 15\.\d+.*; not encrypted, sslmode=prefer$/m);
+    expect(report.stdout).toMatch(/^leader +none: /m);
+    expect(report.status).toBe(0);
+  });
+
+  it('sslmode=require against a server without TLS fails, naming sslmode', async () => {
+    const report = check(`${plain.url}?sslmode=require`);
+    expect(report.status).toBe(1);
+    expect(report.stdout + report.stderr).toMatch(/The server does not support SSL connections.*sslmode=/);
   });
 });

@@ -121,6 +121,14 @@ describe('user docs', () => {
   it.each(docs)('%s links only to files and headings that exist', (path) => {
     expect(brokenLinks(path)).toEqual([]);
   });
+
+  it("the SELECT-only role's grants are only where a test checks them; the exporter's install points at its own", () => {
+    // packages/exporter/README.md: config.test.ts checks its grants; deploy/README.md: deploy.test.ts runs them.
+    expect(readmes.filter((path) => /^GRANT SELECT \(/m.test(read(path)))).toEqual(['deploy/README.md', 'packages/exporter/README.md']);
+    const install = /^## Install and run\n([\s\S]*?)^## /m.exec(read('packages/exporter/README.md'))?.[1] ?? '';
+    expect(install).toContain('](#deploy-against-coders-database)');
+    expect(read('packages/kysely/README.md')).toContain('](../exporter/README.md#deploy-against-coders-database)');
+  });
 });
 
 describe('the rules themselves', () => {

@@ -190,12 +190,12 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'web.response-timeout', env: 'AGENTCONN_WEB_RESPONSE_TIMEOUT', value: 'DURATION', key: 'webResponseTimeoutMs', default: '15s',
-    help: '/metrics response deadline, near the scrape_timeout',
+    help: '/metrics response deadline, near the scrape_timeout (--exposition fast only)',
     parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
   },
   {
     flag: 'web.drain-timeout', env: 'AGENTCONN_WEB_DRAIN_TIMEOUT', value: 'DURATION', key: 'webDrainTimeoutMs', default: '5s',
-    help: 'reset /metrics responses stalled this long',
+    help: 'reset /metrics responses stalled this long (--exposition fast only)',
     parse: (text) => duration(text, { min: 1, max: MAX_TIMER_MS, why: "Node's timers hold at most 2^31-1 ms" }),
   },
   {

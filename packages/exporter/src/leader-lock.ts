@@ -303,6 +303,7 @@ export class AdvisoryLockLeadership implements Leadership {
     const client = new pg.Client({
       connectionString: tls.connectionString,
       ssl: tls.ssl,
+      ...(tls.stream !== undefined && { stream: tls.stream }),
       application_name: `${APPLICATION_NAME_PREFIX} ${this.#instance}`,
       connectionTimeoutMillis: connectTimeoutMs,
       keepAlive: true,

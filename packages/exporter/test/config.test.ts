@@ -149,6 +149,13 @@ describe('parseCommand', () => {
     }
   });
 
+  it('--web.response-timeout and --web.drain-timeout say in --help that they hold for --exposition fast only', () => {
+    const lines = helpText('agentconn-exporter').split('\n');
+    for (const flag of ['--web.response-timeout', '--web.drain-timeout']) {
+      expect(lines.find((line) => line.trimStart().startsWith(`${flag} `))).toMatch(/\(--exposition fast only\)$/);
+    }
+  });
+
   it('every default of the table is a valid input of its own parser, and is what parseCommand gives', () => {
     const c = config(URL_OK);
     const defaults = defaultSettings();

@@ -7,8 +7,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { getCACertificates, type ConnectionOptions } from 'node:tls';
 import { DatabaseUrlError, SSL_MODES } from './database-url.js';
+import { PreferTlsSocket } from './prefer-tls-socket.js';
 import { decodeParameterName } from './secret-redaction.js';
 
 /** The URL parameters read here; `pg` never sees them. */
@@ -25,9 +27,14 @@ const ENVIRONMENT: Readonly<Record<string, string>> = {
 export interface PostgresTlsConfig {
   /** The URL as given, less its TLS parameters: what `pg` gets as `connectionString`. */
   readonly connectionString: string;
-  /** `pg`'s `ssl`: false for none, else the Node TLS options. */
+  /** `pg`'s `ssl`: false for none (or for `prefer`, whose `stream` settles TLS itself), else the Node TLS options. */
   readonly ssl: false | ConnectionOptions;
-  /** The mode in force, e.g. `verify-full`; `disable` when none was given (as `pg` does, not libpq's `prefer`). */
+  /**
+   * `pg`'s `stream`, for `prefer` only: a new socket per connection that asks the server for TLS and goes on
+   * unencrypted when the server has none (see `PreferTlsSocket`).
+   */
+  readonly stream?: () => Duplex;
+  /** The mode in force, e.g. `verify-full`; `prefer` when none was given, as libpq. */
   readonly sslmode: string;
 }
 
@@ -40,9 +47,10 @@ export interface PostgresTlsOptions {
 
 /**
  * The `pg` connection settings of a `postgres://` URL with libpq's meaning of `sslmode`: `disable` no
- * TLS; `prefer` and `require` encrypt without verifying (`require` verifies the chain, as `verify-ca`,
- * when a root certificate is given); `verify-ca` checks that the server's certificate chains to
- * `sslrootcert`; `verify-full` also that it names the host. `sslrootcert=system` trusts the system's
+ * TLS; `prefer` (also when none is given, as libpq) encrypts without verifying when the server offers
+ * TLS, and goes on unencrypted when it does not; `require` encrypts without verifying, never unencrypted
+ * (it verifies the chain, as `verify-ca`, when a root certificate is given); `verify-ca` checks that the
+ * server's certificate chains to `sslrootcert`; `verify-full` also that it names the host. `sslrootcert=system` trusts the system's
  * CAs; without `sslrootcert`, `~/.postgresql/root.crt` if it exists, as libpq. `sslcert`/`sslkey`
  * (and `sslpassword`) are the client certificate. `pg`'s own `no-verify` stays: encrypt, never verify.
  * Throws a `DatabaseUrlError` that names the parameter to set or fix.
@@ -61,7 +69,8 @@ export function postgresTlsConfig(url: string, options: PostgresTlsOptions = {})
   const origin = (name: string): string => (parameters.has(name) ? `${name}=` : `${ENVIRONMENT[name] ?? name}=`);
 
   const legacy = parameters.get('ssl');
-  let sslmode = given('sslmode') ?? (legacy === 'true' || legacy === '1' ? 'verify-full' : 'disable');
+  // `pg`'s own `ssl=true` verifies fully; `ssl=false` is no TLS.
+  let sslmode = given('sslmode') ?? (legacy === 'true' || legacy === '1' ? 'verify-full' : legacy === 'false' || legacy === '0' ? 'disable' : 'prefer');
   if (legacy === 'no-verify') sslmode = 'no-verify';
   if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new DatabaseUrlError(`${origin('sslmode')}${sslmode} is not one of ${SSL_MODES.join(', ')}`);
@@ -95,7 +104,11 @@ export function postgresTlsConfig(url: string, options: PostgresTlsOptions = {})
     throw new DatabaseUrlError(`a client certificate needs both sslcert and sslkey: add ${missing}=PATH`);
   }
 
-  if (sslmode === 'no-verify' || sslmode === 'prefer') return { connectionString: stripped, ssl: { ...client, rejectUnauthorized: false }, sslmode };
+  if (sslmode === 'prefer') {
+    const tls: ConnectionOptions = { ...client, rejectUnauthorized: false };
+    return { connectionString: stripped, ssl: false, stream: () => new PreferTlsSocket(tls), sslmode };
+  }
+  if (sslmode === 'no-verify') return { connectionString: stripped, ssl: { ...client, rejectUnauthorized: false }, sslmode };
 
   const rootCert = given('sslrootcert') ?? defaultFile('root.crt');
   let ca: string | string[] | undefined;

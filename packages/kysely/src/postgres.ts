@@ -49,7 +49,7 @@ export const POSTGRES_POOL_DEFAULTS = {
 export function createPostgresDb(connection: string | pg.PoolConfig, options: PostgresDbOptions = {}): Kysely<CoderDatabase> {
   const given: pg.PoolConfig = typeof connection === 'string' ? { connectionString: connection } : connection;
   const tls = given.connectionString === undefined || given.ssl !== undefined ? undefined : postgresTlsConfig(given.connectionString);
-  const config = tls === undefined ? given : { ...given, connectionString: tls.connectionString, ssl: tls.ssl };
+  const config = tls === undefined ? given : { ...given, connectionString: tls.connectionString, ssl: tls.ssl, ...(tls.stream !== undefined && { stream: tls.stream }) };
   const pool = new pg.Pool({ ...POSTGRES_POOL_DEFAULTS, ...withoutUndefined(config) });
   pool.on('error', (error) => options.onIdleClientError?.(error));
   options.onPool?.(pool);

@@ -6,6 +6,7 @@ import { ConnectFailure, namingEndpoint } from '../src/connect-failure.js';
 import { DatabaseUrlError, databaseEndpoint } from '../src/database-url.js';
 import { connectionAdvice, withoutNodeHints } from '../src/connection-advice.js';
 import { postgresTlsConfig } from '../src/postgres-tls.js';
+import { PreferTlsSocket } from '../src/prefer-tls-socket.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentconn-tls-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,13 +25,23 @@ const tlsOf = (url: string) => {
 };
 
 describe('postgresTlsConfig: sslmode as libpq means it', () => {
-  it('disable, and no sslmode at all, is no TLS; the URL goes to pg without the TLS parameters', () => {
-    expect(config('postgres://u:p%40ss@h:5432/db')).toEqual({ connectionString: 'postgres://u:p%40ss@h:5432/db', ssl: false, sslmode: 'disable' });
+  it('disable is no TLS; the URL goes to pg without the TLS parameters', () => {
     expect(config('postgres://u@h/db?sslmode=disable&application_name=x')).toEqual({
       connectionString: 'postgres://u@h/db?application_name=x',
       ssl: false,
       sslmode: 'disable',
     });
+    expect(config('postgres://u@h/db?ssl=false').sslmode).toBe('disable');
+  });
+
+  it('prefer, and no sslmode at all (as libpq), settles TLS in a stream of its own: pg itself is told no TLS', () => {
+    for (const url of ['postgres://u:p%40ss@h:5432/db', 'postgres://u:p%40ss@h:5432/db?sslmode=prefer']) {
+      const prefer = config(url);
+      expect(prefer).toMatchObject({ connectionString: 'postgres://u:p%40ss@h:5432/db', ssl: false, sslmode: 'prefer' });
+      expect(prefer.stream?.()).toBeInstanceOf(PreferTlsSocket);
+    }
+    expect(config('postgres://u@h/db?sslmode=require').stream).toBeUndefined();
+    expect(config('postgres://u@h/db?sslmode=no-verify').stream).toBeUndefined();
   });
 
   it('require encrypts without verifying; with sslrootcert it verifies the chain, not the host (verify-ca)', () => {
