@@ -88,10 +88,6 @@ function startBuildRows(from: BuildsFrom) {
     .orderBy(['wb.id', 'wa.id']);
 }
 
-/** `created_at` of the workspace's next build (`wb`'s), on the unique (workspace_id, build_number) index. */
-const SUPERSEDED_AT = sql<Date | null>`(SELECT min(nb.created_at) FROM workspace_builds AS nb
-  WHERE nb.workspace_id = wb.workspace_id AND nb.build_number > wb.build_number)`;
-
 /**
  * The start builds with something new at or after `since`: their job started or completed, or one of their
  * agents first connected, became ready, or passed its connection timeout (before the transaction's `now()`).
