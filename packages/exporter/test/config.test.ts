@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import { AGENT_SOURCE_COLUMNS, CODER_TABLES, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, START_SOURCE_COLUMNS, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
@@ -184,6 +184,18 @@ describe('parseCommand', () => {
     const grants = block.split('\n').filter((line) => line.startsWith('GRANT SELECT ('));
     expect(grants).toEqual(CODER_TABLES.map((table) => `GRANT SELECT (${AGENT_SOURCE_COLUMNS[table].join(', ')}) ON ${table} TO agentconn_reader;`));
     expect(readme).toContain(`supported: ${SUPPORTED_CODER_SCHEMA_TEXT};`);
+  });
+
+  it("the whole start's GRANTs are the columns its queries read beyond the first connection's", () => {
+    const page = readFileSync(new URL('../docs/whole-start.md', import.meta.url), 'utf8');
+    const grants = page.split('\n').filter((line) => line.startsWith('GRANT SELECT (')).sort();
+    const firstConnection: Readonly<Record<string, readonly string[]>> = AGENT_SOURCE_COLUMNS;
+    const expected = Object.entries(START_SOURCE_COLUMNS)
+      .map(([table, columns]) => [table, columns.filter((c) => !(firstConnection[table] ?? []).includes(c))] as const)
+      .filter(([, columns]) => columns.length > 0)
+      .map(([table, columns]) => `GRANT SELECT (${columns.join(', ')}) ON ${table} TO agentconn_reader;`)
+      .sort();
+    expect(grants).toEqual(expected);
   });
 
   it.each([
