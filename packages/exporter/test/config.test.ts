@@ -49,6 +49,14 @@ describe('parseCommand', () => {
     expect(help).toMatch(/rate\(\) misses/);
   });
 
+  it('keeps the whole start off by default, with its default labels', () => {
+    expect(config(URL_OK)).toMatchObject({ phases: false, phaseLabels: ['template_name', 'is_prebuild'] });
+    expect(config([...URL_OK, '--phases', 'true', '--phase-labels', 'workspace_name,template_name'])).toMatchObject({
+      phases: true,
+      phaseLabels: ['template_name', 'workspace_name'],
+    });
+  });
+
   it('reads flags and environment variables, flags winning', () => {
     const c = config(['--interval', '1m30s', '--labels', 'agent_name,template_name', '--listen', '[::1]:9999', '--backfill', '2h'], {
       DATABASE_URL: 'postgresql://u@h/db',
@@ -84,6 +92,8 @@ describe('parseCommand', () => {
     [['--interval', 'soon'], /--interval: "soon" is not a duration/],
     [['--interval', '60'], /--interval: "60" is not a duration/],
     [['--labels', 'template_name,owner'], /--labels: unknown label "owner"/],
+    [['--phase-labels', 'template_name,agent_name'], /--phase-labels: unknown start label "agent_name"/],
+    [['--phases', 'maybe'], /--phases: "maybe" is not true or false/],
     [['--listen', 'localhost'], /--listen: "localhost" is not HOST:PORT/],
     [['--listen', '127.0.0.1:70000'], /--listen/],
     [['--cardinality-limit', '1'], /--cardinality-limit/],
