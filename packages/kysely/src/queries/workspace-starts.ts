@@ -85,7 +85,8 @@ function startBuildRows(from: BuildsFrom) {
       sql<string | null>`wa.lifecycle_state::text`.as('agent_lifecycle_state'),
       'wa.connection_timeout_seconds as agent_connection_timeout_seconds',
     ])
-    .orderBy(['wb.id', 'wa.id']);
+    .orderBy('wb.id')
+    .orderBy('wa.id');
 }
 
 /**
@@ -183,7 +184,8 @@ export function jobStagesQuery(db: Kysely<CoderDatabase>, jobIds: readonly strin
       microsText(eb.fn.max('pjt.ended_at')).as('ended_at'),
       sql<number>`(count(*) FILTER (WHERE pjt.ended_at < pjt.started_at))::int`.as('negative_rows'),
     ])
-    .orderBy(['pjt.job_id', 'pjt.stage']);
+    .orderBy('pjt.job_id')
+    .orderBy('pjt.stage');
 }
 
 /**
@@ -214,7 +216,7 @@ export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | un
       'w.name as workspace_name',
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
     ]);
-  const ordered = query.orderBy(['st.ended_at', 'st.script_id']);
+  const ordered = query.orderBy('st.ended_at').orderBy('st.script_id');
   return since === undefined ? ordered : ordered.where('st.ended_at', '>=', since);
 }
 
