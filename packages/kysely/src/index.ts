@@ -7,11 +7,31 @@
 export {
   AGENT_SOURCE_COLUMNS,
   CODER_TABLES,
+  PREBUILDS_SYSTEM_USER_ID,
+  PROVISIONER_JOB_STATUSES,
+  PROVISIONER_JOB_TIMING_STAGES,
+  PROVISIONER_JOB_TYPES,
+  PROVISIONER_STORAGE_METHODS,
   PROVISIONER_TYPES,
+  START_SOURCE_COLUMNS,
+  START_TABLES,
+  WORKSPACE_AGENT_SCRIPT_TIMING_STAGES,
+  WORKSPACE_AGENT_SCRIPT_TIMING_STATUSES,
   WORKSPACE_AGENT_LIFECYCLE_STATES,
   WORKSPACE_TRANSITIONS,
   type Bytea,
   type CoderDatabase,
+  type Jsonb,
+  type ProvisionerJobStatus,
+  type ProvisionerJobTimingStage,
+  type ProvisionerJobTimingsTable,
+  type ProvisionerJobType,
+  type ProvisionerJobsTable,
+  type ProvisionerStorageMethod,
+  type WorkspaceAgentScriptTimingStage,
+  type WorkspaceAgentScriptTimingStatus,
+  type WorkspaceAgentScriptTimingsTable,
+  type WorkspaceAgentScriptsTable,
   type Nullable,
   type NullableTimestamptz,
   type ProvisionerType,
@@ -40,6 +60,9 @@ export {
   dropOptInIndex,
   firstConnectedAtIndexMigration,
   optInIndexMigration,
+  createWorkspaceStartIndexes,
+  dropWorkspaceStartIndexes,
+  WORKSPACE_START_INDEXES,
   type OptInIndex,
 } from './opt-in-indexes.js';
 export { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
@@ -74,6 +97,17 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './agent-source.js';
+export { createCoderStartSource, type CoderStartSourceOptions } from './start-source.js';
+export {
+  allStartBuildsQuery,
+  changedStartBuildsQuery,
+  jobStagesQuery,
+  startScriptRunsQuery,
+  startsInProgressQuery,
+  type JobStageRow,
+  type StartBuildRow,
+  type StartScriptRunRow,
+} from './queries/workspace-starts.js';
 export { CoderDatabaseError } from './coder-database-error.js';
 export { connectionAdvice, withoutNodeHints } from './connection-advice.js';
 export {
@@ -93,6 +127,7 @@ export {
   migrationName,
   SUPPORTED_CODER_SCHEMA,
   SUPPORTED_CODER_SCHEMA_TEXT,
+  WORKSPACE_START_REQUIREMENT,
   type FeatureCheck,
   type SchemaCheck,
   type SchemaProblem,
