@@ -159,6 +159,7 @@ interface Panel {
   id?: number;
   type?: string;
   title?: string;
+  repeat?: string;
   datasource?: { type?: string; uid?: string } | null;
   targets?: { refId?: string; expr?: string; format?: string; datasource?: { type?: string; uid?: string } }[];
   panels?: Panel[];
@@ -234,7 +235,7 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
       schemaVersion: number;
       uid: string;
       panels: Panel[];
-      templating: { list: { name: string; type: string; query?: unknown; definition?: string; datasource?: { uid?: string } }[] };
+      templating: { list: { name: string; type: string; multi?: boolean; query?: unknown; definition?: string; datasource?: { uid?: string } }[] };
     };
     expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
     expect(dashboard.uid).toMatch(/^[\w-]{1,40}$/);
@@ -254,6 +255,8 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
     const targets: DashboardTarget[] = [];
     for (const panel of panels.filter((p) => p.type !== 'row')) {
       const where = `panel ${panel.id} "${panel.title}"`;
+      // Grafana repeats a panel once per selected value of a multi-value variable, and silently not at all otherwise.
+      if (panel.repeat !== undefined) expect(variables.get(panel.repeat)?.multi, `${where} repeats over a multi-value variable`).toBe(true);
       expect(panel.datasource?.uid, `${where} uses the datasource variable`).toBe('${datasource}');
       expect(panel.targets?.length ?? 0, `${where} has queries`).toBeGreaterThan(0);
       for (const target of panel.targets ?? []) {
