@@ -41,6 +41,33 @@ export type WorkspaceTransition = (typeof WORKSPACE_TRANSITIONS)[number];
 export const PROVISIONER_TYPES = ['echo', 'terraform'] as const;
 export type ProvisionerType = (typeof PROVISIONER_TYPES)[number];
 
+/** Coder enum `provisioner_job_status`: the generated `provisioner_jobs.job_status`. */
+export const PROVISIONER_JOB_STATUSES = ['pending', 'running', 'succeeded', 'canceling', 'canceled', 'failed', 'unknown'] as const;
+export type ProvisionerJobStatus = (typeof PROVISIONER_JOB_STATUSES)[number];
+
+/** Coder enum `provisioner_job_timing_stage`. */
+export const PROVISIONER_JOB_TIMING_STAGES = ['init', 'plan', 'graph', 'apply'] as const;
+export type ProvisionerJobTimingStage = (typeof PROVISIONER_JOB_TIMING_STAGES)[number];
+
+/** Coder enum `provisioner_job_type`: a workspace build's job is `workspace_build`. */
+export const PROVISIONER_JOB_TYPES = ['template_version_import', 'workspace_build', 'template_version_dry_run'] as const;
+export type ProvisionerJobType = (typeof PROVISIONER_JOB_TYPES)[number];
+
+/** Coder enum `provisioner_storage_method`. */
+export const PROVISIONER_STORAGE_METHODS = ['file'] as const;
+export type ProvisionerStorageMethod = (typeof PROVISIONER_STORAGE_METHODS)[number];
+
+/** Coder enum `workspace_agent_script_timing_stage`: what stage the script ran in. */
+export const WORKSPACE_AGENT_SCRIPT_TIMING_STAGES = ['start', 'stop', 'cron'] as const;
+export type WorkspaceAgentScriptTimingStage = (typeof WORKSPACE_AGENT_SCRIPT_TIMING_STAGES)[number];
+
+/** Coder enum `workspace_agent_script_timing_status`. */
+export const WORKSPACE_AGENT_SCRIPT_TIMING_STATUSES = ['ok', 'exit_failure', 'timed_out', 'pipes_left_open'] as const;
+export type WorkspaceAgentScriptTimingStatus = (typeof WORKSPACE_AGENT_SCRIPT_TIMING_STATUSES)[number];
+
+/** The prebuilds system user: Coder's prebuild views and `GetWorkspaceBuildMetricsByResourceID` use this id. */
+export const PREBUILDS_SYSTEM_USER_ID = 'c42fdf75-3097-471c-8c33-fb52454d81c0';
+
 export interface WorkspaceAgentsTable {
   id: string;
   created_at: Timestamptz;
@@ -70,7 +97,7 @@ export interface WorkspaceAgentsTable {
 export interface WorkspaceResourcesTable {
   id: string;
   created_at: Timestamptz;
-  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  /** A `provisioner_jobs.id`; Coder's foreign key to it is left out of the subset. */
   job_id: string;
   transition: WorkspaceTransition;
   /** varchar(192) */
@@ -89,7 +116,7 @@ export interface WorkspaceBuildsTable {
   transition: WorkspaceTransition;
   /** No foreign key in Coder either. */
   initiator_id: string;
-  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  /** A `provisioner_jobs.id`; Coder's foreign key to it is left out of the subset, so a build may go without a job row. */
   job_id: string;
 }
 
@@ -130,7 +157,7 @@ export interface TemplateVersionsTable {
   name: string;
   /** varchar(1048576) */
   readme: string;
-  /** A `provisioner_jobs.id` in Coder; the subset has no provisioner_jobs table. */
+  /** A `provisioner_jobs.id`; Coder's foreign key to it is left out of the subset. */
   job_id: string;
   created_by: string;
 }
@@ -145,8 +172,75 @@ export interface UsersTable {
   deleted: Generated<boolean>;
 }
 
+/** `jsonb`: read as parsed JSON, written as its text. */
+export type Jsonb = ColumnType<unknown, string, string>;
+
+export interface ProvisionerJobsTable {
+  id: string;
+  created_at: Timestamptz;
+  updated_at: Timestamptz;
+  started_at: NullableTimestamptz;
+  /** Set when a cancel is asked for; the job ends at `completed_at`. */
+  canceled_at: NullableTimestamptz;
+  completed_at: NullableTimestamptz;
+  /** Non-empty: the job failed (Coder's `job_status` rule). */
+  error: Nullable<string>;
+  organization_id: string;
+  initiator_id: string;
+  provisioner: ProvisionerType;
+  storage_method: ProvisionerStorageMethod;
+  type: ProvisionerJobType;
+  input: Jsonb;
+  worker_id: Nullable<string>;
+  file_id: string;
+  error_code: Nullable<string>;
+  /** `GENERATED ALWAYS AS (...) STORED` in Coder: never written. */
+  job_status: ColumnType<ProvisionerJobStatus, never, never>;
+}
+
+/** Written by Coder when a job completes: one row per Terraform resource and stage. No key in Coder. */
+export interface ProvisionerJobTimingsTable {
+  job_id: string;
+  started_at: Timestamptz;
+  ended_at: Timestamptz;
+  stage: ProvisionerJobTimingStage;
+  source: string;
+  action: string;
+  resource: string;
+}
+
+export interface WorkspaceAgentScriptsTable {
+  workspace_agent_id: string;
+  log_source_id: string;
+  log_path: string;
+  created_at: Timestamptz;
+  script: string;
+  cron: string;
+  start_blocks_login: boolean;
+  run_on_start: boolean;
+  run_on_stop: boolean;
+  timeout_seconds: number;
+  display_name: string;
+  /** UNIQUE, default `gen_random_uuid()`. */
+  id: Generated<string>;
+}
+
+/** One run of a script; UNIQUE (script_id, started_at) in Coder. */
+export interface WorkspaceAgentScriptTimingsTable {
+  script_id: string;
+  started_at: Timestamptz;
+  ended_at: Timestamptz;
+  exit_code: number;
+  stage: WorkspaceAgentScriptTimingStage;
+  status: WorkspaceAgentScriptTimingStatus;
+}
+
 /** The Coder schema subset, for `Kysely<CoderDatabase>`. */
 export interface CoderDatabase {
+  provisioner_jobs: ProvisionerJobsTable;
+  provisioner_job_timings: ProvisionerJobTimingsTable;
+  workspace_agent_scripts: WorkspaceAgentScriptsTable;
+  workspace_agent_script_timings: WorkspaceAgentScriptTimingsTable;
   workspace_agents: WorkspaceAgentsTable;
   workspace_resources: WorkspaceResourcesTable;
   workspace_builds: WorkspaceBuildsTable;
@@ -156,7 +250,7 @@ export interface CoderDatabase {
   users: UsersTable;
 }
 
-/** The seven tables the adapter reads (e.g. for GRANT SELECT). */
+/** The seven tables the first-connection source reads (e.g. for GRANT SELECT). */
 export const CODER_TABLES = [
   'workspace_agents',
   'workspace_resources',
@@ -179,4 +273,26 @@ export const AGENT_SOURCE_COLUMNS = {
   templates: ['id', 'name'],
   template_versions: ['id', 'name'],
   users: ['id', 'username'],
-} as const satisfies { readonly [T in keyof CoderDatabase]: readonly (keyof CoderDatabase[T] & string)[] };
+} as const satisfies { readonly [T in (typeof CODER_TABLES)[number]]: readonly (keyof CoderDatabase[T] & string)[] };
+
+/** The four tables the whole start reads besides `CODER_TABLES`. */
+export const START_TABLES = [
+  'provisioner_jobs',
+  'provisioner_job_timings',
+  'workspace_agent_scripts',
+  'workspace_agent_script_timings',
+] as const satisfies readonly (keyof CoderDatabase)[];
+
+/** The columns the start source reads, per table: with `AGENT_SOURCE_COLUMNS`, the grants `--phases` needs. */
+export const START_SOURCE_COLUMNS = {
+  provisioner_jobs: ['id', 'created_at', 'started_at', 'canceled_at', 'completed_at', 'error', 'type'],
+  provisioner_job_timings: ['job_id', 'started_at', 'ended_at', 'stage'],
+  workspace_agent_scripts: ['id', 'workspace_agent_id', 'display_name'],
+  workspace_agent_script_timings: ['script_id', 'started_at', 'ended_at', 'stage', 'status'],
+  workspace_agents: ['id', 'created_at', 'first_connected_at', 'ready_at', 'lifecycle_state', 'resource_id', 'parent_id', 'connection_timeout_seconds'],
+  workspace_resources: ['id', 'job_id'],
+  workspace_builds: ['id', 'created_at', 'workspace_id', 'build_number', 'transition', 'job_id'],
+  workspaces: ['id', 'owner_id', 'template_id', 'deleted', 'name'],
+  templates: ['id', 'name'],
+  users: ['id', 'username'],
+} as const satisfies { readonly [T in keyof CoderDatabase]?: readonly (keyof CoderDatabase[T] & string)[] };

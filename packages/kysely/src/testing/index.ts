@@ -6,6 +6,7 @@
 export {
   coderSchemaMigrations,
   coderSchemaSubsetMigration,
+  workspaceStartTablesMigration,
   migrateToLatest,
   type MigrateToLatestOptions,
 } from './migrations/index.js';

@@ -2,15 +2,21 @@ import { sql, type Kysely } from 'kysely';
 import { Migrator, type MigrationProvider } from 'kysely/migration';
 import { CoderDatabaseError } from '../../coder-database-error.js';
 import { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
+import { workspaceStartTablesMigration } from './0002-workspace-start-tables.js';
 
 export { coderSchemaSubsetMigration } from './0001-coder-schema-subset.js';
+export { workspaceStartTablesMigration } from './0002-workspace-start-tables.js';
 
 /**
  * The Coder schema subset as Kysely migrations, for the demo, the tests and the benchmark.
  * Never run them against a real Coder database: Coder owns its schema and migrates it itself.
  */
 export const coderSchemaMigrations: MigrationProvider = {
-  getMigrations: () => Promise.resolve({ '0001_coder_schema_subset': coderSchemaSubsetMigration }),
+  getMigrations: () =>
+    Promise.resolve({
+      '0001_coder_schema_subset': coderSchemaSubsetMigration,
+      '0002_workspace_start_tables': workspaceStartTablesMigration,
+    }),
 };
 
 export interface MigrateToLatestOptions {
