@@ -15,7 +15,9 @@ import {
   OVERFLOW_ATTRIBUTE,
   SELF_METRICS,
   TICK_OUTCOMES,
+  WorkspaceStartRecorder,
   firstConnectionView,
+  workspaceStartViews,
   type AgentLabels,
   type FirstConnectionSource,
   type MetricDefinition,
@@ -60,6 +62,20 @@ function standbySource(nowMs: number): FirstConnectionSource {
   };
 }
 
+/** One sample into each instrument of the start family, so their labels are checked too. */
+function recordEveryStartInstrument(starts: WorkspaceStartRecorder): void {
+  const labels = { template_name: 'docker', username: 'alice', workspace_name: 'dev', is_prebuild: false };
+  const instants = {
+    buildCreatedAt: '2026-12-01T10:00:00Z',
+    job: { startedAt: '2026-12-01T10:00:01Z', completedAt: '2026-12-01T10:00:20Z', canceledAt: null, error: null },
+    agents: [],
+  };
+  starts.recordBuild({ buildId: 'b1', labels, instants }, '2026-12-01T11:00:00Z');
+  starts.recordStages({ jobId: 'j1', buildId: 'b1', completedAt: '2026-12-01T10:00:20Z', labels, stages: [{ stage: 'plan', startedAt: '2026-12-01T10:00:02Z', endedAt: '2026-12-01T10:00:04Z', negativeRows: 0 }] });
+  starts.recordScriptRun({ scriptId: 's1', buildId: 'b1', script: 'install', status: 'ok', startedAt: '2026-12-01T10:00:21Z', endedAt: '2026-12-01T10:00:22Z', labels });
+  starts.setInProgress([{ labels, phase: 'queued', count: 1, oldestSeconds: 2 }]);
+}
+
 interface CoreRun {
   readonly instruments: CreatedInstrument[];
   readonly collected: ResourceMetrics;
@@ -70,7 +86,7 @@ async function runCore(): Promise<CoreRun> {
   let collected: ResourceMetrics | undefined;
   const instruments = await instrumentsCreatedBy(async () => {
     const reader = new CollectingReader();
-    const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView()] });
+    const meterProvider = new MeterProvider({ readers: [reader], views: [firstConnectionView(), ...workspaceStartViews()] });
     const logger = createMemoryLogger();
     const recorder = new FirstConnectionRecorder({ meterProvider, logger });
     const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger });
@@ -84,6 +100,8 @@ async function runCore(): Promise<CoreRun> {
       leadership: { isLeader: async () => true },
     });
     await poller.tick();
+    const starts = new WorkspaceStartRecorder({ meterProvider, logger });
+    recordEveryStartInstrument(starts);
     collected = (await reader.collect()).resourceMetrics;
     await poller.stop();
     await meterProvider.shutdown();
@@ -169,6 +187,9 @@ describe('metric definitions', () => {
             seen.add(`${metric.descriptor.name}{${key}}`);
             if (definition?.labels === 'series') {
               expect([...LABEL_KEYS, OVERFLOW_ATTRIBUTE], `${metric.descriptor.name}: label ${key}`).toContain(key);
+            } else if (allowed[key]?.length === 0) {
+              // An empty list: a value that names something (a template, a script), any string.
+              expect(typeof value, `${metric.descriptor.name}: label ${key}`).toBe('string');
             } else {
               expect(allowed[key], `${metric.descriptor.name}: label ${key} is not in its definition`).toContain(value);
             }
@@ -180,6 +201,7 @@ describe('metric definitions', () => {
     expect(seen).toContain(`${SELF_METRICS.polls.name}{outcome}`);
     expect(seen).toContain(`${SELF_METRICS.samplesDropped.name}{reason}`);
     expect(seen).toContain(`${METRIC_DEFINITIONS[0]?.name}{template_name}`);
+    expect(seen).toContain('agentconn_agent_startup_script_seconds{script}');
   });
 
   it("the poll outcomes of the definition are the poller's", () => {

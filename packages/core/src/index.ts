@@ -21,6 +21,16 @@ export {
   POLL_OUTCOMES,
   prometheusName,
   SELF_METRICS,
+  DEFAULT_START_LABEL_KEYS,
+  PROVISIONER_STAGE_VALUES,
+  SCRIPT_STATUS_VALUES,
+  START_BUCKET_BOUNDARIES,
+  START_EXEMPLAR_LABEL_KEYS,
+  START_LABEL_KEYS,
+  START_METRICS,
+  START_OUTCOME_VALUES,
+  START_PHASE_VALUES,
+  type StartLabelKey,
   type MetricDefinition,
   type MetricLabels,
   type MetricType,
@@ -29,7 +39,41 @@ export {
   type LabelKey,
 } from './metric.js';
 export { parseLabelList, validateMetricOptions, type FirstConnectionMetricOptions, type ResolvedMetricOptions } from './metric-options.js';
-export { agentconnViews, firstConnectionView, labelSetLimitView, type LabelSetLimitViewOptions } from './view.js';
+export {
+  agentconnViews,
+  firstConnectionView,
+  labelSetLimitView,
+  workspaceStartViews,
+  type LabelSetLimitViewOptions,
+  type WorkspaceStartViewOptions,
+} from './view.js';
+export {
+  START_OUTCOMES,
+  START_PHASES,
+  workspaceStart,
+  type StartAgentInstants,
+  type StartJobInstants,
+  type StartOutcome,
+  type StartPhase,
+  type StartPhaseSpan,
+  type StartProblem,
+  type WorkspaceStart,
+  type WorkspaceStartInstants,
+} from './start/phase-model.js';
+export {
+  validateStartLabels,
+  WorkspaceStartRecorder,
+  type CountFrom,
+  type HandledStartSample,
+  type ProvisionerJobStages,
+  type StartBuildLabels,
+  type StartRecordCounts,
+  type StartsInProgressGroup,
+  type StartupScriptRun,
+  type WorkspaceStartBuild,
+  type WorkspaceStartRecorderOptions,
+} from './start/start-recorder.js';
+export { StartExemplars, startExemplarLabels, type StartExemplar } from './start/start-exemplars.js';
 export {
   LabelSetLimit,
   OVERFLOW_ATTRIBUTES,

@@ -81,6 +81,79 @@ export const AWAITING_METRICS = {
   },
 } as const satisfies Record<string, MetricDefinition>;
 
+/**
+ * The whole start: upper bounds of the buckets of its histograms, in seconds. Queue waits are mostly
+ * sub-second, so the first bounds are finer than the first connection's.
+ */
+export const START_BUCKET_BOUNDARIES: readonly number[] = Object.freeze([0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]);
+
+/** How a start ended (`outcome` of `agentconn_workspace_start_seconds`). */
+export const START_OUTCOME_VALUES = ['ready', 'start_error', 'start_timeout', 'build_failed', 'canceled', 'connect_timeout'] as const;
+/** The phases of a start, in order. */
+export const START_PHASE_VALUES = ['queued', 'provisioning', 'connecting', 'starting'] as const;
+/** Coder's provisioner job timing stages. */
+export const PROVISIONER_STAGE_VALUES = ['init', 'plan', 'graph', 'apply'] as const;
+/** Coder's script timing statuses. */
+export const SCRIPT_STATUS_VALUES = ['ok', 'exit_failure', 'timed_out', 'pipes_left_open'] as const;
+
+/**
+ * The configurable labels of the start family, in this order. `is_prebuild` goes on the start and phase
+ * histograms only: a pool build is not a person waiting, while the provisioner, the scripts and the builds in
+ * progress are the same work either way.
+ */
+export const START_LABEL_KEYS = ['template_name', 'is_prebuild', 'username', 'workspace_name'] as const;
+export type StartLabelKey = (typeof START_LABEL_KEYS)[number];
+/** Default labels of the start family: per template, prebuilds apart. */
+export const DEFAULT_START_LABEL_KEYS: readonly StartLabelKey[] = Object.freeze(['template_name', 'is_prebuild'] as const);
+/** Exemplar label keys of the start family; `workspace_name` and `username` only when not series labels. */
+export const START_EXEMPLAR_LABEL_KEYS = ['build_id', 'workspace_name', 'username'] as const;
+
+/** The whole start of a workspace (`--phases`): every start build once, its phases, stages, scripts, and what is in progress. */
+export const START_METRICS = {
+  start: {
+    name: 'agentconn_workspace_start_seconds',
+    type: 'histogram',
+    unit: 's',
+    labels: { template_name: [], outcome: START_OUTCOME_VALUES, is_prebuild: ['true', 'false'] },
+    description: 'Duration from workspace start build creation to its outcome, in seconds.',
+  },
+  phase: {
+    name: 'agentconn_workspace_start_phase_seconds',
+    type: 'histogram',
+    unit: 's',
+    labels: { template_name: [], phase: START_PHASE_VALUES, is_prebuild: ['true', 'false'] },
+    description: 'Duration of each phase of a workspace start, observed when the phase ends, in seconds.',
+  },
+  stage: {
+    name: 'agentconn_provisioner_stage_seconds',
+    type: 'histogram',
+    unit: 's',
+    labels: { template_name: [], stage: PROVISIONER_STAGE_VALUES },
+    description: "Duration of each provisioner stage of a start build's job, as Coder's provisioner_job_stats, in seconds.",
+  },
+  script: {
+    name: 'agentconn_agent_startup_script_seconds',
+    type: 'histogram',
+    unit: 's',
+    labels: { template_name: [], script: [], status: SCRIPT_STATUS_VALUES },
+    description: 'Duration of each run of an agent script at start, in seconds.',
+  },
+  inProgress: {
+    name: 'agentconn_workspace_starts_in_progress',
+    type: 'gauge',
+    unit: '{build}',
+    labels: { template_name: [], phase: START_PHASE_VALUES },
+    description: 'Latest start builds of workspaces that have not reached an outcome yet, by the phase they are in.',
+  },
+  inProgressOldest: {
+    name: 'agentconn_workspace_starts_in_progress_oldest_seconds',
+    type: 'gauge',
+    unit: 's',
+    labels: { template_name: [], phase: START_PHASE_VALUES },
+    description: 'How long the oldest start build in progress has been in its phase, on the database clock, in seconds.',
+  },
+} as const satisfies Record<string, MetricDefinition>;
+
 /** Every label key a series may carry, in Coder PR #24179's order. */
 export const LABEL_KEYS = ['template_name', 'agent_name', 'username', 'workspace_name'] as const;
 export type LabelKey = (typeof LABEL_KEYS)[number];
@@ -141,21 +214,14 @@ export const SELF_METRICS = {
     name: 'agentconn_samples_dropped',
     type: 'counter',
     labels: { reason: DROP_REASONS },
-    description: 'First connections not observed, by reason (negative_duration, invalid).',
+    description: 'Samples not observed (first connections, workspace starts), by reason (negative_duration, invalid).',
     unit: '{sample}',
   },
   labelSetOverflow: {
     name: 'agentconn_label_set_overflow_samples',
     type: 'counter',
-    // The instruments of this package with label sets; an instrument of yours that uses `LabelSetLimit` adds its name.
-    labels: {
-      instrument: [
-        FIRST_CONNECTION_METRIC.name,
-        AWAITING_METRICS.awaiting.name,
-        AWAITING_METRICS.oldestWait.name,
-        AWAITING_METRICS.timeouts.name,
-      ],
-    },
+    // The name of an instrument of this package with label sets (or of yours that uses `LabelSetLimit`).
+    labels: { instrument: [] },
     description:
       'Samples recorded into an instrument\'s otel_metric_overflow series past its cardinality limit.',
     unit: '{sample}',
@@ -230,6 +296,7 @@ export const SELF_METRICS = {
 export const METRIC_DEFINITIONS: readonly MetricDefinition[] = Object.freeze([
   FIRST_CONNECTION_METRIC,
   ...Object.values(AWAITING_METRICS),
+  ...Object.values(START_METRICS),
   ...Object.values(SELF_METRICS),
 ]);
 

@@ -4,7 +4,17 @@ import {
   InstrumentType,
   type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
-import { AWAITING_METRICS, FIRST_CONNECTION_BUCKET_BOUNDARIES, FIRST_CONNECTION_METRIC_NAME, OVERFLOW_ATTRIBUTE } from './metric.js';
+import {
+  AWAITING_METRICS,
+  DEFAULT_CARDINALITY_LIMIT,
+  FIRST_CONNECTION_BUCKET_BOUNDARIES,
+  FIRST_CONNECTION_METRIC_NAME,
+  OVERFLOW_ATTRIBUTE,
+  START_BUCKET_BOUNDARIES,
+  START_METRICS,
+  type StartLabelKey,
+} from './metric.js';
+import { validateStartLabels } from './start/start-recorder.js';
 import { validateMetricOptions, type FirstConnectionMetricOptions } from './metric-options.js';
 
 /** What `labelSetLimitView` selects and keeps. */
@@ -69,5 +79,40 @@ export function agentconnViews(options: FirstConnectionMetricOptions = {}): View
     limited(AWAITING_METRICS.awaiting.name, InstrumentType.OBSERVABLE_GAUGE),
     limited(AWAITING_METRICS.oldestWait.name, InstrumentType.OBSERVABLE_GAUGE),
     limited(AWAITING_METRICS.timeouts.name, InstrumentType.COUNTER),
+  ];
+}
+
+/** Options of the start family's Views, the same as its recorder's. */
+export interface WorkspaceStartViewOptions {
+  readonly labels?: readonly StartLabelKey[];
+  readonly cardinalityLimit?: number;
+}
+
+/**
+ * The Views of the start family (`--phases`): the buckets `0.1 … 3600` on its four histograms, and on all six
+ * instruments the configured labels plus each one's own (`outcome`, `phase`, `stage`, `script` and `status`),
+ * with the cardinality limit.
+ */
+export function workspaceStartViews(options: WorkspaceStartViewOptions = {}): ViewOptions[] {
+  const labels = validateStartLabels(options.labels);
+  const cardinalityLimit = options.cardinalityLimit ?? DEFAULT_CARDINALITY_LIMIT;
+  const withoutPrebuild = labels.filter((key) => key !== 'is_prebuild');
+  const histogram = (instrumentName: string, attributeKeys: readonly string[]): ViewOptions =>
+    labelSetLimitView({
+      instrumentName,
+      instrumentType: InstrumentType.HISTOGRAM,
+      attributeKeys,
+      cardinalityLimit,
+      aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: [...START_BUCKET_BOUNDARIES], recordMinMax: true } },
+    });
+  const gauge = (instrumentName: string): ViewOptions =>
+    labelSetLimitView({ instrumentName, instrumentType: InstrumentType.OBSERVABLE_GAUGE, attributeKeys: [...withoutPrebuild, 'phase'], cardinalityLimit });
+  return [
+    histogram(START_METRICS.start.name, [...labels, 'outcome']),
+    histogram(START_METRICS.phase.name, [...labels, 'phase']),
+    histogram(START_METRICS.stage.name, [...withoutPrebuild, 'stage']),
+    histogram(START_METRICS.script.name, [...withoutPrebuild, 'script', 'status']),
+    gauge(START_METRICS.inProgress.name),
+    gauge(START_METRICS.inProgressOldest.name),
   ];
 }

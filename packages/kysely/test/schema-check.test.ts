@@ -55,10 +55,10 @@ describe.each<[string, OpenTestDatabase]>([
     const db = await database();
     await sql`CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)`.execute(db);
     await sql`INSERT INTO schema_migrations VALUES (412, false)`.execute(db);
-    const starts: SchemaRequirement = { feature: 'agentconn_workspace_start_seconds', required: false, columns: { provisioner_jobs: ['id', 'started_at'] } };
-    const check = await checkCoderSchema(db, [...REQUIREMENTS, starts]);
+    const daemons: SchemaRequirement = { feature: 'a family of provisioner daemons', required: false, columns: { provisioner_daemons: ['id', 'name'] } };
+    const check = await checkCoderSchema(db, [...REQUIREMENTS, daemons]);
     expect(check.coderMigration).toBe(412);
-    expect(check.features[2]?.problems.map((p) => p.text)).toEqual(['provisioner_jobs: missing']);
+    expect(check.features[2]?.problems.map((p) => p.text)).toEqual(['provisioner_daemons: missing']);
   });
 });
 
