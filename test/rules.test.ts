@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 // The contract module itself, not '@agentconn/core': under Vitest that resolves to the package's dist/
 // (vitest.config.ts sets resolve.conditions, which the server environment does not read), which is
 // missing before a build and stale after an edit.
-import { METRIC_DEFINITIONS, prometheusName, type MetricDefinition } from '../packages/core/src/metric.js';
+import { METRIC_DEFINITIONS, START_PHASE_VALUES, prometheusName, type MetricDefinition } from '../packages/core/src/metric.js';
 import { describeRun, findPromtool, runPromtool } from '@agentconn/test-support/promtool';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -325,6 +325,16 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
       'agentconn_polls_total{outcome}: sucess (known: success, error, skipped_not_leader)',
     ]);
     expect(unknownLabelValues('agentconn_samples_dropped_total{reason!="negative_duration"}')).toEqual([]);
+  });
+
+  it('stacks the phases of a start in their order, queued at the bottom', () => {
+    const panels = allPanels((JSON.parse(read(dashboardPath)) as { panels: Panel[] }).panels);
+    const stacked = panels.filter((p) => (p.targets ?? []).some((t) => /agentconn_workspace_start_phase_seconds_bucket\{[^}]*phase="/.test(t.expr ?? '')));
+    expect(stacked.length).toBeGreaterThanOrEqual(2);
+    for (const panel of stacked) {
+      const phases = (panel.targets ?? []).flatMap((t) => [.../phase="(\w+)"/.exec(t.expr ?? '')?.slice(1) ?? []]);
+      expect(phases, `panel ${panel.id} "${panel.title}"`).toEqual([...START_PHASE_VALUES]);
+    }
   });
 
   it('shows every metric the exporter serves on the dashboard', () => {
