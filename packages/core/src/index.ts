@@ -74,6 +74,7 @@ export {
   type WorkspaceStartRecorderOptions,
 } from './start/start-recorder.js';
 export { StartExemplars, startExemplarLabels, type StartExemplar } from './start/start-exemplars.js';
+export type { StartBatch, StartQuery, WorkspaceStartSource } from './start/start-source.js';
 export {
   LabelSetLimit,
   OVERFLOW_ATTRIBUTES,

@@ -60,6 +60,9 @@ export {
   dropOptInIndex,
   firstConnectedAtIndexMigration,
   optInIndexMigration,
+  createWorkspaceStartIndexes,
+  dropWorkspaceStartIndexes,
+  WORKSPACE_START_INDEXES,
   type OptInIndex,
 } from './opt-in-indexes.js';
 export { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
@@ -94,6 +97,17 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './agent-source.js';
+export { createCoderStartSource, type CoderStartSourceOptions } from './start-source.js';
+export {
+  allStartBuildsQuery,
+  changedStartBuildsQuery,
+  jobStagesQuery,
+  startScriptRunsQuery,
+  startsInProgressQuery,
+  type JobStageRow,
+  type StartBuildRow,
+  type StartScriptRunRow,
+} from './queries/workspace-starts.js';
 export { CoderDatabaseError } from './coder-database-error.js';
 export { connectionAdvice, withoutNodeHints } from './connection-advice.js';
 export {
@@ -113,6 +127,7 @@ export {
   migrationName,
   SUPPORTED_CODER_SCHEMA,
   SUPPORTED_CODER_SCHEMA_TEXT,
+  WORKSPACE_START_REQUIREMENT,
   type FeatureCheck,
   type SchemaCheck,
   type SchemaProblem,

@@ -38,6 +38,25 @@ export const AWAITING_CREATED_AT_INDEX: OptInIndex = {
   definition: 'USING btree (created_at) WHERE first_connected_at IS NULL',
 };
 
+/**
+ * The whole start's incremental reads (`--phases`): jobs that started or completed since the last tick, agents
+ * that became ready, stage timings by job, start scripts' runs that ended, and the agents not ready yet (the
+ * builds in progress). With `FIRST_CONNECTED_AT_INDEX` and `AWAITING_CREATED_AT_INDEX` (the connections and the
+ * waits for them), each read finds its rows by index instead of a sequential scan.
+ */
+export const WORKSPACE_START_INDEXES: readonly OptInIndex[] = Object.freeze([
+  { name: 'agentconn_provisioner_jobs_started_at_idx', table: 'provisioner_jobs', definition: 'USING btree (started_at)' },
+  { name: 'agentconn_provisioner_jobs_completed_at_idx', table: 'provisioner_jobs', definition: 'USING btree (completed_at)' },
+  { name: 'agentconn_provisioner_job_timings_job_id_idx', table: 'provisioner_job_timings', definition: 'USING btree (job_id)' },
+  { name: 'agentconn_workspace_agents_ready_at_idx', table: 'workspace_agents', definition: 'USING btree (ready_at)' },
+  {
+    name: 'agentconn_workspace_agents_not_ready_idx',
+    table: 'workspace_agents',
+    definition: 'USING btree (resource_id) WHERE ready_at IS NULL AND parent_id IS NULL',
+  },
+  { name: 'agentconn_workspace_agent_script_timings_ended_at_idx', table: 'workspace_agent_script_timings', definition: 'USING btree (ended_at)' },
+]);
+
 export const FIRST_CONNECTED_AT_INDEX_NAME = FIRST_CONNECTED_AT_INDEX.name;
 export const AWAITING_CREATED_AT_INDEX_NAME = AWAITING_CREATED_AT_INDEX.name;
 
@@ -85,3 +104,19 @@ export const dropFirstConnectedAtIndex = <DB>(db: Kysely<DB>): Promise<void> => 
 export const createAwaitingCreatedAtIndex = <DB>(db: Kysely<DB>): Promise<void> => createOptInIndex(db, AWAITING_CREATED_AT_INDEX);
 /** Drops the waiting agents' partial index if it exists (concurrently). */
 export const dropAwaitingCreatedAtIndex = <DB>(db: Kysely<DB>): Promise<void> => dropOptInIndex(db, AWAITING_CREATED_AT_INDEX);
+
+/** Every index the whole start's reads use, the first connection's two included. */
+const ALL_START_INDEXES: readonly OptInIndex[] = [FIRST_CONNECTED_AT_INDEX, AWAITING_CREATED_AT_INDEX, ...WORKSPACE_START_INDEXES];
+
+/**
+ * Opt-in: every index of `WORKSPACE_START_INDEXES` plus the first connection's two, concurrently, each if
+ * missing, one after the other (a failure names its index; those before it stay).
+ */
+export async function createWorkspaceStartIndexes<DB>(db: Kysely<DB>): Promise<void> {
+  for (const index of ALL_START_INDEXES) await createOptInIndex(db, index);
+}
+
+/** Drops the whole start's own indexes if they exist (the first connection's two stay). */
+export async function dropWorkspaceStartIndexes<DB>(db: Kysely<DB>): Promise<void> {
+  for (const index of WORKSPACE_START_INDEXES) await dropOptInIndex(db, index);
+}

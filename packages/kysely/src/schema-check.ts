@@ -5,7 +5,7 @@
  * adds its own set.
  */
 import { sql, type Kysely } from 'kysely';
-import { AGENT_SOURCE_COLUMNS } from './schema.js';
+import { AGENT_SOURCE_COLUMNS, START_SOURCE_COLUMNS } from './schema.js';
 
 /** What one metric family reads from Coder's database. */
 export interface SchemaRequirement {
@@ -41,6 +41,17 @@ export const AWAITING_REQUIREMENT: SchemaRequirement = {
   feature: 'coderd_agents_awaiting_first_connection, coderd_agents_awaiting_first_connection_oldest_seconds, coderd_agents_first_connection_timeouts_total',
   required: false,
   columns: AGENT_SOURCE_COLUMNS,
+};
+
+/**
+ * The whole start (`--phases`): builds, their jobs and stage timings, the agents' lifecycle and the start
+ * scripts' runs. Optional: without these tables (an older Coder) the family is off and the rest goes on.
+ */
+export const WORKSPACE_START_REQUIREMENT: SchemaRequirement = {
+  feature:
+    'agentconn_workspace_start_seconds, agentconn_workspace_start_phase_seconds, agentconn_provisioner_stage_seconds, agentconn_agent_startup_script_seconds, agentconn_workspace_starts_in_progress, agentconn_workspace_starts_in_progress_oldest_seconds',
+  required: false,
+  columns: START_SOURCE_COLUMNS,
 };
 
 export type SchemaProblemKind = 'missing' | 'permission denied' | 'not on the search path' | 'select failed';

@@ -120,7 +120,7 @@ describe('Coder agent source on a PostgreSQL server: faults', () => {
   it('names a missing workspace_agents table', async () => {
     const broken = await openPostgresTestDatabase();
     try {
-      await sql`DROP TABLE workspace_agents`.execute(broken.db);
+      await sql`DROP TABLE workspace_agents CASCADE`.execute(broken.db); // CASCADE: the agent scripts reference it
       await expect(createCoderAgentSource(broken.db).listAgents({ signal: never })).rejects.toThrow(
         'listing agents from the Coder database failed: relation "workspace_agents" does not exist',
       );

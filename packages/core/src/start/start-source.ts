@@ -1,0 +1,41 @@
+import type { Instant } from '../timestamp.js';
+import type { ProvisionerJobStages, StartupScriptRun, WorkspaceStartBuild } from './start-recorder.js';
+
+export interface StartQuery {
+  /**
+   * Only what happened at or after this instant is needed: builds whose job started or completed, whose
+   * agents connected, became ready or passed their connection timeout since; jobs completed since; script
+   * runs ended since. Undefined: everything.
+   */
+  readonly since?: Date;
+  readonly signal: AbortSignal;
+}
+
+export interface StartBatch {
+  /** Start builds with something new since `query.since`, each with all its agents. */
+  readonly builds: readonly WorkspaceStartBuild[];
+  /** The stage timings of the start builds' jobs that completed since `query.since`. */
+  readonly jobs: readonly ProvisionerJobStages[];
+  /** Runs of agent scripts at start (`stage = 'start'`) that ended since `query.since`. */
+  readonly scripts: readonly StartupScriptRun[];
+  /**
+   * The latest start build of every non-deleted workspace that has no outcome yet (by the phase model at
+   * `now`): what the in-progress gauges show. A build that is superseded or whose workspace is deleted is
+   * not here, so it leaves the gauges without an observation.
+   */
+  readonly inProgress: readonly WorkspaceStartBuild[];
+  /** The source's clock at the read, at µs precision: timeouts are judged on it. */
+  readonly now: Instant;
+  /** The same clock as a Date, for the poller's watermark. */
+  readonly sourceTime: Date;
+  /** Rows the source read. */
+  readonly rowsRead: number;
+}
+
+/**
+ * What the start stream of a poller reads. The core owns this interface; `@agentconn/kysely` implements it
+ * over Coder's database (`createCoderStartSource`).
+ */
+export interface WorkspaceStartSource {
+  listStarts(query: StartQuery): Promise<StartBatch>;
+}
