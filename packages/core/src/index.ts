@@ -75,6 +75,7 @@ export {
 } from './start/start-recorder.js';
 export { StartExemplars, startExemplarLabels, type StartExemplar } from './start/start-exemplars.js';
 export type { StartBatch, StartQuery, WorkspaceStartSource } from './start/start-source.js';
+export { inProgressGroups, WorkspaceStartStream, type StartRead } from './poller/start-stream.js';
 export {
   LabelSetLimit,
   OVERFLOW_ATTRIBUTES,
@@ -131,6 +132,7 @@ export {
   serializePollerState,
   type CountedTimeout,
   type HandledAgent,
+  type HandledStartSampleState,
   type PollerState,
 } from './poller/poller-state.js';
 export {

@@ -78,6 +78,12 @@ describe('poller state: serialize and parse', () => {
     expect(parsePollerState(serializePollerState(state))).toEqual(state);
   });
 
+  it('round-trips the whole start samples handled', () => {
+    const withStarts: PollerState = { ...state, starts: [{ key: 'b1/queued', micros: 1_764_000_000_000_001 }, { key: 's1/17', micros: 2 }] };
+    expect(parsePollerState(serializePollerState(withStarts))).toEqual(withStarts);
+    expect(() => parsePollerState(serializePollerState(state).replace('}', ',"starts":[["",1]]}'))).toThrow('starts[0] has no key');
+  });
+
   it.each([
     ['', /^not JSON/],
     ['{"version":1', /^not JSON/],

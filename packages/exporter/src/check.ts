@@ -4,6 +4,7 @@ import {
   checkCoderSchema,
   connectionAdvice,
   FIRST_CONNECTION_REQUIREMENT,
+  WORKSPACE_START_REQUIREMENT,
   SUPPORTED_CODER_SCHEMA_TEXT,
   withoutNodeHints,
   type SchemaCheck,
@@ -18,7 +19,10 @@ import { describeProblems, migrationNote, preflightMessage } from './preflight.j
 import { exporterTimings } from './timings.js';
 import type { Logger } from '@agentconn/core';
 
-const REQUIREMENTS = [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT];
+/** What the configured exporter reads: the whole start's tables too with `--phases`. */
+function requirementsOf(config: Pick<ExporterConfig, 'phases'>) {
+  return [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT, ...(config.phases ? [WORKSPACE_START_REQUIREMENT] : [])];
+}
 
 /**
  * `agentconn-exporter check`: the preflight once, as a report on stdout. Connects as the exporter would,
@@ -28,6 +32,7 @@ const REQUIREMENTS = [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT];
  */
 export async function runCheck(config: ExporterConfig, write: (line: string) => void, logger: Logger): Promise<boolean> {
   const say = (label: string, text: string) => write(`${label.padEnd(8)} ${text}\n`);
+  const REQUIREMENTS = requirementsOf(config);
   const timings = exporterTimings(config);
   const database = openDatabase(config, timings, logger);
   const signal = AbortSignal.timeout(Math.max(timings.connectTimeoutMs * 2, config.statementTimeoutMs));

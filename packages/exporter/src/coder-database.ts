@@ -1,4 +1,4 @@
-import type { FirstConnectionSource, Logger } from '@agentconn/core';
+import type { FirstConnectionSource, Logger, WorkspaceStartSource } from '@agentconn/core';
 import { Kysely, PostgresDialect } from 'kysely';
 import { DatabaseUrlError, parseDatabaseUrl, redactSecrets, type CoderDatabase, type DatabaseUrl } from '@agentconn/kysely';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
@@ -64,6 +64,25 @@ export function namingDatabaseInErrors(
     async listAgents(query) {
       try {
         return await source.listAgents(query);
+      } catch (error) {
+        if (query.signal.aborted) stuck?.endStuckAfterAbort();
+        const message = error instanceof Error ? error.message : String(error);
+        throw new Error(redactSecrets(`${message} (database ${database})`), { cause: error });
+      }
+    },
+  };
+}
+
+/** The start source, its errors naming the database as the agents source's do. */
+export function namingDatabaseInStartErrors(
+  source: WorkspaceStartSource,
+  database: string,
+  stuck: StuckConnections | undefined,
+): WorkspaceStartSource {
+  return {
+    async listStarts(query) {
+      try {
+        return await source.listStarts(query);
       } catch (error) {
         if (query.signal.aborted) stuck?.endStuckAfterAbort();
         const message = error instanceof Error ? error.message : String(error);

@@ -10,19 +10,23 @@ import {
   errorMessage,
   agentconnViews,
   observableGaugesAsDelta,
+  WorkspaceStartRecorder,
+  workspaceStartViews,
   type Logger,
 } from '@agentconn/core';
 import {
   AWAITING_REQUIREMENT,
   createCoderAgentSource,
+  createCoderStartSource,
   databaseEndpoint,
+  WORKSPACE_START_REQUIREMENT,
   FIRST_CONNECTION_REQUIREMENT,
   redactDatabaseUrl,
   redactSecrets,
 } from '@agentconn/kysely';
 import type { Kysely } from 'kysely';
 import { ConfigError, type ExporterConfig } from './config.js';
-import { namingDatabaseInErrors, openDatabase } from './coder-database.js';
+import { namingDatabaseInErrors, namingDatabaseInStartErrors, openDatabase } from './coder-database.js';
 import { createMetricsReader } from './metrics-reader.js';
 import type { ExemplarLookup } from '@agentconn/exposition';
 import { hostname } from 'node:os';
@@ -76,8 +80,10 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
 
   // The recorder needs the MeterProvider, which needs the reader: the reader looks exemplars up through it late.
   let recorder: FirstConnectionRecorder | undefined;
+  let starts: WorkspaceStartRecorder | undefined;
   const exemplars: ExemplarLookup = {
-    histogramExemplars: (name, attributes) => recorder?.exemplars.histogramExemplars(name, attributes),
+    histogramExemplars: (name, attributes) =>
+      recorder?.exemplars.histogramExemplars(name, attributes) ?? starts?.exemplars.histogramExemplars(name, attributes),
   };
   const exposition = createMetricsReader(config.exposition, logger, {
     exemplars,
@@ -103,15 +109,21 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
   const meterProvider = new MeterProvider({
     resource: resourceFromAttributes({ 'service.name': 'agentconn-exporter', 'service.version': EXPORTER_VERSION }),
     readers,
-    views: agentconnViews(metricOptions),
+    views: [
+      ...agentconnViews(metricOptions),
+      ...(config.phases ? workspaceStartViews({ labels: config.phaseLabels, cardinalityLimit: config.cardinalityLimit }) : []),
+    ],
   });
 
   otlpExporter?.countWith(meterProvider.getMeter(INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION));
   recorder = new FirstConnectionRecorder({ meterProvider, logger, ...metricOptions });
   const awaiting = new AwaitingAgentsRecorder({ meterProvider, logger, ...metricOptions });
+  starts = config.phases
+    ? new WorkspaceStartRecorder({ meterProvider, logger, labels: config.phaseLabels, cardinalityLimit: config.cardinalityLimit })
+    : undefined;
   const preflight = new Preflight({
     db: db as Kysely<unknown>,
-    requirements: [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT],
+    requirements: [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT, ...(config.phases ? [WORKSPACE_START_REQUIREMENT] : [])],
     logger,
     database: databaseForLogs,
   });
@@ -142,6 +154,14 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
       stuck,
     ),
   );
+  const startSource =
+    starts === undefined
+      ? undefined
+      : namingDatabaseInStartErrors(
+          preflight.wrapStartSource(createCoderStartSource(db, { statementTimeoutMs: config.statementTimeoutMs }), WORKSPACE_START_REQUIREMENT),
+          databaseForLogs,
+          stuck,
+        );
   const leaderUrl = config.leaderDatabaseUrl ?? database.url?.text;
   const leaderLock =
     config.leaderElection && leaderUrl !== undefined
@@ -179,6 +199,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     overlapMs: config.overlapMs,
     backfill: config.backfill,
     ...(resumeFrom !== undefined && { resumeFrom }),
+    ...(starts !== undefined && startSource !== undefined && { starts: { source: startSource, recorder: starts } }),
     ...(config.stateFile !== undefined && { saveState: createStateFileWriter(config.stateFile, logger) }),
     ...(leadership !== undefined && { leadership }),
   });
@@ -214,6 +235,7 @@ export async function startExporter(options: StartExporterOptions): Promise<Runn
     interval_s: config.intervalMs / 1000,
     mode: config.mode,
     labels: config.labels.join(','),
+    phases: config.phases ? config.phaseLabels.join(',') : false,
     counting: countingNote(config),
     leader_election: leadership !== undefined,
     ...(leadership !== undefined && config.leaderDatabaseUrl !== undefined && { leader_database: redactDatabaseUrl(config.leaderDatabaseUrl) }),

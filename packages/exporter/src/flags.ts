@@ -1,8 +1,12 @@
 import {
   DEFAULT_CARDINALITY_LIMIT,
   DEFAULT_LABEL_KEYS,
+  DEFAULT_START_LABEL_KEYS,
   LABEL_KEYS,
+  START_LABEL_KEYS,
   parseLabelList,
+  validateStartLabels,
+  type StartLabelKey,
   type BackfillPolicy,
   type DiscoveryMode,
   type LabelKey,
@@ -20,6 +24,10 @@ export interface ExporterSettings {
   readonly listen: { readonly host: string; readonly port: number };
   readonly intervalMs: number;
   readonly labels: readonly LabelKey[];
+  /** The whole start (`--phases`): its six metrics on or off. */
+  readonly phases: boolean;
+  /** The start family's labels (`--phase-labels`). */
+  readonly phaseLabels: readonly StartLabelKey[];
   readonly cardinalityLimit: number;
   readonly otlpEndpoint: string | undefined;
   readonly mode: DiscoveryMode;
@@ -99,7 +107,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'database-url-file', env: 'DATABASE_URL_FILE', value: 'PATH', key: 'databaseUrlFromFile', unset: '(none)',
-    help: 'read the database URL from this file instead (e.g. a mounted secret; a trailing newline is ignored)',
+    help: 'read the database URL from this file (a mounted secret; a trailing newline is ignored)',
     parse: (path) => databaseUrlFile(path),
   },
   {
@@ -119,8 +127,18 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'labels', env: 'AGENTCONN_LABELS', value: 'LIST', key: 'labels', default: DEFAULT_LABEL_KEYS.join(','),
-    help: `labels to keep, any of ${LABEL_KEYS.join(', ')}; all four (Coder PR #24179's) cost a series per workspace and rate() misses each new workspace's first connection: choose them only for per-workspace history of long-lived workspaces (exemplars name the workspace either way)`,
+    help: `labels to keep, any of ${LABEL_KEYS.join(', ')}; the last two cost a series per workspace and rate() misses each new one's first connection (exemplars name it anyway)`,
     parse: parseLabelList,
+  },
+  {
+    flag: 'phases', env: 'AGENTCONN_PHASES', value: 'true|false', key: 'phases', default: 'false',
+    help: 'also serve the whole start (docs/whole-start.md)',
+    parse: boolean,
+  },
+  {
+    flag: 'phase-labels', env: 'AGENTCONN_PHASE_LABELS', value: 'LIST', key: 'phaseLabels', default: DEFAULT_START_LABEL_KEYS.join(','),
+    help: `its labels, any of ${START_LABEL_KEYS.join(', ')}`,
+    parse: startLabelList,
   },
   {
     flag: 'cardinality-limit', env: 'AGENTCONN_CARDINALITY_LIMIT', value: 'N', key: 'cardinalityLimit',
@@ -150,7 +168,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'state-file', env: 'AGENTCONN_STATE_FILE', value: 'PATH', key: 'stateFile', unset: '(off)',
-    help: "keep the count's progress here (rewritten atomically each poll); a restart resumes from it instead of --backfill",
+    help: "keep the count's progress here (written atomically each poll); a restart resumes from it, not --backfill",
     parse: filePath,
   },
   {
@@ -160,7 +178,7 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'connection-timeout', env: 'AGENTCONN_CONNECTION_TIMEOUT', value: 'off|DURATION', key: 'connectionTimeoutSeconds', default: 'off',
-    help: 'timeout for agents whose connection_timeout_seconds is 0 (Coder never times them out), in whole seconds',
+    help: 'for agents with connection_timeout_seconds 0 (Coder: never); whole seconds',
     parse: connectionTimeout,
   },
   {
@@ -170,17 +188,17 @@ export const FLAGS: readonly AnyFlagSpec[] = [
   },
   {
     flag: 'leader-database-url', env: 'AGENTCONN_LEADER_DATABASE_URL', value: 'URL', key: 'leaderDatabaseUrl', unset: '(the database URL)',
-    help: 'PostgreSQL URL used only by the leader lock; must keep its session (direct or session-mode pool, not a transaction pooler)',
+    help: 'PostgreSQL URL for the leader lock only; it must keep its session (not a transaction pooler)',
     parse: databaseUrl,
   },
   {
     flag: 'exposition', env: 'AGENTCONN_EXPOSITION', value: 'fast|otel', key: 'exposition', default: 'fast',
-    help: 'the /metrics serializer: fast answers OpenMetrics with exemplars or the Prometheus text format, as Accept asks; otel (@opentelemetry/exporter-prometheus) the Prometheus text format only',
+    help: 'the /metrics serializer: fast (OpenMetrics with exemplars or Prometheus text, as Accept asks) or otel (@opentelemetry/exporter-prometheus, Prometheus text only)',
     parse: (text) => oneOf(text, ['fast', 'otel'] as const),
   },
   {
     flag: 'without-scope-labels', env: 'AGENTCONN_WITHOUT_SCOPE_LABELS', value: 'true|false', key: 'withoutScopeLabels', default: 'false',
-    help: 'leave out the otel_scope_name/otel_scope_version labels (about a quarter of the body)',
+    help: 'leave out the otel_scope_name/otel_scope_version labels',
     parse: boolean,
   },
   {
@@ -288,6 +306,16 @@ function backfill(text: string): BackfillPolicy {
   if (text === 'all') return 'all';
   if (parseDurationMs(text) === undefined) throw new Error(`"${text}" is not none, all or a duration (e.g. 1h)`);
   return { sinceMs: duration(text, { min: 0, max: MAX_LOOKBACK_MS, why: 'dates that far back do not exist; all counts every connection' }) };
+}
+
+/** A comma-separated list of the start family's labels. */
+function startLabelList(text: string): StartLabelKey[] {
+  const items = text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+  if (items.length === 0) throw new Error(`empty label list: choose among ${START_LABEL_KEYS.join(', ')}`);
+  return validateStartLabels(items);
 }
 
 /** `off` (0) or a whole number of seconds that fits PostgreSQL's integer, as `connection_timeout_seconds` does. */

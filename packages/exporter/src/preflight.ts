@@ -1,4 +1,4 @@
-import { errorMessage, settleOrAbort, type AgentQuery, type FirstConnectionSource, type Leadership, type Logger } from '@agentconn/core';
+import { errorMessage, settleOrAbort, type AgentQuery, type FirstConnectionSource, type Leadership, type Logger, type StartBatch, type StartQuery, type WorkspaceStartSource } from '@agentconn/core';
 import {
   checkCoderSchema,
   connectionAdvice,
@@ -114,6 +114,22 @@ export class Preflight {
         const { awaiting: _asked, ...withoutAwaiting } = query;
         try {
           return await source.listAgents(this.enabled(awaiting) ? query : withoutAwaiting);
+        } catch (error) {
+          if (isSchemaError(error)) this.invalidate();
+          throw error;
+        }
+      },
+    };
+  }
+
+  /** The start source, behind the preflight: while its family is off it reads nothing and reports nothing in progress. */
+  wrapStartSource(source: WorkspaceStartSource, requirement: SchemaRequirement): WorkspaceStartSource {
+    return {
+      listStarts: async (query: StartQuery): Promise<StartBatch> => {
+        await this.ensure(query.signal);
+        if (!this.enabled(requirement)) return { builds: [], jobs: [], scripts: [], inProgress: [], now: new Date(), rowsRead: 0 };
+        try {
+          return await source.listStarts(query);
         } catch (error) {
           if (isSchemaError(error)) this.invalidate();
           throw error;

@@ -38,6 +38,14 @@ export interface PollerState {
   readonly handled: readonly HandledAgent[];
   /** Timeouts counted from `countFromMs` on (with the awaiting metrics on); absent in older files: none. */
   readonly timeouts?: readonly CountedTimeout[];
+  /** Whole-start samples handled from `countFromMs` on (with `--phases`); absent: none. */
+  readonly starts?: readonly HandledStartSampleState[];
+}
+
+/** A whole-start sample (a build's phase or outcome, a job's stages, a script run) and its instant in epoch µs. */
+export interface HandledStartSampleState {
+  readonly key: string;
+  readonly micros: number;
 }
 
 /** A saved state that cannot be used; the message says what is wrong with it. */
@@ -54,6 +62,7 @@ export function serializePollerState(state: PollerState): string {
     count_from_ms: state.countFromMs,
     handled: state.handled.map((a) => [a.agentId, a.firstConnectedMicros]),
     ...(state.timeouts !== undefined && { timeouts: state.timeouts.map((t) => [t.agentId, t.timedOutMicros]) }),
+    ...(state.starts !== undefined && { starts: state.starts.map((s) => [s.key, s.micros]) }),
   })}\n`;
 }
 
@@ -90,6 +99,15 @@ export function parsePollerState(text: string): PollerState {
     if (!(typeof micros === 'number' && Number.isFinite(micros))) throw new PollerStateError(`timeouts[${index}] instant is not a number of µs`);
     return { agentId, timedOutMicros: micros };
   });
+  const startsValue = record['starts'];
+  if (startsValue !== undefined && !Array.isArray(startsValue)) throw new PollerStateError('starts is not a list');
+  const starts = (startsValue ?? []).map((entry: unknown, index): HandledStartSampleState => {
+    if (!Array.isArray(entry) || entry.length !== 2) throw new PollerStateError(`starts[${index}] is not [key, us]`);
+    const [key, micros] = entry as [unknown, unknown];
+    if (typeof key !== 'string' || key.length === 0) throw new PollerStateError(`starts[${index}] has no key`);
+    if (!(typeof micros === 'number' && Number.isFinite(micros))) throw new PollerStateError(`starts[${index}] instant is not a number of µs`);
+    return { key, micros };
+  });
   return {
     version: POLLER_STATE_VERSION,
     watermarkMs: instant(record, 'watermark_ms'),
@@ -97,6 +115,7 @@ export function parsePollerState(text: string): PollerState {
     countFromMs: instant(record, 'count_from_ms'),
     handled,
     ...(timeoutsValue !== undefined && { timeouts }),
+    ...(startsValue !== undefined && { starts }),
   };
 }
 

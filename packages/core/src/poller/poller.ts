@@ -6,6 +6,9 @@ import type { FirstConnectionRecorder } from '../first-connection-recorder.js';
 import type { FirstConnectionSource } from '../first-connection-source.js';
 import { CountWindow } from './count-window.js';
 import { FirstConnectionStream } from './first-connection-stream.js';
+import { WorkspaceStartStream } from './start-stream.js';
+import type { WorkspaceStartSource } from '../start/start-source.js';
+import type { WorkspaceStartRecorder } from '../start/start-recorder.js';
 import { LeaderTracking, type Leadership } from './leadership.js';
 import { OutageLog } from './outage-log.js';
 import type { DiscoveryMode, PollStream, StreamCounts, StreamRead } from './poll-stream.js';
@@ -64,6 +67,11 @@ export interface FirstConnectionPollerOptions {
    * takeover). A follower's awaiting gauges report 0.
    */
   readonly awaiting?: AwaitingAgentsRecorder;
+  /**
+   * The whole start (`--phases`): each tick also reads the source's start builds, stages, script runs and
+   * builds in progress, under the same window, leadership and saved state as the first connections.
+   */
+  readonly starts?: { readonly source: WorkspaceStartSource; readonly recorder: WorkspaceStartRecorder };
   /** When set, ticks are skipped unless this process is the leader. */
   readonly leadership?: Leadership;
   /**
@@ -136,7 +144,10 @@ export class FirstConnectionPoller {
     this.#retryBaseMs = positive('retryBaseMs', options.retryBaseMs ?? 1000);
     this.#resumeFrom = options.resumeFrom;
     this.#saveState = options.saveState;
-    this.#streams = [new FirstConnectionStream(options.source, options.recorder, options.awaiting)];
+    this.#streams = [
+      new FirstConnectionStream(options.source, options.recorder, options.awaiting),
+      ...(options.starts === undefined ? [] : [new WorkspaceStartStream(options.starts.source, options.starts.recorder)]),
+    ];
 
     const meter =
       options.meter ??

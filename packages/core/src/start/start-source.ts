@@ -26,8 +26,8 @@ export interface StartBatch {
   readonly inProgress: readonly WorkspaceStartBuild[];
   /** The source's clock at the read, at µs precision: timeouts are judged on it. */
   readonly now: Instant;
-  /** The same clock as a Date, for the poller's watermark. */
-  readonly sourceTime: Date;
+  /** The same clock as a Date, for the poller's watermark; undefined when the source read nothing (a family turned off). */
+  readonly sourceTime?: Date | undefined;
   /** Rows the source read. */
   readonly rowsRead: number;
 }

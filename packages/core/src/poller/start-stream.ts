@@ -1,0 +1,90 @@
+import { abortReason } from '../abort.js';
+import type { StartBatch, WorkspaceStartSource } from '../start/start-source.js';
+import { workspaceStart, type StartPhase } from '../start/phase-model.js';
+import type { StartBuildLabels, StartsInProgressGroup, WorkspaceStartRecorder } from '../start/start-recorder.js';
+import { toEpochMicros } from '../timestamp.js';
+import type { CountWindow } from './count-window.js';
+import type { DiscoveryMode, PollStream, StreamCounts, StreamRead, StreamTick } from './poll-stream.js';
+import type { PollerState } from './poller-state.js';
+
+/** One read of the start stream. */
+export interface StartRead extends StreamRead {
+  readonly batch: StartBatch;
+  readonly mode: DiscoveryMode;
+}
+
+/**
+ * The whole start (`--phases`): every start build, phase, job's stages and start script run observed once,
+ * under the same window, leadership and saved state as the first connections; and the builds in progress
+ * for the gauges, on the source's clock.
+ */
+export class WorkspaceStartStream implements PollStream<StartRead> {
+  readonly #source: WorkspaceStartSource;
+  readonly #recorder: WorkspaceStartRecorder;
+
+  constructor(source: WorkspaceStartSource, recorder: WorkspaceStartRecorder) {
+    this.#source = source;
+    this.#recorder = recorder;
+  }
+
+  async read({ signal, window, mode }: StreamTick): Promise<StartRead> {
+    const sinceMs = mode === 'incremental' ? window.querySinceMs : undefined;
+    const batch = await this.#source.listStarts({ signal, ...(sinceMs !== undefined && { since: new Date(sinceMs) }) });
+    if (signal.aborted) throw abortReason(signal);
+    return { batch, mode, rowsRead: batch.rowsRead, sourceTime: batch.sourceTime };
+  }
+
+  record({ batch }: StartRead, window: CountWindow): StreamCounts {
+    const countFrom = window.countFromMs === undefined ? undefined : window.countFromMs * 1000;
+    let observed = 0;
+    let dropped = 0;
+    const add = (counts: { observed: number; dropped: number }): void => {
+      observed += counts.observed;
+      dropped += counts.dropped;
+    };
+    for (const build of batch.builds) add(this.#recorder.recordBuild(build, batch.now, countFrom));
+    for (const job of batch.jobs) add(this.#recorder.recordStages(job, countFrom));
+    for (const run of batch.scripts) add(this.#recorder.recordScriptRun(run, countFrom));
+    this.#recorder.setInProgress(inProgressGroups(batch));
+    return { observed, dropped };
+  }
+
+  /** Forgets what the next read cannot return again (before its lower bound). */
+  prune(_read: StartRead, window: CountWindow): void {
+    const nextSince = window.querySinceMs;
+    if (nextSince !== undefined) this.#recorder.forgetBefore(nextSince * 1000);
+  }
+
+  follow(): void {
+    // A follower reads nothing: its in-progress gauges report nothing rather than stale builds.
+    this.#recorder.clearInProgress();
+  }
+
+  restore(state: PollerState): void {
+    this.#recorder.restoreHandled(state.starts ?? []);
+  }
+
+  save(countFromMs: number): Pick<PollerState, 'starts'> {
+    return { starts: this.#recorder.handledSince(countFromMs * 1000) };
+  }
+}
+
+/** The builds of the batch still in progress at its clock, counted per label set and phase with the oldest. */
+export function inProgressGroups(batch: StartBatch): StartsInProgressGroup[] {
+  const now = toEpochMicros(batch.now);
+  if (now === undefined) return [];
+  const groups = new Map<string, { labels: StartBuildLabels; phase: StartPhase; count: number; oldestSeconds: number }>();
+  for (const build of batch.inProgress) {
+    const result = workspaceStart({ ...build.instants, now: batch.now });
+    if (result.state !== 'in_progress') continue;
+    const key = JSON.stringify([build.labels.template_name, build.labels.username, build.labels.workspace_name, build.labels.is_prebuild, result.phase]);
+    const seconds = Math.max(0, (now - result.sinceMicros) / 1e6);
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, { labels: build.labels, phase: result.phase, count: 1, oldestSeconds: seconds });
+    else {
+      group.count++;
+      group.oldestSeconds = Math.max(group.oldestSeconds, seconds);
+    }
+  }
+  return [...groups.values()];
+}
