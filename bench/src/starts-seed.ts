@@ -136,7 +136,7 @@ async function seed(db: Kysely<CoderDatabase>, builds: number): Promise<StartsSe
            s1, s2
     FROM (
       SELECT k, g, n, r4,
-             CASE WHEN g % 50 = 0 THEN 'c42fdf75-3097-471c-8c33-fb52454d81c0'::uuid ELSE md5('u' || ((g * 7919) % ${users} + 1))::uuid END AS owner,
+             CASE WHEN g % 50 = 0 THEN 'c42fdf75-3097-471c-8c33-fb52454d81c0'::uuid ELSE md5('u' || ((g::bigint * 7919) % ${users} + 1))::uuid END AS owner,
              g % ${STARTS_TEMPLATES} + 1 AS tpl,
              (g % 33 = 0) AS deleted,
              CASE WHEN n = 2 AND g % 5 <> 0 AND g % 33 <> 0 AND g % greatest(2, ${workspaces} / ${STUCK_STARTS}) = 1 THEN 'stuck'
