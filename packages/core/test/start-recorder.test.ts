@@ -141,4 +141,25 @@ describe('WorkspaceStartRecorder', () => {
       timestampSeconds: toEpochMicros('2026-12-01T10:00:40.000000Z')! / 1e6,
     });
   });
+
+  it('holds the cardinality limit: a label set past it goes to the overflow series, counted and logged once', async () => {
+    const metrics = createTestMetrics(workspaceStartViews({ cardinalityLimit: 2 }));
+    const logger = createMemoryLogger();
+    const recorder = new WorkspaceStartRecorder({ meterProvider: metrics.meterProvider, logger, cardinalityLimit: 2 });
+    recorder.recordBuild(readyBuild('c1'), NOW);
+    recorder.recordBuild({ ...readyBuild('c2'), labels: { ...LABELS, template_name: 'k8s' } }, NOW);
+    recorder.recordBuild({ ...readyBuild('c3'), labels: { ...LABELS, template_name: 'nomad' } }, NOW);
+    const text = await metrics.text();
+    expect(sample(text, 'agentconn_workspace_start_seconds_count', 'template_name="docker",is_prebuild="false",outcome="ready"')).toBe(1);
+    expect(sample(text, 'agentconn_workspace_start_seconds_count', 'otel_metric_overflow="true"')).toBe(2);
+    expect(sample(text, 'agentconn_label_set_overflow_samples_total', 'instrument="agentconn_workspace_start_seconds"')).toBe(2);
+    expect(logger.records.filter((r) => r.fields['metric'] === 'agentconn_workspace_start_seconds')).toHaveLength(1);
+    await metrics.shutdown();
+  });
+
+  it('rejects a label outside the allow-list, naming it', () => {
+    expect(() => new WorkspaceStartRecorder({ labels: ['agent_name' as never] })).toThrow(
+      'unknown start label "agent_name": labels must be among template_name, is_prebuild, username, workspace_name',
+    );
+  });
 });

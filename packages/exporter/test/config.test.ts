@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import { AGENT_SOURCE_COLUMNS, CODER_TABLES, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, START_SOURCE_COLUMNS, SUPPORTED_CODER_SCHEMA_TEXT, type CoderDatabase } from '@agentconn/kysely';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FLAGS, defaultSettings, flagTableMarkdown, helpText, parseCommand } from '../src/config.js';
 import { parseDurationMs } from '../src/duration.js';
@@ -49,6 +49,14 @@ describe('parseCommand', () => {
     expect(help).toMatch(/rate\(\) misses/);
   });
 
+  it('keeps the whole start off by default, with its default labels', () => {
+    expect(config(URL_OK)).toMatchObject({ phases: false, phaseLabels: ['template_name', 'is_prebuild'] });
+    expect(config([...URL_OK, '--phases', 'true', '--phase-labels', 'workspace_name,template_name'])).toMatchObject({
+      phases: true,
+      phaseLabels: ['template_name', 'workspace_name'],
+    });
+  });
+
   it('reads flags and environment variables, flags winning', () => {
     const c = config(['--interval', '1m30s', '--labels', 'agent_name,template_name', '--listen', '[::1]:9999', '--backfill', '2h'], {
       DATABASE_URL: 'postgresql://u@h/db',
@@ -84,6 +92,8 @@ describe('parseCommand', () => {
     [['--interval', 'soon'], /--interval: "soon" is not a duration/],
     [['--interval', '60'], /--interval: "60" is not a duration/],
     [['--labels', 'template_name,owner'], /--labels: unknown label "owner"/],
+    [['--phase-labels', 'template_name,agent_name'], /--phase-labels: unknown start label "agent_name"/],
+    [['--phases', 'maybe'], /--phases: "maybe" is not true or false/],
     [['--listen', 'localhost'], /--listen: "localhost" is not HOST:PORT/],
     [['--listen', '127.0.0.1:70000'], /--listen/],
     [['--cardinality-limit', '1'], /--cardinality-limit/],
@@ -184,6 +194,18 @@ describe('parseCommand', () => {
     const grants = block.split('\n').filter((line) => line.startsWith('GRANT SELECT ('));
     expect(grants).toEqual(CODER_TABLES.map((table) => `GRANT SELECT (${AGENT_SOURCE_COLUMNS[table].join(', ')}) ON ${table} TO agentconn_reader;`));
     expect(readme).toContain(`supported: ${SUPPORTED_CODER_SCHEMA_TEXT};`);
+  });
+
+  it("the whole start's GRANTs are the columns its queries read beyond the first connection's", () => {
+    const page = readFileSync(new URL('../docs/whole-start.md', import.meta.url), 'utf8');
+    const grants = page.split('\n').filter((line) => line.startsWith('GRANT SELECT (')).sort();
+    const firstConnection: Readonly<Record<string, readonly string[]>> = AGENT_SOURCE_COLUMNS;
+    const expected = Object.entries(START_SOURCE_COLUMNS)
+      .map(([table, columns]) => [table, columns.filter((c) => !(firstConnection[table] ?? []).includes(c))] as const)
+      .filter(([, columns]) => columns.length > 0)
+      .map(([table, columns]) => `GRANT SELECT (${columns.join(', ')}) ON ${table} TO agentconn_reader;`)
+      .sort();
+    expect(grants).toEqual(expected);
   });
 
   it.each([

@@ -285,7 +285,7 @@ export const START_TABLES = [
 
 /** The columns the start source reads, per table: with `AGENT_SOURCE_COLUMNS`, the grants `--phases` needs. */
 export const START_SOURCE_COLUMNS = {
-  provisioner_jobs: ['id', 'created_at', 'started_at', 'canceled_at', 'completed_at', 'error', 'type'],
+  provisioner_jobs: ['id', 'created_at', 'started_at', 'canceled_at', 'completed_at', 'error', 'type', 'job_status'],
   provisioner_job_timings: ['job_id', 'started_at', 'ended_at', 'stage'],
   workspace_agent_scripts: ['id', 'workspace_agent_id', 'display_name'],
   workspace_agent_script_timings: ['script_id', 'started_at', 'ended_at', 'stage', 'status'],

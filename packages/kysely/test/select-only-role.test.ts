@@ -2,11 +2,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { AGENT_SOURCE_COLUMNS, CODER_TABLES, createCoderAgentSource } from '../src/index.js';
+import { AGENT_SOURCE_COLUMNS, CODER_TABLES, createCoderAgentSource, createCoderStartSource, START_SOURCE_COLUMNS } from '../src/index.js';
 import { createPostgresDb } from '../src/postgres.js';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
 import { openPostgresTestDatabase, type TestDatabase } from './helpers/databases.js';
 import { CoderFixture } from './helpers/fixtures.js';
+import { StartFixture } from './helpers/start-fixtures.js';
 
 const never = new AbortController().signal;
 
@@ -72,6 +73,30 @@ describe('a SELECT-only role', () => {
       // The secrets stay out of reach.
       await expect(sql`SELECT hashed_password FROM users`.execute(db)).rejects.toThrow('permission denied for table users');
       await expect(sql`SELECT auth_token FROM workspace_agents`.execute(db)).rejects.toThrow('permission denied for table workspace_agents');
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('reads the whole start with the grants of START_SOURCE_COLUMNS added, and no more', async () => {
+    const f = await StartFixture.create(database.db);
+    const ws = await f.workspace(await f.template('docker'));
+    const built = await f.build({ ...ws, createdAt: f.at(0), job: { startedAt: f.at(1), completedAt: f.at(20) } });
+    const agent = await f.agent({ resourceId: built.resourceId, createdAt: f.at(19), firstConnectedAt: f.at(21), readyAt: f.at(30) });
+    await f.timing(built.jobId, 'plan', f.at(2), f.at(3));
+    await f.scriptRun(await f.script(agent, 'install'), { stage: 'start', status: 'ok', startedAt: f.at(22), endedAt: f.at(29) });
+    const db = connectAsRole();
+    try {
+      await expect(createCoderStartSource(db).listStarts({ signal: never })).rejects.toThrow('permission denied');
+      for (const [table, columns] of Object.entries(START_SOURCE_COLUMNS)) {
+        await sql`GRANT SELECT (${sql.join(columns.map((c) => sql.id(c)))}) ON ${sql.id(schema, table)} TO ${sql.id(role)}`.execute(database.db);
+      }
+      const batch = await createCoderStartSource(db).listStarts({ since: new Date(Date.parse(f.at(0))), signal: never });
+      expect(batch.builds.map((b) => b.buildId)).toEqual([built.buildId]);
+      expect(batch.jobs.map((j) => j.stages.map((s) => s.stage))).toEqual([['plan']]);
+      expect(batch.scripts.map((s) => s.script)).toEqual(['install']);
+      await expect(sql`SELECT input FROM provisioner_jobs`.execute(db)).rejects.toThrow('permission denied for table provisioner_jobs');
+      await expect(sql`SELECT script FROM workspace_agent_scripts`.execute(db)).rejects.toThrow('permission denied for table workspace_agent_scripts');
     } finally {
       await db.destroy();
     }

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sql, type Kysely } from 'kysely';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
@@ -104,8 +104,14 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
       await database?.destroy();
     });
 
-    it('tells every outcome and every phase in progress', async () => {
+    it('tells every outcome and every phase in progress, writing nothing to the console', async () => {
+      // The exporter's stdout and a benchmark's report carry nothing else (Kysely warns there of deprecated calls).
+      const writes = [vi.spyOn(console, 'log'), vi.spyOn(console, 'warn'), vi.spyOn(console, 'error')];
       const batch = await createCoderStartSource(database.db).listStarts({ since: new Date(Date.parse(f.at(-60))), signal });
+      for (const spy of writes) {
+        expect(spy.mock.calls).toEqual([]);
+        spy.mockRestore();
+      }
       const expected: Record<string, string> = {
         ready: 'ready',
         start_error: 'start_error',

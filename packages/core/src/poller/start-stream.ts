@@ -49,8 +49,12 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
     return { observed, dropped };
   }
 
-  /** Forgets what the next read cannot return again (before its lower bound). */
-  prune(_read: StartRead, window: CountWindow): void {
+  /**
+   * Forgets what the next incremental read cannot return again (before its lower bound). A full scan returns
+   * every start build each tick, so nothing handled may be forgotten then.
+   */
+  prune(read: StartRead, window: CountWindow): void {
+    if (read.mode === 'full-scan') return;
     const nextSince = window.querySinceMs;
     if (nextSince !== undefined) this.#recorder.forgetBefore(nextSince * 1000);
   }

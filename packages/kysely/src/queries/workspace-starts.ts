@@ -32,6 +32,18 @@ function startBuildRows(from: BuildsFrom) {
     .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
     .innerJoin('users as u', 'u.id', 'w.owner_id')
     .innerJoin('templates as t', 't.id', 'w.template_id')
+    // `created_at` of the workspace's next build, on the unique (workspace_id, build_number) index, once per
+    // build (a subquery in the select list would run once per use in the µs text's CASE).
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('workspace_builds as nb')
+          .whereRef('nb.workspace_id', '=', 'wb.workspace_id')
+          .whereRef('nb.build_number', '>', 'wb.build_number')
+          .select((nb) => nb.fn.min('nb.created_at').as('at'))
+          .as('sup'),
+      (join) => join.onTrue(),
+    )
     .leftJoin(
       (eb) =>
         eb
@@ -64,7 +76,7 @@ function startBuildRows(from: BuildsFrom) {
       'u.username as username',
       'w.name as workspace_name',
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
-      microsText(SUPERSEDED_AT).as('superseded_at'),
+      microsText(eb.ref('sup.at')).as('superseded_at'),
       'wa.id as agent_id',
       'wa.parent_id as agent_parent_id',
       microsText(eb.ref('wa.created_at')).as('agent_created_at'),
@@ -73,12 +85,9 @@ function startBuildRows(from: BuildsFrom) {
       sql<string | null>`wa.lifecycle_state::text`.as('agent_lifecycle_state'),
       'wa.connection_timeout_seconds as agent_connection_timeout_seconds',
     ])
-    .orderBy(['wb.id', 'wa.id']);
+    .orderBy('wb.id')
+    .orderBy('wa.id');
 }
-
-/** `created_at` of the workspace's next build (`wb`'s), on the unique (workspace_id, build_number) index. */
-const SUPERSEDED_AT = sql<Date | null>`(SELECT min(nb.created_at) FROM workspace_builds AS nb
-  WHERE nb.workspace_id = wb.workspace_id AND nb.build_number > wb.build_number)`;
 
 /**
  * The start builds with something new at or after `since`: their job started or completed, or one of their
@@ -175,7 +184,8 @@ export function jobStagesQuery(db: Kysely<CoderDatabase>, jobIds: readonly strin
       microsText(eb.fn.max('pjt.ended_at')).as('ended_at'),
       sql<number>`(count(*) FILTER (WHERE pjt.ended_at < pjt.started_at))::int`.as('negative_rows'),
     ])
-    .orderBy(['pjt.job_id', 'pjt.stage']);
+    .orderBy('pjt.job_id')
+    .orderBy('pjt.stage');
 }
 
 /**
@@ -206,7 +216,7 @@ export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | un
       'w.name as workspace_name',
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
     ]);
-  const ordered = query.orderBy(['st.ended_at', 'st.script_id']);
+  const ordered = query.orderBy('st.ended_at').orderBy('st.script_id');
   return since === undefined ? ordered : ordered.where('st.ended_at', '>=', since);
 }
 
