@@ -42,6 +42,7 @@ export const STARTS_HELP = `Usage: pnpm bench:starts [options]
   --warmup N          unmeasured ticks before them                                 default 2
   --interval-ms N     simulated time between ticks                                 default 60000
   --overlap-ms N      the read bound is the previous tick minus this               default 0
+  --indexes LIST      stock (Coder's indexes only), opt-in (createWorkspaceStartIndexes) default stock,opt-in
   --keep              keep each database (agentconn_bench_starts_<builds>) and reuse it next time
   --database-url URL  server to create the databases on   default $DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres
   --out DIR           where results.md and results.json go                      default bench/results/starts
@@ -54,10 +55,14 @@ export interface StartsOptions {
   readonly warmup: number;
   readonly intervalMs: number;
   readonly overlapMs: number;
+  readonly indexes: readonly IndexMode[];
   readonly keep: boolean;
   readonly baseUrl: string;
   readonly out: string;
 }
+
+export type IndexMode = 'stock' | 'opt-in';
+const INDEX_MODES: readonly IndexMode[] = ['stock', 'opt-in'];
 
 export function parseStartsArgs(argv: readonly string[]): StartsOptions | undefined {
   const { values } = parseArgs({
@@ -69,6 +74,7 @@ export function parseStartsArgs(argv: readonly string[]): StartsOptions | undefi
       warmup: { type: 'string', default: '2' },
       'interval-ms': { type: 'string', default: '60000' },
       'overlap-ms': { type: 'string', default: '0' },
+      indexes: { type: 'string', default: 'stock,opt-in' },
       keep: { type: 'boolean', default: false },
       'database-url': { type: 'string' },
       out: { type: 'string', default: 'bench/results/starts' },
@@ -88,6 +94,10 @@ export function parseStartsArgs(argv: readonly string[]): StartsOptions | undefi
     warmup: count('warmup', values.warmup, 0),
     intervalMs: count('interval-ms', values['interval-ms'], 1000),
     overlapMs: count('overlap-ms', values['overlap-ms'], 0),
+    indexes: values.indexes.split(',').map((mode) => {
+      if (!(INDEX_MODES as readonly string[]).includes(mode)) throw new RangeError(`--indexes: "${mode}" is not one of ${INDEX_MODES.join(', ')}`);
+      return mode as IndexMode;
+    }),
     keep: values.keep,
     baseUrl: values['database-url'] ?? process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     out: values.out,
@@ -129,7 +139,7 @@ export interface TickFigures {
 }
 
 export interface ModeResult {
-  readonly indexes: 'stock' | 'opt-in';
+  readonly indexes: IndexMode;
   readonly ticks: readonly TickFigures[];
   readonly medians: Record<string, number>;
 }
@@ -276,7 +286,7 @@ export async function runStartsBench(options: StartsOptions): Promise<SizeResult
       const modes: ModeResult[] = [];
       try {
         let tick = 1;
-        for (const indexes of ['stock', 'opt-in'] as const) {
+        for (const indexes of options.indexes) {
           progress(`${builds}: ${indexes} indexes`);
           if (indexes === 'opt-in') await createWorkspaceStartIndexes(bench.db);
           else await dropOptInIndexes(bench.db);
