@@ -11,13 +11,13 @@ import { describe, expect, it } from 'vitest';
 // The contract module itself, not '@agentconn/core': under Vitest that resolves to the package's dist/
 // (vitest.config.ts sets resolve.conditions, which the server environment does not read), which is
 // missing before a build and stale after an edit.
-import { DROP_REASONS, METRIC_DEFINITIONS, SELF_METRICS, prometheusName, type MetricDefinition } from '../packages/core/src/metric.js';
+import { METRIC_DEFINITIONS, START_PHASE_VALUES, prometheusName, type MetricDefinition } from '../packages/core/src/metric.js';
 import { describeRun, findPromtool, runPromtool } from '@agentconn/test-support/promtool';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const prometheusDir = join(root, 'examples', 'prometheus');
 const dashboardPath = join(root, 'examples', 'grafana', 'agentconn-dashboard.json');
-const ruleFiles = ['recording-rules.yml', 'alert-rules.yml', 'sli-rules.yml'];
+const ruleFiles = ['recording-rules.yml', 'alert-rules.yml', 'sli-rules.yml', 'start-rules.yml'];
 const ruleTestFiles = readdirSync(prometheusDir).filter((name) => name.endsWith('.test.yml')).sort();
 
 const read = (path: string): string => readFileSync(path, 'utf8');
@@ -29,8 +29,28 @@ function exposedNames(definition: MetricDefinition): string[] {
 }
 
 const servedFamilies = new Map<string, string[]>(METRIC_DEFINITIONS.map((definition) => [definition.name, exposedNames(definition)]));
-const POLL_OUTCOMES: readonly string[] = SELF_METRICS.polls.labels.outcome;
 const servedNames = new Set([...servedFamilies.values()].flat());
+/** Each served name (`_bucket`, `_total`…) to its definition, for the label values it may take. */
+const definitionOfName = new Map(METRIC_DEFINITIONS.flatMap((definition) => exposedNames(definition).map((name) => [name, definition] as const)));
+
+/**
+ * Label values that a selector of ours names but its metric never takes, e.g. `outcome="sucess"` or a
+ * poll outcome on the start histogram. Only labels whose definition lists its values are checked.
+ */
+function unknownLabelValues(expr: string): string[] {
+  const problems: string[] = [];
+  for (const [, name, matchers] of expr.matchAll(/(?<![\w:])((?:agentconn|coderd_agents)_\w+)\{([^}]*)\}/g)) {
+    const labels = definitionOfName.get(name!)?.labels;
+    if (labels === undefined || labels === 'series') continue;
+    for (const [, key, , value] of matchers!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)) {
+      const known = labels[key!];
+      if (known === undefined || known.length === 0) continue;
+      const unknown = value!.split('|').filter((v) => /^[\w.+-]+$/.test(v) && !known.includes(v));
+      if (unknown.length > 0) problems.push(`${name}{${key}}: ${unknown.join(', ')} (known: ${known.join(', ')})`);
+    }
+  }
+  return problems;
+}
 
 /** Our metric names in a PromQL expression or series selector (not inside level:metric:operation names). */
 function ourMetricNames(text: string): string[] {
@@ -139,6 +159,7 @@ interface Panel {
   id?: number;
   type?: string;
   title?: string;
+  repeat?: string;
   datasource?: { type?: string; uid?: string } | null;
   targets?: { refId?: string; expr?: string; format?: string; datasource?: { type?: string; uid?: string } }[];
   panels?: Panel[];
@@ -214,7 +235,7 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
       schemaVersion: number;
       uid: string;
       panels: Panel[];
-      templating: { list: { name: string; type: string; query?: unknown; definition?: string; datasource?: { uid?: string } }[] };
+      templating: { list: { name: string; type: string; multi?: boolean; query?: unknown; definition?: string; datasource?: { uid?: string } }[] };
     };
     expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
     expect(dashboard.uid).toMatch(/^[\w-]{1,40}$/);
@@ -234,6 +255,8 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
     const targets: DashboardTarget[] = [];
     for (const panel of panels.filter((p) => p.type !== 'row')) {
       const where = `panel ${panel.id} "${panel.title}"`;
+      // Grafana repeats a panel once per selected value of a multi-value variable, and silently not at all otherwise.
+      if (panel.repeat !== undefined) expect(variables.get(panel.repeat)?.multi, `${where} repeats over a multi-value variable`).toBe(true);
       expect(panel.datasource?.uid, `${where} uses the datasource variable`).toBe('${datasource}');
       expect(panel.targets?.length ?? 0, `${where} has queries`).toBeGreaterThan(0);
       for (const target of panel.targets ?? []) {
@@ -291,15 +314,27 @@ describe('Prometheus rules and Grafana dashboard in examples/', () => {
         for (const name of ourMetricNames(expr)) {
           if (!servedNames.has(name)) problems.push(`${file}: ${name} is not served (in ${expr.split('\n')[0]})`);
         }
-        for (const [, reason] of expr.matchAll(/reason=~?"([^"]*)"/g)) {
-          if (!reason!.split('|').every((r) => (DROP_REASONS as readonly string[]).includes(r))) problems.push(`${file}: reason "${reason}"`);
-        }
-        for (const [, outcome] of expr.matchAll(/outcome=~?"([^"]*)"/g)) {
-          if (!outcome!.split('|').every((o) => POLL_OUTCOMES.includes(o))) problems.push(`${file}: outcome "${outcome}"`);
-        }
+        for (const problem of unknownLabelValues(expr)) problems.push(`${file}: ${problem}`);
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  it('finds a label value that a metric never takes', () => {
+    expect(unknownLabelValues('sum(rate(agentconn_polls_total{job="agentconn", outcome=~"success|sucess"}[5m]))')).toEqual([
+      'agentconn_polls_total{outcome}: sucess (known: success, error, skipped_not_leader)',
+    ]);
+    expect(unknownLabelValues('agentconn_samples_dropped_total{reason!="negative_duration"}')).toEqual([]);
+  });
+
+  it('stacks the phases of a start in their order, queued at the bottom', () => {
+    const panels = allPanels((JSON.parse(read(dashboardPath)) as { panels: Panel[] }).panels);
+    const stacked = panels.filter((p) => (p.targets ?? []).some((t) => /agentconn_workspace_start_phase_seconds_bucket\{[^}]*phase="/.test(t.expr ?? '')));
+    expect(stacked.length).toBeGreaterThanOrEqual(2);
+    for (const panel of stacked) {
+      const phases = (panel.targets ?? []).flatMap((t) => [.../phase="(\w+)"/.exec(t.expr ?? '')?.slice(1) ?? []]);
+      expect(phases, `panel ${panel.id} "${panel.title}"`).toEqual([...START_PHASE_VALUES]);
+    }
   });
 
   it('shows every metric the exporter serves on the dashboard', () => {

@@ -8,6 +8,12 @@ const PROMQL =
   'histogram_quantile(0.95, sum(rate(coderd_agents_first_connection_seconds_bucket[1h])) by (le, template_name))';
 /** The exemplars of the slow buckets: the latest agents that took 60 s or more, by workspace. */
 const SLOW_EXEMPLARS = 'coderd_agents_first_connection_seconds_bucket{le=~"120|300|600|1800|3600|[+]Inf"}';
+/** The whole start (`--phases`): P95 of the starts that ended ready, and of each phase, by template. */
+const START_PROMQL =
+  'histogram_quantile(0.95, sum by (le, template_name) (rate(agentconn_workspace_start_seconds_bucket{outcome="ready"}[1h])))';
+const PHASE_PROMQL =
+  'histogram_quantile(0.95, sum by (le, template_name, phase) (rate(agentconn_workspace_start_phase_seconds_bucket[1h])))';
+const OUTCOMES_PROMQL = 'sum by (outcome, is_prebuild) (agentconn_workspace_start_seconds_count)';
 const JQ = `jq -r '.data[].exemplars[] | "\\(.value) s  \\(.labels.workspace_name)  \\(.labels.username)"' | sort -rn | head`;
 
 function say(line = ''): void {
@@ -25,6 +31,7 @@ async function main(): Promise<void> {
         '--backfill', 'all',
         '--leader-election', 'false',
         '--log-level', 'warn',
+        '--phases', 'true',
         ...process.argv.slice(2),
       ],
       { AGENTCONN_LISTEN: process.env['AGENTCONN_LISTEN'] ?? '' },
@@ -47,7 +54,10 @@ async function main(): Promise<void> {
   await migrateToLatest(db);
   const simulator = new WorkspaceSimulator(db);
   await simulator.populate();
-  say(`  schema migrated and ${simulator.stats.workspacesCreated} workspaces of the last hour created in ${Math.round(performance.now() - started)} ms`);
+  say(
+    `  schema migrated, ${simulator.stats.workspacesCreated} workspaces and ${simulator.stats.starts} start builds of the last hour ` +
+      `created in ${Math.round(performance.now() - started)} ms`,
+  );
 
   const exporter = await startExporter({ config: command.config });
   simulator.start();
@@ -61,16 +71,23 @@ async function main(): Promise<void> {
   say(`  P95 by template:  ${PROMQL}`);
   say(`  slowest recent:   curl -sG http://localhost:9090/api/v1/query_exemplars --data-urlencode 'query=${SLOW_EXEMPLARS}' | ${JQ}`);
   say('                    (seconds, workspace and user of the latest slow first connections)');
+  say('  The whole start (--phases), where the time goes:');
+  say(`  ready start P95:   ${START_PROMQL}`);
+  say(`  phase P95:         ${PHASE_PROMQL}`);
+  say(`  starts by outcome: ${OUTCOMES_PROMQL}`);
   say();
-  say('  New workspaces appear every 2 s; their agents connect seconds to minutes later, a few never,');
-  say('  a few with a skewed clock (dropped and counted in agentconn_samples_dropped_total). Ctrl-C stops.');
+  say('  New workspaces appear every 2 s: each waits in the queue, runs Terraform (init, plan, graph, apply),');
+  say('  then its agent connects seconds to minutes later and runs its startup scripts. Some builds fail or are');
+  say('  canceled, some scripts fail or time out, agents of template-3 time out after 120 s unconnected, and a');
+  say('  prebuild pool of template-0 grows every 10 s. A few agents connect with a skewed clock (dropped and');
+  say('  counted in agentconn_samples_dropped_total). Ctrl-C stops.');
   say();
 
   const report = setInterval(() => {
     const s = simulator.stats;
     say(
       `  [${new Date().toISOString().slice(11, 19)}] workspaces ${s.workspacesCreated}, live connections ${s.agentsConnected}, ` +
-        `skewed ${s.skewedConnections}, agents waiting ${s.pendingAgents}`,
+        `skewed ${s.skewedConnections}, agents waiting ${s.pendingAgents}, starts ${s.starts} (${s.startsInFlight} under way)`,
     );
   }, 15_000);
   report.unref();

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { type CoderDatabase } from '@agentconn/kysely';
-import { addWorkspaces, connectDelays, generateCoderData } from '@agentconn/kysely/testing';
+import { connectDelays, generateCoderData } from '@agentconn/kysely/testing';
+import { StartPath } from './start-path.js';
 
 export interface SimulatorOptions {
   /** Workspaces created before the exporter starts, over the last `historySeconds`. Default 240. */
@@ -8,6 +9,10 @@ export interface SimulatorOptions {
   readonly historySeconds?: number;
   /** New workspaces per step. Default 2. */
   readonly workspacesPerStep?: number;
+  /** Every this many steps a prebuild pool workspace of the first template starts. Default 5. */
+  readonly prebuildEverySteps?: number;
+  /** Starts begun before the exporter starts, within the last 150 s, so that some are under way. Default 24. */
+  readonly warmStarts?: number;
   /** Time between steps. Default 2 000 ms. */
   readonly stepMs?: number;
   /** Chance per step and pending agent that it connects now: waiting times are geometric, a long tail. Default 0.08. */
@@ -22,12 +27,18 @@ export interface SimulatorStats {
   readonly agentsConnected: number;
   readonly skewedConnections: number;
   readonly pendingAgents: number;
+  /** Start builds (the history's, the warm and the live ones, the prebuild pool's included). */
+  readonly starts: number;
+  readonly prebuilds: number;
+  /** Starts still queued, provisioning, or with an agent not ready. */
+  readonly startsInFlight: number;
 }
 
 /**
  * Plays a Coder deployment against the database: a history of workspaces whose agents connected after
  * log-normal delays (seconds to tens of minutes, some never, a few with clock skew), then new workspaces
- * every step whose agents connect at random later steps.
+ * every step, each going through the queue, Terraform and its startup scripts (`StartPath`), whose
+ * agents connect at random later steps.
  */
 export class WorkspaceSimulator {
   readonly #db: Kysely<CoderDatabase>;
@@ -35,8 +46,9 @@ export class WorkspaceSimulator {
   #timer: NodeJS.Timeout | undefined;
   #step = 0;
   #stepping: Promise<void> | undefined;
-  #stats: SimulatorStats = { workspacesCreated: 0, agentsConnected: 0, skewedConnections: 0, pendingAgents: 0 };
+  #stats = { workspacesCreated: 0, agentsConnected: 0, skewedConnections: 0, pendingAgents: 0 };
   #random: () => number;
+  readonly #starts: StartPath;
 
   constructor(db: Kysely<CoderDatabase>, options: SimulatorOptions = {}) {
     this.#db = db;
@@ -44,6 +56,8 @@ export class WorkspaceSimulator {
       historyWorkspaces: options.historyWorkspaces ?? 240,
       historySeconds: options.historySeconds ?? 3600,
       workspacesPerStep: options.workspacesPerStep ?? 2,
+      prebuildEverySteps: options.prebuildEverySteps ?? 5,
+      warmStarts: options.warmStarts ?? 24,
       stepMs: options.stepMs ?? 2000,
       connectChance: options.connectChance ?? 0.08,
       skewChance: options.skewChance ?? 0.03,
@@ -59,13 +73,18 @@ export class WorkspaceSimulator {
       state >>>= 0;
       return state / 0x1_0000_0000;
     };
+    this.#starts = new StartPath(db, this.#random);
   }
 
   get stats(): SimulatorStats {
-    return this.#stats;
+    const starts = this.#starts.stats;
+    return { ...this.#stats, starts: starts.starts, prebuilds: starts.prebuilds, startsInFlight: starts.inFlight };
   }
 
-  /** Creates the history: users, templates and workspaces whose agents already connected. */
+  /**
+   * Creates the history: users, templates and workspaces whose agents already connected, the rest of
+   * their start path (jobs, stage timings, scripts), and starts under way, some of the prebuild pool.
+   */
   async populate(): Promise<void> {
     const created = await generateCoderData(this.#db, {
       seed: this.#options.seed,
@@ -83,7 +102,15 @@ export class WorkspaceSimulator {
       spanSeconds: this.#options.historySeconds,
       collectAgents: false,
     });
-    this.#stats = { ...this.#stats, workspacesCreated: created.counts.workspaces };
+    await this.#starts.load();
+    await this.#starts.adoptHistory();
+    const now = Date.now();
+    const warm = this.#options.warmStarts;
+    const prebuilds = Math.ceil(warm / 4);
+    await this.#starts.createStarts(warm - prebuilds, { createdMs: () => now - Math.round(this.#random() * 150_000) });
+    await this.#starts.createStarts(prebuilds, { prebuild: true, createdMs: () => now - Math.round(this.#random() * 150_000) });
+    await this.#starts.advance(now);
+    this.#stats = { ...this.#stats, workspacesCreated: created.counts.workspaces + warm };
   }
 
   start(): void {
@@ -103,25 +130,20 @@ export class WorkspaceSimulator {
     await this.#stepping;
   }
 
-  /** One step: new workspaces with agents not yet connected, then some pending agents connect now. */
+  /**
+   * One step: new workspace starts (now and then one of the prebuild pool), the rows of every start
+   * that are due (jobs started or completed, agents created, scripts run), then some pending agents
+   * connect now.
+   */
   async step(): Promise<void> {
     this.#step++;
-    const added = await addWorkspaces(this.#db, {
-      seed: this.#options.seed * 100_000 + this.#step,
-      namePrefix: `live-${this.#step}-`,
-      workspaces: this.#options.workspacesPerStep,
-      buildsPerWorkspace: 1,
-      deletedWorkspaceRatio: 0,
-      deletedAgentRatio: 0,
-      neverConnectedRatio: 1,
-      negativeRatio: 0,
-      // Agents are created a few seconds after their build: keep every created_at in the past.
-      baseTime: new Date(Date.now() - 10_000),
-      spanSeconds: 0,
-      collectAgents: false,
-    });
+    const workspaces = this.#options.workspacesPerStep;
+    await this.#starts.createStarts(workspaces);
+    const prebuild = this.#step % this.#options.prebuildEverySteps === 0;
+    if (prebuild) await this.#starts.createStarts(1, { prebuild: true });
     // This process's clock, not clock_timestamp(): PGlite's clock is coarse.
     const now = new Date();
+    await this.#starts.advance(now.getTime());
     const connected = await sql<{ id: string }>`
       UPDATE workspace_agents SET first_connected_at = ${now}, last_connected_at = ${now}
       WHERE first_connected_at IS NULL AND NOT deleted AND created_at <= ${now} AND random() < ${this.#options.connectChance}
@@ -138,7 +160,7 @@ export class WorkspaceSimulator {
     const pending = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM workspace_agents WHERE first_connected_at IS NULL AND NOT deleted`.execute(this.#db);
     this.#stats = {
-      workspacesCreated: this.#stats.workspacesCreated + added.counts.workspaces,
+      workspacesCreated: this.#stats.workspacesCreated + workspaces + (prebuild ? 1 : 0),
       agentsConnected: this.#stats.agentsConnected + connected.rows.length,
       skewedConnections: this.#stats.skewedConnections + skewed,
       pendingAgents: pending.rows[0]?.n ?? 0,
