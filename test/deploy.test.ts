@@ -18,6 +18,9 @@ import { parseAllDocuments } from 'yaml';
 import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { freePort } from '@agentconn/test-support/ports';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
+import type { Kysely } from 'kysely';
+import { AWAITING_REQUIREMENT, checkCoderSchema, FIRST_CONNECTION_REQUIREMENT, SUPPORTED_CODER_SCHEMA } from '@agentconn/kysely';
+import { createPostgresDb } from '@agentconn/kysely/postgres';
 import { connectNow, createCoderFixture, waitFor, type CoderFixture } from './helpers/coder-data.js';
 import { Podman, ensureTestBaseImage, extraCaFile, findProgram, mustRun } from './helpers/podman.js';
 
@@ -85,6 +88,65 @@ interface PackageManifest {
 function workspaceManifest(path: string): PackageManifest {
   return JSON.parse(readFileSync(join(ROOT, path), 'utf8')) as PackageManifest;
 }
+
+/**
+ * The README's SQL, for a role and password of the test's own, on a Coder fixture given the `schema_migrations`
+ * table a Coder database has (golang-migrate's; the README grants it to the role, optionally).
+ */
+async function createReadmeRole(fixture: CoderFixture, role: string, password: string): Promise<void> {
+  const text = readmeBlock('sql', 'CREATE ROLE')
+    .replace(/\bagentconn\b/g, role)
+    .replace(/\bDATABASE coder\b/, `DATABASE ${fixture.database.name}`)
+    .replace(`'choose-a-password'`, `'${password}'`);
+  const admin = new pg.Client({ connectionString: fixture.database.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+      INSERT INTO schema_migrations VALUES (${CODER_MIGRATION}, false) ON CONFLICT DO NOTHING`);
+    await admin.query(text);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function dropRole(role: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: BASE_DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`DROP ROLE IF EXISTS ${role}`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** A migration of Coder's supported range, as the fixture's `schema_migrations` says. */
+const CODER_MIGRATION = SUPPORTED_CODER_SCHEMA.throughMigration;
+
+describe("deploy/README.md's role", () => {
+  it('runs on a Coder database and lets the preflight find every column and name the migration', async () => {
+    const fixture = await createCoderFixture({ workspaces: 4 });
+    const suffix = randomBytes(4).toString('hex');
+    const role = `agentconn_deploy_sql_${suffix}`;
+    const password = randomBytes(12).toString('hex');
+    try {
+      await createReadmeRole(fixture, role, password);
+      const url = new URL(fixture.database.url);
+      url.username = role;
+      url.password = password;
+      const db = createPostgresDb(url.toString());
+      try {
+        const check = await checkCoderSchema(db as Kysely<unknown>, [FIRST_CONNECTION_REQUIREMENT, AWAITING_REQUIREMENT]);
+        expect(check.features.flatMap((feature) => feature.problems.map((problem) => problem.text))).toEqual([]);
+        expect(check.coderMigration).toBe(CODER_MIGRATION);
+      } finally {
+        await db.destroy();
+      }
+    } finally {
+      await fixture.close();
+      await dropRole(role);
+    }
+  }, 60_000);
+});
 
 describe.skipIf(KUBECTL === undefined)(`the kustomize manifests${KUBECTL === undefined ? ' (skipped: kubectl is not installed)' : ''}`, () => {
   it('render, with a Deployment of two replicas whose probes, Secret, security context and resources are set', async () => {
@@ -154,21 +216,6 @@ describe.skipIf(PODMAN === undefined)(
     let playedFile: string | undefined;
     const pods: string[] = [];
 
-    /** The README's SQL, for a role, database and password of this test's own. */
-    async function createReadmeRole(database: string): Promise<void> {
-      const text = readmeBlock('sql', 'CREATE ROLE')
-        .replace(/\bagentconn\b/g, role)
-        .replace(/\bDATABASE coder\b/, `DATABASE ${database}`)
-        .replace(`'choose-a-password'`, `'${password}'`);
-      const admin = new pg.Client({ connectionString: fixture!.database.url });
-      await admin.connect();
-      try {
-        await admin.query(text);
-      } finally {
-        await admin.end();
-      }
-    }
-
     function roleUrl(host: string): string {
       const url = new URL(fixture!.database.url);
       url.username = role;
@@ -204,7 +251,7 @@ describe.skipIf(PODMAN === undefined)(
       imageBuilt = true;
       log(`image ${image} built in ${((performance.now() - buildStarted) / 1000).toFixed(1)} s`);
       fixture = await createCoderFixture({ workspaces: 40 });
-      await createReadmeRole(fixture.database.name);
+      await createReadmeRole(fixture, role, password);
     }, 900_000);
 
     afterAll(async () => {
@@ -215,13 +262,7 @@ describe.skipIf(PODMAN === undefined)(
       if (imageBuilt) await podman.run(['rmi', '--force', image]);
       podman.close();
       await fixture?.close();
-      const admin = new pg.Client({ connectionString: BASE_DATABASE_URL });
-      await admin.connect();
-      try {
-        await admin.query(`DROP ROLE IF EXISTS ${role}`);
-      } finally {
-        await admin.end();
-      }
+      await dropRole(role);
       if (work !== undefined) rmSync(work, { recursive: true, force: true });
     }, 120_000);
 

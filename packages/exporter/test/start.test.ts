@@ -3,7 +3,8 @@ import type { LogFields, Logger } from '@agentconn/core';
 import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, defaultSettings } from '../src/config.js';
+import { freePort } from '@agentconn/test-support/ports';
+import { ConfigError, defaultSettings, FLAGS } from '../src/config.js';
 import { startExporter, type RunningExporter } from '../src/exporter.js';
 
 interface Event {
@@ -54,5 +55,29 @@ describe('startExporter with a database the caller supplies', () => {
     const start = startExporter({ config: { ...defaultSettings(), database: { db }, listen: { host: '127.0.0.1', port: 0 } }, logger: memoryLogger() });
     await expect(start).rejects.toThrow(ConfigError);
     await expect(start).rejects.toThrow(/leader election needs database\.url/);
+  });
+
+  it('--listen :PORT serves every interface and logs where, with the loopback form to use instead', async () => {
+    const db = createPgliteDb(new PGlite());
+    cleanups.push(() => db.destroy());
+    await migrateToLatest(db);
+    const port = await freePort();
+    const listenFlag = FLAGS.find((spec) => spec.flag === 'listen');
+    const listen = listenFlag?.parse(`:${port}`);
+    expect(listen).toEqual({ host: '', port });
+    const logger = memoryLogger();
+    exporter = await startExporter({
+      config: { ...defaultSettings(), database: { db }, leaderElection: false, listen: listen as { host: string; port: number }, intervalMs: 200 },
+      logger,
+    });
+    const everywhere = logger.events.find((e) => e.message === 'serving on every interface (--listen :PORT)');
+    expect(everywhere).toMatchObject({ level: 'info', fields: { port, loopback_only: `--listen 127.0.0.1:${port}` } });
+    const started = logger.events.find((e) => e.message === 'agentconn exporter started');
+    // Both stacks where the host has IPv6, IPv4 alone otherwise.
+    expect([`http://[::]:${port}/metrics`, `http://0.0.0.0:${port}/metrics`]).toContain(started?.fields?.['metrics_url']);
+    expect(exporter.metricsUrl).toBe(started?.fields?.['metrics_url']);
+    expect(logger.events.indexOf(everywhere!)).toBeLessThan(logger.events.indexOf(started!));
+    // Every interface includes loopback over IPv4.
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
   });
 });

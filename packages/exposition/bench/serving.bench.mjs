@@ -9,6 +9,10 @@
 // - burst: 50 scrapes at once, from client processes started beforehand (fast readers, as curl or Prometheus
 //   are), while the parent asks /healthz every 50 ms: the longest /healthz answer, and the longest the server's
 //   event loop was held (`monitorEventLoopDelay`).
+// - queued: a health check behind a burst of new connections while large bodies stream. 10 scrapes on keep-alive
+//   connections stream their bodies; then 40 scrapes on new connections wait in the accept queue (Node accepts one a
+//   turn of its event loop), and a /healthz on a new connection behind them (`test/fixtures/new-connection-burst.mjs`):
+//   how long that /healthz took, and how much of what the 10 bodies still had to send went before it was answered.
 // - slow readers: `--rounds` rounds; in each, a reader taking 100 KB/s and a fast scrape ask together (so they
 //   share a rendering), with renderings shared for 300 ms only, so that each round renders on its own, as
 //   scrapes some seconds apart do with the default: the server's RSS after a first scrape, and its peak.
@@ -24,7 +28,7 @@ const SELF = fileURLToPath(import.meta.url);
 const HELP = `Usage: node packages/exposition/bench/serving.bench.mjs [options]   (after pnpm exec tsc -b)
 
   --series N        series served, default 100000 (a 262 MB text body)
-  --scenarios LIST  burst, slow-readers (default both)
+  --scenarios LIST  burst, queued, slow-readers (default all)
   --clients N       client processes the burst's 50 scrapes come from, default 10
   --rounds N        rounds of the slow-readers scenario, default 10
   --dist DIR        the exposition build to serve (default this package's dist/), e.g. an older checkout's
@@ -170,6 +174,30 @@ async function burst(series, dist, clients) {
   };
 }
 
+const NEW_CONNECTION_BURST = fileURLToPath(new URL('../test/fixtures/new-connection-burst.mjs', import.meta.url));
+
+async function queued(series, dist) {
+  const server = await startServer(series, dist, {});
+  const size = (await scrape(server.url)).bytes;
+  await server.ask('loop-delay');
+  const client = fork(NEW_CONNECTION_BURST, ['10', '40', String(server.port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const report = await new Promise((resolve) => client.once('message', resolve));
+  const { maxMillis } = await server.ask('loop-delay');
+  await server.stop();
+  const total = report.writerBytes.reduce((sum, bytes) => sum + bytes, 0);
+  const left = total - report.writerBytesAtQueue;
+  return {
+    scenario: 'queued',
+    series,
+    fullBodies: report.writerBytes.filter((bytes) => bytes > size).length,
+    healthzStatus: report.status,
+    healthzMs: report.probeMillis,
+    sentBeforeHealthzMB: (report.writerBytesAtAnswer - report.writerBytesAtQueue) / 1e6,
+    sentBeforeHealthzOfLeft: (report.writerBytesAtAnswer - report.writerBytesAtQueue) / left,
+    eventLoopMaxMs: maxMillis,
+  };
+}
+
 async function slowReaders(series, dist, rounds) {
   const server = await startServer(series, dist, { maxConcurrentScrapes: rounds + 10, renderShareMillis: 300 });
   const size = (await scrape(server.url)).bytes;
@@ -216,7 +244,7 @@ async function main() {
   const { values } = parseArgs({
     options: {
       series: { type: 'string', default: '100000' },
-      scenarios: { type: 'string', default: 'burst,slow-readers' },
+      scenarios: { type: 'string', default: 'burst,queued,slow-readers' },
       clients: { type: 'string', default: '10' },
       rounds: { type: 'string', default: '10' },
       dist: { type: 'string', default: fileURLToPath(new URL('../dist', import.meta.url)) },
@@ -232,7 +260,12 @@ async function main() {
   const results = [];
   for (const scenario of values.scenarios.split(',')) {
     const load = loadavg()[0].toFixed(1);
-    const result = scenario === 'burst' ? await burst(series, values.dist, Number(values.clients)) : await slowReaders(series, values.dist, Number(values.rounds));
+    const result =
+      scenario === 'burst'
+        ? await burst(series, values.dist, Number(values.clients))
+        : scenario === 'queued'
+          ? await queued(series, values.dist)
+          : await slowReaders(series, values.dist, Number(values.rounds));
     results.push({ ...result, loadAverage: load });
     console.log(JSON.stringify(results.at(-1)));
   }

@@ -121,7 +121,8 @@ export class FastPrometheusReader extends MetricReader {
    * OpenMetrics 1.0 when the `Accept` header prefers it (with exemplars), otherwise
    * `Content-Type: text/plain; version=0.0.4; charset=utf-8`, gzip when `Accept-Encoding` takes it; other
    * paths 404, other methods 405; beyond `maxConcurrentScrapes`, 503 with `Retry-After`. A failed collect
-   * answers 500; nothing here throws.
+   * answers 500; nothing here throws. HEAD gets the headers a GET would start with, without a collection (so
+   * it never takes a slot, and a failing collection shows on GET only).
    */
   readonly handleMetricsRequest = (request: IncomingMessage, response: ServerResponse): void => this.#responder.handle(request, response);
 

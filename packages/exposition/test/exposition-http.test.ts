@@ -122,6 +122,34 @@ describe('handleMetricsRequest over HTTP', () => {
     expect(head.body).toBe('');
   });
 
+  it('answers HEAD with the headers a GET would start with, without collecting and without a slot', async () => {
+    const { provider, server } = await setup({ maxConcurrentScrapes: 1 });
+    let collections = 0;
+    provider.getMeter('test').createObservableGauge('collections_seen').addCallback((result) => result.observe(++collections));
+    const head = await get(server.url, 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.headers['content-type']).toBe(PROMETHEUS_TEXT_CONTENT_TYPE);
+    expect(head.body).toBe('');
+    expect(collections).toBe(0);
+    // The only slot held by a response that waits for its collection: a HEAD is still answered at once.
+    let releaseCollection: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (releaseCollection = resolve));
+    provider.getMeter('test').createObservableGauge('slow_collection').addCallback(async (result) => {
+      await held;
+      result.observe(1);
+    });
+    const get200 = get(server.url);
+    for (let i = 0; i < 50 && collections === 0; i++) await tick();
+    expect(collections).toBe(1);
+    const headWhileFull = await get(server.url, 'HEAD');
+    expect(headWhileFull.status).toBe(200);
+    expect(headWhileFull.headers['retry-after']).toBeUndefined();
+    expect(collections).toBe(1);
+    releaseCollection();
+    expect((await get200).status).toBe(200);
+    expect(collections).toBe(1);
+  });
+
   it('serves a custom endpoint', async () => {
     const { server } = await setup({ endpoint: 'prom' });
     expect(server.url.endsWith('/prom')).toBe(true);

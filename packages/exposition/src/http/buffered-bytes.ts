@@ -46,6 +46,11 @@ export class BufferedBytes {
     }
   }
 
+  /** At the limit: a chunk may not be produced before `reserve()` resolves. */
+  get full(): boolean {
+    return this.#held >= this.limit;
+  }
+
   /** Resolves once a chunk may be produced (see the class). */
   async reserve(): Promise<void> {
     while (this.#held >= this.limit) {

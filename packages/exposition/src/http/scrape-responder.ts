@@ -145,6 +145,12 @@ export class ScrapeResponder {
   #start(request: IncomingMessage, response: ServerResponse, connection: NodeJS.EventEmitter): void {
     response.once('close', () => this.#turns.done(connection));
     if (request.socket.destroyed) return;
+    if (request.method === 'HEAD') {
+      // The headers a GET would start with are known before its collection: HEAD needs neither it nor a slot.
+      const head = this.#headers(request, response);
+      if (head !== undefined) response.writeHead(200, head.headers).end();
+      return;
+    }
     const entry = this.#slots.acquireWithin(response, SLOT_WAIT_MILLIS);
     if (entry instanceof Promise) void entry.then((got) => this.#begin(request, response, got));
     else this.#begin(request, response, entry);
@@ -165,7 +171,7 @@ export class ScrapeResponder {
       this.#logger.debug('metrics response timed out; connection closed', { timeout_ms: this.#responseTimeoutMillis });
     });
     response.once('close', cancelDeadline);
-    this.#serve(request, response, negotiateExpositionFormat(request.headers.accept), entry).catch((error: unknown) => {
+    this.#serve(request, response, entry).catch((error: unknown) => {
       // #serve handles its own errors; this is the last guard so a scrape can never crash the host.
       this.#logger.error('metrics response failed', { error: errorMessage(error) });
       if (!response.headersSent) respondText(response, 500, 'failed to write metrics\n');
@@ -184,38 +190,37 @@ export class ScrapeResponder {
     resetConnection(entry.response);
   }
 
-  async #serve(request: IncomingMessage, response: ServerResponse, format: ExpositionFormat, entry: InFlightResponse): Promise<void> {
-    const gzipLevel = this.#gzipLevel;
-    const encoding = negotiateContentEncoding(request.headers['accept-encoding'], gzipLevel !== undefined);
+  /**
+   * The format, gzip level (when gzip was chosen) and headers of a 200 answer to `request`; `undefined` once it was
+   * answered 406 (no acceptable encoding).
+   */
+  #headers(request: IncomingMessage, response: ServerResponse): { format: ExpositionFormat; gzipLevel: number | undefined; headers: Record<string, string> } | undefined {
+    const encoding = negotiateContentEncoding(request.headers['accept-encoding'], this.#gzipLevel !== undefined);
     if (encoding === undefined) {
       response.setHeader('Vary', 'Accept-Encoding');
       respondText(response, 406, 'no acceptable content encoding: identity is refused and gzip is not offered\n');
-      return;
+      return undefined;
     }
-    const gzip = gzipLevel !== undefined && encoding === 'gzip';
+    const format = negotiateExpositionFormat(request.headers.accept);
+    const gzipLevel = encoding === 'gzip' ? this.#gzipLevel : undefined;
     const headers: Record<string, string> = {
       'Content-Type': format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_TEXT_CONTENT_TYPE,
-      Vary: gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
+      Vary: this.#gzipLevel === undefined ? 'Accept' : 'Accept, Accept-Encoding',
     };
-    if (gzip) headers['Content-Encoding'] = 'gzip';
-    if (request.method === 'HEAD') {
-      try {
-        await this.#source.collect();
-      } catch (error) {
-        this.#logger.error('metrics collection failed', { error: errorMessage(error) });
-        respondText(response, 500, 'failed to collect metrics\n');
-        return;
-      }
-      response.writeHead(200, headers);
-      response.end();
-      return;
-    }
+    if (gzipLevel !== undefined) headers['Content-Encoding'] = 'gzip';
+    return { format, gzipLevel, headers };
+  }
+
+  async #serve(request: IncomingMessage, response: ServerResponse, entry: InFlightResponse): Promise<void> {
+    const head = this.#headers(request, response);
+    if (head === undefined) return;
+    const { format, gzipLevel, headers } = head;
     const pool = this.#pool;
     const release = (chunk: Uint8Array): void => pool.release(chunk);
     const share = { maxAgeMillis: this.#shareMillis, budget: this.#budget };
     const cache = this.#gzipCaches?.get(format);
     const cut = (): void => this.#slots.cut(entry, 'memory');
-    const reader = gzip
+    const reader = gzipLevel !== undefined
       ? this.#renderings.join(
           `${format}+gzip`,
           () => new SharedRendering(parallelGzip(this.#renderSource(format, { recordInputs: true }), { level: gzipLevel, release, ...(cache !== undefined && { cache }) }), undefined, share),

@@ -3,6 +3,7 @@ import type { ChunkSource } from '../format/chunk-source.js';
 import type { BufferedBytes, ByteHolder } from './buffered-bytes.js';
 import type { DrainMeter } from './drain-meter.js';
 import type { WriteOutcome } from './write-chunks.js';
+import { PROCESS_WRITE_TURNS, type WriteTurns } from './write-turns.js';
 
 /** Bytes every reader is done with that a young rendering keeps for responses that may still join. */
 export const DEFAULT_KEEP_BYTES = 16 * 1024 * 1024;
@@ -115,7 +116,10 @@ export class SharedRendering implements ByteHolder {
       if (this.#failure !== undefined) throw this.#failure.error;
       if (this.#done) return undefined;
       this.#producing ??= this.#produce();
-      await this.#producing;
+      const producing = this.#producing;
+      await producing;
+      // A production that ended before its first await (done, or a throw) cleared nothing: it is over all the same.
+      if (this.#producing === producing) this.#producing = undefined;
     }
     if (this.#failure !== undefined && index >= this.#chunks.length) throw this.#failure.error;
     const chunk = this.#chunks[index];
@@ -206,7 +210,9 @@ export class SharedRendering implements ByteHolder {
 
   async #produce(): Promise<void> {
     try {
-      await this.#budget?.reserve();
+      // Only at the limit a wait: otherwise the chunk is rendered now, within the step of the writer asking for it
+      // (see `WriteTurns`), not in a later microtask after every other writer of the turn has begun its own.
+      if (this.#budget?.full === true) await this.#budget.reserve();
       if (this.#done) return;
       const chunk = await this.#source.next();
       if (chunk === undefined) this.#done = true;
@@ -229,43 +235,43 @@ export class SharedRendering implements ByteHolder {
 }
 
 /**
- * Bytes an HTTP response may hold in its stream's buffer before its writer waits for `drain`. Waiting after every
- * chunk makes each chunk its own socket write and its own turn of the event loop; more in hand lets the socket take
- * many chunks in one `writev` and wake the scraper less often. 4 MiB is Linux's default ceiling of a TCP send buffer
- * (`net.ipv4.tcp_wmem`): more would only sit in user space.
+ * Bytes the HTTP responses of the process may hold in their streams' buffers together before their writers wait for
+ * `drain`; a response writing alone holds all of it, each of n writing at once holds an nth (see `WriteTurns`).
+ * Waiting after every chunk makes each chunk its own socket write and its own turn of the event loop; more in hand
+ * lets the socket take many chunks in one `writev` and wake the scraper less often. 4 MiB is Linux's default ceiling
+ * of a TCP send buffer (`net.ipv4.tcp_wmem`): more would only sit in user space.
  */
 export const WRITE_AHEAD_BYTES = 4 * 1024 * 1024;
 
-/**
- * How long a writer runs before it lets the event loop turn: with a fast reader every write completes at once, and
- * without a turn the whole body (and every other response's) would go before a health check or a new scrape is
- * even read.
- */
-export const WRITE_SLICE_MILLIS = 1;
-
 export interface WriteSharedOptions {
-  /** Keep writing until `out` holds this many bytes before waiting for `drain`. Default 0: after every write that asks. */
+  /**
+   * Bytes the writers of `turns` may hold in their streams' buffers together: this writer keeps writing until `out`
+   * holds its share before waiting for `drain`. Default 0: it waits after every write that asks.
+   */
   readonly writeAheadBytes?: number;
   /** Told each completed write. */
   readonly meter?: DrainMeter;
-  /** Let the event loop turn after this much writing. Default `WRITE_SLICE_MILLIS`. */
-  readonly sliceMillis?: number;
+  /** The write budget per turn of the event loop this writer shares. Default: the process's (`PROCESS_WRITE_TURNS`). */
+  readonly turns?: WriteTurns;
 }
 
 /**
  * Writes a shared rendering to `out` from its first chunk as `reader` (from `join`), waiting for `drain` whenever
- * a write asks for it and `out` holds `writeAheadBytes` or more, and letting the event loop turn every
- * `sliceMillis`; returns how it ended. Rejects with the source's error. Always leaves the rendering.
+ * a write asks for it and `out` holds its share of `writeAheadBytes` or more, and for the next turn of the event
+ * loop whenever the writers of this turn have spent its budget (see `WriteTurns`); returns how it ended. Rejects
+ * with the source's error. Always leaves the rendering.
  */
 export async function writeShared(reader: RenderingReader, out: Writable, options: WriteSharedOptions = {}): Promise<WriteOutcome> {
   const rendering = reader.rendering;
   const writeAheadBytes = options.writeAheadBytes ?? 0;
   const meter = options.meter;
-  const sliceMillis = options.sliceMillis ?? WRITE_SLICE_MILLIS;
-  let sliceStart = performance.now();
+  const turns = options.turns ?? PROCESS_WRITE_TURNS;
+  const stopWriting = turns.startWriting();
   let index = 0;
   try {
     for (;;) {
+      // A step (rendering a chunk, writing it) only within this turn's budget.
+      while (turns.spent()) await turns.next();
       const chunk = await rendering.chunk(index);
       if (chunk === undefined) return 'complete';
       if (out.destroyed || out.writableEnded) return 'closed';
@@ -276,24 +282,16 @@ export async function writeShared(reader: RenderingReader, out: Writable, option
         if (error == null) meter?.took(chunk.length, Date.now());
         rendering.written(reader, at);
       });
-      if (!written && out.writableLength >= writeAheadBytes) {
-        // Render the next chunk while the socket drains (the scraper reads meanwhile).
-        rendering.chunk(index).catch(() => undefined);
+      if (!written && out.writableLength >= turns.share(writeAheadBytes)) {
+        // Render the next chunk while the socket drains (the scraper reads meanwhile), if this turn has time left.
+        if (!turns.spent()) rendering.chunk(index).catch(() => undefined);
         if ((await drained(out)) === 'closed') return 'closed';
-        sliceStart = performance.now();
-      } else if (performance.now() - sliceStart >= sliceMillis) {
-        await turn();
-        sliceStart = performance.now();
       }
     }
   } finally {
+    stopWriting();
     rendering.leave(reader, index);
   }
-}
-
-/** One turn of the event loop: I/O callbacks (new connections, other requests) run before this resolves. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function drained(out: Writable): Promise<'drain' | 'closed'> {
