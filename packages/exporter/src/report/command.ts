@@ -10,7 +10,7 @@ import { sql, type Kysely } from 'kysely';
 import { ConfigError } from '../config.js';
 import { formatDurationMs } from '../duration.js';
 import { existingStateError, handOverState, ReportInputError, stateFileExists, writeHandOverState } from './cut-over.js';
-import { REPORT_FAMILIES } from './families.js';
+import { reportFamilies } from './families.js';
 import { renderTable } from './format/table.js';
 import { REPORT_SCHEMA_VERSION, reportHasData, type FamilyReport, type HistoryReport } from './model.js';
 import {
@@ -103,11 +103,12 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
           const { writeOpenMetricsHistory } = await import('./openmetrics.js');
           const series = await writeOpenMetricsHistory(
             trx,
-            REPORT_FAMILIES,
+            reportFamilies(options.phases),
             {
               range,
               templates: options.templates,
               labels: options.labels,
+              phaseLabels: options.phaseLabels,
               withoutScopeLabels: options.withoutScopeLabels,
               onProgress: (written) => progress.update(`${written} series written`),
             },
@@ -117,7 +118,7 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
           return;
         }
         const families: FamilyReport[] = [];
-        for (const family of REPORT_FAMILIES) {
+        for (const family of reportFamilies(options.phases)) {
           progress.start(`reading the ${family.title.toLowerCase()} history`);
           families.push(await readFamily(trx, family, { range, templates: options.templates, slowest: options.slowest }));
         }

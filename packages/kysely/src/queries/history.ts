@@ -9,6 +9,7 @@
  */
 import { sql, type Expression, type Kysely, type RawBuilder } from 'kysely';
 import { currentAgents } from './current-agents.js';
+import { changedStartBuildsQuery } from './workspace-starts.js';
 import type { CoderDatabase } from '../schema.js';
 import { utcMicrosText } from './utc-micros-text.js';
 
@@ -106,6 +107,69 @@ export function firstConnectionDetails(db: Kysely<CoderDatabase>) {
     .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
     .innerJoin('users as u', 'u.id', 'w.owner_id')
     .select(['wa.id as sample_key', 'w.name as workspace_name', 'u.username as username', 'wa.name as agent_name', 'wa.created_at as created_at']);
+}
+
+/**
+ * The whole start's builds for a history from `from` on: every start build with something at or after it
+ * (its job started or completed, an agent connected, became ready or passed its timeout), one row per build
+ * and agent, ordered by build, as the exporter's start source reads them. Which of their samples fall in the
+ * range is for the core's phase model to say (`workspaceStart`): a start counts when it ends.
+ */
+export function startHistoryRowsQuery(db: Kysely<CoderDatabase>, filter: Pick<HistorySampleFilter, 'from' | 'templates'>) {
+  const query = changedStartBuildsQuery(db, filter.from);
+  return filter.templates !== undefined && filter.templates.length > 0 ? query.where('t.name', 'in', [...filter.templates]) : query;
+}
+
+/**
+ * A sample computed outside the database (the whole start's, by the core's phase model), handed to the
+ * summary and series statements as rows (`computedHistorySamples`).
+ */
+export interface HistoryComputedSample {
+  readonly templateName: string;
+  /** The outcome or phase. */
+  readonly breakdown: string | null;
+  /** When it counts, epoch µs. */
+  readonly atMicros: number;
+  /** When its duration starts, epoch µs (the build's creation). */
+  readonly createdMicros: number;
+  /** Whole µs; negative: dropped as negative (clock skew); null: dropped as invalid. */
+  readonly durationMicros: number | null;
+  readonly workspaceName: string;
+  readonly username: string;
+  /** The build id (a uuid): unique within a group, the details' key. */
+  readonly sampleKey: string;
+  readonly isPrebuild: boolean;
+}
+
+/**
+ * Computed samples as a samples relation (`HistorySampleColumns`, plus `is_prebuild` and the breakdown
+ * under `breakdownColumn`, the metric's label): one array parameter per column, unnested, so the summary
+ * and series statements aggregate them exactly as they do samples the database selects. Instants are
+ * built from whole µs, exactly.
+ */
+export function computedHistorySamples(samples: readonly HistoryComputedSample[], breakdownColumn: string): RawBuilder<HistorySampleColumns> {
+  const column = <T>(pick: (sample: HistoryComputedSample) => T): T[] => samples.map(pick);
+  const micros = (values: readonly (number | null)[]) => values.map((v) => (v === null ? null : String(Math.trunc(v))));
+  return sql<HistorySampleColumns>`SELECT v.template_name, v.breakdown,
+      'epoch'::timestamptz + v.at_us * interval '1 microsecond' AS at,
+      'epoch'::timestamptz + v.created_us * interval '1 microsecond' AS created_at,
+      v.duration_us, v.workspace_name, v.username, NULL::text AS agent_name, v.sample_key,
+      CASE WHEN v.is_prebuild THEN 'true' ELSE 'false' END AS is_prebuild, v.breakdown AS ${sql.ref(breakdownColumn)}
+    FROM unnest(
+      ${column((s) => s.templateName)}::text[], ${column((s) => s.breakdown)}::text[],
+      ${micros(column((s) => s.atMicros))}::bigint[], ${micros(column((s) => s.createdMicros))}::bigint[],
+      ${micros(column((s) => s.durationMicros))}::bigint[], ${column((s) => s.workspaceName)}::text[],
+      ${column((s) => s.username)}::text[], ${column((s) => s.sampleKey)}::uuid[], ${column((s) => s.isPrebuild)}::boolean[]
+    ) AS v(template_name, breakdown, at_us, created_us, duration_us, workspace_name, username, sample_key, is_prebuild)`;
+}
+
+/** Who a start was, by build id (primary and unique keys: a few index lookups per sample). */
+export function startHistoryDetails(db: Kysely<CoderDatabase>) {
+  return db
+    .selectFrom('workspace_builds as wb')
+    .innerJoin('workspaces as w', 'w.id', 'wb.workspace_id')
+    .innerJoin('users as u', 'u.id', 'w.owner_id')
+    .select(['wb.id as sample_key', 'w.name as workspace_name', 'u.username as username', sql<string | null>`NULL::text`.as('agent_name'), 'wb.created_at as created_at']);
 }
 
 /**
