@@ -26,8 +26,6 @@ import {
 import { fileOutput, streamOutput, type ReportOutput } from './output.js';
 import { periodCount, readFamily, type ResolvedRange } from './read.js';
 
-/** The report's sorts' memory on the server, for its own transaction (PostgreSQL's default is 4MB). */
-const REPORT_WORK_MEM = '64MB';
 
 export const REPORT_EXIT_CODES = { ok: 0, failed: 1, badInput: 2, noData: 3 } as const;
 
@@ -87,12 +85,14 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
       .execute(async (trx) => {
-        // For this transaction only: the timeout; no JIT (compiling a one-off report's expressions costs
-        // more than it saves); sorts of a million narrow rows in memory rather than in temporary files.
+        // For this transaction only: the timeout, and JIT (where the server has it on) without inlining
+        // and optimization, whose compilation of the report's large statement costs more than it saves;
+        // work_mem is the server's (at 1M agents its default 4MB made the hash joins cheaper than 64MB did
+        // more than it slowed the sorts: bench/RESULTS.md).
         const { rows } = await sql<{ now: Date }>`SELECT now() AS now,
           set_config('statement_timeout', ${String(options.statementTimeoutMs)}, true),
-          set_config('jit', 'off', true),
-          set_config('work_mem', ${REPORT_WORK_MEM}, true)`.execute(trx);
+          set_config('jit_inline_above_cost', '-1', true),
+          set_config('jit_optimize_above_cost', '-1', true)`.execute(trx);
         const nowMs = new Date(rows[0]?.now ?? Date.now()).getTime();
         const range = resolveRange(options, nowMs);
         if (handOver) handOverAt = { untilMs: range.untilMs, clockOffsetMs: nowMs - Date.now() };
