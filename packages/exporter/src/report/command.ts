@@ -212,7 +212,9 @@ function describeDatabaseError(error: unknown, options: ReportOptions): string {
     return `the database did not answer within --statement-timeout ${formatDurationMs(options.statementTimeoutMs)}; give a longer one, a shorter range or fewer templates`;
   }
   const where = 'url' in options.database ? ` (database ${redactDatabaseUrl(options.database.url)})` : '';
-  return `reading the Coder database failed: ${errorMessage(error) || String(code ?? 'error')}${where}`;
+  // A table missing (42P01) or not granted (42501): with --phases most likely one of the whole start's.
+  const hint = options.phases && (code === '42P01' || code === '42501') ? '; --phases reads the whole start\'s tables too (see docs/whole-start.md)' : '';
+  return `reading the Coder database failed: ${errorMessage(error) || String(code ?? 'error')}${where}${hint}`;
 }
 
 /** One line on stderr, rewritten every second, only when stderr is a terminal. */

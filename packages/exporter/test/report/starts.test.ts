@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { START_METRICS } from '@agentconn/core';
 import { createPgliteDb } from '@agentconn/kysely/pglite';
+import { migrateToLatest } from '@agentconn/kysely/testing';
 import { createPostgresDb } from '@agentconn/kysely/postgres';
 import type { CoderDatabase } from '@agentconn/kysely';
 import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/postgres';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { chromium } from 'playwright-core';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
 import { parseExposition } from '@agentconn/test-support/exposition-parser';
@@ -244,4 +245,23 @@ describe('report --phases on PGlite: JSON fields, HTML and OpenMetrics', () => {
       await exporter.stop();
     }
   });
+});
+
+describe('report --phases on a database without the whole start\'s tables', () => {
+  it('fails with one line that names --phases and the missing table, exit 1', async () => {
+    const db = createPgliteDb();
+    try {
+      await migrateToLatest(db);
+      await sql`DROP TABLE provisioner_jobs CASCADE`.execute(db);
+      const run = await runReportCaptured(['--phases', 'true', '--format', 'json', '--since', '30d'], db);
+      expect(run.code).toBe(1);
+      const lines = run.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/--phases/);
+      expect(lines[0]).toMatch(/provisioner_jobs/);
+      expect(run.stdout).toBe('');
+    } finally {
+      await db.destroy();
+    }
+  }, 120_000);
 });
