@@ -10,12 +10,18 @@
  *
  * The report also computes the period before (the same length again), the trend per day and the slowest
  * per template; the statement only the percentiles of the range. Medians over runs; ratios per run.
+ *
+ * On a shared machine wall times follow the other work; so each run also runs both statements once more
+ * on one connection without parallel workers and reads that server process's CPU time (utime + stime from
+ * `/proc/<pid>/stat`, when the server is on this machine): the work each statement costs, which load
+ * changes far less.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { CoderDatabase } from '@agentconn/kysely';
 import { openBenchDatabase, serverFacts } from './database.js';
 import { machineFacts } from './machine.js';
@@ -36,6 +42,38 @@ interface Figures {
   readonly reportRssMiB: number;
   readonly reportServerMs: number;
   readonly samples: number;
+  /** Server CPU time without parallel workers; undefined when the server's processes cannot be read. */
+  readonly statementCpuMs: number | undefined;
+  readonly reportCpuMs: number | undefined;
+}
+
+/** CPU time (user + system) of a local server process, ms; undefined when it is not readable here. */
+function processCpuMs(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `statement` on one connection in a transaction with `settings` and no parallel workers; returns the
+ * CPU time its server process spent on it.
+ */
+async function serverCpuMs(db: Kysely<CoderDatabase>, statement: RawBuilder<unknown>, settings: Readonly<Record<string, string>>): Promise<number | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+    for (const [name, value] of Object.entries({ ...settings, max_parallel_workers_per_gather: '0' })) {
+      await sql`SELECT set_config(${name}, ${value}, true)`.execute(trx);
+    }
+    const pid = rows[0]!.pid;
+    const before = processCpuMs(pid);
+    await statement.execute(trx);
+    const after = processCpuMs(pid);
+    return before === undefined || after === undefined ? undefined : after - before;
+  });
 }
 
 function parseSize(text: string): number {
@@ -93,13 +131,16 @@ function runReport(url: string, since: string, until: string): Promise<{ wallMs:
   });
 }
 
-/** The report's own statement on the server, `EXPLAIN ANALYZE` with the settings the report's transaction sets. */
-async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: string): Promise<number> {
+/** The settings the report's transaction sets (see the report's command). */
+const REPORT_SETTINGS = { jit_inline_above_cost: '-1', jit_optimize_above_cost: '-1' } as const;
+
+/** The report's own statement, as the report builds it for the first connection over the range. */
+async function reportStatement(db: Kysely<CoderDatabase>, since: string, until: string): Promise<RawBuilder<unknown>> {
   const { historySummaryQuery, firstConnectionSamples, firstConnectionDetails } = await import('@agentconn/kysely');
   const sinceDate = new Date(since);
   const untilDate = new Date(until);
   const previous = new Date(sinceDate.getTime() - (untilDate.getTime() - sinceDate.getTime()));
-  const query = historySummaryQuery(firstConnectionSamples(db, { from: previous, until: untilDate }), {
+  return historySummaryQuery(firstConnectionSamples(db, { from: previous, until: untilDate }), {
     since: sinceDate,
     until: untilDate,
     previousSince: previous,
@@ -108,8 +149,13 @@ async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: s
     slowest: 5,
     details: firstConnectionDetails(db),
   });
+}
+
+/** The report's own statement on the server, `EXPLAIN ANALYZE` with the settings the report's transaction sets. */
+async function reportServerMs(db: Kysely<CoderDatabase>, since: string, until: string): Promise<number> {
+  const query = await reportStatement(db, since, until);
   return db.transaction().execute(async (trx) => {
-    await sql`SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);
+    for (const [name, value] of Object.entries(REPORT_SETTINGS)) await sql`SELECT set_config(${name}, ${value}, true)`.execute(trx);
     const { rows } = await sql<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>`EXPLAIN (ANALYZE, FORMAT JSON) ${query}`.execute(trx);
     return rows[0]!['QUERY PLAN'][0]['Execution Time'];
   });
@@ -157,6 +203,9 @@ async function main(): Promise<void> {
           else report = await runReport(bench.url, since, until);
         }
         const serverMs = await reportServerMs(bench.db, since, until);
+        // The statement as a user runs it (the server's settings), the report's with its own.
+        const statementCpuMs = await serverCpuMs(bench.db, percentilesStatement(since, until), {});
+        const reportCpuMs = await serverCpuMs(bench.db, await reportStatement(bench.db, since, until), REPORT_SETTINGS);
         figures.push({
           statementExecMs: statement!.execMs,
           statementWallMs: statement!.wallMs,
@@ -164,12 +213,18 @@ async function main(): Promise<void> {
           reportRssMiB: report!.rssMiB,
           reportServerMs: serverMs,
           samples: statement!.samples,
+          statementCpuMs,
+          reportCpuMs,
         });
         progress(`${agents} run ${run + 1}: statement ${statement!.execMs.toFixed(0)} ms (EXPLAIN ANALYZE), report ${report!.wallMs.toFixed(0)} ms, ${report!.rssMiB.toFixed(0)} MiB`);
       }
       const m = (pick: (f: Figures) => number) => median(figures.map(pick));
+      const cpu = figures.every((f) => f.statementCpuMs !== undefined && f.reportCpuMs !== undefined);
+      const cpuCells = cpu
+        ? `${m((f) => f.statementCpuMs!).toFixed(0)} | ${m((f) => f.reportCpuMs!).toFixed(0)} | ${m((f) => f.reportCpuMs! / f.statementCpuMs!).toFixed(2)}×`
+        : '– | – | –';
       lines.push(
-        `| ${agents.toLocaleString('en-US')} | ${figures[0]!.samples.toLocaleString('en-US')} | ${m((f) => f.statementExecMs).toFixed(0)} | ${m((f) => f.statementWallMs).toFixed(0)} | ${m((f) => f.reportServerMs).toFixed(0)} | ${m((f) => f.reportWallMs).toFixed(0)} | ${m((f) => f.reportWallMs / f.statementExecMs).toFixed(2)}× | ${m((f) => f.reportRssMiB).toFixed(0)} |`,
+        `| ${agents.toLocaleString('en-US')} | ${figures[0]!.samples.toLocaleString('en-US')} | ${m((f) => f.statementExecMs).toFixed(0)} | ${m((f) => f.statementWallMs).toFixed(0)} | ${m((f) => f.reportServerMs).toFixed(0)} | ${m((f) => f.reportWallMs).toFixed(0)} | ${m((f) => f.reportWallMs / f.statementExecMs).toFixed(2)}× (runs: ${figures.map((f) => (f.reportWallMs / f.statementExecMs).toFixed(2)).join(', ')}) | ${cpuCells} | ${m((f) => f.reportRssMiB).toFixed(0)} |`,
       );
       progress(`server ${JSON.stringify(facts)}`);
     } finally {
@@ -181,8 +236,8 @@ async function main(): Promise<void> {
     [
       `report over 30 days, ${runs} runs, medians; ${machine.cpus} × ${machine.cpuModel}, load average ${machine.loadAverage.toFixed(2)} at the end`,
       '',
-      '| agents | samples | statement, EXPLAIN ANALYZE (ms) | statement, wall (ms) | report statement, EXPLAIN ANALYZE (ms) | report process, wall (ms) | report / statement | report peak RSS (MiB) |',
-      '|---|---|---|---|---|---|---|---|',
+      '| agents | samples | statement, EXPLAIN ANALYZE (ms) | statement, wall (ms) | report statement, EXPLAIN ANALYZE (ms) | report process, wall (ms) | report / statement | statement, server CPU (ms) | report statement, server CPU (ms) | CPU ratio | report peak RSS (MiB) |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
       ...lines,
       '',
     ].join('\n'),

@@ -77,10 +77,14 @@ export {
   FIRST_CONNECTION_HISTORY_LABEL_COLUMNS,
   firstConnectionDetails,
   firstConnectionSamples,
+  computedHistorySamples,
   HISTORY_QUANTILES,
   historySeriesQuery,
   historySummaryQuery,
+  startHistoryDetails,
+  startHistoryRowsQuery,
   templateNamesQuery,
+  type HistoryComputedSample,
   type HistorySampleColumns,
   type HistorySampleDetails,
   type HistorySampleFilter,
@@ -97,7 +101,7 @@ export {
   type CoderAgentSource,
   type CoderAgentSourceOptions,
 } from './agent-source.js';
-export { createCoderStartSource, type CoderStartSourceOptions } from './start-source.js';
+export { createCoderStartSource, groupBuilds as startBuildsOfRows, type CoderStartSourceOptions } from './start-source.js';
 export {
   allStartBuildsQuery,
   changedStartBuildsQuery,

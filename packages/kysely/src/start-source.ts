@@ -130,7 +130,7 @@ function labelsOf(row: { template_name: string; username: string; workspace_name
 }
 
 /** Rows of one build and one agent each (ordered by build) as builds with their agents. */
-function groupBuilds(rows: readonly StartBuildRow[]): WorkspaceStartBuild[] {
+export function groupBuilds(rows: readonly StartBuildRow[]): WorkspaceStartBuild[] {
   const builds = new Map<string, { build: WorkspaceStartBuild; agents: WorkspaceStartBuild['instants']['agents'][number][] }>();
   for (const row of rows) {
     let entry = builds.get(row.build_id);

@@ -10,7 +10,7 @@ import { sql, type Kysely } from 'kysely';
 import { ConfigError } from '../config.js';
 import { formatDurationMs } from '../duration.js';
 import { existingStateError, handOverState, ReportInputError, stateFileExists, writeHandOverState } from './cut-over.js';
-import { REPORT_FAMILIES } from './families.js';
+import { reportFamilies } from './families.js';
 import { renderTable } from './format/table.js';
 import { REPORT_SCHEMA_VERSION, reportHasData, type FamilyReport, type HistoryReport } from './model.js';
 import {
@@ -26,8 +26,6 @@ import {
 import { fileOutput, streamOutput, type ReportOutput } from './output.js';
 import { periodCount, readFamily, type ResolvedRange } from './read.js';
 
-/** The report's sorts' memory on the server, for its own transaction (PostgreSQL's default is 4MB). */
-const REPORT_WORK_MEM = '64MB';
 
 export const REPORT_EXIT_CODES = { ok: 0, failed: 1, badInput: 2, noData: 3 } as const;
 
@@ -87,12 +85,14 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
       .execute(async (trx) => {
-        // For this transaction only: the timeout; no JIT (compiling a one-off report's expressions costs
-        // more than it saves); sorts of a million narrow rows in memory rather than in temporary files.
+        // For this transaction only: the timeout, and JIT (where the server has it on) without inlining
+        // and optimization, whose compilation of the report's large statement costs more than it saves;
+        // work_mem is the server's (at 1M agents its default 4MB made the hash joins cheaper than 64MB did
+        // more than it slowed the sorts: bench/RESULTS.md).
         const { rows } = await sql<{ now: Date }>`SELECT now() AS now,
           set_config('statement_timeout', ${String(options.statementTimeoutMs)}, true),
-          set_config('jit', 'off', true),
-          set_config('work_mem', ${REPORT_WORK_MEM}, true)`.execute(trx);
+          set_config('jit_inline_above_cost', '-1', true),
+          set_config('jit_optimize_above_cost', '-1', true)`.execute(trx);
         const nowMs = new Date(rows[0]?.now ?? Date.now()).getTime();
         const range = resolveRange(options, nowMs);
         if (handOver) handOverAt = { untilMs: range.untilMs, clockOffsetMs: nowMs - Date.now() };
@@ -103,11 +103,12 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
           const { writeOpenMetricsHistory } = await import('./openmetrics.js');
           const series = await writeOpenMetricsHistory(
             trx,
-            REPORT_FAMILIES,
+            reportFamilies(options.phases),
             {
               range,
               templates: options.templates,
               labels: options.labels,
+              phaseLabels: options.phaseLabels,
               withoutScopeLabels: options.withoutScopeLabels,
               onProgress: (written) => progress.update(`${written} series written`),
             },
@@ -117,7 +118,7 @@ export async function runReport(argv: readonly string[], io: ReportIo): Promise<
           return;
         }
         const families: FamilyReport[] = [];
-        for (const family of REPORT_FAMILIES) {
+        for (const family of reportFamilies(options.phases)) {
           progress.start(`reading the ${family.title.toLowerCase()} history`);
           families.push(await readFamily(trx, family, { range, templates: options.templates, slowest: options.slowest }));
         }
@@ -211,7 +212,9 @@ function describeDatabaseError(error: unknown, options: ReportOptions): string {
     return `the database did not answer within --statement-timeout ${formatDurationMs(options.statementTimeoutMs)}; give a longer one, a shorter range or fewer templates`;
   }
   const where = 'url' in options.database ? ` (database ${redactDatabaseUrl(options.database.url)})` : '';
-  return `reading the Coder database failed: ${errorMessage(error) || String(code ?? 'error')}${where}`;
+  // A table missing (42P01) or not granted (42501): with --phases most likely one of the whole start's.
+  const hint = options.phases && (code === '42P01' || code === '42501') ? '; --phases reads the whole start\'s tables too (see docs/whole-start.md)' : '';
+  return `reading the Coder database failed: ${errorMessage(error) || String(code ?? 'error')}${where}${hint}`;
 }
 
 /** One line on stderr, rewritten every second, only when stderr is a terminal. */

@@ -5,7 +5,7 @@
  *
  * Read through a cursor, ordered by label set: one label set's counters are in memory at a time.
  */
-import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION, type LabelKey } from '@agentconn/core';
+import { INSTRUMENTATION_SCOPE, INSTRUMENTATION_VERSION, type LabelKey, type StartLabelKey } from '@agentconn/core';
 import { escapeOpenMetricsHelp } from '@agentconn/exposition';
 import { historySeriesQuery, type CoderDatabase, type HistorySeriesRow } from '@agentconn/kysely';
 import { sql, type Kysely } from 'kysely';
@@ -16,6 +16,7 @@ export interface OpenMetricsHistoryOptions {
   readonly range: ResolvedRange;
   readonly templates: readonly string[];
   readonly labels: readonly LabelKey[];
+  readonly phaseLabels: readonly StartLabelKey[];
   readonly withoutScopeLabels: boolean;
   /** Rows fetched per round trip. */
   readonly fetchRows?: number;
@@ -44,9 +45,9 @@ export async function writeOpenMetricsHistory(
     await write(
       `# HELP ${name} ${escapeOpenMetricsHelp(family.metric.help)}\n# TYPE ${name} histogram\n# UNIT ${name} seconds\n`,
     );
-    const labelNames = family.seriesLabels(options.labels);
+    const labelNames = family.seriesLabels(options);
     const query = historySeriesQuery(
-      family.samples(trx, { from: new Date(options.range.sinceMs), until: new Date(options.range.untilMs), templates: options.templates }),
+      await family.samples(trx, { from: new Date(options.range.sinceMs), until: new Date(options.range.untilMs), templates: options.templates }),
       {
         since: new Date(options.range.sinceMs),
         stepSeconds: options.range.stepMs / 1000,

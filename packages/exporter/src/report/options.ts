@@ -4,7 +4,7 @@
  * `parseCommand`); the report adds its range, step, filter and format.
  */
 import { parseArgs } from 'node:util';
-import { toEpochMicros, type LabelKey } from '@agentconn/core';
+import { toEpochMicros, type LabelKey, type StartLabelKey } from '@agentconn/core';
 import type { CoderDatabase } from '@agentconn/kysely';
 import type { Kysely } from 'kysely';
 import { ConfigError, FLAGS, parseCommand } from '../config.js';
@@ -20,6 +20,9 @@ export interface ReportOptions {
   /** A URL the report connects to, or a Kysely instance the program supplies. */
   readonly database: { readonly url: string } | { readonly db: Kysely<CoderDatabase> };
   readonly labels: readonly LabelKey[];
+  /** `--phases`: the whole start and its phases too, labelled by `--phase-labels`. */
+  readonly phases: boolean;
+  readonly phaseLabels: readonly StartLabelKey[];
   readonly statementTimeoutMs: number;
   readonly stateFile: string | undefined;
   readonly withoutScopeLabels: boolean;
@@ -38,7 +41,17 @@ export interface ReportOptions {
 export type ParsedReportCommand = { readonly kind: 'run'; readonly options: ReportOptions } | { readonly kind: 'help' };
 
 /** The exporter flags the report takes as they are. */
-const SHARED_FLAGS = ['database-url', 'database-url-file', 'database-password-file', 'labels', 'statement-timeout', 'state-file', 'without-scope-labels'];
+const SHARED_FLAGS = [
+  'database-url',
+  'database-url-file',
+  'database-password-file',
+  'labels',
+  'phases',
+  'phase-labels',
+  'statement-timeout',
+  'state-file',
+  'without-scope-labels',
+];
 
 export const DEFAULT_STEP = { trend: '1d', openmetrics: '5m' } as const;
 /** The trend is one row per period and group: more would be a table nobody reads and a slow query. */
@@ -113,6 +126,8 @@ export function parseReportCommand(argv: readonly string[], env: NodeJS.ProcessE
     options: {
       database: config.database,
       labels: config.labels,
+      phases: config.phases,
+      phaseLabels: config.phaseLabels,
       statementTimeoutMs: config.statementTimeoutMs,
       stateFile: config.stateFile,
       withoutScopeLabels: config.withoutScopeLabels,
@@ -209,7 +224,8 @@ export function reportHelpText(program: string): string {
     '',
     'History from the Coder database, read-only, with the exporter\'s population and labels: per template the',
     'count, exact P50/P90/P95/P99, max and the slowest workspaces, the trend per --step and the change against',
-    'the period of the same length before --since.',
+    'the period of the same length before --since. With --phases also the whole start by outcome and each',
+    'of its phases (failure counts are the outcomes\' counts).',
     '',
     'Formats: table (default), json (stable fields, schema_version), html (one self-contained file with SVG',
     'charts), openmetrics (the histogram the exporter serves as timestamped samples, ending in # EOF, for',

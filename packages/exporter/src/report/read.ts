@@ -24,7 +24,7 @@ export interface ReadFamilyOptions {
 
 export async function readFamily(db: Kysely<CoderDatabase>, family: ReportFamily, options: ReadFamilyOptions): Promise<FamilyReport> {
   const { range } = options;
-  const samples = family.samples(db, {
+  const samples = await family.samples(db, {
     from: new Date(range.previousSinceMs),
     until: new Date(range.untilMs),
     templates: options.templates,

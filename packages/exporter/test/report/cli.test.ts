@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from '@agentconn/test-support/p
 import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HistoryReport } from '../../src/report/model.js';
-import { BASE_MS, DAY_MS, runReportCaptured, seedHistory, type ReportRun } from './fixture.js';
+import { BASE_MS, DAY_MS, runReportCaptured, seedHistory, shape, type ReportRun } from './fixture.js';
 
 /** The bin users run (it starts the report from its own entry). */
 const CLI = fileURLToPath(new URL('../../bin/agentconn-exporter.js', import.meta.url));
@@ -27,18 +27,6 @@ function oneLine(run: ReportRun, code: number, ...mentions: string[]): void {
   expect(lines[0]).toMatch(/^agentconn-exporter report: /);
   expect(run.stderr).not.toMatch(/\n\s+at /);
   for (const text of mentions) expect(lines[0]).toContain(text);
-}
-
-/** The key paths of a JSON value, arrays as `[]`, with the type of each leaf. */
-function shape(value: unknown, path = '$', out = new Set<string>()): Set<string> {
-  if (Array.isArray(value)) {
-    for (const item of value) shape(item, `${path}[]`, out);
-  } else if (value !== null && typeof value === 'object') {
-    for (const [key, inner] of Object.entries(value)) shape(inner, `${path}.${key}`, out);
-  } else {
-    out.add(`${path}: ${value === null ? 'null' : typeof value}`);
-  }
-  return out;
 }
 
 describe('report on PGlite: formats, bad input and exit codes', () => {

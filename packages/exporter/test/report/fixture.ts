@@ -78,9 +78,15 @@ export interface ExpectedStats {
 
 /**
  * What the report should say for `[from, until)`, per template, written independently: Coder PR
- * #24179's query as it is (latest build by the max subquery), durations as numeric seconds.
+ * #24179's query as it is (latest build by the max subquery), durations as numeric seconds. With
+ * `allTemplates`, one entry (key null) for all templates together.
  */
-export async function expectedByTemplate(db: Kysely<CoderDatabase>, from: Date, until: Date): Promise<Map<string, ExpectedStats>> {
+export async function expectedByTemplate(
+  db: Kysely<CoderDatabase>,
+  from: Date,
+  until: Date,
+  options: { readonly allTemplates?: boolean } = {},
+): Promise<Map<string | null, ExpectedStats>> {
   const bounds = FIRST_CONNECTION_BUCKET_BOUNDARIES;
   const bucketColumns = sql.join(
     [...bounds, null].map((bound, i) => {
@@ -89,9 +95,9 @@ export async function expectedByTemplate(db: Kysely<CoderDatabase>, from: Date, 
       return sql`count(*) FILTER (WHERE d >= 0 AND ${lower} AND ${upper})::int`;
     }),
   );
-  const { rows } = await sql<{ template: string; count: number; negative: number; q: number[] | null; max: number | null; buckets: number[] }>`
+  const { rows } = await sql<{ template: string | null; count: number; negative: number; q: number[] | null; max: number | null; buckets: number[] }>`
     WITH d AS (
-      SELECT t.name AS template, extract(epoch FROM wa.first_connected_at - wa.created_at) AS d
+      SELECT ${options.allTemplates === true ? sql`NULL::text` : sql`t.name`} AS template, extract(epoch FROM wa.first_connected_at - wa.created_at) AS d
       FROM workspaces w
       JOIN users u ON w.owner_id = u.id
       JOIN templates t ON w.template_id = t.id
@@ -117,4 +123,16 @@ export async function expectedByTemplate(db: Kysely<CoderDatabase>, from: Date, 
 export function closeTo(actual: number | null, expected: number | null | undefined): boolean {
   if (actual === null || expected === null || expected === undefined) return actual === (expected ?? null);
   return Math.abs(actual - expected) <= 1e-9 * Math.max(1, Math.abs(expected));
+}
+
+/** The key paths of a JSON value, arrays as `[]`, with the type of each leaf: what a JSON snapshot holds. */
+export function shape(value: unknown, path = '$', out = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) {
+    for (const item of value) shape(item, `${path}[]`, out);
+  } else if (value !== null && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) shape(inner, `${path}.${key}`, out);
+  } else {
+    out.add(`${path}: ${value === null ? 'null' : typeof value}`);
+  }
+  return out;
 }

@@ -87,6 +87,12 @@ describe.each(TARGETS)('report percentiles on $name', (target) => {
       expectStats(group.current, current.get(group.template_name!), `${group.template_name} current`);
       expectStats(group.previous, previous.get(group.template_name!), `${group.template_name} previous`);
     }
+    // All templates together, sorted as one: not a merge of the templates' figures.
+    const allCurrent = await expectedByTemplate(opened.db, SINCE, UNTIL, { allTemplates: true });
+    const allPrevious = await expectedByTemplate(opened.db, PREVIOUS, SINCE, { allTemplates: true });
+    expect(family.totals).toHaveLength(1);
+    expectStats(family.totals[0]!.current, allCurrent.get(null), 'all templates current');
+    expectStats(family.totals[0]!.previous, allPrevious.get(null), 'all templates previous');
     // Every bucket holds samples, and the traps are where they belong.
     const all = family.totals[0]!.current;
     expect(all.buckets.every((b) => b.count > 0)).toBe(true);
