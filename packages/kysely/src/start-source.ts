@@ -1,4 +1,5 @@
 import {
+  formatEpochMicros,
   settleOrAbort,
   toEpochMicros,
   type ProvisionerJobStages,
@@ -45,7 +46,9 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const cancelOnAbort = options.cancelOnAbort ?? !(db.getExecutor().adapter instanceof PGliteAdapter);
 
-  async function listStarts({ since, signal }: StartQuery): Promise<StartBatch> {
+  async function listStarts({ since, signal, exclude }: StartQuery): Promise<StartBatch> {
+    const handled = since === undefined ? undefined : exclude;
+    const handledJobs = new Set(handled?.jobIds ?? []);
     if (since !== undefined && !Number.isFinite(since.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('since is an invalid Date'));
     }
@@ -58,17 +61,22 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
       .execute(async (trx) => {
         const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
         backendPid = clock.backend_pid;
-        const changed = await (since === undefined ? allStartBuildsQuery(trx) : changedStartBuildsQuery(trx, since)).execute();
+        const changed = await (since === undefined ? allStartBuildsQuery(trx) : changedStartBuildsQuery(trx, since, handled?.buildIds)).execute();
         if (signal.aborted) throw signal.reason;
         const completedJobs = [
           ...new Set(
             changed
               .filter((row) => row.job_completed_at !== null && (since === undefined || (toEpochMicros(row.job_completed_at) ?? 0) >= since.getTime() * 1000))
+              .filter((row) => !handledJobs.has(row.job_id))
               .map((row) => row.job_id),
           ),
         ];
         const stages = completedJobs.length === 0 ? [] : await jobStagesQuery(trx, completedJobs).execute();
-        const scripts = await startScriptRunsQuery(trx, since).execute();
+        const scripts = await startScriptRunsQuery(
+          trx,
+          since,
+          (handled?.scriptRuns ?? []).map((run) => ({ scriptId: run.scriptId, startedAt: formatEpochMicros(run.startedMicros) })),
+        ).execute();
         const inProgress = await startsInProgressQuery(trx).execute();
         return { clock, changed, stages, scripts, inProgress };
       })

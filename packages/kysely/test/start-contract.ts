@@ -210,6 +210,24 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
       expect(later.jobs).toEqual([]);
     });
 
+    it('leaves out what the poller handled in the overlap: the next read returns only builds still going', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const first = await source.listStarts({ since, signal });
+      const recorder = new WorkspaceStartRecorder({ meterProvider: new MeterProvider(), logger: createMemoryLogger() });
+      for (const build of first.builds) recorder.recordBuild(build, first.now);
+      for (const job of first.jobs) recorder.recordStages(job);
+      for (const run of first.scripts) recorder.recordScriptRun(run);
+      const exclude = recorder.handledExclusions(since.getTime() * 1000, 10_000);
+      const second = await source.listStarts({ since, signal, exclude });
+      const going = first.builds.filter((b) => workspaceStart({ ...b.instants, now: first.now }).state === 'in_progress').map((b) => b.buildId);
+      expect(second.builds.map((b) => b.buildId).sort()).toEqual(going.sort());
+      expect(going.length).toBeGreaterThan(0);
+      expect(second.jobs).toEqual([]);
+      expect(second.scripts).toEqual([]);
+      expect(second.rowsRead - second.inProgress.length).toBeLessThan(first.rowsRead - first.inProgress.length);
+    });
+
     if (name === 'PGlite') {
       // PGlite only: CREATE INDEX CONCURRENTLY waits for every older transaction of the shared server.
       it('reads the same with the opt-in indexes', async () => {

@@ -1,4 +1,5 @@
 import { abortReason } from '../abort.js';
+import { MAX_EXCLUDED_AGENT_IDS } from '../first-connection-source.js';
 import type { StartBatch, WorkspaceStartSource } from '../start/start-source.js';
 import { workspaceStart, type StartPhase } from '../start/phase-model.js';
 import type { StartBuildLabels, StartsInProgressGroup, WorkspaceStartRecorder } from '../start/start-recorder.js';
@@ -29,7 +30,12 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
 
   async read({ signal, window, mode }: StreamTick): Promise<StartRead> {
     const sinceMs = mode === 'incremental' ? window.querySinceMs : undefined;
-    const batch = await this.#source.listStarts({ signal, ...(sinceMs !== undefined && { since: new Date(sinceMs) }) });
+    // The overlap costs ids, not rows: what was handled in it is left out, as the first connection's read does.
+    const query =
+      sinceMs === undefined
+        ? { signal }
+        : { signal, since: new Date(sinceMs), exclude: this.#recorder.handledExclusions(sinceMs * 1000, MAX_EXCLUDED_AGENT_IDS) };
+    const batch = await this.#source.listStarts(query);
     if (signal.aborted) throw abortReason(signal);
     return { batch, mode, rowsRead: batch.rowsRead, sourceTime: batch.sourceTime };
   }

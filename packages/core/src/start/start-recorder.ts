@@ -19,6 +19,7 @@ import {
 import { formatEpochMicros, toEpochMicros, type Instant } from '../timestamp.js';
 import { workspaceStart, type StartPhase, type WorkspaceStartInstants } from './phase-model.js';
 import { StartExemplars, startExemplarLabels } from './start-exemplars.js';
+import type { StartExclusions } from './start-source.js';
 
 /** The values a build's series may be labelled with. */
 export interface StartBuildLabels {
@@ -320,6 +321,28 @@ export class WorkspaceStartRecorder {
     const result: HandledStartSample[] = [];
     for (const [key, at] of this.#handled) if (at >= micros) result.push({ key, micros: at });
     return result;
+  }
+
+  /**
+   * What a read from `micros` (epoch µs) on would return again although nothing of it is left to observe:
+   * builds whose start ended or was dropped, jobs whose stages were observed, script runs; at most `limit`
+   * of each, the most recently handled kept.
+   */
+  handledExclusions(micros: number, limit: number): StartExclusions {
+    const buildIds: string[] = [];
+    const jobIds: string[] = [];
+    const scriptRuns: { scriptId: string; startedMicros: number }[] = [];
+    for (const [key, at] of this.#handled) {
+      if (at < micros) continue;
+      const slash = key.lastIndexOf('/');
+      const id = key.slice(0, slash);
+      const kind = key.slice(slash + 1);
+      if (kind === 'start' || kind === 'invalid') buildIds.push(id);
+      else if (kind === 'stages') jobIds.push(id);
+      else if (/^\d+$/.test(kind)) scriptRuns.push({ scriptId: id, startedMicros: Number(kind) });
+    }
+    const last = <T>(items: T[]): T[] => (items.length > limit ? items.slice(items.length - limit) : items);
+    return { buildIds: last(buildIds), jobIds: last(jobIds), scriptRuns: last(scriptRuns) };
   }
 
   /** Remembers samples an earlier run handled. */

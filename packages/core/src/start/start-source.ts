@@ -8,7 +8,21 @@ export interface StartQuery {
    * runs ended since. Undefined: everything.
    */
   readonly since?: Date;
+  /**
+   * What the poller already handled that `since` would return again (the overlap): builds whose start ended
+   * (or that were dropped), jobs whose stages were observed, script runs observed. A source may leave them
+   * out so that a tick reads about what is new; returning them is correct too. Only with `since`.
+   */
+  readonly exclude?: StartExclusions;
   readonly signal: AbortSignal;
+}
+
+/** Handled samples a read may leave out, at most `MAX_EXCLUDED_AGENT_IDS` of each kind. */
+export interface StartExclusions {
+  readonly buildIds: readonly string[];
+  readonly jobIds: readonly string[];
+  /** A script run is keyed by Coder's UNIQUE (script_id, started_at). */
+  readonly scriptRuns: readonly { readonly scriptId: string; readonly startedMicros: number }[];
 }
 
 export interface StartBatch {

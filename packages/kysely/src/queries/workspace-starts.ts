@@ -10,6 +10,8 @@ import { utcMicrosText } from './utc-micros-text.js';
  * `parent_id`); the model leaves them out, as Coder's `GetWorkspaceBuildMetricsByResourceID` does.
  */
 
+const UUID_TEXT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
 /** µs text of a nullable timestamp; NULL stays NULL. */
 function microsText(timestamp: Expression<Date | null>): RawBuilder<string | null> {
   return utcMicrosText(timestamp) as RawBuilder<string | null>;
@@ -95,8 +97,9 @@ function startBuildRows(from: BuildsFrom) {
  * Coder has no index on any of these columns: without the opt-in indexes, one sequential scan of
  * `provisioner_jobs` and one of `workspace_agents`; the few builds found are then joined by key.
  */
-export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date) {
-  return db
+export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date, excludeBuildIds: readonly string[] = []) {
+  const excluded = uuidArrayLiteral(excludeBuildIds);
+  const query = db
     .with(
       (wc) => wc('c').materialized(),
       (qb) =>
@@ -120,6 +123,8 @@ export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date) 
     )
     .selectFrom('c')
     .$call(startBuildRows);
+  // Builds whose start the poller already observed (the overlap): one constant array, hashed by PostgreSQL.
+  return excluded === undefined ? query : query.where(sql<boolean>`wb.id <> ALL(${excluded}::uuid[])`);
 }
 
 /**
@@ -192,7 +197,11 @@ export function jobStagesQuery(db: Kysely<CoderDatabase>, jobIds: readonly strin
  * Runs of agent scripts at start (`stage = 'start'`) that ended at or after `since` (all without it), on
  * agents of start builds, with the script's display name and the build's labels.
  */
-export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | undefined) {
+export function startScriptRunsQuery(
+  db: Kysely<CoderDatabase>,
+  since: Date | undefined,
+  excludeRuns: readonly { readonly scriptId: string; readonly startedAt: string }[] = [],
+) {
   const query = db
     .selectFrom('workspace_agent_script_timings as st')
     .innerJoin('workspace_agent_scripts as s', 's.id', 'st.script_id')
@@ -217,7 +226,15 @@ export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | un
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
     ]);
   const ordered = query.orderBy('st.ended_at').orderBy('st.script_id');
-  return since === undefined ? ordered : ordered.where('st.ended_at', '>=', since);
+  if (since === undefined) return ordered;
+  const runs = excludeRuns.filter((run) => UUID_TEXT.test(run.scriptId));
+  const recent = ordered.where('st.ended_at', '>=', since);
+  if (runs.length === 0) return recent;
+  // Runs already observed in the overlap, by Coder's key (script_id, started_at).
+  return recent.where(
+    sql<boolean>`NOT EXISTS (SELECT 1 FROM unnest(${`{${runs.map((r) => r.scriptId).join(',')}}`}::uuid[], ${runs.map((r) => r.startedAt)}::timestamptz[]) AS done(script_id, started_at)
+      WHERE done.script_id = st.script_id AND done.started_at = st.started_at)`,
+  );
 }
 
 export type StartBuildRow = Awaited<ReturnType<ReturnType<typeof changedStartBuildsQuery>['executeTakeFirstOrThrow']>>;
