@@ -25,6 +25,8 @@ const text = (ms: number): string => new Date(ms).toISOString().replace('Z', '00
 /** Start builds with their own clock, returning those with an instant at or after `since`, as a database would. */
 class StartTable implements WorkspaceStartSource {
   builds: WorkspaceStartBuild[] = [];
+  /** Per read: whether it was a reconciliation (no builds in progress known). */
+  readonly reconciled: boolean[] = [];
   clockMs = Date.parse('2026-12-01T12:00:00Z');
 
   /** A build that ran `seconds` and ended ready `endedAgoMs` before the clock. */
@@ -43,6 +45,7 @@ class StartTable implements WorkspaceStartSource {
   }
 
   async listStarts(query: StartQuery): Promise<StartBatch> {
+    this.reconciled.push(query.inProgressBuildIds === undefined);
     const since = query.since === undefined ? undefined : query.since.getTime() * 1000;
     const latest = (b: WorkspaceStartBuild): number => {
       const { job, agents } = b.instants;
@@ -117,6 +120,18 @@ describe('the start stream and leadership', () => {
     await poller.tick();
     expect(await count()).toBe(0);
     expect(await metrics.text()).not.toContain('agentconn_workspace_starts_in_progress{');
+    await poller.stop();
+  });
+
+  it('reconciles the builds in progress while the bound is held at the start, then looks them up by key', async () => {
+    const table = new StartTable();
+    const { poller } = run(table, 'incremental');
+    for (let i = 0; i < 5; i++) {
+      await poller.tick();
+      table.clockMs += 30_000;
+    }
+    // The bound is the last read's clock less the 60 s overlap: past the start from the fifth read on.
+    expect(table.reconciled).toEqual([true, true, true, true, false]);
     await poller.stop();
   });
 });

@@ -46,7 +46,7 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const cancelOnAbort = options.cancelOnAbort ?? !(db.getExecutor().adapter instanceof PGliteAdapter);
 
-  async function listStarts({ since, signal, exclude }: StartQuery): Promise<StartBatch> {
+  async function listStarts({ since, signal, exclude, inProgressBuildIds }: StartQuery): Promise<StartBatch> {
     const handled = since === undefined ? undefined : exclude;
     const handledJobs = new Set(handled?.jobIds ?? []);
     if (since !== undefined && !Number.isFinite(since.getTime())) {
@@ -77,7 +77,10 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
           since,
           (handled?.scriptRuns ?? []).map((run) => ({ scriptId: run.scriptId, startedAt: formatEpochMicros(run.startedMicros) })),
         ).execute();
-        const inProgress = await startsInProgressQuery(trx).execute();
+        // Known builds: those in progress at the last read and those that changed now (a job that completed
+        // since is among them); without a previous read, every agent not ready is read.
+        const known = inProgressBuildIds === undefined ? undefined : [...new Set([...inProgressBuildIds, ...changed.map((row) => row.build_id)])];
+        const inProgress = await startsInProgressQuery(trx, known).execute();
         return { clock, changed, stages, scripts, inProgress };
       })
       .finally(() => {

@@ -228,6 +228,22 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
       expect(second.rowsRead - second.inProgress.length).toBeLessThan(first.rowsRead - first.inProgress.length);
     });
 
+    it('finds the builds in progress by key from the last read, as the reconciliation does', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const going = (batch: StartBatch) =>
+        batch.inProgress.filter((b) => workspaceStart({ ...b.instants, now: batch.now }).state === 'in_progress').map((b) => b.buildId).sort();
+      const reconciled = going(await source.listStarts({ since, signal }));
+      // Nothing known, everything changed since: found through the changed builds.
+      expect(going(await source.listStarts({ since, signal, inProgressBuildIds: [] }))).toEqual(reconciled);
+      // A later read: nothing changed since, only the builds known to be in progress (and unfinished jobs) looked up.
+      const later = new Date(Date.parse(f.at(3000)));
+      expect(going(await source.listStarts({ since: later, signal, inProgressBuildIds: reconciled }))).toEqual(reconciled);
+      // Unknown and unchanged, a build whose job completed is not looked for: the agents are not scanned.
+      const withoutConnecting = reconciled.filter((id) => id !== ids['connecting']);
+      expect(going(await source.listStarts({ since: later, signal, inProgressBuildIds: withoutConnecting }))).toEqual(withoutConnecting);
+    });
+
     if (name === 'PGlite') {
       // PGlite only: CREATE INDEX CONCURRENTLY waits for every older transaction of the shared server.
       it('reads the same with the opt-in indexes', async () => {

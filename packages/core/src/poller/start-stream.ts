@@ -22,6 +22,8 @@ export interface StartRead extends StreamRead {
 export class WorkspaceStartStream implements PollStream<StartRead> {
   readonly #source: WorkspaceStartSource;
   readonly #recorder: WorkspaceStartRecorder;
+  /** The builds in progress at the last read; undefined until a read (and after leadership is lost): reconcile. */
+  #inProgressIds: string[] | undefined;
 
   constructor(source: WorkspaceStartSource, recorder: WorkspaceStartRecorder) {
     this.#source = source;
@@ -31,10 +33,15 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
   async read({ signal, window, mode }: StreamTick): Promise<StartRead> {
     const sinceMs = mode === 'incremental' ? window.querySinceMs : undefined;
     // The overlap costs ids, not rows: what was handled in it is left out, as the first connection's read does.
+    // Builds in progress are looked up by key only while the lower bound trails the last read by the overlap:
+    // while it is held at the count-from bound (after a start, a restart or a takeover), a build whose last
+    // change committed late, before that bound, would be missed, so every agent not ready is read instead.
+    const clamped = sinceMs !== undefined && window.countFromMs !== undefined && sinceMs <= window.countFromMs;
+    const known = this.#inProgressIds === undefined || clamped ? {} : { inProgressBuildIds: this.#inProgressIds };
     const query =
       sinceMs === undefined
         ? { signal }
-        : { signal, since: new Date(sinceMs), exclude: this.#recorder.handledExclusions(sinceMs * 1000, MAX_EXCLUDED_AGENT_IDS) };
+        : { signal, since: new Date(sinceMs), exclude: this.#recorder.handledExclusions(sinceMs * 1000, MAX_EXCLUDED_AGENT_IDS), ...known };
     const batch = await this.#source.listStarts(query);
     if (signal.aborted) throw abortReason(signal);
     return { batch, mode, rowsRead: batch.rowsRead, sourceTime: batch.sourceTime };
@@ -51,7 +58,9 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
     for (const build of batch.builds) add(this.#recorder.recordBuild(build, batch.now, countFrom));
     for (const job of batch.jobs) add(this.#recorder.recordStages(job, countFrom));
     for (const run of batch.scripts) add(this.#recorder.recordScriptRun(run, countFrom));
-    this.#recorder.setInProgress(inProgressGroups(batch));
+    const { groups, buildIds } = inProgress(batch);
+    this.#recorder.setInProgress(groups);
+    this.#inProgressIds = buildIds;
     return { observed, dropped };
   }
 
@@ -66,8 +75,10 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
   }
 
   follow(): void {
-    // A follower reads nothing: its in-progress gauges report nothing rather than stale builds.
+    // A follower reads nothing: its in-progress gauges report nothing rather than stale builds, and a
+    // leader again reconciles them from every agent not ready.
     this.#recorder.clearInProgress();
+    this.#inProgressIds = undefined;
   }
 
   restore(state: PollerState): void {
@@ -81,12 +92,19 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
 
 /** The builds of the batch still in progress at its clock, counted per label set and phase with the oldest. */
 export function inProgressGroups(batch: StartBatch): StartsInProgressGroup[] {
+  return inProgress(batch).groups;
+}
+
+/** The builds of the batch still in progress: their groups for the gauges and their ids for the next read. */
+function inProgress(batch: StartBatch): { groups: StartsInProgressGroup[]; buildIds: string[] } {
   const now = toEpochMicros(batch.now);
-  if (now === undefined) return [];
+  const buildIds: string[] = [];
+  if (now === undefined) return { groups: [], buildIds };
   const groups = new Map<string, { labels: StartBuildLabels; phase: StartPhase; count: number; oldestSeconds: number }>();
   for (const build of batch.inProgress) {
     const result = workspaceStart({ ...build.instants, now: batch.now });
     if (result.state !== 'in_progress') continue;
+    buildIds.push(build.buildId);
     const key = JSON.stringify([build.labels.template_name, build.labels.username, build.labels.workspace_name, build.labels.is_prebuild, result.phase]);
     const seconds = Math.max(0, (now - result.sinceMicros) / 1e6);
     const group = groups.get(key);
@@ -96,5 +114,5 @@ export function inProgressGroups(batch: StartBatch): StartsInProgressGroup[] {
       group.oldestSeconds = Math.max(group.oldestSeconds, seconds);
     }
   }
-  return [...groups.values()];
+  return { groups: [...groups.values()], buildIds };
 }

@@ -14,6 +14,12 @@ export interface StartQuery {
    * out so that a tick reads about what is new; returning them is correct too. Only with `since`.
    */
   readonly exclude?: StartExclusions;
+  /**
+   * The builds in progress at the last read. With them a source may find the builds in progress by key (those,
+   * the unfinished jobs and the builds that changed) instead of reading every agent not ready; undefined: a
+   * full reconciliation (a first read, a new leader).
+   */
+  readonly inProgressBuildIds?: readonly string[];
   readonly signal: AbortSignal;
 }
 

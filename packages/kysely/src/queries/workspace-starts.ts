@@ -145,24 +145,33 @@ export function allStartBuildsQuery(db: Kysely<CoderDatabase>) {
  * The latest start build of every non-deleted workspace that may have no outcome yet: its job has not
  * completed (Coder's `idx_provisioner_jobs_status` finds them), or one of its agents has no `ready_at`.
  * The phase model decides which really are in progress (a timed-out one is not).
+ *
+ * With `knownBuildIds` (the builds in progress at the last read, and those that changed since), the agents
+ * are not scanned: a build whose job completed was either in progress then or changed since, so looking
+ * those up by key finds every build in progress. Without it (a first read, a new leader), every agent
+ * without `ready_at` is read: the reconciliation.
  */
-export function startsInProgressQuery(db: Kysely<CoderDatabase>) {
+export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds?: readonly string[]) {
+  const known = uuidArrayLiteral(knownBuildIds ?? []) ?? '{}';
   return db
     .with(
       (wc) => wc('c').materialized(),
-      (qb) =>
-        qb
+      (qb) => {
+        const openJobs = qb
           .selectFrom('provisioner_jobs as pj')
           .select('pj.id')
-          .where(sql<boolean>`pj.job_status IN ('pending', 'running', 'canceling')`)
-          .union(
-            qb
-              .selectFrom('workspace_agents as wa')
-              .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
-              .select('wr.job_id as id')
-              .where('wa.ready_at', 'is', null)
-              .where('wa.parent_id', 'is', null),
-          ),
+          .where(sql<boolean>`pj.job_status IN ('pending', 'running', 'canceling')`);
+        return knownBuildIds === undefined
+          ? openJobs.union(
+              qb
+                .selectFrom('workspace_agents as wa')
+                .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
+                .select('wr.job_id as id')
+                .where('wa.ready_at', 'is', null)
+                .where('wa.parent_id', 'is', null),
+            )
+          : openJobs.union(qb.selectFrom('workspace_builds as kb').select('kb.job_id as id').where(sql<boolean>`kb.id = ANY(${known}::uuid[])`));
+      },
     )
     .selectFrom('c')
     .$call(startBuildRows)
