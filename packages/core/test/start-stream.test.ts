@@ -27,6 +27,8 @@ class StartTable implements WorkspaceStartSource {
   builds: WorkspaceStartBuild[] = [];
   /** Per read: whether it was a reconciliation (no builds in progress known). */
   readonly reconciled: boolean[] = [];
+  /** Per read: the agents passed as ready since the bound. */
+  readonly readyAgents: (readonly string[] | undefined)[] = [];
   clockMs = Date.parse('2026-12-01T12:00:00Z');
 
   /** A build that ran `seconds` and ended ready `endedAgoMs` before the clock. */
@@ -39,13 +41,14 @@ class StartTable implements WorkspaceStartSource {
       instants: {
         buildCreatedAt: text(start),
         job: { startedAt: text(start + 100), completedAt: text(start + seconds * 500), canceledAt: null, error: null },
-        agents: [{ createdAt: text(start + seconds * 500), firstConnectedAt: text(end - 1000), readyAt: text(end), lifecycleState: 'ready', connectionTimeoutSeconds: 0 }],
+        agents: [{ agentId: `agent-of-${buildId}`, createdAt: text(start + seconds * 500), firstConnectedAt: text(end - 1000), readyAt: text(end), lifecycleState: 'ready', connectionTimeoutSeconds: 0 }],
       },
     });
   }
 
   async listStarts(query: StartQuery): Promise<StartBatch> {
     this.reconciled.push(query.inProgressBuildIds === undefined);
+    this.readyAgents.push(query.readyAgentIds);
     const since = query.since === undefined ? undefined : query.since.getTime() * 1000;
     const latest = (b: WorkspaceStartBuild): number => {
       const { job, agents } = b.instants;
@@ -127,11 +130,14 @@ describe('the start stream and leadership', () => {
     const table = new StartTable();
     const { poller } = run(table, 'incremental');
     for (let i = 0; i < 5; i++) {
+      if (i === 3) table.addReady('late', 20);
       await poller.tick();
       table.clockMs += 30_000;
     }
     // The bound is the last read's clock less the 60 s overlap: past the start from the fifth read on.
     expect(table.reconciled).toEqual([true, true, true, true, false]);
+    // Then the agents seen ready within the overlap are passed, for their script runs.
+    expect(table.readyAgents).toEqual([undefined, undefined, undefined, undefined, ['agent-of-late']]);
     await poller.stop();
   });
 });

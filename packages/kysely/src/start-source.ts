@@ -46,7 +46,7 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const cancelOnAbort = options.cancelOnAbort ?? !(db.getExecutor().adapter instanceof PGliteAdapter);
 
-  async function listStarts({ since, signal, exclude, inProgressBuildIds }: StartQuery): Promise<StartBatch> {
+  async function listStarts({ since, signal, exclude, inProgressBuildIds, readyAgentIds }: StartQuery): Promise<StartBatch> {
     const handled = since === undefined ? undefined : exclude;
     const handledJobs = new Set(handled?.jobIds ?? []);
     if (since !== undefined && !Number.isFinite(since.getTime())) {
@@ -72,11 +72,18 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
           ),
         ];
         const stages = completedJobs.length === 0 ? [] : await jobStagesQuery(trx, completedJobs).execute();
-        const scripts = await startScriptRunsQuery(
-          trx,
-          since,
-          (handled?.scriptRuns ?? []).map((run) => ({ scriptId: run.scriptId, startedAt: formatEpochMicros(run.startedMicros) })),
-        ).execute();
+        const doneRuns = (handled?.scriptRuns ?? []).map((run) => ({ scriptId: run.scriptId, startedAt: formatEpochMicros(run.startedMicros) }));
+        const sinceMicros = since === undefined ? undefined : since.getTime() * 1000;
+        const readyAgents =
+          sinceMicros === undefined || readyAgentIds === undefined
+            ? undefined
+            : [
+                ...new Set([
+                  ...readyAgentIds,
+                  ...changed.filter((row) => row.agent_id !== null && row.agent_ready_at !== null && (toEpochMicros(row.agent_ready_at) ?? 0) >= sinceMicros).map((row) => row.agent_id as string),
+                ]),
+              ];
+        const scripts = readyAgents?.length === 0 ? [] : await startScriptRunsQuery(trx, since, doneRuns, readyAgents).execute();
         // Known builds: those in progress at the last read and those that changed now (a job that completed
         // since is among them); without a previous read, every agent not ready is read.
         const known = inProgressBuildIds === undefined ? undefined : [...new Set([...inProgressBuildIds, ...changed.map((row) => row.build_id)])];
@@ -170,6 +177,7 @@ export function groupBuilds(rows: readonly StartBuildRow[]): WorkspaceStartBuild
     }
     if (row.agent_id !== null && row.agent_created_at !== null) {
       entry.agents.push({
+        agentId: row.agent_id,
         parentId: row.agent_parent_id,
         createdAt: row.agent_created_at,
         firstConnectedAt: row.agent_first_connected_at,

@@ -244,6 +244,19 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
       expect(going(await source.listStarts({ since: later, signal, inProgressBuildIds: withoutConnecting }))).toEqual(withoutConnecting);
     });
 
+    it('reads start script runs through the agents that became ready, not every run', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const scan = (await source.listStarts({ since, signal })).scripts.map((r) => r.script).sort();
+      expect(scan).toEqual(['clone', 'install']);
+      // Through the changed builds' agents: the same runs.
+      expect((await source.listStarts({ since, signal, readyAgentIds: [] })).scripts.map((r) => r.script).sort()).toEqual(scan);
+      // The ready build left out as handled: its run is found only through the agent the poller passes.
+      const exclude = { buildIds: [ids['ready']!], jobIds: [], scriptRuns: [] };
+      expect((await source.listStarts({ since, signal, exclude, readyAgentIds: [] })).scripts.map((r) => r.script)).toEqual(['clone']);
+      expect((await source.listStarts({ since, signal, exclude, readyAgentIds: [readyAgent] })).scripts.map((r) => r.script).sort()).toEqual(scan);
+    });
+
     if (name === 'PGlite') {
       // PGlite only: CREATE INDEX CONCURRENTLY waits for every older transaction of the shared server.
       it('reads the same with the opt-in indexes', async () => {

@@ -24,6 +24,8 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
   readonly #recorder: WorkspaceStartRecorder;
   /** The builds in progress at the last read; undefined until a read (and after leadership is lost): reconcile. */
   #inProgressIds: string[] | undefined;
+  /** Agents seen ready (id → epoch µs of ready_at), kept for the overlap: their late script runs are read. */
+  readonly #readyAgents = new Map<string, number>();
 
   constructor(source: WorkspaceStartSource, recorder: WorkspaceStartRecorder) {
     this.#source = source;
@@ -37,7 +39,10 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
     // while it is held at the count-from bound (after a start, a restart or a takeover), a build whose last
     // change committed late, before that bound, would be missed, so every agent not ready is read instead.
     const clamped = sinceMs !== undefined && window.countFromMs !== undefined && sinceMs <= window.countFromMs;
-    const known = this.#inProgressIds === undefined || clamped ? {} : { inProgressBuildIds: this.#inProgressIds };
+    const known =
+      this.#inProgressIds === undefined || clamped || sinceMs === undefined
+        ? {}
+        : { inProgressBuildIds: this.#inProgressIds, readyAgentIds: this.#readyAgentsSince(sinceMs * 1000) };
     const query =
       sinceMs === undefined
         ? { signal }
@@ -55,7 +60,13 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
       observed += counts.observed;
       dropped += counts.dropped;
     };
-    for (const build of batch.builds) add(this.#recorder.recordBuild(build, batch.now, countFrom));
+    for (const build of batch.builds) {
+      add(this.#recorder.recordBuild(build, batch.now, countFrom));
+      for (const agent of build.instants.agents) {
+        const ready = agent.readyAt === null ? undefined : toEpochMicros(agent.readyAt);
+        if (agent.agentId !== undefined && ready !== undefined) this.#readyAgents.set(agent.agentId, ready);
+      }
+    }
     for (const job of batch.jobs) add(this.#recorder.recordStages(job, countFrom));
     for (const run of batch.scripts) add(this.#recorder.recordScriptRun(run, countFrom));
     const { groups, buildIds } = inProgress(batch);
@@ -71,7 +82,9 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
   prune(read: StartRead, window: CountWindow): void {
     if (read.mode === 'full-scan') return;
     const nextSince = window.querySinceMs;
-    if (nextSince !== undefined) this.#recorder.forgetBefore(nextSince * 1000);
+    if (nextSince === undefined) return;
+    this.#recorder.forgetBefore(nextSince * 1000);
+    for (const [agentId, ready] of this.#readyAgents) if (ready < nextSince * 1000) this.#readyAgents.delete(agentId);
   }
 
   follow(): void {
@@ -79,6 +92,13 @@ export class WorkspaceStartStream implements PollStream<StartRead> {
     // leader again reconciles them from every agent not ready.
     this.#recorder.clearInProgress();
     this.#inProgressIds = undefined;
+    this.#readyAgents.clear();
+  }
+
+  #readyAgentsSince(micros: number): string[] {
+    const ids: string[] = [];
+    for (const [agentId, ready] of this.#readyAgents) if (ready >= micros) ids.push(agentId);
+    return ids;
   }
 
   restore(state: PollerState): void {

@@ -34,6 +34,8 @@ export interface StartJobInstants {
 
 /** One agent of the build (`workspace_agents`). */
 export interface StartAgentInstants {
+  /** The agent's id, when the source knows it (the model does not use it). */
+  readonly agentId?: string;
   /** Set for a sub-agent (a dev container): left out, as in Coder's query. */
   readonly parentId?: string | null;
   readonly createdAt: Instant;

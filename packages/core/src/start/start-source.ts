@@ -20,6 +20,12 @@ export interface StartQuery {
    * full reconciliation (a first read, a new leader).
    */
   readonly inProgressBuildIds?: readonly string[];
+  /**
+   * Agents the poller saw become ready since `since`. With them a source may read the start scripts' runs
+   * through those agents and the changed builds' agents (start scripts end before `ready_at`) instead of
+   * scanning every run; undefined: read every run that ended since.
+   */
+  readonly readyAgentIds?: readonly string[];
   readonly signal: AbortSignal;
 }
 

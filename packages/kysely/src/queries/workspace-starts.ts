@@ -210,8 +210,9 @@ export function startScriptRunsQuery(
   db: Kysely<CoderDatabase>,
   since: Date | undefined,
   excludeRuns: readonly { readonly scriptId: string; readonly startedAt: string }[] = [],
+  agentIds?: readonly string[],
 ) {
-  const query = db
+  const base = db
     .selectFrom('workspace_agent_script_timings as st')
     .innerJoin('workspace_agent_scripts as s', 's.id', 'st.script_id')
     .innerJoin('workspace_agents as wa', 'wa.id', 's.workspace_agent_id')
@@ -234,6 +235,9 @@ export function startScriptRunsQuery(
       'w.name as workspace_name',
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
     ]);
+  // Through the agents that became ready (start scripts end before ready_at): Coder's index on
+  // workspace_agent_scripts(workspace_agent_id), then its key (script_id, started_at), instead of a scan.
+  const query = agentIds === undefined ? base : base.where(sql<boolean>`s.workspace_agent_id = ANY(${uuidArrayLiteral(agentIds) ?? '{}'}::uuid[])`);
   const ordered = query.orderBy('st.ended_at').orderBy('st.script_id');
   if (since === undefined) return ordered;
   const runs = excludeRuns.filter((run) => UUID_TEXT.test(run.scriptId));
