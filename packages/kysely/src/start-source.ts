@@ -46,7 +46,7 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const cancelOnAbort = options.cancelOnAbort ?? !(db.getExecutor().adapter instanceof PGliteAdapter);
 
-  async function listStarts({ since, signal, exclude, inProgressBuildIds, readyAgentIds }: StartQuery): Promise<StartBatch> {
+  async function listStarts({ since, signal, exclude, inProgressBuildIds, readyAgentIds, reconcile }: StartQuery): Promise<StartBatch> {
     const handled = since === undefined ? undefined : exclude;
     const handledJobs = new Set(handled?.jobIds ?? []);
     if (since !== undefined && !Number.isFinite(since.getTime())) {
@@ -86,8 +86,8 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
         const scripts = readyAgents?.length === 0 ? [] : await startScriptRunsQuery(trx, since, doneRuns, readyAgents).execute();
         // Known builds: those in progress at the last read and those that changed now (a job that completed
         // since is among them); without a previous read, every agent not ready is read.
-        const known = inProgressBuildIds === undefined ? undefined : [...new Set([...inProgressBuildIds, ...changed.map((row) => row.build_id)])];
-        const inProgress = await startsInProgressQuery(trx, known).execute();
+        const known = [...new Set([...(inProgressBuildIds ?? []), ...changed.map((row) => row.build_id)])];
+        const inProgress = await startsInProgressQuery(trx, known, inProgressBuildIds === undefined || reconcile === true).execute();
         return { clock, changed, stages, scripts, inProgress };
       })
       .finally(() => {

@@ -21,6 +21,12 @@ export interface StartQuery {
    */
   readonly inProgressBuildIds?: readonly string[];
   /**
+   * Also read every agent not ready (the reconciliation), besides `inProgressBuildIds`; implied when those
+   * are undefined. Builds of `inProgressBuildIds` are returned in `inProgress` even when they ended (unless
+   * superseded or deleted), so a poller observes what a late write ended.
+   */
+  readonly reconcile?: boolean;
+  /**
    * Agents the poller saw become ready since `since`. With them a source may read the start scripts' runs
    * through those agents and the changed builds' agents (start scripts end before `ready_at`) instead of
    * scanning every run; undefined: read every run that ended since.

@@ -146,13 +146,13 @@ export function allStartBuildsQuery(db: Kysely<CoderDatabase>) {
  * completed (Coder's `idx_provisioner_jobs_status` finds them), or one of its agents has no `ready_at`.
  * The phase model decides which really are in progress (a timed-out one is not).
  *
- * With `knownBuildIds` (the builds in progress at the last read, and those that changed since), the agents
- * are not scanned: a build whose job completed was either in progress then or changed since, so looking
- * those up by key finds every build in progress. Without it (a first read, a new leader), every agent
- * without `ready_at` is read: the reconciliation.
+ * `knownBuildIds` (the builds in progress at the last read, and those that changed since) are looked up by
+ * key, and returned even when they ended. Without `reconcile` the agents are not scanned: a build whose job
+ * completed was either in progress then or changed since. With it (a first read, a new leader), every agent
+ * without `ready_at` is read too.
  */
-export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds?: readonly string[]) {
-  const known = uuidArrayLiteral(knownBuildIds ?? []) ?? '{}';
+export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds: readonly string[] = [], reconcile = true) {
+  const known = uuidArrayLiteral(knownBuildIds) ?? '{}';
   return db
     .with(
       (wc) => wc('c').materialized(),
@@ -161,8 +161,9 @@ export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds?:
           .selectFrom('provisioner_jobs as pj')
           .select('pj.id')
           .where(sql<boolean>`pj.job_status IN ('pending', 'running', 'canceling')`);
-        return knownBuildIds === undefined
-          ? openJobs.union(
+        const knownJobs = openJobs.union(qb.selectFrom('workspace_builds as kb').select('kb.job_id as id').where(sql<boolean>`kb.id = ANY(${known}::uuid[])`));
+        return reconcile
+          ? knownJobs.union(
               qb
                 .selectFrom('workspace_agents as wa')
                 .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
@@ -170,7 +171,7 @@ export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds?:
                 .where('wa.ready_at', 'is', null)
                 .where('wa.parent_id', 'is', null),
             )
-          : openJobs.union(qb.selectFrom('workspace_builds as kb').select('kb.job_id as id').where(sql<boolean>`kb.id = ANY(${known}::uuid[])`));
+          : knownJobs;
       },
     )
     .selectFrom('c')
