@@ -162,7 +162,7 @@ describe('the start stream and leadership', () => {
 });
 
 /** A build that moves through its phases across ticks 15 s apart, with the default 5 min overlap. */
-async function progress(move: (build: MovingBuild, startMs: number, nowMs: number) => void) {
+async function progress(move: (build: MovingBuild, startMs: number, nowMs: number) => void, options: { overlapMs?: number; ticks?: number } = {}) {
   const table = new StartTable();
   const metrics = createTestMetrics([firstConnectionView(), ...workspaceStartViews()]);
   running.push(metrics);
@@ -174,6 +174,7 @@ async function progress(move: (build: MovingBuild, startMs: number, nowMs: numbe
     meterProvider: metrics.meterProvider,
     logger,
     now: () => table.clockMs,
+    ...(options.overlapMs !== undefined && { overlapMs: options.overlapMs }),
   });
   await poller.tick();
   const startMs = table.clockMs + 1000;
@@ -183,7 +184,7 @@ async function progress(move: (build: MovingBuild, startMs: number, nowMs: numbe
     agents: [],
   };
   table.builds.push({ buildId: 'moving', labels: LABELS, instants: { buildCreatedAt: text(startMs), job: build.job, agents: build.agents } });
-  for (let tick = 0; tick < 80; tick++) {
+  for (let tick = 0; tick < (options.ticks ?? 80); tick++) {
     table.clockMs += 15_000;
     move(build, startMs, table.clockMs);
     if (build.job.completedAt !== null && build.agents.length === 0) build.agents.push(build.agent);
@@ -258,5 +259,41 @@ describe('a build whose phases outlast the overlap', () => {
     });
     expect(starts).toEqual([1]);
     expect(phases).toEqual([1, 1, 1, 1]);
+  });
+
+  it('property: whatever the phase lengths, the overlap and a late ready_at, each sample is observed once', async () => {
+    let seed = 26;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const minute = 60_000;
+    for (let run = 0; run < 30; run++) {
+      const queued = random() * 3 * minute;
+      const provisioning = random() * 12 * minute;
+      const connecting = random() * 8 * minute;
+      const starting = random() * 12 * minute;
+      const lateBy = random() < 0.5 ? 0 : random() * 15 * minute; // ready_at written this long after its value
+      const overlapMs = [10_000, 60_000, 300_000][run % 3]!;
+      const { starts, phases } = await progress(
+        ({ job, agent }, start, now) => {
+          const completed = start + queued + provisioning;
+          const connected = completed + connecting;
+          const ready = connected + starting;
+          if (job.startedAt === null && now >= start + queued) job.startedAt = text(Math.round(start + queued));
+          if (job.completedAt === null && now >= completed) {
+            job.completedAt = text(Math.round(completed));
+            agent.createdAt = job.completedAt;
+          }
+          if (agent.firstConnectedAt === null && job.completedAt !== null && now >= connected) agent.firstConnectedAt = text(Math.round(connected));
+          if (agent.readyAt === null && agent.firstConnectedAt !== null && now >= ready + lateBy) {
+            agent.readyAt = text(Math.round(ready));
+            agent.lifecycleState = 'ready';
+          }
+        },
+        { overlapMs, ticks: 240 },
+      );
+      expect({ run, starts, phases }).toEqual({ run, starts: [1], phases: [1, 1, 1, 1] });
+    }
   });
 });
