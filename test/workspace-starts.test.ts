@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import { sumSamples } from '@agentconn/test-support/exposition-parser';
 import { freePort } from '@agentconn/test-support/ports';
 import { BASE_DATABASE_URL } from '@agentconn/test-support/postgres';
@@ -86,12 +87,15 @@ describe('the whole start, exactly once', () => {
     expect(await startsObserved(follower.url)).toBe(0);
     leader.process.child.kill('SIGKILL');
     await leader.process.exited;
+    // A start that ends while nobody leads: counted exactly once by the next leader.
+    await insertStartBuild(d.db, { template: 'gap' });
     await waitFor(async () => (await leaderOf(follower.url)) === 1, 10_000, 'takeover');
     await insertStartBuild(d.db, { template: 'k8s' });
     await waitFor(async () => (await startsObserved(follower.url)) >= 1, 10_000, 'new leader observes');
     await afterPolls(follower.url, 3);
     const text = await scrape(follower.url);
     expect(sumWhere(text, 'agentconn_workspace_start_seconds_count', { template_name: 'k8s' })).toBe(1);
+    expect(sumWhere(text, 'agentconn_workspace_start_seconds_count', { template_name: 'gap' })).toBe(1);
     // The one build of the old leader's last interval may be counted again (the documented failover bound).
     expect(sumWhere(text, 'agentconn_workspace_start_seconds_count', { template_name: 'docker' })).toBeLessThanOrEqual(1);
   }, 60_000);
@@ -135,5 +139,29 @@ describe('the whole start, exactly once', () => {
     await afterPolls(url, 2);
     text = await scrape(url);
     expect(sumWhere(text, 'agentconn_workspace_start_seconds_count', { template_name: 'docker' })).toBe(0);
+  }, 60_000);
+
+  it('a build whose phases each outlast the overlap is observed once per phase (--overlap 2s)', async () => {
+    const d = await database();
+    const { url } = await exporter(d.database.url, ['--overlap', '2s']);
+    await afterPolls(url, 1);
+    const build = await insertStartBuild(d.db, { progressing: true });
+    const step = async (statement: ReturnType<typeof sql>) => {
+      await new Promise((r) => setTimeout(r, 3.5 * INTERVAL_MS)); // longer than the overlap
+      await statement.execute(d.db);
+    };
+    const job = sql`(SELECT job_id FROM workspace_builds WHERE id = ${build.buildId})`;
+    await step(sql`UPDATE provisioner_jobs SET completed_at = clock_timestamp() WHERE id = ${job}`);
+    await step(sql`UPDATE workspace_agents SET first_connected_at = clock_timestamp(), created_at = clock_timestamp() - interval '1 second'
+      WHERE resource_id IN (SELECT id FROM workspace_resources WHERE job_id = ${job})`);
+    await step(sql`UPDATE workspace_agents SET ready_at = clock_timestamp(), lifecycle_state = 'ready'
+      WHERE resource_id IN (SELECT id FROM workspace_resources WHERE job_id = ${job})`);
+    await waitFor(async () => (await startsObserved(url, 'ready')) === 1, 10_000, 'the start observed');
+    await afterPolls(url, 4);
+    const text = await scrape(url);
+    expect(sumWhere(text, 'agentconn_workspace_start_seconds_count')).toBe(1);
+    for (const phase of ['queued', 'provisioning', 'connecting', 'starting']) {
+      expect({ phase, count: sumWhere(text, 'agentconn_workspace_start_phase_seconds_count', { phase }) }).toEqual({ phase, count: 1 });
+    }
   }, 60_000);
 });

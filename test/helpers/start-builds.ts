@@ -68,6 +68,8 @@ export interface StartBuildSpec {
   readonly seconds?: number;
   /** Agent state: ready now (default), or never connected with this connection timeout. */
   readonly waitingWithTimeout?: number;
+  /** Created and its job started now, nothing more: the test moves it on (job completion, agent connection, ready_at). */
+  readonly progressing?: boolean;
 }
 
 export interface InsertedStartBuild {
@@ -83,21 +85,21 @@ export interface InsertedStartBuild {
 export async function insertStartBuild(db: Kysely<CoderDatabase>, spec: StartBuildSpec = {}): Promise<InsertedStartBuild> {
   const { workspaceId, versionId } = await workspace(db, spec.template ?? 'docker');
   const now = await nowMicros(db);
-  const total = Math.round((spec.seconds ?? 40) * 1e6);
+  const total = spec.progressing === true ? 0 : Math.round((spec.seconds ?? 40) * 1e6);
   const at = (share: number) => microsText(now - total + Math.round(total * share));
   const buildId = randomUUID();
   const jobId = randomUUID();
   const resourceId = randomUUID();
   await db
     .insertInto('provisioner_jobs')
-    .values({ id: jobId, created_at: at(0), updated_at: at(0.5), started_at: at(0.01), completed_at: at(0.5), organization_id: ORG, initiator_id: randomUUID(), provisioner: 'terraform', storage_method: 'file', type: 'workspace_build', input: '{}', file_id: randomUUID() })
+    .values({ id: jobId, created_at: at(0), updated_at: at(0.5), started_at: at(0.01), completed_at: spec.progressing === true ? null : at(0.5), organization_id: ORG, initiator_id: randomUUID(), provisioner: 'terraform', storage_method: 'file', type: 'workspace_build', input: '{}', file_id: randomUUID() })
     .execute();
   await db
     .insertInto('workspace_builds')
     .values({ id: buildId, created_at: at(0), updated_at: at(0.5), workspace_id: workspaceId, template_version_id: versionId, build_number: 1, transition: 'start', initiator_id: randomUUID(), job_id: jobId })
     .execute();
   await db.insertInto('workspace_resources').values({ id: resourceId, created_at: at(0.5), job_id: jobId, transition: 'start', type: 'docker_container', name: 'dev' }).execute();
-  const waiting = spec.waitingWithTimeout !== undefined;
+  const waiting = spec.waitingWithTimeout !== undefined || spec.progressing === true;
   await db
     .insertInto('workspace_agents')
     .values({

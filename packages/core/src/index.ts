@@ -74,7 +74,7 @@ export {
   type WorkspaceStartRecorderOptions,
 } from './start/start-recorder.js';
 export { StartExemplars, startExemplarLabels, type StartExemplar } from './start/start-exemplars.js';
-export type { StartBatch, StartQuery, WorkspaceStartSource } from './start/start-source.js';
+export type { StartBatch, StartExclusions, StartQuery, WorkspaceStartSource } from './start/start-source.js';
 export { inProgressGroups, WorkspaceStartStream, type StartRead } from './poller/start-stream.js';
 export {
   LabelSetLimit,

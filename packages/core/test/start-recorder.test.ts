@@ -68,22 +68,36 @@ describe('WorkspaceStartRecorder', () => {
     const metrics = createTestMetrics(workspaceStartViews());
     const recorder = new WorkspaceStartRecorder({ meterProvider: metrics.meterProvider, logger: createMemoryLogger() });
     const from = toEpochMicros('2026-12-01T10:00:21.000000Z')!;
-    expect(recorder.recordBuild(readyBuild('b3'), NOW, from)).toEqual({ observed: 3, dropped: 0 }); // connecting, starting, start
+    expect(recorder.recordBuild(readyBuild('b3'), NOW, { countFrom: from })).toEqual({ observed: 3, dropped: 0 }); // connecting, starting, start
     expect(recorder.recordBuild(readyBuild('b4', { supersededAt: '2026-12-01T10:00:30.000000Z' }), NOW)).toEqual({ observed: 3, dropped: 0 });
   });
 
-  it('drops an odd build once with one warning, counted by reason', async () => {
+  it('drops a negative phase once with one warning, counted, and observes the rest of the start', async () => {
     const metrics = createTestMetrics(workspaceStartViews());
     const logger = createMemoryLogger();
     const recorder = new WorkspaceStartRecorder({ meterProvider: metrics.meterProvider, logger });
     const odd = readyBuild('b5');
     const skewed = { ...odd, instants: { ...odd.instants, job: { ...odd.instants.job, completedAt: '2026-12-01T10:00:00.100000Z' } } };
-    expect(recorder.recordBuild(skewed, NOW)).toEqual({ observed: 0, dropped: 1 });
+    expect(recorder.recordBuild(skewed, NOW)).toEqual({ observed: 4, dropped: 1 });
     expect(recorder.recordBuild(skewed, NOW)).toEqual({ observed: 0, dropped: 0 });
     expect(logger.records.filter((e) => e.level === 'warn').map((e) => [e.message, e.fields['build_id']])).toEqual([
-      ['job completed before it started (possible clock skew); dropping workspace start', 'b5'],
+      ['negative provisioning phase of a workspace start (possible clock skew); dropping phase', 'b5'],
     ]);
-    expect(sample(await metrics.text(), 'agentconn_samples_dropped_total', 'reason="negative_duration"')).toBe(1);
+    const text = await metrics.text();
+    expect(sample(text, 'agentconn_samples_dropped_total', 'reason="negative_duration"')).toBe(1);
+    expect(sample(text, 'agentconn_workspace_start_seconds_count', 'template_name="docker",is_prebuild="false",outcome="ready"')).toBe(1);
+    await metrics.shutdown();
+  });
+
+  it('drops a build Coder would not write once with one warning, counted as invalid', async () => {
+    const metrics = createTestMetrics(workspaceStartViews());
+    const logger = createMemoryLogger();
+    const recorder = new WorkspaceStartRecorder({ meterProvider: metrics.meterProvider, logger });
+    const odd = readyBuild('b8');
+    const noConnection = { ...odd, instants: { ...odd.instants, agents: [{ ...odd.instants.agents[0]!, firstConnectedAt: null }] } };
+    expect(recorder.recordBuild(noConnection, NOW)).toEqual({ observed: 0, dropped: 1 });
+    expect(recorder.recordBuild(noConnection, NOW)).toEqual({ observed: 0, dropped: 0 });
+    expect(sample(await metrics.text(), 'agentconn_samples_dropped_total', 'reason="invalid"')).toBe(1);
     await metrics.shutdown();
   });
 

@@ -1,4 +1,5 @@
 import {
+  formatEpochMicros,
   settleOrAbort,
   toEpochMicros,
   type ProvisionerJobStages,
@@ -45,7 +46,9 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
   }
   const cancelOnAbort = options.cancelOnAbort ?? !(db.getExecutor().adapter instanceof PGliteAdapter);
 
-  async function listStarts({ since, signal }: StartQuery): Promise<StartBatch> {
+  async function listStarts({ since, signal, exclude, inProgressBuildIds, readyAgentIds, reconcile }: StartQuery): Promise<StartBatch> {
+    const handled = since === undefined ? undefined : exclude;
+    const handledJobs = new Set(handled?.jobIds ?? []);
     if (since !== undefined && !Number.isFinite(since.getTime())) {
       throw new CoderDatabaseError(FAILURE_CONTEXT, new RangeError('since is an invalid Date'));
     }
@@ -58,18 +61,33 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
       .execute(async (trx) => {
         const clock = await transactionClockQuery(trx, statementTimeoutMs > 0 ? statementTimeoutMs : undefined).executeTakeFirstOrThrow();
         backendPid = clock.backend_pid;
-        const changed = await (since === undefined ? allStartBuildsQuery(trx) : changedStartBuildsQuery(trx, since)).execute();
+        const changed = await (since === undefined ? allStartBuildsQuery(trx) : changedStartBuildsQuery(trx, since, handled?.buildIds)).execute();
         if (signal.aborted) throw signal.reason;
         const completedJobs = [
           ...new Set(
             changed
               .filter((row) => row.job_completed_at !== null && (since === undefined || (toEpochMicros(row.job_completed_at) ?? 0) >= since.getTime() * 1000))
+              .filter((row) => !handledJobs.has(row.job_id))
               .map((row) => row.job_id),
           ),
         ];
         const stages = completedJobs.length === 0 ? [] : await jobStagesQuery(trx, completedJobs).execute();
-        const scripts = await startScriptRunsQuery(trx, since).execute();
-        const inProgress = await startsInProgressQuery(trx).execute();
+        const doneRuns = (handled?.scriptRuns ?? []).map((run) => ({ scriptId: run.scriptId, startedAt: formatEpochMicros(run.startedMicros) }));
+        const sinceMicros = since === undefined ? undefined : since.getTime() * 1000;
+        const readyAgents =
+          sinceMicros === undefined || readyAgentIds === undefined
+            ? undefined
+            : [
+                ...new Set([
+                  ...readyAgentIds,
+                  ...changed.filter((row) => row.agent_id !== null && row.agent_ready_at !== null && (toEpochMicros(row.agent_ready_at) ?? 0) >= sinceMicros).map((row) => row.agent_id as string),
+                ]),
+              ];
+        const scripts = readyAgents?.length === 0 ? [] : await startScriptRunsQuery(trx, since, doneRuns, readyAgents).execute();
+        // Known builds: those in progress at the last read and those that changed now (a job that completed
+        // since is among them); without a previous read, every agent not ready is read.
+        const known = [...new Set([...(inProgressBuildIds ?? []), ...changed.map((row) => row.build_id)])];
+        const inProgress = await startsInProgressQuery(trx, known, inProgressBuildIds === undefined || reconcile === true).execute();
         return { clock, changed, stages, scripts, inProgress };
       })
       .finally(() => {
@@ -159,6 +177,7 @@ export function groupBuilds(rows: readonly StartBuildRow[]): WorkspaceStartBuild
     }
     if (row.agent_id !== null && row.agent_created_at !== null) {
       entry.agents.push({
+        agentId: row.agent_id,
         parentId: row.agent_parent_id,
         createdAt: row.agent_created_at,
         firstConnectedAt: row.agent_first_connected_at,

@@ -4,6 +4,7 @@ import { coderSchemaSubsetMigration, migrateToLatest } from '../src/testing/inde
 
 export {
   checkCoderSchema,
+  createCoderAgentSource,
   createCoderStartSource,
   createWorkspaceStartIndexes,
   FIRST_CONNECTION_REQUIREMENT,

@@ -1,11 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sql, type Kysely } from 'kysely';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { createMemoryLogger } from '@agentconn/test-support/memory-logger';
-import { toEpochMicros, workspaceStart, WorkspaceStartRecorder, type StartBatch, type WorkspaceStartBuild } from '@agentconn/core';
+import {
+  FirstConnectionPoller,
+  FirstConnectionRecorder,
+  toEpochMicros,
+  workspaceStart,
+  WorkspaceStartRecorder,
+  workspaceStartViews,
+  type StartBatch,
+  type WorkspaceStartBuild,
+} from '@agentconn/core';
 import {
   checkCoderSchema,
   coderSchemaSubsetMigrationOnly,
+  createCoderAgentSource,
   createCoderStartSource,
   createWorkspaceStartIndexes,
   FIRST_CONNECTION_REQUIREMENT,
@@ -162,29 +173,42 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
       expect(install.map((s) => [s.status, s.startedAt, s.endedAt])).toEqual([['ok', f.at(26), f.at(33.5)]]);
     });
 
-    it('odd rows are dropped with one warning each and counted, and the rest is observed', async () => {
-      const batch = await createCoderStartSource(database.db).listStarts({ since: new Date(Date.parse(f.at(-60))), signal });
+    it('odd rows never stop a tick: each dropped with one warning and counted by reason, the rest observed', async () => {
+      const exporter = new PrometheusExporter({ preventServerStart: true });
+      const meterProvider = new MeterProvider({ readers: [exporter], views: workspaceStartViews() });
       const logger = createMemoryLogger();
-      const recorder = new WorkspaceStartRecorder({ meterProvider: new MeterProvider(), logger });
-      let dropped = 0;
-      for (let pass = 0; pass < 2; pass++) {
-        for (const build of batch.builds) dropped += recorder.recordBuild(build, batch.now).dropped;
-        for (const job of batch.jobs) dropped += recorder.recordStages(job).dropped;
-        for (const run of batch.scripts) dropped += recorder.recordScriptRun(run).dropped;
+      const poller = new FirstConnectionPoller({
+        source: createCoderAgentSource(database.db),
+        recorder: new FirstConnectionRecorder({ meterProvider, logger }),
+        starts: { source: createCoderStartSource(database.db), recorder: new WorkspaceStartRecorder({ meterProvider, logger }) },
+        meterProvider,
+        logger,
+        backfill: { sinceMs: 2 * 3600_000 }, // the fixture's builds are an hour old
+      });
+      try {
+        expect((await poller.tick()).outcome).toBe('success');
+        expect((await poller.tick()).outcome).toBe('success');
+      } finally {
+        await poller.stop();
       }
-      const warnings = logger.records.filter((r) => r.level === 'warn');
+      const warnings = logger.records.filter((r) => r.level === 'warn' && r.message.includes('dropping'));
       expect(warnings.map((w) => w.message).sort()).toEqual(
         [
-          'job completed before it started (possible clock skew); dropping workspace start',
+          'negative provisioning phase of a workspace start (possible clock skew); dropping phase',
+          'negative starting phase of a workspace start (possible clock skew); dropping phase',
           'agent has a ready_at without a first_connected_at; dropping workspace start',
-          "agent ready_at is before its build's job completed (possible clock skew); dropping workspace start",
           "the build's job is not a workspace build job; dropping workspace start",
           'provisioner job timing ends before it starts (possible clock skew); dropping stage',
           'agent script timing ends before it starts (possible clock skew); dropping sample',
         ].sort(),
       );
-      expect(dropped).toBe(6);
-      expect(outcomeOf(batch, ids['skewed_timing']!)).toBe('ready');
+      const { resourceMetrics } = await exporter.collect();
+      const text = new PrometheusSerializer().serialize(resourceMetrics);
+      const dropped = (reason: string) =>
+        Number(/^agentconn_samples_dropped_total\{([^}]*)\} (\S+)$/m.exec(text.split('\n').filter((l) => l.includes(`reason="${reason}"`)).join('\n'))?.[2]);
+      expect([dropped('negative_duration'), dropped('invalid')]).toEqual([4, 2]);
+      expect(outcomeOf(await createCoderStartSource(database.db).listStarts({ since: new Date(Date.parse(f.at(-60))), signal }), ids['skewed_timing']!)).toBe('ready');
+      await meterProvider.shutdown();
     });
 
     it('in progress: the latest start builds without an outcome, a superseded one gone', async () => {
@@ -204,10 +228,58 @@ export function defineStartContract(name: string, open: OpenTestDatabase): void 
         .filter(([, id]) => later.builds.some((b: WorkspaceStartBuild) => b.buildId === id))
         .map(([key]) => key)
         .sort();
-      // ready (ready_at 40), start_timeout (ready_at 90), connect_timeout (timeout at 79), superseded (its stop build's job is another build's).
+      // ready (ready_at 40), start_timeout (ready_at 90), connect_timeout (timeout at 79); superseded is not
+      // returned: the job completed at 610 is its stop build's, another build.
       expect(keys).toEqual(['connect_timeout', 'ready', 'start_timeout']);
       expect(later.scripts).toEqual([]);
       expect(later.jobs).toEqual([]);
+    });
+
+    it('leaves out what the poller handled in the overlap: the next read returns only builds still going', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const first = await source.listStarts({ since, signal });
+      const recorder = new WorkspaceStartRecorder({ meterProvider: new MeterProvider(), logger: createMemoryLogger() });
+      for (const build of first.builds) recorder.recordBuild(build, first.now);
+      for (const job of first.jobs) recorder.recordStages(job);
+      for (const run of first.scripts) recorder.recordScriptRun(run);
+      const exclude = recorder.handledExclusions(since.getTime() * 1000, 10_000);
+      const second = await source.listStarts({ since, signal, exclude });
+      const going = first.builds.filter((b) => workspaceStart({ ...b.instants, now: first.now }).state === 'in_progress').map((b) => b.buildId);
+      expect(second.builds.map((b) => b.buildId).sort()).toEqual(going.sort());
+      expect(going.length).toBeGreaterThan(0);
+      expect(second.jobs).toEqual([]);
+      expect(second.scripts).toEqual([]);
+      expect(second.rowsRead - second.inProgress.length).toBeLessThan(first.rowsRead - first.inProgress.length);
+    });
+
+    it('finds the builds in progress by key from the last read, as the reconciliation does', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const going = (batch: StartBatch) =>
+        batch.inProgress.filter((b) => workspaceStart({ ...b.instants, now: batch.now }).state === 'in_progress').map((b) => b.buildId).sort();
+      const reconciled = going(await source.listStarts({ since, signal }));
+      // Nothing known, everything changed since: found through the changed builds.
+      expect(going(await source.listStarts({ since, signal, inProgressBuildIds: [] }))).toEqual(reconciled);
+      // A later read: nothing changed since, only the builds known to be in progress (and unfinished jobs) looked up.
+      const later = new Date(Date.parse(f.at(3000)));
+      expect(going(await source.listStarts({ since: later, signal, inProgressBuildIds: reconciled }))).toEqual(reconciled);
+      // Unknown and unchanged, a build whose job completed is not looked for: the agents are not scanned.
+      const withoutConnecting = reconciled.filter((id) => id !== ids['connecting']);
+      expect(going(await source.listStarts({ since: later, signal, inProgressBuildIds: withoutConnecting }))).toEqual(withoutConnecting);
+    });
+
+    it('reads start script runs through the agents that became ready, not every run', async () => {
+      const source = createCoderStartSource(database.db);
+      const since = new Date(Date.parse(f.at(-60)));
+      const scan = (await source.listStarts({ since, signal })).scripts.map((r) => r.script).sort();
+      expect(scan).toEqual(['clone', 'install']);
+      // Through the changed builds' agents: the same runs.
+      expect((await source.listStarts({ since, signal, readyAgentIds: [] })).scripts.map((r) => r.script).sort()).toEqual(scan);
+      // The ready build left out as handled: its run is found only through the agent the poller passes.
+      const exclude = { buildIds: [ids['ready']!], jobIds: [], scriptRuns: [] };
+      expect((await source.listStarts({ since, signal, exclude, readyAgentIds: [] })).scripts.map((r) => r.script)).toEqual(['clone']);
+      expect((await source.listStarts({ since, signal, exclude, readyAgentIds: [readyAgent] })).scripts.map((r) => r.script).sort()).toEqual(scan);
     });
 
     if (name === 'PGlite') {

@@ -11,6 +11,7 @@ import {
   START_EXEMPLAR_LABEL_KEYS,
   START_LABEL_KEYS,
   START_METRICS,
+  START_PHASE_VALUES,
   instrumentOptions,
   type DropReason,
   type MetricDefinition,
@@ -19,6 +20,7 @@ import {
 import { formatEpochMicros, toEpochMicros, type Instant } from '../timestamp.js';
 import { workspaceStart, type StartPhase, type WorkspaceStartInstants } from './phase-model.js';
 import { StartExemplars, startExemplarLabels } from './start-exemplars.js';
+import type { StartExclusions } from './start-source.js';
 
 /** The values a build's series may be labelled with. */
 export interface StartBuildLabels {
@@ -87,6 +89,16 @@ export interface StartRecordCounts {
 
 /** Keeps only samples whose instant is at or after this (epoch µs, source clock); undefined: all. */
 export type CountFrom = number | undefined;
+
+/** Which of a build's samples a read may observe (epoch µs, source clock). */
+export interface StartBounds {
+  /** Before it: counted by an earlier run, remembered and not observed. */
+  readonly countFrom?: number | undefined;
+  /** The read's lower bound: before it, offered to an earlier read and not observed again. */
+  readonly since?: number | undefined;
+  /** The phase the build was in at the last read: from it on (and the start) `since` does not apply. */
+  readonly fromPhase?: StartPhase | undefined;
+}
 
 export interface WorkspaceStartRecorderOptions {
   readonly meter?: Meter;
@@ -204,44 +216,79 @@ export class WorkspaceStartRecorder {
   }
 
   /**
-   * Observes what of `build` ended and was not observed yet, judging timeouts at `now`. Samples before
-   * `countFrom` are remembered without being observed.
+   * Observes what of `build` ended and was not observed yet, judging timeouts at `now`. A sample before
+   * `bounds.countFrom` is remembered without being observed; one before `bounds.since` (the read's lower
+   * bound) is not observed either: every instant a sample ends at is one the source reads by, so it was
+   * offered to an earlier read. `bounds.fromPhase` lifts the `since` rule from that phase on, for a build that
+   * left the builds in progress with instants written late. A negative phase (clock skew) is dropped and
+   * counted alone; a negative start drops the start.
    */
-  recordBuild(build: WorkspaceStartBuild, now: Instant, countFrom?: CountFrom): StartRecordCounts {
+  recordBuild(build: WorkspaceStartBuild, now: Instant, bounds: StartBounds = {}): StartRecordCounts {
     const result = workspaceStart({ ...build.instants, now });
     const superseded = build.supersededAt == null ? undefined : toEpochMicros(build.supersededAt);
-    const before = (micros: number): boolean => countFrom !== undefined && micros < countFrom;
+    const { countFrom, since, fromPhase } = bounds;
     const current = (micros: number): boolean => superseded === undefined || micros < superseded;
+    const fromIndex = fromPhase === undefined ? undefined : START_PHASE_VALUES.indexOf(fromPhase);
+    /** 'observe', 'skip' (not now, not remembered), or 'before' (remembered, not observed). */
+    const verdict = (key: string, micros: number, phaseIndex: number): 'observe' | 'skip' | 'before' => {
+      if (this.#handled.has(key) || !current(micros)) return 'skip';
+      if (countFrom !== undefined && micros < countFrom) return 'before';
+      const lifted = fromIndex !== undefined && phaseIndex >= fromIndex;
+      if (since !== undefined && micros < since && !lifted) return 'skip';
+      return 'observe';
+    };
     if (result.state === 'invalid') {
       const key = `${build.buildId}/invalid`;
       const latest = latestMicros(build.instants) ?? toEpochMicros(now) ?? 0;
-      if (this.#handled.has(key)) return { observed: 0, dropped: 0 };
+      const decision = verdict(key, latest, START_PHASE_VALUES.length);
+      if (decision === 'skip') return { observed: 0, dropped: 0 };
       this.#handled.set(key, latest);
-      if (before(latest)) return { observed: 0, dropped: 0 };
+      if (decision === 'before') return { observed: 0, dropped: 0 };
       this.#drop(result.problem.reason, `${result.problem.message}; dropping workspace start`, { build_id: build.buildId, ...result.problem.fields });
       return { observed: 0, dropped: 1 };
     }
     let observed = 0;
+    let dropped = 0;
     const exemplar = this.#exemplarLabels(build.buildId, build.labels);
     for (const phase of result.phases) {
       const key = `${build.buildId}/${phase.phase}`;
-      if (this.#handled.has(key) || !current(phase.endMicros)) continue;
+      const decision = verdict(key, phase.endMicros, START_PHASE_VALUES.indexOf(phase.phase));
+      if (decision === 'skip') continue;
       this.#handled.set(key, phase.endMicros);
-      if (before(phase.endMicros)) continue;
+      if (decision === 'before') continue;
+      if (phase.seconds < 0) {
+        this.#drop('negative_duration', `negative ${phase.phase} phase of a workspace start (possible clock skew); dropping phase`, {
+          build_id: build.buildId,
+          phase: phase.phase,
+          from: formatEpochMicros(phase.startMicros),
+          to: formatEpochMicros(phase.endMicros),
+          duration_s: phase.seconds,
+        });
+        dropped++;
+        continue;
+      }
       this.#observe(this.#phase, { ...this.#seriesLabels(build.labels, true), phase: phase.phase }, phase.seconds, phase.endMicros, exemplar);
       observed++;
     }
     if (result.state === 'ended') {
       const key = `${build.buildId}/start`;
-      if (!this.#handled.has(key) && current(result.atMicros)) {
+      const decision = verdict(key, result.atMicros, START_PHASE_VALUES.length);
+      if (decision !== 'skip') {
         this.#handled.set(key, result.atMicros);
-        if (!before(result.atMicros)) {
+        if (decision === 'observe' && result.seconds < 0) {
+          this.#drop('negative_duration', 'negative workspace start duration (possible clock skew); dropping start', {
+            build_id: build.buildId,
+            outcome: result.outcome,
+            duration_s: result.seconds,
+          });
+          dropped++;
+        } else if (decision === 'observe') {
           this.#observe(this.#start, { ...this.#seriesLabels(build.labels, true), outcome: result.outcome }, result.seconds, result.atMicros, exemplar);
           observed++;
         }
       }
     }
-    return { observed, dropped: 0 };
+    return { observed, dropped };
   }
 
   /** Observes each stage of a completed job once, as `MAX(ended_at) - MIN(started_at)`. */
@@ -320,6 +367,28 @@ export class WorkspaceStartRecorder {
     const result: HandledStartSample[] = [];
     for (const [key, at] of this.#handled) if (at >= micros) result.push({ key, micros: at });
     return result;
+  }
+
+  /**
+   * What a read from `micros` (epoch µs) on would return again although nothing of it is left to observe:
+   * builds whose start ended or was dropped, jobs whose stages were observed, script runs; at most `limit`
+   * of each, the most recently handled kept.
+   */
+  handledExclusions(micros: number, limit: number): StartExclusions {
+    const buildIds: string[] = [];
+    const jobIds: string[] = [];
+    const scriptRuns: { scriptId: string; startedMicros: number }[] = [];
+    for (const [key, at] of this.#handled) {
+      if (at < micros) continue;
+      const slash = key.lastIndexOf('/');
+      const id = key.slice(0, slash);
+      const kind = key.slice(slash + 1);
+      if (kind === 'start' || kind === 'invalid') buildIds.push(id);
+      else if (kind === 'stages') jobIds.push(id);
+      else if (/^\d+$/.test(kind)) scriptRuns.push({ scriptId: id, startedMicros: Number(kind) });
+    }
+    const last = <T>(items: T[]): T[] => (items.length > limit ? items.slice(items.length - limit) : items);
+    return { buildIds: last(buildIds), jobIds: last(jobIds), scriptRuns: last(scriptRuns) };
   }
 
   /** Remembers samples an earlier run handled. */

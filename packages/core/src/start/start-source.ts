@@ -8,7 +8,39 @@ export interface StartQuery {
    * runs ended since. Undefined: everything.
    */
   readonly since?: Date;
+  /**
+   * What the poller already handled that `since` would return again (the overlap): builds whose start ended
+   * (or that were dropped), jobs whose stages were observed, script runs observed. A source may leave them
+   * out so that a tick reads about what is new; returning them is correct too. Only with `since`.
+   */
+  readonly exclude?: StartExclusions;
+  /**
+   * The builds in progress at the last read. With them a source may find the builds in progress by key (those,
+   * the unfinished jobs and the builds that changed) instead of reading every agent not ready; undefined: a
+   * full reconciliation (a first read, a new leader).
+   */
+  readonly inProgressBuildIds?: readonly string[];
+  /**
+   * Also read every agent not ready (the reconciliation), besides `inProgressBuildIds`; implied when those
+   * are undefined. Builds of `inProgressBuildIds` are returned in `inProgress` even when they ended (unless
+   * superseded or deleted), so a poller observes what a late write ended.
+   */
+  readonly reconcile?: boolean;
+  /**
+   * Agents the poller saw become ready since `since`. With them a source may read the start scripts' runs
+   * through those agents and the changed builds' agents (start scripts end before `ready_at`) instead of
+   * scanning every run; undefined: read every run that ended since.
+   */
+  readonly readyAgentIds?: readonly string[];
   readonly signal: AbortSignal;
+}
+
+/** Handled samples a read may leave out, at most `MAX_EXCLUDED_AGENT_IDS` of each kind. */
+export interface StartExclusions {
+  readonly buildIds: readonly string[];
+  readonly jobIds: readonly string[];
+  /** A script run is keyed by Coder's UNIQUE (script_id, started_at). */
+  readonly scriptRuns: readonly { readonly scriptId: string; readonly startedMicros: number }[];
 }
 
 export interface StartBatch {

@@ -2,7 +2,8 @@
  * Seeded whole-start history for the report's tests: start builds of two templates over the hour before the
  * database's clock, with every outcome (ready with one and two agents, build_failed, canceled,
  * connect_timeout, start_error), a prebuild, a build superseded before it ended, one whose job started
- * before its build was created (dropped as negative) and stop builds (not starts). Plus an independent SQL
+ * before its build was created (its negative queued phase dropped, its start counted), one with a ready_at
+ * without a first connection (dropped as invalid) and stop builds (not starts). Plus an independent SQL
  * computation, from Coder's definitions, of what the report should say.
  */
 import type { CoderDatabase } from '@agentconn/kysely';
@@ -81,6 +82,10 @@ export async function seedStarts(db: Kysely<CoderDatabase>): Promise<SeededStart
     // Clock skew: the job started before its build was created.
     const ws = await f.workspace(template);
     await f.build({ workspaceId: ws.workspaceId, versionId: ws.versionId, createdAt: f.at(100), job: { startedAt: f.at(99), completedAt: f.at(130) } });
+    // A row Coder would not write: ready_at without a first connection (the whole start dropped as invalid).
+    const odd = await f.workspace(template);
+    const oddBuild = await f.build({ workspaceId: odd.workspaceId, versionId: odd.versionId, createdAt: f.at(200), job: { startedAt: f.at(201), completedAt: f.at(220) } });
+    await f.agent({ resourceId: oddBuild.resourceId, createdAt: f.at(219), readyAt: f.at(240) });
   }
   return { fixture: f, since: f.at(-60), until: f.at(3540), templates };
 }
@@ -113,17 +118,19 @@ export async function expectedStarts(
         (SELECT min(nb.created_at) FROM workspace_builds nb WHERE nb.workspace_id = wb.workspace_id AND nb.build_number > wb.build_number) AS superseded_at,
         (SELECT max(wa.ready_at) FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id WHERE wr.job_id = wb.job_id) AS ready,
         (SELECT bool_or(wa.lifecycle_state = 'start_error') FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id WHERE wr.job_id = wb.job_id) AS start_error,
+        (SELECT count(*) FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id WHERE wr.job_id = wb.job_id) AS agents,
         (SELECT min(wa.created_at + wa.connection_timeout_seconds * interval '1 second') FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id
           WHERE wr.job_id = wb.job_id AND wa.connection_timeout_seconds > 0
             AND coalesce(wa.first_connected_at, now()) > wa.created_at + wa.connection_timeout_seconds * interval '1 second') AS timed_out_at
       FROM workspace_builds wb JOIN provisioner_jobs pj ON pj.id = wb.job_id JOIN workspaces w ON w.id = wb.workspace_id JOIN templates t ON t.id = w.template_id
-      WHERE wb.transition = 'start' AND pj.started_at >= wb.created_at
+      WHERE wb.transition = 'start' AND NOT EXISTS (SELECT 1 FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id
+        WHERE wr.job_id = wb.job_id AND wa.ready_at IS NOT NULL AND wa.first_connected_at IS NULL)
     ), o AS (
       SELECT template, created_at, superseded_at,
         CASE WHEN error <> '' THEN 'build_failed' WHEN canceled_at IS NOT NULL THEN 'canceled' WHEN timed_out_at IS NOT NULL THEN 'connect_timeout'
           WHEN start_error THEN 'start_error' ELSE 'ready' END AS outcome,
         CASE WHEN error <> '' OR canceled_at IS NOT NULL THEN completed_at WHEN timed_out_at IS NOT NULL THEN greatest(timed_out_at, completed_at)
-          ELSE ready END AS end_at
+          WHEN agents = 0 THEN completed_at ELSE ready END AS end_at
       FROM b
     )
     SELECT ${group} AS template, outcome AS value, count(*)::int AS count,
@@ -139,7 +146,8 @@ export async function expectedStarts(
         (SELECT max(wa.ready_at) FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id WHERE wr.job_id = wb.job_id) AS ready,
         (SELECT bool_or(wa.first_connected_at IS NULL) FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id WHERE wr.job_id = wb.job_id) AS unconnected
       FROM workspace_builds wb JOIN provisioner_jobs pj ON pj.id = wb.job_id JOIN workspaces w ON w.id = wb.workspace_id JOIN templates t ON t.id = w.template_id
-      WHERE wb.transition = 'start' AND pj.started_at >= wb.created_at
+      WHERE wb.transition = 'start' AND NOT EXISTS (SELECT 1 FROM workspace_resources wr JOIN workspace_agents wa ON wa.resource_id = wr.id
+        WHERE wr.job_id = wb.job_id AND wa.ready_at IS NOT NULL AND wa.first_connected_at IS NULL)
     ), p AS (
       SELECT template, superseded_at, 'queued' AS phase, created_at AS s, started_at AS e FROM b
       UNION ALL SELECT template, superseded_at, 'provisioning', started_at, completed_at FROM b WHERE NOT failed
@@ -150,6 +158,7 @@ export async function expectedStarts(
       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM e - s)::float8) AS quantiles,
       max(extract(epoch FROM e - s))::float8 AS max
     FROM p WHERE e >= ${since}::timestamptz AND e < ${until}::timestamptz AND (superseded_at IS NULL OR e < superseded_at)
+      AND e >= s -- a negative phase (clock skew) is dropped alone; its start still counts
     GROUP BY 1, 2 ORDER BY 1, 2`.execute(db);
   return { starts, phases };
 }

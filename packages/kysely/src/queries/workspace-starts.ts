@@ -10,6 +10,8 @@ import { utcMicrosText } from './utc-micros-text.js';
  * `parent_id`); the model leaves them out, as Coder's `GetWorkspaceBuildMetricsByResourceID` does.
  */
 
+const UUID_TEXT = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
 /** µs text of a nullable timestamp; NULL stays NULL. */
 function microsText(timestamp: Expression<Date | null>): RawBuilder<string | null> {
   return utcMicrosText(timestamp) as RawBuilder<string | null>;
@@ -95,8 +97,9 @@ function startBuildRows(from: BuildsFrom) {
  * Coder has no index on any of these columns: without the opt-in indexes, one sequential scan of
  * `provisioner_jobs` and one of `workspace_agents`; the few builds found are then joined by key.
  */
-export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date) {
-  return db
+export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date, excludeBuildIds: readonly string[] = []) {
+  const excluded = uuidArrayLiteral(excludeBuildIds);
+  const query = db
     .with(
       (wc) => wc('c').materialized(),
       (qb) =>
@@ -120,6 +123,8 @@ export function changedStartBuildsQuery(db: Kysely<CoderDatabase>, since: Date) 
     )
     .selectFrom('c')
     .$call(startBuildRows);
+  // Builds whose start the poller already observed (the overlap): one constant array, hashed by PostgreSQL.
+  return excluded === undefined ? query : query.where(sql<boolean>`wb.id <> ALL(${excluded}::uuid[])`);
 }
 
 /**
@@ -140,24 +145,34 @@ export function allStartBuildsQuery(db: Kysely<CoderDatabase>) {
  * The latest start build of every non-deleted workspace that may have no outcome yet: its job has not
  * completed (Coder's `idx_provisioner_jobs_status` finds them), or one of its agents has no `ready_at`.
  * The phase model decides which really are in progress (a timed-out one is not).
+ *
+ * `knownBuildIds` (the builds in progress at the last read, and those that changed since) are looked up by
+ * key, and returned even when they ended. Without `reconcile` the agents are not scanned: a build whose job
+ * completed was either in progress then or changed since. With it (a first read, a new leader), every agent
+ * without `ready_at` is read too.
  */
-export function startsInProgressQuery(db: Kysely<CoderDatabase>) {
+export function startsInProgressQuery(db: Kysely<CoderDatabase>, knownBuildIds: readonly string[] = [], reconcile = true) {
+  const known = uuidArrayLiteral(knownBuildIds) ?? '{}';
   return db
     .with(
       (wc) => wc('c').materialized(),
-      (qb) =>
-        qb
+      (qb) => {
+        const openJobs = qb
           .selectFrom('provisioner_jobs as pj')
           .select('pj.id')
-          .where(sql<boolean>`pj.job_status IN ('pending', 'running', 'canceling')`)
-          .union(
-            qb
-              .selectFrom('workspace_agents as wa')
-              .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
-              .select('wr.job_id as id')
-              .where('wa.ready_at', 'is', null)
-              .where('wa.parent_id', 'is', null),
-          ),
+          .where(sql<boolean>`pj.job_status IN ('pending', 'running', 'canceling')`);
+        const knownJobs = openJobs.union(qb.selectFrom('workspace_builds as kb').select('kb.job_id as id').where(sql<boolean>`kb.id = ANY(${known}::uuid[])`));
+        return reconcile
+          ? knownJobs.union(
+              qb
+                .selectFrom('workspace_agents as wa')
+                .innerJoin('workspace_resources as wr', 'wr.id', 'wa.resource_id')
+                .select('wr.job_id as id')
+                .where('wa.ready_at', 'is', null)
+                .where('wa.parent_id', 'is', null),
+            )
+          : knownJobs;
+      },
     )
     .selectFrom('c')
     .$call(startBuildRows)
@@ -192,8 +207,13 @@ export function jobStagesQuery(db: Kysely<CoderDatabase>, jobIds: readonly strin
  * Runs of agent scripts at start (`stage = 'start'`) that ended at or after `since` (all without it), on
  * agents of start builds, with the script's display name and the build's labels.
  */
-export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | undefined) {
-  const query = db
+export function startScriptRunsQuery(
+  db: Kysely<CoderDatabase>,
+  since: Date | undefined,
+  excludeRuns: readonly { readonly scriptId: string; readonly startedAt: string }[] = [],
+  agentIds?: readonly string[],
+) {
+  const base = db
     .selectFrom('workspace_agent_script_timings as st')
     .innerJoin('workspace_agent_scripts as s', 's.id', 'st.script_id')
     .innerJoin('workspace_agents as wa', 'wa.id', 's.workspace_agent_id')
@@ -216,8 +236,19 @@ export function startScriptRunsQuery(db: Kysely<CoderDatabase>, since: Date | un
       'w.name as workspace_name',
       sql<boolean>`(w.owner_id = ${PREBUILDS_SYSTEM_USER_ID}::uuid)`.as('is_prebuild'),
     ]);
+  // Through the agents that became ready (start scripts end before ready_at): Coder's index on
+  // workspace_agent_scripts(workspace_agent_id), then its key (script_id, started_at), instead of a scan.
+  const query = agentIds === undefined ? base : base.where(sql<boolean>`s.workspace_agent_id = ANY(${uuidArrayLiteral(agentIds) ?? '{}'}::uuid[])`);
   const ordered = query.orderBy('st.ended_at').orderBy('st.script_id');
-  return since === undefined ? ordered : ordered.where('st.ended_at', '>=', since);
+  if (since === undefined) return ordered;
+  const runs = excludeRuns.filter((run) => UUID_TEXT.test(run.scriptId));
+  const recent = ordered.where('st.ended_at', '>=', since);
+  if (runs.length === 0) return recent;
+  // Runs already observed in the overlap, by Coder's key (script_id, started_at).
+  return recent.where(
+    sql<boolean>`NOT EXISTS (SELECT 1 FROM unnest(${`{${runs.map((r) => r.scriptId).join(',')}}`}::uuid[], ${runs.map((r) => r.startedAt)}::timestamptz[]) AS done(script_id, started_at)
+      WHERE done.script_id = st.script_id AND done.started_at = st.started_at)`,
+  );
 }
 
 export type StartBuildRow = Awaited<ReturnType<ReturnType<typeof changedStartBuildsQuery>['executeTakeFirstOrThrow']>>;
