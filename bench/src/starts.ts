@@ -22,6 +22,7 @@ import {
   toEpochMicros,
   WorkspaceStartRecorder,
   WorkspaceStartStream,
+  workspaceStart,
 } from '@agentconn/core';
 import {
   createCoderAgentSource,
@@ -307,8 +308,8 @@ async function runMode(
     }
     for (const [id, micros] of handledAgents) if (micros < window.querySinceMs! * 1000) handledAgents.delete(id);
 
-    // By key: the in-progress read looks up the known builds (`kb`) instead of every agent not ready.
-    const phase = /"workspace_builds" as "kb"/.test(startStatements.at(-1)!.query.sql) ? 'steady' : 'reconciling';
+    // Reconciling: the in-progress read takes every agent not ready; steady: the known builds by key only.
+    const phase = /"wa"\."ready_at" is null/.test(startStatements.at(-1)!.query.sql) ? 'reconciling' : 'steady';
     if (phase === 'steady') steady++;
     if (i < options.warmup) continue;
 
@@ -318,7 +319,10 @@ async function runMode(
     let firstConnectionDbMs = 0;
     for (const query of firstConnectionStatements) firstConnectionDbMs += (await explain(db, 'first connections', query)).executionMs;
     const { batch } = read;
-    const inProgressRows = batch.inProgress.reduce((n, b) => n + Math.max(1, b.instants.agents.length), 0);
+    // Only the builds the phase model finds in progress are events: a candidate looked up by key that has
+    // ended since (a tick's own build) is a row read for nothing.
+    const inProgress = batch.inProgress.filter((b) => workspaceStart({ ...b.instants, now: batch.now }).state === 'in_progress');
+    const inProgressRows = inProgress.reduce((n, b) => n + Math.max(1, b.instants.agents.length), 0);
     ticks.push({
       phase,
       firstConnectionWallMs,
@@ -329,7 +333,7 @@ async function runMode(
       startDbMs: plans.reduce((n, p) => n + p.executionMs, 0),
       rowsRead: batch.rowsRead,
       events: options.events * ROWS_PER_TICK_BUILD + inProgressRows,
-      inProgress: batch.inProgress.length,
+      inProgress: inProgress.length,
       startSeqScans: plans.flatMap((p) => p.seqScans),
       startRowsExamined: plans.reduce((n, p) => n + p.rowsExamined, 0),
       plans,

@@ -76,14 +76,17 @@ describe('pnpm bench:starts', () => {
     expect(stdout).toMatch(/\| 600 \| opt-in \|/);
   });
 
-  it('reads exactly each tick\'s events and the starts in progress at the exporter\'s overlap, in both index modes', () => {
+  it('reads each tick\'s events and the starts in progress at the exporter\'s overlap, not the overlap again', () => {
     const [size] = results.results;
     expect(size!.modes.map((m) => m.indexes)).toEqual(['stock', 'opt-in']);
     for (const mode of size!.modes) {
       for (const tick of mode.ticks) {
         // Each read reaches 5 minutes back, and the stream leaves out what it handled there: rows read are
         // the tick's builds, stages and script runs and the starts in progress, nothing of the overlap again.
-        expect(tick.rowsRead, `${mode.indexes} ${tick.phase}`).toBe(tick.events);
+        // The builds in progress looked up by key include this tick's own builds, ended by now: at most one
+        // row more per new build, never the overlap's rows again.
+        expect(tick.rowsRead, `${mode.indexes} ${tick.phase}`).toBeGreaterThanOrEqual(tick.events);
+        expect(tick.rowsRead - tick.events, `${mode.indexes} ${tick.phase}`).toBeLessThanOrEqual(EVENTS);
         expect(tick.inProgress, mode.indexes).toBeGreaterThan(0);
         expect(tick.events).toBe(EVENTS * 7 + tick.inProgress);
         expect(tick.plans.map((p) => p.statement)).toEqual(['changed builds', 'job stages', 'script runs', 'in progress']);
