@@ -2,32 +2,39 @@
  * `pnpm bench:starts`: what the whole-start family (`--phases`) adds to a poll tick, on the real server,
  * at 10k, 100k and 1M start builds of history, with Coder's own indexes only (stock) and with the
  * opt-in indexes (`createWorkspaceStartIndexes`). Before each tick a fixed number of new start builds go
- * the whole path (`writeTickEvents`); then the tick reads, on one connection, what the exporter reads:
- * the first connections since the bound (the family off), then the starts since the same bound (on =
- * both). Per tick: wall and this process's CPU of each read, the start source's `rowsRead` against the
- * events, and `EXPLAIN (ANALYZE, BUFFERS)` of each statement the start source ran (server execution
- * time, sequential scans, rows examined). Medians over the measured ticks; progress on stderr, the
- * Markdown report on stdout and, with the JSON, in `--out`.
+ * the whole path (`writeTickEvents`); then the tick reads, on one connection, what the exporter reads,
+ * on the exporter's path: the first connections since the window's bound, leaving out the agents handled
+ * inside the overlap (the family off), then the core's `WorkspaceStartStream` over `createCoderStartSource`
+ * with a `WorkspaceStartRecorder` and a `CountWindow` of the exporter's interval and overlap (on = both).
+ * The simulated clock moves one interval per tick, so the first ticks after the start are the ones that
+ * reconcile (read every agent not ready) and the ticks past the overlap are the steady ones; both are
+ * reported. Per tick: wall and this process's CPU of each read, the start source's `rowsRead` against the
+ * events, and `EXPLAIN (ANALYZE, BUFFERS)` of each statement the sources ran, as they ran it (captured
+ * from Kysely's log: server execution time, sequential scans, rows examined). Medians over the measured
+ * ticks; progress on stderr, the Markdown report on stdout and, with the JSON, in `--out`.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  changedStartBuildsQuery,
-  connectedAgentsQuery,
+  CountWindow,
+  MAX_EXCLUDED_AGENT_IDS,
+  toEpochMicros,
+  WorkspaceStartRecorder,
+  WorkspaceStartStream,
+  workspaceStart,
+} from '@agentconn/core';
+import {
   createCoderAgentSource,
   createCoderStartSource,
   createWorkspaceStartIndexes,
   dropAwaitingCreatedAtIndex,
   dropFirstConnectedAtIndex,
   dropWorkspaceStartIndexes,
-  jobStagesQuery,
-  startScriptRunsQuery,
-  startsInProgressQuery,
   type CoderDatabase,
 } from '@agentconn/kysely';
-import { createPostgresDb } from '@agentconn/kysely/postgres';
-import { CompiledQuery, sql, type Kysely } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { machineFacts } from './machine.js';
 import { progress } from './progress.js';
 import { median } from './stats.js';
@@ -38,10 +45,10 @@ export const STARTS_HELP = `Usage: pnpm bench:starts [options]
 
   --builds LIST       start builds of history per database, e.g. 10k,100k,1M        default 10k,100k,1M
   --events N          new start builds before each tick (each: 7 rows to return)   default 20
-  --ticks N           measured ticks per index mode                                default 10
-  --warmup N          unmeasured ticks before them                                 default 2
-  --interval-ms N     simulated time between ticks                                 default 60000
-  --overlap-ms N      the read bound is the previous tick minus this               default 0
+  --ticks N           measured steady ticks (past the overlap) per index mode      default 10
+  --warmup N          unmeasured ticks after the start                             default 1
+  --interval-ms N     simulated time between ticks (the exporter's --interval)     default 60000
+  --overlap-ms N      the read bound is the last tick minus this (its --overlap)   default 300000
   --indexes LIST      stock (Coder's indexes only), opt-in (createWorkspaceStartIndexes) default stock,opt-in
   --keep              keep each database (agentconn_bench_starts_<builds>) and reuse it next time
   --database-url URL  server to create the databases on   default $DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres
@@ -71,9 +78,9 @@ export function parseStartsArgs(argv: readonly string[]): StartsOptions | undefi
       builds: { type: 'string', default: '10k,100k,1M' },
       events: { type: 'string', default: '20' },
       ticks: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '2' },
+      warmup: { type: 'string', default: '1' },
       'interval-ms': { type: 'string', default: '60000' },
-      'overlap-ms': { type: 'string', default: '0' },
+      'overlap-ms': { type: 'string', default: '300000' },
       indexes: { type: 'string', default: 'stock,opt-in' },
       keep: { type: 'boolean', default: false },
       'database-url': { type: 'string' },
@@ -123,6 +130,8 @@ export interface PlanSummary {
 }
 
 export interface TickFigures {
+  /** `reconciling`: the in-progress read scanned every agent not ready (the first --overlap after a start); `steady`: by key. */
+  readonly phase: 'reconciling' | 'steady';
   readonly firstConnectionWallMs: number;
   readonly firstConnectionCpuMs: number;
   readonly firstConnectionDbMs: number;
@@ -141,7 +150,10 @@ export interface TickFigures {
 export interface ModeResult {
   readonly indexes: IndexMode;
   readonly ticks: readonly TickFigures[];
+  /** Medians over the steady ticks. */
   readonly medians: Record<string, number>;
+  /** Medians over the reconciling ticks measured (after the warmup). */
+  readonly reconcilingMedians: Record<string, number>;
 }
 
 export interface SizeResult {
@@ -194,83 +206,144 @@ function cpuMs(since: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1000;
 }
 
+/** The statements a read ran, as Kysely compiled them (its `log`), while `on`. */
+export class StatementLog {
+  on = false;
+  readonly queries: CompiledQuery[] = [];
+
+  take(): CompiledQuery[] {
+    // The transaction's begin and commit and its clock (`pg_backend_pid()`) are the same for every source
+    // and not what is measured: the reads are.
+    return this.queries.splice(0).filter((q) => /^\s*(with|select)\b/i.test(q.sql) && !q.sql.includes('pg_backend_pid()'));
+  }
+}
+
+/** The start source's statements in the order it runs them; the stages only when a job completed. */
+function nameStartStatements(queries: readonly CompiledQuery[]): { name: string; query: CompiledQuery }[] {
+  const names = queries.length === 4 ? ['changed builds', 'job stages', 'script runs', 'in progress'] : ['changed builds', 'script runs', 'in progress'];
+  if (queries.length !== names.length) throw new Error(`the start source ran ${queries.length} statements, expected 3 or 4`);
+  return queries.map((query, i) => ({ name: names[i]!, query }));
+}
+
+const medianOf = (ticks: readonly TickFigures[]): Record<string, number> => {
+  const m = (pick: (t: TickFigures) => number): number => (ticks.length === 0 ? Number.NaN : median(ticks.map(pick)));
+  return {
+    ticks: ticks.length,
+    firstConnectionWallMs: m((t) => t.firstConnectionWallMs),
+    firstConnectionCpuMs: m((t) => t.firstConnectionCpuMs),
+    firstConnectionDbMs: m((t) => t.firstConnectionDbMs),
+    startWallMs: m((t) => t.startWallMs),
+    startCpuMs: m((t) => t.startCpuMs),
+    startDbMs: m((t) => t.startDbMs),
+    rowsRead: m((t) => t.rowsRead),
+    events: m((t) => t.events),
+    rowsPerEvent: m((t) => t.rowsRead / t.events),
+    maxRowsPerEvent: ticks.length === 0 ? Number.NaN : Math.max(...ticks.map((t) => t.rowsRead / t.events)),
+    seqScans: m((t) => t.startSeqScans.length),
+    rowsExamined: m((t) => t.startRowsExamined),
+    inProgress: m((t) => t.inProgress),
+    dbOnOverOff: m((t) => (t.firstConnectionDbMs + t.startDbMs) / t.firstConnectionDbMs),
+    cpuOnOverOff: m((t) => (t.firstConnectionCpuMs + t.startCpuMs) / t.firstConnectionCpuMs),
+  };
+};
+
 async function runMode(
   db: Kysely<CoderDatabase>,
+  log: StatementLog,
   meta: StartsSeedMeta,
   options: StartsOptions,
   indexes: ModeResult['indexes'],
   firstTick: number,
 ): Promise<ModeResult> {
   const firstConnections = createCoderAgentSource(db);
-  const starts = createCoderStartSource(db);
+  // The exporter's path: the stream decides the bound, what to leave out and when to reconcile.
+  const stream = new WorkspaceStartStream(createCoderStartSource(db), new WorkspaceStartRecorder());
   const t0 = Date.parse(meta.historyEnd) + 10 * 60_000;
+  // A fresh start at the mode's first tick, on a clock (the simulated one) equal to the source's.
+  const startedAtMs = t0 + (firstTick - 1) * options.intervalMs;
+  let window = CountWindow.start({ overlapMs: options.overlapMs, intervalMs: options.intervalMs }, startedAtMs);
+  /** First connections handled, by agent: what the next read may leave out (as the first-connection stream does). */
+  const handledAgents = new Map<string, number>();
   const ticks: TickFigures[] = [];
-  const total = options.warmup + options.ticks;
-  for (let i = 0; i < total; i++) {
+  let steady = 0;
+  // Past the overlap every read is steady; a stream that still reconciles then is reported with what it got.
+  const maxTicks = options.warmup + options.ticks + Math.ceil(options.overlapMs / options.intervalMs) + 2;
+  for (let i = 0; steady < options.ticks; i++) {
+    if (i >= maxTicks) {
+      progress(`${indexes}: ${steady} steady ticks after ${i}: the start stream still reconciles past the overlap`);
+      break;
+    }
     const tick = firstTick + i;
     const fromMs = t0 + (tick - 1) * options.intervalMs;
+    const tickAtMs = fromMs + options.intervalMs;
     await writeTickEvents(db, { tick, fromMs, intervalMs: options.intervalMs, builds: options.events, workspaces: meta.workspaces, templates: STARTS_TEMPLATES });
-    const since = new Date(fromMs - options.overlapMs);
+    const sinceMs = window.querySinceMs!;
+    const since = new Date(sinceMs);
     const signal = new AbortController().signal;
+    const excludeAgentIds = [...handledAgents].filter(([, micros]) => micros >= sinceMs * 1000).map(([id]) => id).slice(-MAX_EXCLUDED_AGENT_IDS);
 
+    log.take();
+    log.on = true;
     let cpu = process.cpuUsage();
     let wall = performance.now();
-    await firstConnections.listAgents({ connectedSince: since, signal });
+    const agents = await firstConnections.listAgents({ connectedSince: since, excludeAgentIds, signal });
     const firstConnectionWallMs = performance.now() - wall;
     const firstConnectionCpuMs = cpuMs(cpu);
+    const firstConnectionStatements = log.take();
 
     cpu = process.cpuUsage();
     wall = performance.now();
-    const batch = await starts.listStarts({ since, signal });
+    const read = await stream.read({ signal, window, startedMs: tickAtMs, mode: 'incremental' });
     const startWallMs = performance.now() - wall;
     const startCpuMs = cpuMs(cpu);
+    log.on = false;
+    const startStatements = nameStartStatements(log.take());
+
+    window = window.afterQuery(tickAtMs, tickAtMs);
+    stream.record(read, window);
+    stream.prune(read, window);
+    for (const agent of agents.agents) {
+      const micros = agent.firstConnectedAt === null ? undefined : toEpochMicros(agent.firstConnectedAt);
+      if (micros !== undefined) handledAgents.set(agent.agentId, micros);
+    }
+    for (const [id, micros] of handledAgents) if (micros < window.querySinceMs! * 1000) handledAgents.delete(id);
+
+    // Reconciling: the in-progress read takes every agent not ready; steady: the known builds by key only.
+    const phase = /"wa"\."ready_at" is null/.test(startStatements.at(-1)!.query.sql) ? 'reconciling' : 'steady';
+    if (phase === 'steady') steady++;
     if (i < options.warmup) continue;
 
-    // The statements the start source ran, with its arguments, again under EXPLAIN.
-    const completedJobs = batch.jobs.map((j) => j.jobId);
-    const plans = [
-      await explain(db, 'changed builds', changedStartBuildsQuery(db, since).compile()),
-      await explain(db, 'job stages', jobStagesQuery(db, completedJobs).compile()),
-      await explain(db, 'script runs', startScriptRunsQuery(db, since).compile()),
-      await explain(db, 'in progress', startsInProgressQuery(db).compile()),
-    ];
-    const firstConnectionPlan = await explain(db, 'first connections', connectedAgentsQuery(db, since).compile());
-    const inProgressRows = batch.inProgress.reduce((n, b) => n + Math.max(1, b.instants.agents.length), 0);
+    // The statements the sources ran, with their arguments, again under EXPLAIN.
+    const plans: PlanSummary[] = [];
+    for (const { name, query } of startStatements) plans.push(await explain(db, name, query));
+    let firstConnectionDbMs = 0;
+    for (const query of firstConnectionStatements) firstConnectionDbMs += (await explain(db, 'first connections', query)).executionMs;
+    const { batch } = read;
+    // Only the builds the phase model finds in progress are events: a candidate looked up by key that has
+    // ended since (a tick's own build) is a row read for nothing.
+    const inProgress = batch.inProgress.filter((b) => workspaceStart({ ...b.instants, now: batch.now }).state === 'in_progress');
+    const inProgressRows = inProgress.reduce((n, b) => n + Math.max(1, b.instants.agents.length), 0);
     ticks.push({
+      phase,
       firstConnectionWallMs,
       firstConnectionCpuMs,
-      firstConnectionDbMs: firstConnectionPlan.executionMs,
+      firstConnectionDbMs,
       startWallMs,
       startCpuMs,
       startDbMs: plans.reduce((n, p) => n + p.executionMs, 0),
       rowsRead: batch.rowsRead,
       events: options.events * ROWS_PER_TICK_BUILD + inProgressRows,
-      inProgress: batch.inProgress.length,
+      inProgress: inProgress.length,
       startSeqScans: plans.flatMap((p) => p.seqScans),
       startRowsExamined: plans.reduce((n, p) => n + p.rowsExamined, 0),
       plans,
     });
   }
-  const m = (pick: (t: TickFigures) => number): number => median(ticks.map(pick));
   return {
     indexes,
     ticks,
-    medians: {
-      firstConnectionWallMs: m((t) => t.firstConnectionWallMs),
-      firstConnectionCpuMs: m((t) => t.firstConnectionCpuMs),
-      firstConnectionDbMs: m((t) => t.firstConnectionDbMs),
-      startWallMs: m((t) => t.startWallMs),
-      startCpuMs: m((t) => t.startCpuMs),
-      startDbMs: m((t) => t.startDbMs),
-      rowsRead: m((t) => t.rowsRead),
-      events: m((t) => t.events),
-      rowsPerEvent: m((t) => t.rowsRead / t.events),
-      seqScans: m((t) => t.startSeqScans.length),
-      rowsExamined: m((t) => t.startRowsExamined),
-      inProgress: m((t) => t.inProgress),
-      dbOnOverOff: m((t) => (t.firstConnectionDbMs + t.startDbMs) / t.firstConnectionDbMs),
-      cpuOnOverOff: m((t) => (t.firstConnectionCpuMs + t.startCpuMs) / t.firstConnectionCpuMs),
-    },
+    medians: medianOf(ticks.filter((t) => t.phase === 'steady')),
+    reconcilingMedians: medianOf(ticks.filter((t) => t.phase === 'reconciling')),
   };
 }
 
@@ -282,7 +355,13 @@ export async function runStartsBench(options: StartsOptions): Promise<SizeResult
       // A kept database may hold a previous run's ticks (a run that stopped halfway).
       await removeTickEvents(bench.db);
       // One connection for the reads: the tick's statements run one after another, as in the exporter.
-      const db = createPostgresDb({ connectionString: bench.url, max: 1, application_name: 'agentconn-bench-starts-ticks' });
+      const log = new StatementLog();
+      const db = new Kysely<CoderDatabase>({
+        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: bench.url, max: 1, application_name: 'agentconn-bench-starts-ticks' }) }),
+        log: (event) => {
+          if (log.on && event.level === 'query') log.queries.push(event.query);
+        },
+      });
       const modes: ModeResult[] = [];
       try {
         let tick = 1;
@@ -291,8 +370,8 @@ export async function runStartsBench(options: StartsOptions): Promise<SizeResult
           if (indexes === 'opt-in') await createWorkspaceStartIndexes(bench.db);
           else await dropOptInIndexes(bench.db);
           await sql`ANALYZE`.execute(bench.db);
-          const mode = await runMode(db, bench.meta, options, indexes, tick);
-          tick += options.warmup + options.ticks;
+          const mode = await runMode(db, log, bench.meta, options, indexes, tick);
+          tick += options.warmup + mode.ticks.length;
           progress(`${builds} ${indexes}: ${JSON.stringify(mode.medians)}`);
           modes.push(mode);
         }
@@ -321,35 +400,46 @@ const f = (n: number | undefined, digits = 1): string => (n === undefined || Num
 
 export function renderStartsMarkdown(results: readonly SizeResult[], options: StartsOptions): string {
   const machine = machineFacts();
+  const phases = [
+    ['reconciling', (mode: ModeResult) => mode.reconcilingMedians],
+    ['steady', (mode: ModeResult) => mode.medians],
+  ] as const;
   const lines = [
     `pnpm bench:starts: ${options.events} new start builds per tick (${options.events * ROWS_PER_TICK_BUILD} rows to return, plus the starts in progress), ` +
-      `${options.ticks} measured ticks after ${options.warmup}, interval ${options.intervalMs / 1000} s, overlap ${options.overlapMs / 1000} s; medians. ` +
+      `interval ${options.intervalMs / 1000} s, overlap ${options.overlapMs / 1000} s, ${options.warmup} tick(s) after the start unmeasured, ` +
+      `then the reconciling ticks (the first overlap) and ${options.ticks} steady ones; medians. ` +
       `${machine.cpus} × ${machine.cpuModel}, load average ${machine.loadAverage.toFixed(2)} at the end.`,
     '',
-    '| builds | indexes | off: first connections, db ms | start family, db ms | on / off, db | off, client CPU ms | start, client CPU ms | on / off, CPU | start wall ms | rows read | events | rows / event | seq scans per tick | rows examined |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
+    '| builds | indexes | ticks | off: first connections, db ms | start family, db ms | on / off, db | off, client CPU ms | start, client CPU ms | on / off, CPU | start wall ms | rows read | events | rows / event (max) | seq scans per tick | rows examined |',
+    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
   ];
   for (const size of results) {
     for (const mode of size.modes) {
-      const m = mode.medians;
-      const scans = [...new Set(mode.ticks.flatMap((t) => t.startSeqScans))].join(', ') || 'none';
-      lines.push(
-        `| ${size.builds.toLocaleString('en-US')} | ${mode.indexes} | ${f(m['firstConnectionDbMs'], 2)} | ${f(m['startDbMs'], 2)} | ${f(m['dbOnOverOff'], 2)} | ` +
-          `${f(m['firstConnectionCpuMs'], 2)} | ${f(m['startCpuMs'], 2)} | ${f(m['cpuOnOverOff'], 2)} | ${f(m['startWallMs'], 1)} | ${f(m['rowsRead'], 0)} | ${f(m['events'], 0)} | ` +
-          `${f(m['rowsPerEvent'], 2)} | ${f(m['seqScans'], 0)} (${scans}) | ${f(m['rowsExamined'], 0)} |`,
-      );
+      for (const [phase, of] of phases) {
+        const m = of(mode);
+        if (!(m['ticks']! > 0)) continue;
+        const scans = [...new Set(mode.ticks.filter((t) => t.phase === phase).flatMap((t) => t.startSeqScans))].join(', ') || 'none';
+        lines.push(
+          `| ${size.builds.toLocaleString('en-US')} | ${mode.indexes} | ${phase} (${m['ticks']}) | ${f(m['firstConnectionDbMs'], 2)} | ${f(m['startDbMs'], 2)} | ${f(m['dbOnOverOff'], 2)} | ` +
+            `${f(m['firstConnectionCpuMs'], 2)} | ${f(m['startCpuMs'], 2)} | ${f(m['cpuOnOverOff'], 2)} | ${f(m['startWallMs'], 1)} | ${f(m['rowsRead'], 0)} | ${f(m['events'], 0)} | ` +
+            `${f(m['rowsPerEvent'], 2)} (${f(m['maxRowsPerEvent'], 2)}) | ${f(m['seqScans'], 0)} (${scans}) | ${f(m['rowsExamined'], 0)} |`,
+        );
+      }
     }
   }
-  lines.push('', 'Per statement (median server execution ms / rows examined, last measured tick\'s sequential scans):', '');
-  lines.push('| builds | indexes | statement | db ms | rows examined | seq scans |', '|---:|---|---|---:|---:|---|');
+  lines.push('', 'Per statement (median server execution ms / rows examined, last tick\'s sequential scans):', '');
+  lines.push('| builds | indexes | ticks | statement | db ms | rows examined | seq scans |', '|---:|---|---|---|---:|---:|---|');
   for (const size of results) {
     for (const mode of size.modes) {
-      const names = mode.ticks[0]?.plans.map((p) => p.statement) ?? [];
-      for (const name of names) {
-        const of = mode.ticks.map((t) => t.plans.find((p) => p.statement === name)!);
-        lines.push(
-          `| ${size.builds.toLocaleString('en-US')} | ${mode.indexes} | ${name} | ${f(median(of.map((p) => p.executionMs)), 2)} | ${f(median(of.map((p) => p.rowsExamined)), 0)} | ${of.at(-1)!.seqScans.join(', ') || 'none'} |`,
-        );
+      for (const [phase] of phases) {
+        const ticks = mode.ticks.filter((t) => t.phase === phase);
+        const names = [...new Set(ticks.flatMap((t) => t.plans.map((p) => p.statement)))];
+        for (const name of names) {
+          const of = ticks.flatMap((t) => t.plans.filter((p) => p.statement === name));
+          lines.push(
+            `| ${size.builds.toLocaleString('en-US')} | ${mode.indexes} | ${phase} | ${name} | ${f(median(of.map((p) => p.executionMs)), 2)} | ${f(median(of.map((p) => p.rowsExamined)), 0)} | ${of.at(-1)!.seqScans.join(', ') || 'none'} |`,
+          );
+        }
       }
     }
   }
