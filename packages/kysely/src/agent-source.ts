@@ -9,11 +9,12 @@ import {
   type AwaitingAgent,
   type FirstConnectionSource,
 } from '@agentconn/core';
-import { PGliteAdapter, sql, type Kysely } from 'kysely';
+import { PGliteAdapter, type Kysely } from 'kysely';
 import { connectedAgentsQuery, type ConnectedAgentRow } from './queries/connected-agents.js';
 import { transactionClockQuery } from './queries/transaction-clock.js';
 import { awaitingAgentsQuery, type AwaitingAgentRow } from './queries/awaiting-agents.js';
 import { changedAgentsQuery } from './queries/changed-agents.js';
+import { backendCanceller } from './backend-cancel.js';
 import { CoderDatabaseError } from './coder-database-error.js';
 import type { CoderDatabase } from './schema.js';
 
@@ -182,19 +183,9 @@ export function createCoderAgentSource(db: Kysely<CoderDatabase>, options: Coder
       settled = true;
     });
 
+    const cancelBackend = backendCanceller(db, () => ({ backendPid, settled }));
     const cancel = (): void => {
-      if (!cancelOnAbort) return;
-      void db
-        .connection()
-        .execute(async (conn) => {
-          // The transaction may have ended while this waited for a connection: then its pid is another query's.
-          const pid = backendPid;
-          if (settled || pid === undefined) return;
-          await sql`SELECT pg_cancel_backend(${pid})`.execute(conn);
-        })
-        .catch(() => {
-          // Best effort: the statement timeout ends the query anyway.
-        });
+      if (cancelOnAbort) cancelBackend();
     };
 
     let result: TickRows;

@@ -10,7 +10,8 @@ import {
   type WorkspaceStartBuild,
   type WorkspaceStartSource,
 } from '@agentconn/core';
-import { PGliteAdapter, sql, type Kysely } from 'kysely';
+import { PGliteAdapter, type Kysely } from 'kysely';
+import { backendCanceller } from './backend-cancel.js';
 import { CoderDatabaseError } from './coder-database-error.js';
 import { DEFAULT_STATEMENT_TIMEOUT_MS } from './agent-source.js';
 import { transactionClockQuery } from './queries/transaction-clock.js';
@@ -94,18 +95,9 @@ export function createCoderStartSource(db: Kysely<CoderDatabase>, options: Coder
         settled = true;
         backendPid = undefined;
       });
+    const cancelBackend = backendCanceller(db, () => ({ backendPid, settled }));
     const cancel = (): void => {
-      if (!cancelOnAbort) return;
-      void db
-        .connection()
-        .execute(async (conn) => {
-          const pid = backendPid;
-          if (settled || pid === undefined) return;
-          await sql`SELECT pg_cancel_backend(${pid})`.execute(conn);
-        })
-        .catch(() => {
-          // Best effort: the statement timeout ends the query anyway.
-        });
+      if (cancelOnAbort) cancelBackend();
     };
     let result: Awaited<typeof work>;
     try {
