@@ -48,6 +48,7 @@ export {
   type WorkspaceStartViewOptions,
 } from './view.js';
 export {
+  latestStartInstantMicros,
   START_OUTCOMES,
   START_PHASES,
   workspaceStart,

@@ -195,3 +195,18 @@ export function workspaceStart(instants: WorkspaceStartInstants): WorkspaceStart
   phases.push(span('starting', lastConnected, lastReady));
   return ended(worst, lastReady, phases);
 }
+
+/**
+ * The latest readable instant of a build's rows (epoch µs): where a build that cannot be measured is counted
+ * as dropped, by the exporter's recorder and the report alike.
+ */
+export function latestStartInstantMicros(instants: Omit<WorkspaceStartInstants, 'now'>): number | undefined {
+  const all: (Instant | null)[] = [instants.buildCreatedAt, instants.job.startedAt, instants.job.completedAt, instants.job.canceledAt];
+  for (const agent of instants.agents) all.push(agent.createdAt, agent.firstConnectedAt, agent.readyAt);
+  let latest: number | undefined;
+  for (const value of all) {
+    const micros = value === null ? undefined : toEpochMicros(value);
+    if (micros !== undefined && (latest === undefined || micros > latest)) latest = micros;
+  }
+  return latest;
+}

@@ -18,7 +18,7 @@ import {
   type StartLabelKey,
 } from '../metric.js';
 import { formatEpochMicros, toEpochMicros, type Instant } from '../timestamp.js';
-import { workspaceStart, type StartPhase, type WorkspaceStartInstants } from './phase-model.js';
+import { latestStartInstantMicros, workspaceStart, type StartPhase, type WorkspaceStartInstants } from './phase-model.js';
 import { StartExemplars, startExemplarLabels } from './start-exemplars.js';
 import type { StartExclusions } from './start-source.js';
 
@@ -239,7 +239,7 @@ export class WorkspaceStartRecorder {
     };
     if (result.state === 'invalid') {
       const key = `${build.buildId}/invalid`;
-      const latest = latestMicros(build.instants) ?? toEpochMicros(now) ?? 0;
+      const latest = latestStartInstantMicros(build.instants) ?? toEpochMicros(now) ?? 0;
       const decision = verdict(key, latest, START_PHASE_VALUES.length);
       if (decision === 'skip') return { observed: 0, dropped: 0 };
       this.#handled.set(key, latest);
@@ -468,16 +468,4 @@ export class WorkspaceStartRecorder {
     this.#dropped.add(1, { reason });
     this.#logger.warn(message, fields);
   }
-}
-
-/** The latest instant of a build's rows (epoch µs), for how long its drop is remembered. */
-function latestMicros(instants: Omit<WorkspaceStartInstants, 'now'>): number | undefined {
-  const all: (Instant | null)[] = [instants.buildCreatedAt, instants.job.startedAt, instants.job.completedAt, instants.job.canceledAt];
-  for (const agent of instants.agents) all.push(agent.createdAt, agent.firstConnectedAt, agent.readyAt);
-  let latest: number | undefined;
-  for (const value of all) {
-    const micros = value === null ? undefined : toEpochMicros(value);
-    if (micros !== undefined && (latest === undefined || micros > latest)) latest = micros;
-  }
-  return latest;
 }

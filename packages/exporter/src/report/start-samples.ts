@@ -8,7 +8,7 @@
  * Unlike the first connection's, these samples are computed here and held in memory (a few numbers and
  * names per start and phase) for the length of the report; both start families share one read.
  */
-import { toEpochMicros, workspaceStart, type WorkspaceStartBuild } from '@agentconn/core';
+import { latestStartInstantMicros, toEpochMicros, workspaceStart } from '@agentconn/core';
 import {
   startBuildsOfRows,
   startHistoryRowsQuery,
@@ -67,7 +67,7 @@ async function readStartSamples(db: Kysely<CoderDatabase>, filter: HistorySample
       isPrebuild: build.labels.is_prebuild,
     });
     if (result.state === 'invalid') {
-      const latest = latestMicros(build);
+      const latest = latestStartInstantMicros(build.instants);
       if (latest !== undefined && inRange(latest)) {
         const created = toEpochMicros(build.instants.buildCreatedAt) ?? latest;
         starts.push(sample(null, latest, created, result.problem.reason === 'negative_duration' ? -1 : null));
@@ -84,17 +84,4 @@ async function readStartSamples(db: Kysely<CoderDatabase>, filter: HistorySample
     }
   }
   return { starts, phases };
-}
-
-/** The latest readable instant of a build, where the exporter counts a build it drops. */
-function latestMicros(build: WorkspaceStartBuild): number | undefined {
-  const { instants } = build;
-  const all = [instants.buildCreatedAt, instants.job.startedAt, instants.job.completedAt, instants.job.canceledAt];
-  for (const agent of instants.agents) all.push(agent.createdAt, agent.firstConnectedAt, agent.readyAt);
-  let latest: number | undefined;
-  for (const value of all) {
-    const micros = value === null ? undefined : toEpochMicros(value);
-    if (micros !== undefined && (latest === undefined || micros > latest)) latest = micros;
-  }
-  return latest;
 }
