@@ -261,7 +261,7 @@ describe('edge cases of upstream naming and grouping, byte for byte', () => {
   }
 });
 
-describe('the metric contract of SPEC §1, byte for byte', () => {
+describe('the metric contract of Coder PR #24179, byte for byte', () => {
   it('writes coderd_agents_first_connection_seconds with its HELP, UNIT, TYPE, buckets and escaped labels', async () => {
     const reader = new FastPrometheusReader();
     const provider = new MeterProvider({
